@@ -1,0 +1,191 @@
+"""The one chunked forward/backward helper that every method uses.
+
+Every method in ``captum_prior`` evaluates a model on *rows*: copies of an
+example moved along a path, perturbed, masked or shifted.  Each row belongs to
+one example (its index into the user's batch), which is all that is needed to
+give it the right ``target`` and ``additional_forward_args``.  The functions
+here
+
+- build the rows chunk by chunk (``make_rows(slice) -> (inputs, example_index)``),
+  so memory is bounded by ``chunk_size`` rows however many rows the method needs;
+- select each row's target (every Captum target form) and its slice of the
+  additional forward arguments;
+- validate the model's output and the target on the first chunk;
+- run either a forward pass (:func:`forward_rows`) or a forward and backward
+  pass (:func:`gradient_rows`) per chunk, with gradients enabled even when the
+  caller runs under ``torch.no_grad`` (as Captum's metrics and NoiseTunnel do).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_prior._compat import TargetType, _format_additional_forward_args
+from captum_prior._validation import check_model_output, check_target
+
+RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
+
+
+def chunk_slices(n_rows: int, chunk_size: Optional[int]) -> Iterator[slice]:
+    """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``."""
+    step = n_rows if not chunk_size else max(1, int(chunk_size))
+    for start in range(0, n_rows, max(step, 1)):
+        yield slice(start, min(start + step, n_rows))
+
+
+def rows_target(target: TargetType, index: Tensor) -> TargetType:
+    """The target of each row, given the example ``index`` of each row."""
+    if target is None or isinstance(target, (tuple,)):
+        return target
+    if isinstance(target, numbers.Integral):
+        return int(target)
+    if isinstance(target, Tensor):
+        if target.numel() == 1:
+            return int(target.item())
+        return target.to(index.device)[index]
+    if isinstance(target, list):
+        idx = index.tolist()
+        if len(target) and isinstance(target[0], tuple):
+            return [target[i] for i in idx]
+        return torch.as_tensor(target, device=index.device)[index]
+    return target
+
+
+def rows_args(args: Optional[Tuple[Any, ...]], index: Tensor, n_examples: int) -> Optional[Tuple[Any, ...]]:
+    """Slice every per-example tensor of ``args`` by the rows' example index.
+
+    Tensors whose first dimension equals ``n_examples`` are per-example (as in
+    Captum, which expands every tensor argument); anything else is passed as is.
+    """
+    if args is None:
+        return None
+    out = []
+    for a in args:
+        if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n_examples:
+            out.append(a[index.to(a.device)])
+        else:
+            out.append(a)
+    return tuple(out)
+
+
+def select_output(output: Tensor, target: TargetType) -> Tensor:
+    """Pick each row's target column (the forms of Captum's ``_select_targets``)."""
+    if target is None:
+        return output if output.dim() == 1 else output[:, 0]
+    if isinstance(target, numbers.Integral):
+        return output[:, int(target)]
+    if isinstance(target, tuple):
+        return output[(slice(None),) + target]
+    if isinstance(target, Tensor):
+        return output.gather(1, target.reshape(-1, 1).to(output.device)).squeeze(1)
+    if isinstance(target, list):
+        return torch.stack([output[(i,) + t] for i, t in enumerate(target)])
+    raise TypeError(f"target of type {type(target).__name__} is not supported")
+
+
+class RowRunner:
+    """Run ``forward_func`` on rows that belong to the examples of one batch.
+
+    Args:
+        forward_func (Callable): the model or function.
+        n_examples (int): number of examples in the user's batch.
+        target (int, tuple, Tensor, list, optional): Captum target.
+        additional_forward_args (Any, optional): extra arguments after the inputs.
+        validate (bool): check output shape and target on the first call.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        n_examples: int,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        validate: bool = True,
+    ) -> None:
+        self.forward_func = forward_func
+        self.n_examples = n_examples
+        self.target = target
+        self.args = _format_additional_forward_args(additional_forward_args)
+        self._checked = not validate
+        self.n_calls = 0
+
+    def outputs(self, inputs: Tuple[Tensor, ...], index: Tensor) -> Tensor:
+        """Raw model output (N x C) for the rows ``inputs`` of examples ``index``."""
+        args = rows_args(self.args, index, self.n_examples)
+        out = self.forward_func(*inputs, *(args or ()))
+        self.n_calls += 1
+        out = check_model_output(out, inputs[0].shape[0])
+        if not self._checked:
+            check_target(
+                self.target, self.n_examples, None if out.dim() == 1 else out.shape[1]
+            )
+            self._checked = True
+        return out
+
+    def scores(self, inputs: Tuple[Tensor, ...], index: Tensor) -> Tensor:
+        """The target score of each row, shape ``(rows,)``."""
+        return select_output(self.outputs(inputs, index), rows_target(self.target, index))
+
+
+def forward_rows(
+    runner: RowRunner,
+    make_rows: RowBuilder,
+    n_rows: int,
+    chunk_size: Optional[int] = None,
+    raw: bool = False,
+    progress: Any = None,
+) -> Tensor:
+    """Evaluate all ``n_rows`` rows without gradients, ``chunk_size`` at a time.
+
+    Returns the concatenated target scores ``(n_rows,)`` (or raw outputs
+    ``n_rows x C`` with ``raw=True``).
+    """
+    outs: List[Tensor] = []
+    with torch.no_grad():
+        for sl in chunk_slices(n_rows, chunk_size):
+            rows, index = make_rows(sl)
+            outs.append(runner.outputs(rows, index) if raw else runner.scores(rows, index))
+            if progress is not None:
+                progress.update(sl.stop - sl.start)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def gradient_rows(
+    runner: RowRunner,
+    make_rows: RowBuilder,
+    n_rows: int,
+    chunk_size: Optional[int] = None,
+    create_graph: bool = False,
+    progress: Any = None,
+) -> Iterator[Tuple[slice, Tuple[Tensor, ...], Tensor, Tuple[Tensor, ...], Tensor]]:
+    """Forward and backward over all rows, ``chunk_size`` at a time.
+
+    Yields ``(slice, rows, index, grads, scores)`` per chunk, where ``grads``
+    are the gradients of each row's target score with respect to that row,
+    and ``scores`` the (detached) scores.  The caller reduces each chunk
+    before the next is built, so peak memory is one chunk.
+    """
+    for sl in chunk_slices(n_rows, chunk_size):
+        rows, index = make_rows(sl)
+        with torch.enable_grad():
+            rows = tuple(
+                r if (r.requires_grad and create_graph) else r.detach().requires_grad_()
+                for r in rows
+            )
+            scores = runner.scores(rows, index)
+            grads = torch.autograd.grad(
+                scores.sum(), rows, create_graph=create_graph, allow_unused=True
+            )
+        grads = tuple(
+            torch.zeros_like(r) if g is None else g for g, r in zip(grads, rows)
+        )
+        if not create_graph:
+            rows = tuple(r.detach() for r in rows)
+            scores = scores.detach()
+        if progress is not None:
+            progress.update(sl.stop - sl.start)
+        yield sl, rows, index, grads, scores

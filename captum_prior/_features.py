@@ -1,0 +1,118 @@
+"""Feature extraction from a model's layer with a forward hook.
+
+Shared by the priors (DeepPrior-EG) and the proxies (JGMM): one hook, one
+forward per batch, the model left exactly as found (hook removed, train/eval
+mode restored) even when the forward raises.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, List, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+
+def resolve_layer(model: nn.Module, layer: Union[str, nn.Module, None], name: str = "layer") -> nn.Module:
+    """Return the submodule ``layer`` (a module or its dotted name) of ``model``.
+
+    ``None`` selects the model's last ``nn.Conv2d``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module to hook its layers, got {type(model).__name__}"
+        )
+    if layer is None:
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ValueError(
+                f"{name}=None selects the model's last nn.Conv2d, but the model has "
+                "none; pass the layer to read features from"
+            )
+        return convs[-1]
+    if isinstance(layer, str):
+        try:
+            return model.get_submodule(layer)
+        except AttributeError:
+            names = [n for n, _ in model.named_modules() if n][:12]
+            raise ValueError(
+                f"{name}={layer!r} is not a submodule of the model; some valid names: "
+                + ", ".join(names)
+            ) from None
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in model.modules()):
+            raise ValueError(
+                f"{name} is an nn.Module that is not part of the model; pass one of "
+                "model.modules() or its dotted name"
+            )
+        return layer
+    raise TypeError(f"{name} must be None, a str or an nn.Module, got {type(layer).__name__}")
+
+
+@contextmanager
+def capture(model: nn.Module, layer: nn.Module, eval_mode: bool = True) -> Iterator[List[Tensor]]:
+    """Context manager: every forward of ``model`` appends ``layer``'s output."""
+    store: List[Tensor] = []
+
+    def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+        store.append(out[0] if isinstance(out, (tuple, list)) else out)
+
+    was_training = model.training
+    handle = layer.register_forward_hook(hook)
+    try:
+        if eval_mode:
+            model.eval()
+        yield store
+    finally:
+        handle.remove()
+        model.train(was_training)
+
+
+def layer_features(
+    model: nn.Module,
+    layer: nn.Module,
+    inputs: Union[Tensor, Iterable[Any]],
+    batch_size: int = 256,
+    device: Union[str, torch.device, None] = None,
+    progress: bool = False,
+    with_outputs: bool = False,
+    desc: str = "features",
+) -> Any:
+    """Features of ``layer`` for ``inputs`` (a tensor, or an iterable of batches
+    such as a DataLoader yielding ``x`` or ``(x, y, ...)``), one forward per batch.
+
+    Returns the features (``N x ...``) on CPU-or-``device``; with
+    ``with_outputs=True`` returns ``(features, model_outputs)``.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(inputs, Tensor):
+        batches: Iterable[Any] = (
+            inputs[i : i + batch_size] for i in range(0, inputs.shape[0], batch_size)
+        )
+        total: Optional[int] = (inputs.shape[0] + batch_size - 1) // batch_size
+    else:
+        batches = inputs
+        total = len(inputs) if hasattr(inputs, "__len__") else None  # type: ignore[arg-type]
+    feats: List[Tensor] = []
+    outs: List[Tensor] = []
+    dev = device if device is not None else _model_device(model)
+    with capture(model, layer) as store, torch.no_grad():
+        for batch in tqdm(batches, total=total, disable=not progress, desc=desc):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            out = model(x.to(dev))
+            if not store:
+                raise ValueError("the layer was not called during the model's forward")
+            feats.append(store.pop().detach())
+            store.clear()
+            if with_outputs:
+                outs.append(out.detach())
+    f = torch.cat(feats)
+    return (f, torch.cat(outs)) if with_outputs else f
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")

@@ -1,0 +1,236 @@
+"""Input checks shared by every method.
+
+Each check raises a ``ValueError`` or ``TypeError`` whose message names the
+offending argument and says how to fix it, so users never see a silent NaN or
+a long trace from inside torch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_prior._compat import TargetType
+
+
+def as_tensor_tuple(
+    inputs: Any, name: str = "inputs", floating: bool = True
+) -> Tuple[Tuple[Tensor, ...], bool]:
+    """Return ``(tuple_of_tensors, was_tuple)``; reject anything else."""
+    is_tuple = isinstance(inputs, tuple)
+    items = inputs if is_tuple else (inputs,)
+    if len(items) == 0:
+        raise ValueError(f"{name} is an empty tuple; pass a Tensor or a tuple of Tensors")
+    for i, t in enumerate(items):
+        label = f"{name}[{i}]" if is_tuple else name
+        if not isinstance(t, Tensor):
+            raise TypeError(
+                f"{label} must be a torch.Tensor (or a tuple of Tensors), got "
+                f"{type(t).__name__}"
+            )
+        if t.dim() == 0:
+            raise ValueError(f"{label} must have a batch dimension, got a 0-d tensor")
+        if floating and not t.is_floating_point():
+            raise TypeError(
+                f"{label} must be a floating-point tensor to take gradients, got "
+                f"{t.dtype}; convert it with .float()"
+            )
+        check_finite(t, label)
+    n = items[0].shape[0]
+    for i, t in enumerate(items[1:], 1):
+        if t.shape[0] != n:
+            raise ValueError(
+                f"{name}[{i}] has {t.shape[0]} examples but {name}[0] has {n}; "
+                "every input tensor needs the same first dimension"
+            )
+    return tuple(items), is_tuple
+
+
+def check_finite(t: Union[Tensor, np.ndarray], name: str) -> None:
+    """Raise ``ValueError`` if ``t`` holds NaN or Inf."""
+    if isinstance(t, Tensor):
+        if t.is_floating_point() or t.is_complex():
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
+    else:
+        arr = np.asarray(t)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
+
+
+def check_int(
+    value: Any, name: str, minimum: Optional[int] = 1, maximum: Optional[int] = None
+) -> int:
+    """Return ``value`` as ``int`` if it is an integer within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_optional_int(value: Any, name: str, minimum: int = 1) -> Optional[int]:
+    return None if value is None else check_int(value, name, minimum)
+
+
+def check_float(
+    value: Any,
+    name: str,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as ``float`` if it is a finite real within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value}")
+    if high is not None and (value > high or (value == high and not high_inclusive)):
+        op = "<=" if high_inclusive else "<"
+        raise ValueError(f"{name} must be {op} {high}, got {value}")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """Raise ``ValueError`` listing ``choices`` if ``value`` is not one of them."""
+    if value not in choices:
+        raise ValueError(
+            f"unknown {name} {value!r}; choose one of: "
+            + ", ".join(repr(c) for c in choices)
+        )
+    return value
+
+
+def check_reference_set(
+    baselines: Any, inputs: Tuple[Tensor, ...], name: str = "baselines"
+) -> Tuple[Tensor, ...]:
+    """Validate a reference *set* (first dim indexes references) for ``inputs``.
+
+    Accepts a Tensor (one input) or a tuple of Tensors (one per input), each of
+    shape ``R x inputs[i].shape[1:]``; a tensor of exactly ``inputs[i].shape[1:]``
+    is taken as a single reference; a Python number as a constant single
+    reference. Returns a tuple of tensors on each input's device and dtype.
+    """
+    if baselines is None:
+        raise ValueError(
+            f"{name} is required: pass a reference set, e.g. a batch of "
+            "training images (first dimension indexes the references)"
+        )
+    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    if len(items) != len(inputs):
+        raise ValueError(
+            f"{name} has {len(items)} tensors but inputs has {len(inputs)}; pass "
+            "one reference tensor per input tensor"
+        )
+    out = []
+    for i, (b, x) in enumerate(zip(items, inputs)):
+        label = f"{name}[{i}]" if len(items) > 1 else name
+        if isinstance(b, numbers.Real) and not isinstance(b, bool):
+            b = torch.full((1,) + tuple(x.shape[1:]), float(b))
+        if not isinstance(b, Tensor):
+            raise TypeError(
+                f"{label} must be a Tensor or a number, got {type(b).__name__}"
+            )
+        if tuple(b.shape) == tuple(x.shape[1:]):
+            b = b.unsqueeze(0)
+        if tuple(b.shape[1:]) != tuple(x.shape[1:]):
+            raise ValueError(
+                f"{label} has trailing shape {tuple(b.shape[1:])} but the inputs "
+                f"have {tuple(x.shape[1:])}; each reference must have the shape of "
+                "one input example"
+            )
+        if b.shape[0] == 0:
+            raise ValueError(f"{label} is an empty reference set; pass at least one row")
+        check_finite(b, label)
+        out.append(b.to(device=x.device, dtype=x.dtype))
+    n_ref = out[0].shape[0]
+    for i, b in enumerate(out[1:], 1):
+        if b.shape[0] != n_ref:
+            raise ValueError(
+                f"{name}[{i}] has {b.shape[0]} references but {name}[0] has {n_ref}; "
+                "references are drawn jointly, so every tensor needs the same count"
+            )
+    return tuple(out)
+
+
+def check_target(target: TargetType, n_examples: int, n_outputs: Optional[int]) -> None:
+    """Check a Captum-style ``target`` against ``n_examples`` rows of a model
+    output with ``n_outputs`` columns (``None`` for a 1-D output)."""
+    if target is None:
+        if n_outputs is not None and n_outputs > 1:
+            raise ValueError(
+                f"target is None but the model returns {n_outputs} outputs per "
+                "example; pass target=<class index> (int, list or tensor)"
+            )
+        return
+    if n_outputs is None:
+        raise ValueError(
+            "target was given but the model returns one value per example "
+            "(1-D output); pass target=None"
+        )
+
+    def _check_index(v: int, where: str) -> None:
+        if not -n_outputs <= v < n_outputs:
+            raise ValueError(
+                f"target{where} = {v} is out of range for a model with "
+                f"{n_outputs} outputs; use 0..{n_outputs - 1}"
+            )
+
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, list, tuple or Tensor, not bool")
+    if isinstance(target, numbers.Integral):
+        _check_index(int(target), "")
+    elif isinstance(target, Tensor):
+        if target.is_floating_point():
+            raise TypeError(f"target tensor must be integer, got {target.dtype}")
+        if target.numel() != 1 and (target.dim() != 1 or target.numel() != n_examples):
+            raise ValueError(
+                f"target tensor has shape {tuple(target.shape)}; use a scalar or "
+                f"one index per example ({n_examples},)"
+            )
+        for v in target.reshape(-1).tolist():
+            _check_index(int(v), "")
+    elif isinstance(target, list):
+        if len(target) != n_examples:
+            raise ValueError(
+                f"target list has {len(target)} entries for {n_examples} examples"
+            )
+        for j, v in enumerate(target):
+            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                _check_index(int(v), f"[{j}]")
+            elif not isinstance(v, tuple):
+                raise TypeError(f"target[{j}] must be an int or a tuple, got {v!r}")
+    elif not isinstance(target, tuple):
+        raise TypeError(
+            f"target must be None, an int, a tuple, a list or a Tensor, got "
+            f"{type(target).__name__}"
+        )
+
+
+def check_model_output(output: Any, n_rows: int, name: str = "forward_func") -> Tensor:
+    """A model output must be a Tensor with one row per input row."""
+    if not isinstance(output, Tensor):
+        raise TypeError(f"{name} must return a Tensor, got {type(output).__name__}")
+    if output.dim() == 0 or output.shape[0] != n_rows:
+        raise ValueError(
+            f"{name} returned shape {tuple(output.shape)} for {n_rows} input rows; "
+            "it must return one row per example (N or N x C)"
+        )
+    if output.dim() > 2:
+        raise ValueError(
+            f"{name} returned a {output.dim()}-D output {tuple(output.shape)}; "
+            "captum_prior methods need N x C logits (or N scores)"
+        )
+    return output

@@ -1,0 +1,1 @@
+"""captum_prior.attr"""

@@ -1,0 +1,126 @@
+"""Fashion-MNIST: the full set from disk, and a small sample shipped inside the package.
+
+The full set is read from the original IDX files (``*-ubyte.gz``), which the
+Debian package ``dataset-fashion-mnist`` installs in
+``/usr/share/datasets/fashion-mnist``.  Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+#: Environment variable naming a folder that holds the four IDX files.
+ENV_VAR = "CAPTUM_PRIOR_FASHION_MNIST"
+#: Where Debian's ``dataset-fashion-mnist`` puts the files.
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+SAMPLE_FILE = "fashion_mnist_test_sample.safetensors"
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _read_idx(path: Path, header: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        return np.frombuffer(fh.read(), dtype=np.uint8, offset=header)
+
+
+def _candidates(path: Union[str, os.PathLike, None]) -> List[Path]:
+    places: List[Path] = []
+    if path is not None:
+        places.append(Path(path))
+    env = os.environ.get(ENV_VAR)
+    if env:
+        places.append(Path(env))
+    places.append(Path(DEBIAN_DIR))
+    return places
+
+
+def load_fashion_mnist(
+    split: str = "train", path: Union[str, os.PathLike, None] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""Read the full Fashion-MNIST split from the original IDX files.
+
+    Args:
+        split (str, optional): ``"train"`` (60,000 images) or ``"test"``
+                    (10,000 images). Default: ``"train"``
+        path (str or PathLike, optional): a folder holding the IDX files
+                    (gzipped or not). Searched first; then the folder named by
+                    the environment variable ``CAPTUM_PRIOR_FASHION_MNIST``;
+                    then ``/usr/share/datasets/fashion-mnist`` (Debian package
+                    ``dataset-fashion-mnist``). Default: None
+
+    Returns:
+        (images, labels): ``float32`` images of shape ``N x 1 x 28 x 28`` in
+        ``[0, 1]`` and ``int64`` labels of shape ``N``.
+
+    Raises:
+        ValueError: ``split`` is not ``"train"`` or ``"test"``.
+        FileNotFoundError: the files are in none of the places searched; the
+            message lists every place looked at and how to install the data.
+    """
+    if split not in _FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    img_name, lab_name = _FILES[split]
+    looked: List[str] = []
+    for folder in _candidates(path):
+        for suffix in (".gz", ""):
+            img_p = folder / (img_name + suffix)
+            lab_p = folder / (lab_name + suffix)
+            looked.append(str(img_p))
+            if img_p.is_file() and lab_p.is_file():
+                images = _read_idx(img_p, 16).reshape(-1, 1, 28, 28)
+                labels = _read_idx(lab_p, 8)
+                if images.shape[0] != labels.shape[0]:
+                    raise ValueError(
+                        f"{img_p} holds {images.shape[0]} images but {lab_p} "
+                        f"holds {labels.shape[0]} labels: the files are corrupt"
+                    )
+                x = torch.from_numpy(images.astype(np.float32) / 255.0)
+                return x, torch.from_numpy(labels.astype(np.int64))
+    raise FileNotFoundError(
+        f"Fashion-MNIST {split!r} files not found. Looked for:\n  "
+        + "\n  ".join(looked)
+        + f"\nInstall them with `apt-get install dataset-fashion-mnist`, or pass "
+        f"path=... / set {ENV_VAR} to a folder holding {img_name}[.gz] and "
+        f"{lab_name}[.gz]. The package also ships a small test sample: "
+        "captum_prior.data.load_fashion_mnist_sample()."
+    )
+
+
+def load_fashion_mnist_sample(
+    n: Optional[int] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""Return the Fashion-MNIST test images shipped inside the package.
+
+    The sample holds the first 500 images of the official test split (50 per
+    class are not guaranteed; it is the split's own order), so demos and
+    tests run with no data installed.
+
+    Args:
+        n (int, optional): return only the first ``n`` images. Default: None (all)
+
+    Returns:
+        (images, labels) as in :func:`load_fashion_mnist`.
+    """
+    from safetensors.torch import load_file
+
+    ref = resources.files("captum_prior.assets").joinpath(SAMPLE_FILE)
+    with resources.as_file(ref) as p:
+        state = load_file(str(p))
+    x = state["images"].to(torch.float32) / 255.0
+    y = state["labels"].to(torch.int64)
+    if n is not None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        x, y = x[:n], y[:n]
+    return x, y

@@ -1,0 +1,107 @@
+"""The embedded default model: a small CNN for Fashion-MNIST.
+
+The architecture is deliberately small (about 60k parameters, < 300 kB of
+weights) so that it ships inside the package and every method in
+``captum_prior`` can be demonstrated and tested without a download.  Its
+trained weights are produced by the seeded script
+``benchmarks/train_fashion_cnn.py``.
+
+Inputs are ``N x 1 x 28 x 28`` images with pixel values in ``[0, 1]``; the
+model standardises them itself, so baselines, clip ranges and perturbations
+all live in plain pixel space.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+#: Mean and standard deviation of Fashion-MNIST training pixels (in [0, 1]).
+FASHION_MEAN = 0.2860
+FASHION_STD = 0.3530
+
+#: Class names of Fashion-MNIST, in label order.
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+WEIGHTS_FILE = "fashion_cnn.safetensors"
+
+
+class FashionCNN(nn.Module):
+    r"""Three-conv CNN: ``conv1`` (32 @ 28x28) -> pool -> ``conv2`` (64 @ 14x14)
+    -> pool -> ``conv3`` (64 @ 7x7) -> dropout -> ``fc`` (10 logits).
+
+    ``conv3`` is the last convolution, the layer DeepPrior-EG's priors read by
+    default (64 x 7 x 7, the small analogue of EfficientNet-Lite0's
+    1280 x 7 x 7); ``conv2`` is the middle layer JGMM uses.
+
+    Args:
+        width (int, optional): channels of ``conv1``; later layers use
+                    ``2 * width``. Default: 32
+        dropout (float, optional): dropout before the classifier. Default: 0.25
+    """
+
+    def __init__(self, width: int = 32, dropout: float = 0.25) -> None:
+        super().__init__()
+        w2 = 2 * width
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(width, w2, 3, padding=1), nn.BatchNorm2d(w2), nn.ReLU()
+        )
+        self.conv3 = nn.Sequential(
+            nn.Conv2d(w2, w2, 3, padding=1), nn.BatchNorm2d(w2), nn.ReLU()
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(w2 * 7 * 7, len(FASHION_CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - FASHION_MEAN) / FASHION_STD
+        x = self.pool(self.conv1(x))
+        x = self.pool(self.conv2(x))
+        x = self.conv3(x)
+        return self.fc(self.dropout(torch.flatten(x, 1)))
+
+
+def load_fashion_cnn(
+    path: Optional[str] = None, device: Union[str, torch.device, None] = None
+) -> FashionCNN:
+    r"""Return the embedded, trained :class:`FashionCNN` in ``eval`` mode.
+
+    Args:
+        path (str, optional): a ``.safetensors`` file written by
+                    ``benchmarks/train_fashion_cnn.py``; ``None`` loads the
+                    weights shipped in the package. Default: None
+        device (str or torch.device, optional): where to put the model.
+                    Default: None (CPU)
+    """
+    from safetensors.torch import load_file
+
+    if path is None:
+        ref = resources.files("captum_prior.assets").joinpath(WEIGHTS_FILE)
+        with resources.as_file(ref) as p:
+            state = load_file(str(p))
+    else:
+        state = load_file(str(path))
+    width = int(state["conv1.0.weight"].shape[0])
+    model = FashionCNN(width=width)
+    model.load_state_dict(state)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
