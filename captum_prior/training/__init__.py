@@ -1,1 +1,22 @@
-"""captum_prior.training"""
+"""Training with attribution priors."""
+
+from importlib import import_module
+from typing import Any
+
+# Public name -> defining module. Resolved lazily so that each method lives in
+# its own module and importing one does not import the others.
+_EXPORTS = {
+
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return __all__
