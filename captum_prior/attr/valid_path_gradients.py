@@ -1,0 +1,510 @@
+#!/usr/bin/env python3
+"""Valid-path-feature integration of Akhtar & Jalwana (ICML 2023), Algorithm 2."""
+
+from __future__ import annotations
+
+import numbers
+import typing
+from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union
+
+import torch
+from captum.attr import GradientAttribution
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_prior._batching import RowRunner, forward_rows, gradient_rows
+from captum_prior._compat import (
+    TargetType,
+    TensorOrTupleOfTensorsGeneric,
+    _format_additional_forward_args,
+    _format_output,
+)
+from captum_prior._validation import as_tensor_tuple, check_finite, check_int
+from captum_prior.attr.optimized_baseline import OptimizedBaseline, default_sigmas
+
+#: Keyword arguments of :class:`OptimizedBaseline` that ``baseline_kwargs`` may set.
+BASELINE_KWARGS = ("sigmas", "eta", "eps", "delta", "max_iter", "clip", "objective")
+
+
+class ValidPathGradients(GradientAttribution):
+    r"""Path attribution from optimized baselines, integrating only *valid path
+    features* (Akhtar & Jalwana, ICML 2023, "Towards credible visual model
+    interpretation with path attribution", Algorithm 2 with Definitions 6-7;
+    https://arxiv.org/abs/2305.14395).
+
+    For every input ``x`` and each of ``B`` baselines ``x'_b`` (by default
+    :class:`OptimizedBaseline`, Algorithm 1, one per blur width), ``K =
+    floor(n_steps / B)`` points are drawn on the straight path,
+    ``x~ = x'_b + alpha (x - x'_b)`` with ``alpha ~ U(0, 1)`` (line 6), and the
+    gradient ``g = grad F(x~)`` of the target output is taken (line 7). A
+    feature of a path point is *valid* (Definition 7) when its path term
+    ``rho~_i = (x_i - x~_i) g_i`` has the same sign as, and a smaller magnitude
+    than, the reference ``r_i = (x_i - x'_i) grad_i F(x)`` (line 9). The
+    attribution is
+
+    ``A = 1/B sum_b (x - x'_b) * (sum_k valid_k * g_k) / max(1, sum_k valid_k)``
+
+    (lines 10-12), i.e. the Riemann/Monte-Carlo estimate of eq. (2) restricted
+    to valid path features, averaged over the baselines as in Expected
+    Gradients.
+
+    **Which reading of Algorithm 2 is implemented.** As printed, Algorithm 2
+    sets ``rho <- grad_x F`` (line 1) but resets ``rho <- 0`` for every
+    baseline (line 4), then compares the *running accumulator* ``rho`` with
+    ``rho~`` (line 9). Starting from ``rho = 0``, ``sgn(rho_i) = sgn(rho~_i)``
+    holds only where ``rho~_i = 0``, and then ``|rho_i| > |rho~_i|`` fails, so
+    nothing is ever accumulated and line 11 divides 0 by 0. This class
+    implements the consistent reading of methods.md §2.3, which follows
+    Definition 7 (the comparison is between the gradient at the *input* and at
+    the path point): the reference is ``r = (x - x'_b) * grad_x F`` (line 1,
+    scaled like ``rho~`` as footnote 3 suggests), the accumulator is a separate
+    gradient sum with its own count, and the test is
+    ``sgn(r_i) = sgn(rho~_i) and |r_i| > |rho~_i|``. Because
+    ``x - x~ = (1 - alpha)(x - x'_b)``, this is
+    ``sgn(grad_i F(x)) = sgn(g_i)`` and ``(1 - alpha)|g_i| < |grad_i F(x)|``.
+    It is our interpretation, not the authors' code (none is public).
+
+    With ``filter_path_features=False`` every path feature counts, and the
+    result is random-alpha integrated gradients from each baseline, averaged
+    over the baselines (exactly, under the same ``generator``). This and
+    ``n_baselines=1`` are the switches of the paper's Table 4 ablation;
+    ``baselines=0`` gives "Ours + IG baseline".
+
+    The completeness gap ``sum A - (F(x) - mean_b F(x'_b))`` is returned as
+    the convergence delta. With filtering on it is not expected to be small:
+    dropping invalid features gives up completeness on purpose.
+
+    Args:
+        forward_func (Callable): the model or any function returning ``N x C``
+                    outputs (or ``N`` scores).
+        multiply_by_inputs (bool, optional): Indicates whether to factor
+                    model inputs' multiplier in the final attribution scores.
+                    In the literature this is also known as local vs global
+                    attribution. If inputs' multiplier isn't factored in,
+                    then that type of attribution method is also called local
+                    attribution. If it is, then that type of attribution
+                    method is called global.
+                    More detailed can be found here:
+                    https://arxiv.org/abs/1711.06104
+
+                    If True, the mean valid gradient of baseline ``b`` is
+                    multiplied by ``(inputs - baselines[b])`` before averaging
+                    over the baselines. Default: True
+        filter_path_features (bool, optional): keep only valid path features
+                    (Definition 7); False integrates every path feature
+                    (ablation). Default: True
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        multiply_by_inputs: bool = True,
+        filter_path_features: bool = True,
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable (a model or function), got "
+                f"{type(forward_func).__name__}"
+            )
+        if not isinstance(multiply_by_inputs, bool):
+            raise TypeError("multiply_by_inputs must be True or False")
+        if not isinstance(filter_path_features, bool):
+            raise TypeError("filter_path_features must be True or False")
+        GradientAttribution.__init__(self, forward_func)
+        self._multiply_by_inputs = multiply_by_inputs
+        self.filter_path_features = filter_path_features
+        #: diagnostics of the last call (baselines, valid fraction, ...)
+        self.last_info_: Dict[str, Any] = {}
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @typing.overload
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        baselines: Any = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 150,
+        n_baselines: int = 3,
+        internal_batch_size: Optional[int] = None,
+        *,
+        return_convergence_delta: Literal[True],
+        generator: Optional[torch.Generator] = None,
+        baseline_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
+
+    @typing.overload
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        baselines: Any = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 150,
+        n_baselines: int = 3,
+        internal_batch_size: Optional[int] = None,
+        return_convergence_delta: Literal[False] = False,
+        generator: Optional[torch.Generator] = None,
+        baseline_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> TensorOrTupleOfTensorsGeneric: ...
+
+    @log_usage()
+    def attribute(  # type: ignore[misc]
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        baselines: Any = None,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 150,
+        n_baselines: int = 3,
+        internal_batch_size: Optional[int] = None,
+        return_convergence_delta: bool = False,
+        generator: Optional[torch.Generator] = None,
+        baseline_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> Union[
+        TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]
+    ]:
+        r"""
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): Input for which the
+                        attributions are computed. If forward_func takes a
+                        single tensor as input, a single input tensor should be
+                        provided. If forward_func takes multiple tensors as
+                        input, a tuple of the input tensors should be provided.
+                        Dimension 0 indexes the examples and must agree across
+                        the tensors. For optimized baselines (``baselines=None``)
+                        each tensor must be a batch of images ``N x C x H x W``
+                        in the clip range (default ``[0, 1]``).
+            baselines (scalar, Tensor, tuple of scalar, or Tensor, optional):
+                        ``None`` computes ``n_baselines`` optimized baselines per
+                        example with :class:`OptimizedBaseline` (Algorithm 1).
+                        Otherwise the fixed baselines, per input tensor:
+
+                        - a scalar, or a tensor of one example's shape, or of
+                          shape ``1 x ...``: one baseline shared by all examples;
+                        - a tensor of the inputs' shape: one baseline per example;
+                        - a tensor of shape ``B x N x ...`` (or ``B x 1 x ...``):
+                          ``B`` baselines per example, integrated with
+                          ``floor(n_steps / B)`` steps each (``n_baselines`` is
+                          then ignored);
+                        - a callable returning one of the above (Captum's
+                          convention; called with ``inputs`` or with no argument).
+
+                        NoiseTunnel and Captum's metrics expand ``baselines``
+                        per example, so under them use ``None``, a scalar or a
+                        per-example tensor. Default: None
+            target (int, tuple, Tensor, or list, optional): Output indices for
+                        which gradients are computed (for classification cases,
+                        this is usually the target class).
+                        If the network returns a scalar value per example,
+                        no target index is necessary.
+                        For general 2D outputs, targets can be either:
+
+                        - a single integer or a tensor containing a single
+                          integer, which is applied to all input examples
+
+                        - a list of integers or a 1D tensor, with length matching
+                          the number of examples in inputs (dim 0). Each integer
+                          is applied as the target for the corresponding example.
+
+                        The baselines are optimised towards the logits of the
+                        input as a whole and do not depend on ``target``.
+                        Default: None
+            additional_forward_args (Any, optional): If the forward function
+                        requires additional arguments other than the inputs for
+                        which attributions should not be computed, this argument
+                        can be provided. Tensors whose first dimension equals the
+                        number of examples are taken as per-example and follow
+                        each path point; anything else is passed unchanged.
+                        Default: None
+            n_steps (int, optional): total number of path points per example,
+                        ``K`` in Algorithm 2, split evenly over the baselines
+                        (``floor(n_steps / B)`` each). Default: 150
+            n_baselines (int, optional): number of optimized baselines ``B``
+                        when ``baselines=None`` (one blur width each, see
+                        :func:`~captum_prior.attr.optimized_baseline.default_sigmas`);
+                        must not exceed ``n_steps``. Default: 3
+            internal_batch_size (int, optional): number of model rows (path
+                        points or baseline iterates) evaluated per forward and
+                        backward pass, so memory is bounded by it. ``None``
+                        evaluates all rows of a stage at once. Default: None
+            return_convergence_delta (bool, optional): also return the
+                        completeness gap ``sum(A) - (F(x) - mean_b F(x'_b))`` per
+                        example. Default: False
+            generator (torch.Generator, optional): source of the path positions
+                        ``alpha``, drawn in one call
+                        ``torch.rand((B, K, N), generator=generator)``; ``None``
+                        uses torch's global RNG. Same generator state, same
+                        result. Default: None
+            baseline_kwargs (dict, optional): keyword arguments for
+                        :class:`OptimizedBaseline` (``sigmas``, ``eta``, ``eps``,
+                        ``delta``, ``max_iter``, ``clip``, ``objective``) when
+                        ``baselines=None``; ``sigmas`` must then have
+                        ``n_baselines`` entries. Default: None
+
+        Returns:
+            **attributions** or 2-element tuple of **attributions**, **delta**:
+            - **attributions** (*Tensor* or *tuple[Tensor, ...]*): attributions
+              of the inputs' shape.
+            - **delta** (*Tensor*, returned if return_convergence_delta=True):
+              the completeness gap per example, shape ``(N,)``.
+
+        Examples::
+
+            >>> vpg = ValidPathGradients(model)
+            >>> attr = vpg.attribute(images, target=labels,
+            ...                      generator=torch.Generator().manual_seed(0))
+        """
+        xs, is_tuple = as_tensor_tuple(inputs)
+        xs = tuple(x.detach() for x in xs)
+        N = xs[0].shape[0]
+        n_steps = check_int(n_steps, "n_steps", 1)
+        n_baselines = check_int(n_baselines, "n_baselines", 1)
+        if n_baselines > n_steps:
+            raise ValueError(
+                f"n_baselines = {n_baselines} is larger than n_steps = {n_steps}; "
+                "each baseline needs at least one path step"
+            )
+        chunk = (
+            None
+            if internal_batch_size is None
+            else check_int(internal_batch_size, "internal_batch_size", 1)
+        )
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
+        if not isinstance(return_convergence_delta, bool):
+            raise TypeError("return_convergence_delta must be True or False")
+        args = _format_additional_forward_args(additional_forward_args)
+
+        base = self._baselines(xs, baselines, n_baselines, args, chunk, baseline_kwargs)
+        B = base[0].shape[0]
+        K = n_steps // B
+        if K < 1:
+            raise ValueError(
+                f"n_steps = {n_steps} is smaller than the {B} given baselines; "
+                "each baseline needs at least one path step"
+            )
+        dev, dtype = xs[0].device, xs[0].dtype
+        alphas = torch.rand(
+            (B, K, N),
+            generator=generator,
+            device=generator.device if generator else dev,
+        ).to(device=dev, dtype=dtype)
+
+        runner = RowRunner(self.forward_func, N, target, args)
+        arange_n = torch.arange(N, device=dev)
+
+        grad_x: Tuple[Tensor, ...] = ()
+        if self.filter_path_features:
+            # line 1: gradient of the target output at the input
+            parts = [[] for _ in xs]
+            for _sl, _rows, _index, grads, _ in gradient_rows(
+                runner, lambda sl: (tuple(x[sl] for x in xs), arange_n[sl]), N, chunk
+            ):
+                for p, g in zip(parts, grads, strict=True):
+                    p.append(g)
+            grad_x = tuple(torch.cat(p) for p in parts)
+
+        acc = tuple(
+            torch.zeros((B * N,) + x.shape[1:], device=dev, dtype=dtype) for x in xs
+        )
+        cnt = tuple(torch.zeros_like(a) for a in acc)
+
+        def path_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=dev)
+            b, k, n = r // (K * N), (r // N) % K, r % N
+            a = alphas[b, k, n]
+            rows = tuple(
+                xb[b, n] + a.view(-1, *([1] * (x.dim() - 1))) * (x[n] - xb[b, n])
+                for x, xb in zip(xs, base, strict=True)
+            )
+            return rows, n
+
+        for sl, _rows, n, grads, _ in gradient_rows(
+            runner, path_rows, B * K * N, chunk
+        ):
+            r = torch.arange(sl.start, sl.stop, device=dev)
+            b = r // (K * N)
+            slot = b * N + n
+            a = alphas[b, (r // N) % K, n]
+            for i, g in enumerate(grads):
+                if self.filter_path_features:
+                    dx = xs[i][n] - base[i][b, n]
+                    ref = dx * grad_x[i][n]  # r = (x - x') grad F(x)
+                    path = (
+                        (1 - a).view(-1, *([1] * (g.dim() - 1))) * dx * g
+                    )  # rho~ (line 7)
+                    valid = (torch.sign(ref) == torch.sign(path)) & (
+                        ref.abs() > path.abs()
+                    )
+                    acc[i].index_add_(
+                        0, slot, torch.where(valid, g, torch.zeros_like(g))
+                    )
+                    cnt[i].index_add_(0, slot, valid.to(dtype))
+                else:
+                    acc[i].index_add_(0, slot, g)
+                    cnt[i].index_add_(0, slot, torch.ones_like(g))
+
+        attrs = []
+        for x, xb, ac, ct in zip(xs, base, acc, cnt, strict=True):
+            mean_grad = (ac / ct.clamp_min(1)).view(B, *x.shape)
+            term = (
+                (x.unsqueeze(0) - xb) * mean_grad
+                if self._multiply_by_inputs
+                else mean_grad
+            )
+            attrs.append(term.mean(0))
+        attributions = tuple(attrs)
+
+        self.last_info_ = {
+            "baselines": base if is_tuple else base[0],
+            "n_steps_per_baseline": K,
+            "valid_fraction": tuple(
+                (ct / K).view(B, *x.shape) for ct, x in zip(cnt, xs, strict=True)
+            ),
+            "n_calls": runner.n_calls,
+        }
+        out = _format_output(is_tuple, attributions)
+        if not return_convergence_delta:
+            return out
+        delta = self._delta(attributions, xs, base, runner, chunk)
+        return out, delta
+
+    # ------------------------------------------------------------------ helpers
+    def _delta(
+        self,
+        attributions: Tuple[Tensor, ...],
+        xs: Tuple[Tensor, ...],
+        base: Tuple[Tensor, ...],
+        runner: RowRunner,
+        chunk: Optional[int],
+    ) -> Tensor:
+        """``sum(A) - (F(x) - mean_b F(x'_b))`` per example."""
+        N = xs[0].shape[0]
+        B = base[0].shape[0]
+        dev = xs[0].device
+        total = (B + 1) * N
+
+        def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=dev)
+            n = r % N
+            b = r // N - 1  # row block 0 = inputs, blocks 1..B = baselines
+            out = tuple(
+                torch.where(
+                    (b < 0).view(-1, *([1] * (x.dim() - 1))),
+                    x[n],
+                    xb[b.clamp_min(0), n],
+                )
+                for x, xb in zip(xs, base, strict=True)
+            )
+            return out, n
+
+        scores = forward_rows(runner, rows, total, chunk).view(B + 1, N)
+        gap = scores[0] - scores[1:].mean(0)
+        s = sum(a.reshape(N, -1).sum(1) for a in attributions)
+        return s - gap
+
+    def _baselines(
+        self,
+        xs: Tuple[Tensor, ...],
+        baselines: Any,
+        n_baselines: int,
+        args: Any,
+        chunk: Optional[int],
+        baseline_kwargs: Optional[Dict[str, Any]],
+    ) -> Tuple[Tensor, ...]:
+        """Baselines as a tuple of ``B x N x ...`` tensors."""
+        if baseline_kwargs is not None:
+            if not isinstance(baseline_kwargs, dict):
+                raise TypeError(
+                    f"baseline_kwargs must be a dict, got {type(baseline_kwargs).__name__}"
+                )
+            unknown = sorted(set(baseline_kwargs) - set(BASELINE_KWARGS))
+            if unknown:
+                raise ValueError(
+                    f"unknown baseline_kwargs {unknown}; OptimizedBaseline accepts "
+                    + ", ".join(BASELINE_KWARGS)
+                )
+            if baselines is not None:
+                raise ValueError(
+                    "baseline_kwargs only configures optimized baselines; pass "
+                    "baselines=None to use them, or drop baseline_kwargs"
+                )
+        if baselines is None:
+            kw = dict(baseline_kwargs or {})
+            if "sigmas" in kw:
+                sig = OptimizedBaseline._check_sigmas(kw["sigmas"])
+                if len(sig) != n_baselines:
+                    raise ValueError(
+                        f"baseline_kwargs['sigmas'] has {len(sig)} entries but "
+                        f"n_baselines = {n_baselines}; give one blur width per baseline"
+                    )
+            else:
+                kw["sigmas"] = default_sigmas(n_baselines)
+            ob = OptimizedBaseline(self.forward_func, internal_batch_size=chunk, **kw)
+            out = ob.compute(xs, args)
+            return tuple(t.detach() for t in out)
+
+        if callable(baselines):
+            from captum_prior._compat import _format_callable_baseline
+
+            baselines = _format_callable_baseline(baselines, xs)
+        items = baselines if isinstance(baselines, tuple) else (baselines,)
+        if len(items) != len(xs):
+            raise ValueError(
+                f"baselines has {len(items)} entries but inputs has {len(xs)} tensors; "
+                "pass one baseline per input tensor"
+            )
+        out = []
+        n_b = None
+        for i, (b, x) in enumerate(zip(items, xs, strict=True)):
+            label = f"baselines[{i}]" if len(xs) > 1 else "baselines"
+            N = x.shape[0]
+            if isinstance(b, numbers.Real) and not isinstance(b, bool):
+                t = torch.full_like(x, float(b)).unsqueeze(0)
+            elif isinstance(b, Tensor):
+                check_finite(b, label)
+                b = b.to(device=x.device, dtype=x.dtype)
+                if b.shape == x.shape[1:]:
+                    t = b.expand_as(x).unsqueeze(0)
+                elif (
+                    b.dim() == x.dim()
+                    and b.shape[1:] == x.shape[1:]
+                    and b.shape[0] in (1, N)
+                ):
+                    t = b.expand_as(x).unsqueeze(0)
+                elif (
+                    b.dim() == x.dim() + 1
+                    and b.shape[2:] == x.shape[1:]
+                    and b.shape[1] in (1, N)
+                    and b.shape[0] >= 1
+                ):
+                    t = b.expand(b.shape[0], *x.shape)
+                else:
+                    raise ValueError(
+                        f"{label} has shape {tuple(b.shape)}; use a scalar, one "
+                        f"example's shape {tuple(x.shape[1:])}, the inputs' shape "
+                        f"{tuple(x.shape)}, or B x {tuple(x.shape)}"
+                    )
+            else:
+                raise TypeError(
+                    f"{label} must be None, a number, a Tensor or a callable, got "
+                    f"{type(b).__name__}"
+                )
+            if n_b is not None and t.shape[0] != n_b:
+                raise ValueError(
+                    f"{label} gives {t.shape[0]} baselines per example but "
+                    f"baselines[0] gives {n_b}; every input tensor needs the same count"
+                )
+            n_b = t.shape[0]
+            out.append(t.detach())
+        return tuple(out)
