@@ -14,6 +14,14 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# The metric functions share their modules' names, so importing a submodule
+# (``captum_prior.metrics.insertion_deletion``) would make the package
+# attribute the module, not the function. Binding the functions here, eagerly,
+# keeps ``from captum_prior.metrics import insertion_deletion`` a function
+# whatever was imported first. (These modules import only torch and Captum's
+# common helpers; BayLime stays lazy.)
+from captum_prior.metrics.insertion_deletion import insertion_deletion  # noqa: E402, F401
+
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
