@@ -21,6 +21,7 @@ __all__ = sorted(_EXPORTS)
 # whatever was imported first. (These modules import only torch and Captum's
 # common helpers; BayLime stays lazy.)
 from captum_prior.metrics.insertion_deletion import insertion_deletion  # noqa: E402, F401
+from captum_prior.metrics.keep_remove import keep_remove  # noqa: E402, F401
 from captum_prior.metrics.sensitivity_n import sensitivity_n  # noqa: E402, F401
 
 
