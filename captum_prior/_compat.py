@@ -18,6 +18,7 @@ from captum._utils.typing import (  # noqa: F401
     TargetType,
     TensorOrTupleOfTensorsGeneric,
 )
+from captum.attr._core.lime import construct_feature_mask  # noqa: F401
 from captum.attr._utils.common import _format_callable_baseline  # noqa: F401
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Model",
     "TargetType",
     "TensorOrTupleOfTensorsGeneric",
+    "construct_feature_mask",
     "_format_additional_forward_args",
     "_format_callable_baseline",
     "_format_output",
