@@ -1,0 +1,457 @@
+"""Insertion - deletion AUC and cost of ValidPathGradients against IG and EG.
+
+Akhtar & Jalwana (ICML 2023) report the AUC of insertion minus deletion
+(RISE) for IG (black baseline), IG from other baselines, EG and their method
+(Tables 1 and 3) and an ablation (Table 4), every method with 150 model steps
+per image. This script measures the same on
+
+- ``--model effnet``: EfficientNet-Lite0 on the 20 labelled ImageNet photos;
+- ``--model cnn``: the default FashionCNN on Fashion-MNIST test images
+  (``--n-images``, default 500);
+
+with the RISE protocol of ``captum_prior.metrics.insertion_deletion``
+(blur insertion, zero deletion, softmax probability of the predicted class,
+one image row per step), and reports mean ± 95 % CI (t), the relative gain
+over IG, the paired difference to IG, and the wall time per image against IG
+at the same 150 steps, baseline optimisation included.
+
+Methods (all explain the model's predicted class):
+
+- ``ig``: Captum IntegratedGradients, black baseline, 150 Gauss-Legendre steps;
+- ``ig_mean``: IG from the per-image channel-mean colour ("IG (A)");
+- ``ig_opt``: IG from the optimized baseline (middle blur width);
+- ``eg``: ExpectedGradients, 150 (reference, alpha) draws from a reference set;
+- ``vpg``: ValidPathGradients, 3 optimized baselines x 50 steps (proposed);
+- ``vpg_single``: ValidPathGradients, 1 optimized baseline x 150 steps;
+- ``vpg_black``: valid-feature integration from the black baseline ("Ours + IG baseline");
+- ``vpg_nofilter``: 3 optimized baselines, no valid-feature filtering.
+
+The optimized baselines are computed once per image group and shared: the
+middle-width baseline (used by ``ig_opt``, ``vpg_single``) and the two others;
+each method is charged the optimisation time of the baselines it uses.
+
+Examples::
+
+    python benchmarks/bench_valid_path_gradients.py --model cnn --n-images 500
+    python benchmarks/bench_valid_path_gradients.py --model effnet
+    python benchmarks/bench_valid_path_gradients.py --model cnn --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+import torch
+from captum.attr import IntegratedGradients
+
+from captum_prior.attr import OptimizedBaseline, ValidPathGradients
+from captum_prior.attr.optimized_baseline import default_sigmas
+from captum_prior.metrics import insertion_deletion
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from valid_path_common import (  # noqa: E402
+    RESULTS,
+    Timer,
+    bare_row_time,
+    command_line,
+    environment,
+    fmt,
+    gain,
+    load_model_and_data,
+    md_table,
+    mean_ci,
+    predicted,
+    write_json,
+)
+
+LABELS = {
+    "ig": "IG [black baseline]",
+    "ig_mean": "IG (A) [channel-mean baseline]",
+    "ig_opt": "IG [optimized baseline]",
+    "eg": "EG",
+    "vpg": "Ours: ValidPathGradients (3 baselines)",
+    "vpg_single": "Ours (single baseline)",
+    "vpg_black": "Ours + IG baseline (black)",
+    "vpg_nofilter": "Ours without valid-feature filter",
+}
+ALL = list(LABELS)
+
+
+def eg_method(model, refs, n_steps, bs):
+    """ExpectedGradients from the package, or Captum GradientShap(stdevs=0) if absent."""
+    try:
+        from captum_prior.attr import ExpectedGradients
+
+        eg = ExpectedGradients(model)
+
+        def run(x, target, seed):
+            return eg.attribute(
+                x,
+                refs,
+                target=target,
+                n_samples=n_steps,
+                internal_batch_size=bs,
+                generator=torch.Generator().manual_seed(seed),
+            )
+
+        return run, f"captum_prior.attr.ExpectedGradients, n_samples={n_steps}"
+    except (ImportError, AttributeError):
+        from captum.attr import GradientShap
+
+        gs = GradientShap(model)
+
+        def run(x, target, seed):
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            return gs.attribute(x, refs, n_samples=n_steps, stdevs=0.0, target=target)
+
+        return (
+            run,
+            f"captum GradientShap(stdevs=0.0), n_samples={n_steps} (ExpectedGradients unavailable)",
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=("cnn", "effnet"), default="cnn")
+    p.add_argument(
+        "--n-images", type=int, default=None, help="default: 500 (cnn), 20 (effnet)"
+    )
+    p.add_argument("--n-steps", type=int, default=150)
+    p.add_argument("--n-baselines", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=None, help="rows per model call")
+    p.add_argument(
+        "--group",
+        type=int,
+        default=None,
+        help="images per group (results saved after each)",
+    )
+    p.add_argument(
+        "--pixels-per-step",
+        type=int,
+        default=None,
+        help="insertion/deletion step (default: image width, RISE)",
+    )
+    p.add_argument("--methods", default=",".join(ALL))
+    p.add_argument(
+        "--n-refs",
+        type=int,
+        default=200,
+        help="EG reference set size (cnn; effnet uses the 20 photos)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few images and 30 steps, to check the script",
+    )
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    if a.quick:
+        a.n_images, a.n_steps = (16 if a.model == "cnn" else 2), 30
+    n_images = a.n_images or (500 if a.model == "cnn" else 20)
+    methods = [m for m in a.methods.split(",") if m]
+    bad = [m for m in methods if m not in LABELS]
+    if bad:
+        raise SystemExit(f"unknown methods {bad}; choose from {ALL}")
+    torch.manual_seed(a.seed)
+    bs = a.batch_size or (600 if a.model == "cnn" else 32)
+    group = a.group or (100 if a.model == "cnn" else 2)
+    model, x_all, y_all, desc = load_model_and_data(a.model, n_images)
+    pred_all = predicted(model, x_all, bs)
+    with torch.no_grad():
+        conf = torch.cat(
+            [
+                model(x_all[i : i + bs]).softmax(1).max(1).values
+                for i in range(0, len(x_all), bs)
+            ]
+        )
+
+    if a.model == "cnn":
+        from captum_prior.data import load_fashion_mnist
+
+        xt, _ = load_fashion_mnist("train")
+        idx = torch.randperm(len(xt), generator=torch.Generator().manual_seed(a.seed))[
+            : a.n_refs
+        ]
+        refs, refs_desc = xt[idx], f"{a.n_refs} random Fashion-MNIST training images"
+    else:
+        refs, refs_desc = (
+            x_all,
+            "the 20 ImageNet photos (an image's own copy contributes 0)",
+        )
+    eg_run, eg_desc = eg_method(model, refs, a.n_steps, bs)
+
+    sig3 = default_sigmas(a.n_baselines)
+    sig1 = default_sigmas(1)
+    others = tuple(s for s in sig3 if s not in sig1)
+    ob_mid = OptimizedBaseline(model, sigmas=sig1, internal_batch_size=bs)
+    ob_oth = (
+        OptimizedBaseline(model, sigmas=others, internal_batch_size=bs)
+        if others
+        else None
+    )
+    ig = IntegratedGradients(model)
+    vpg = ValidPathGradients(model)
+    vpg_nf = ValidPathGradients(model, filter_path_features=False)
+    tools = dict(ig=ig, vpg=vpg, vpg_nf=vpg_nf, eg_run=eg_run)
+
+    out = a.out or os.path.join(
+        RESULTS, f"valid_path_gradients_{a.model}{'_quick' if a.quick else ''}"
+    )
+    scores: Dict[str, List[float]] = {m: [] for m in methods}
+    ins: Dict[str, List[float]] = {m: [] for m in methods}
+    dels: Dict[str, List[float]] = {m: [] for m in methods}
+    seconds: Dict[str, float] = {m: 0.0 for m in methods}
+    diag_all: Dict[str, List[float]] = {
+        "converged": [],
+        "iterations": [],
+        "distance": [],
+        "initial_distance": [],
+    }
+    ob_seconds = {"middle": 0.0, "others": 0.0}
+    metric_seconds = 0.0
+    bare = bare_row_time(model, x_all, min(bs, 128), repeats=3)
+    t_start = time.time()
+    print(desc, flush=True)
+
+    for g0 in range(0, len(x_all), group):
+        x = x_all[g0 : g0 + group]
+        pred = pred_all[g0 : g0 + group]
+        seed = a.seed + g0
+        timer = Timer()
+        b_mid, d_mid = timer(
+            "ob_mid", lambda x=x: ob_mid.compute(x, return_diagnostics=True)
+        )
+        if ob_oth is not None:
+            b_oth, d_oth = timer(
+                "ob_oth", lambda x=x: ob_oth.compute(x, return_diagnostics=True)
+            )
+            # in the order of default_sigmas(n_baselines), as ValidPathGradients uses them
+            pieces = {s: b_mid[0] for s in sig1}
+            pieces.update({s: b_oth[i] for i, s in enumerate(others)})
+            b3 = torch.stack([pieces[s] for s in sig3])
+            diags = [d_mid, d_oth]
+        else:
+            b3, diags = b_mid, [d_mid]
+        for d in diags:
+            for k in diag_all:
+                diag_all[k].extend(d[k].double().flatten().tolist())
+        ob_seconds["middle"] += timer.total["ob_mid"]
+        ob_seconds["others"] += timer.total.get("ob_oth", 0.0)
+        ctx = dict(
+            x=x, pred=pred, seed=seed, b_mid=b_mid, b3=b3, bs=bs, n_steps=a.n_steps
+        )
+        charge = {
+            "ig_opt": ob_seconds_now(timer, mid=True),
+            "vpg_single": ob_seconds_now(timer, mid=True),
+            "vpg": ob_seconds_now(timer, mid=True, others=True),
+            "vpg_nofilter": ob_seconds_now(timer, mid=True, others=True),
+        }
+        for m in methods:
+            attr = timer(m, lambda m=m, ctx=ctx: run_method(m, ctx, tools))
+            seconds[m] += timer.total[m] + charge.get(m, 0.0)
+            t = time.perf_counter()
+            res = insertion_deletion(
+                model,
+                x,
+                attr.detach(),
+                target=pred,
+                max_examples_per_batch=bs,
+                pixels_per_step=a.pixels_per_step,
+            )
+            metric_seconds += time.perf_counter() - t
+            scores[m].extend(res.difference.tolist())
+            ins[m].extend(res.insertion.tolist())
+            dels[m].extend(res.deletion.tolist())
+        done = g0 + len(x)
+        line = "  ".join(f"{m} {np.mean(scores[m]):.4f}" for m in methods)
+        print(f"[{done}/{len(x_all)}] {time.time() - t_start:.0f}s  {line}", flush=True)
+        payload = build_payload(
+            a,
+            desc,
+            refs_desc,
+            eg_desc,
+            methods,
+            scores,
+            ins,
+            dels,
+            seconds,
+            done,
+            conf[:done],
+            diag_all,
+            ob_seconds,
+            metric_seconds,
+            bare,
+            sig3,
+            sig1,
+            time.time() - t_start,
+        )
+        write_json(out + ".json", payload)
+    write_markdown(out + ".md", payload)
+
+
+def run_method(m: str, c: dict, t: dict) -> torch.Tensor:
+    """Attributions of method ``m`` for the image group in ``c``."""
+    x, pred, bs, n = c["x"], c["pred"], c["bs"], c["n_steps"]
+    kw = dict(target=pred, n_steps=n, internal_batch_size=bs)
+    if m == "ig":
+        return t["ig"].attribute(x, 0.0, **kw)
+    if m == "ig_mean":
+        return t["ig"].attribute(
+            x, x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous(), **kw
+        )
+    if m == "ig_opt":
+        return t["ig"].attribute(x, c["b_mid"][0], **kw)
+    if m == "eg":
+        return t["eg_run"](x, pred, c["seed"])
+    gen = torch.Generator().manual_seed(c["seed"])
+    if m == "vpg":
+        return t["vpg"].attribute(x, c["b3"], generator=gen, **kw)
+    if m == "vpg_single":
+        return t["vpg"].attribute(x, c["b_mid"][0], generator=gen, **kw)
+    if m == "vpg_black":
+        return t["vpg"].attribute(x, 0.0, generator=gen, **kw)
+    if m == "vpg_nofilter":
+        return t["vpg_nf"].attribute(x, c["b3"], generator=gen, **kw)
+    raise ValueError(m)
+
+
+def ob_seconds_now(timer: Timer, mid: bool = False, others: bool = False) -> float:
+    return (timer.total.get("ob_mid", 0.0) if mid else 0.0) + (
+        timer.total.get("ob_oth", 0.0) if others else 0.0
+    )
+
+
+def build_payload(a, desc, refs_desc, eg_desc, methods, scores, ins, dels, seconds, done, conf,
+                  diag_all, ob_seconds, metric_seconds, bare, sig3, sig1, wall):  # fmt: skip
+    summary = {}
+    ig_scores = np.asarray(scores["ig"]) if "ig" in scores else None
+    for m in methods:
+        s = np.asarray(scores[m])
+        mean, half = mean_ci(s)
+        e = {
+            "label": LABELS[m],
+            "ins_minus_del": scores[m],
+            "insertion": ins[m],
+            "deletion": dels[m],
+            "mean": mean,
+            "ci95": half,
+            "insertion_mean": float(np.mean(ins[m])),
+            "deletion_mean": float(np.mean(dels[m])),
+            "seconds_per_image": seconds[m] / done,
+        }
+        if ig_scores is not None:
+            dm, dh = mean_ci(s - ig_scores)
+            e["paired_diff_vs_ig"] = dm
+            e["paired_diff_vs_ig_ci95"] = dh
+            e["wins_vs_ig"] = float(np.mean(s > ig_scores))
+            e["gain_vs_ig_percent"] = gain(mean, float(ig_scores.mean()))
+            e["time_vs_ig"] = seconds[m] / seconds["ig"] if seconds.get("ig") else None
+        summary[m] = e
+    d = {k: np.asarray(v) for k, v in diag_all.items()}
+    return {
+        "command": command_line(),
+        "data": desc,
+        "n_images": done,
+        "n_steps": a.n_steps,
+        "protocol": "insertion_deletion defaults (RISE): insertion from blur (kernel 11, sigma 5), deletion to 0, "
+        f"softmax probability of the predicted class, pixels_per_step={a.pixels_per_step or 'image width'}",
+        "eg": eg_desc,
+        "eg_references": refs_desc,
+        "sigmas": {"three": list(sig3), "single": list(sig1)},
+        "mean_confidence": float(conf.mean()),
+        "optimized_baselines": {
+            "converged_fraction": float(d["converged"].mean()),
+            "iterations_mean": float(d["iterations"].mean()),
+            "initial_distance_mean": float(d["initial_distance"].mean()),
+            "final_distance_mean": float(d["distance"].mean()),
+            "seconds_per_image_middle": ob_seconds["middle"] / done,
+            "seconds_per_image_others": ob_seconds["others"] / done,
+        },
+        "bare_model": bare,
+        "metric_seconds_per_image_per_method": metric_seconds / done / len(methods),
+        "wall_seconds": wall,
+        "environment": environment(),
+        "methods": summary,
+    }
+
+
+def write_markdown(path: str, p: dict) -> None:
+    ms = p["methods"]
+    ig = ms.get("ig")
+
+    def row(m: str) -> List[str]:
+        e = ms[m]
+        return [
+            e["label"],
+            fmt(e["mean"], e["ci95"]),
+            e.get("gain_vs_ig_percent", ""),
+            ""
+            if ig is None
+            else fmt(e["paired_diff_vs_ig"], e["paired_diff_vs_ig_ci95"]),
+            "" if ig is None else f"{e['wins_vs_ig']:.2f}",
+            f"{e['insertion_mean']:.4f} / {e['deletion_mean']:.4f}",
+        ]
+
+    head = ["Method", "ins−del AUC (mean ± 95% CI)", "gain over IG (%)", "paired Δ vs IG (± 95% CI)",
+            "share of images > IG", "insertion / deletion"]  # fmt: skip
+    main_rows = [row(m) for m in ("ig", "ig_mean", "ig_opt", "eg", "vpg") if m in ms]
+    abl_rows = [
+        row(m)
+        for m in ("ig", "vpg_black", "vpg_single", "vpg_nofilter", "vpg")
+        if m in ms
+    ]
+    cost_rows = []
+    fb = p["bare_model"]["forward_backward_s_per_row"]
+    for e in ms.values():
+        cost_rows.append(
+            [
+                e["label"],
+                f"{e['seconds_per_image']:.3f}",
+                "" if ig is None else f"{e['time_vs_ig']:.2f}",
+            ]
+        )
+    ob = p["optimized_baselines"]
+    text = [
+        f"# ValidPathGradients benchmark: {p['data']}",
+        "",
+        f"Command: `{p['command']}`",
+        "",
+        f"{p['n_images']} images, {p['n_steps']} model steps per method and image; mean confidence of the "
+        f"predicted class {p['mean_confidence']:.2f}. Protocol: {p['protocol']}. EG: {p['eg']}, references: "
+        f"{p['eg_references']}. Blur widths of the optimized baselines: {p['sigmas']}.",
+        "",
+        "## Insertion − deletion AUC (layout of the paper's Tables 1 and 3)",
+        "",
+        md_table(head, main_rows),
+        "",
+        "## Ablation (layout of the paper's Table 4)",
+        "",
+        md_table(head, abl_rows),
+        "",
+        "## Cost per image (same run, side by side; baseline optimisation included)",
+        "",
+        md_table(["Method", "seconds / image", "× IG"], cost_rows),
+        "",
+        f"Optimized baselines: ε reached for {ob['converged_fraction']:.0%} of (image, baseline) pairs, "
+        f"{ob['iterations_mean']:.1f} sign steps on average, logit distance {ob['initial_distance_mean']:.2f} → "
+        f"{ob['final_distance_mean']:.2f}; optimisation {ob['seconds_per_image_middle']:.3f} s/image (middle "
+        f"width) + {ob['seconds_per_image_others']:.3f} s/image (other widths).",
+        f"Physical floor: one bare forward+backward costs {fb * 1e3:.2f} ms per row, so 150 rows cost "
+        f"{150 * fb:.3f} s per image; one bare forward {p['bare_model']['forward_s_per_row'] * 1e3:.2f} ms per row.",
+        f"Metric evaluation: {p['metric_seconds_per_image_per_method']:.3f} s per image and method. "
+        f"Wall time {p['wall_seconds']:.0f} s. Environment: {p['environment']}.",
+        "",
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Shared pieces of the valid-path-gradients benchmark and the optimized-baseline sweep.
+
+Not a public module: data/model loading, timing, statistics and Markdown
+tables used by ``bench_valid_path_gradients.py`` and
+``sweep_optimized_baseline.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from scipy import stats
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def environment() -> Dict[str, Any]:
+    import captum
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def load_model_and_data(
+    model: str, n_images: int, offset: int = 0, split: str = "test"
+) -> Tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
+    """The model and ``n_images`` images (pixels in [0, 1]) with labels."""
+    if model == "cnn":
+        from captum_prior.data import load_fashion_mnist
+        from captum_prior.models import load_fashion_cnn
+
+        net = load_fashion_cnn()
+        x, y = load_fashion_mnist(split)
+        x, y = x[offset : offset + n_images], y[offset : offset + n_images]
+        desc = f"default FashionCNN, Fashion-MNIST {split} images {offset}..{offset + len(x) - 1}"
+    elif model == "effnet":
+        from captum_prior.models.efficientnet import (
+            load_efficientnet_lite0,
+            load_imagenet_samples,
+        )
+
+        net = load_efficientnet_lite0()
+        x, y, _ = load_imagenet_samples()
+        x, y = x[offset : offset + n_images], y[offset : offset + n_images]
+        desc = f"EfficientNet-Lite0, ImageNet sample photos {offset}..{offset + len(x) - 1} (of 20)"
+    else:
+        raise ValueError(f"unknown model {model!r}; use 'cnn' or 'effnet'")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval(), x, y, desc
+
+
+def predicted(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat(
+            [model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)]
+        )
+
+
+class Timer:
+    """Accumulates wall time per key."""
+
+    def __init__(self) -> None:
+        self.total: Dict[str, float] = {}
+
+    def __call__(self, key: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        self.total[key] = self.total.get(key, 0.0) + time.perf_counter() - t
+        return out
+
+
+def bare_row_time(
+    model: torch.nn.Module, x: torch.Tensor, rows: int, repeats: int = 2
+) -> Dict[str, float]:
+    """Seconds per row of one bare forward, and of one forward+backward, on ``rows`` rows."""
+    xb = x[:1].expand(rows, *x.shape[1:]).clone()
+    with torch.no_grad():
+        model(xb)  # warm-up
+    best_f, best_fb = math.inf, math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with torch.no_grad():
+            model(xb)
+        best_f = min(best_f, time.perf_counter() - t)
+        xr = xb.clone().requires_grad_()
+        t = time.perf_counter()
+        out = model(xr)
+        torch.autograd.grad(out[:, 0].sum(), xr)
+        best_fb = min(best_fb, time.perf_counter() - t)
+    return {
+        "forward_s_per_row": best_f / rows,
+        "forward_backward_s_per_row": best_fb / rows,
+    }
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> Tuple[float, float]:
+    """Mean and half-width of the t confidence interval."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(half)
+
+
+def fmt(mean: float, half: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def gain(value: float, ref: float) -> str:
+    if ref == 0:
+        return "n/a"
+    return f"{100.0 * (value - ref) / abs(ref):+.1f}"
+
+
+def write_json(path: str, payload: Dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def md_table(header: List[str], rows: List[List[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
