@@ -182,7 +182,7 @@ def check_target(target: TargetType, n_examples: int, n_outputs: Optional[int]) 
         )
 
     def _check_index(v: int, where: str) -> None:
-        if not -n_outputs <= v < n_outputs:
+        if not 0 <= v < n_outputs:
             raise ValueError(
                 f"target{where} = {v} is out of range for a model with "
                 f"{n_outputs} outputs; use 0..{n_outputs - 1}"

@@ -1,0 +1,71 @@
+"""Shape-EG: binary object masks as the prior (Guo & Gong, 2025, §5.1)."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_prior._compat import TargetType
+from captum_prior._image import resize
+from captum_prior._validation import as_tensor_tuple, check_finite, check_float
+
+
+class MaskPrior:
+    r"""Shape prior for Shape-EG: :math:`p_{prior}` is a binary object mask.
+
+    The paper's Shape-EG subtracts an object mask from the references, so the
+    path starts ``scale`` below the reference on the object and at the
+    reference elsewhere: attributions on the object are amplified. No code
+    was released; following methods.md §1.4 the mask is scaled to ``[0, 1]``
+    and resized (nearest neighbour) to the input size if needed.
+
+    Args:
+        masks (Tensor or numpy.ndarray): ``H x W``, ``N x H x W`` or
+                    ``N x 1 x H x W`` masks with values in ``[0, 1]`` (binary
+                    masks, or ``{0, 255}`` images, which are divided by 255).
+                    ``N`` must be 1 (one mask for every image) or the number of
+                    explained images, in the same order.
+        scale (float, optional): multiplier of the mask. Default: 1.0
+    """
+
+    def __init__(self, masks: Union[Tensor, np.ndarray], scale: float = 1.0) -> None:
+        if isinstance(masks, np.ndarray):
+            masks = torch.from_numpy(masks)
+        if not isinstance(masks, Tensor):
+            raise TypeError(f"masks must be a Tensor or numpy array, got {type(masks).__name__}")
+        m = masks.to(torch.float32)
+        check_finite(m, "masks")
+        if m.numel() and m.max() > 1:
+            if m.max() > 255 or m.min() < 0:
+                raise ValueError("masks must hold values in [0, 1] (or {0, 255} images)")
+            m = m / 255.0
+        if m.numel() and m.min() < 0:
+            raise ValueError("masks must hold values in [0, 1]")
+        if m.dim() == 2:
+            m = m[None, None]
+        elif m.dim() == 3:
+            m = m[:, None]
+        elif m.dim() != 4:
+            raise ValueError(f"masks must be H x W, N x H x W or N x 1 x H x W, got {tuple(m.shape)}")
+        self.masks = m
+        self.scale = check_float(scale, "scale", low=0.0)
+
+    def __call__(self, inputs: Any, target: TargetType = None) -> Tensor:
+        """The mask for ``inputs`` (``N x C x H x W``), ``N x 1 x H x W`` times ``scale``."""
+        if isinstance(inputs, tuple):
+            inputs = inputs[0]
+        (x,), _ = as_tensor_tuple(inputs, "inputs")
+        if x.dim() != 4:
+            raise ValueError(f"MaskPrior needs N x C x H x W inputs, got {tuple(x.shape)}")
+        m = self.masks
+        if m.shape[0] not in (1, x.shape[0]):
+            raise ValueError(
+                f"MaskPrior holds {m.shape[0]} masks for {x.shape[0]} images; pass one "
+                "mask, or one per explained image"
+            )
+        if tuple(m.shape[-2:]) != tuple(x.shape[-2:]):
+            m = resize(m, tuple(x.shape[-2:]), mode="nearest")
+        return (m * self.scale).to(device=x.device, dtype=x.dtype)
