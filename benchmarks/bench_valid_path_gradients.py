@@ -40,10 +40,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import torch
@@ -122,6 +123,7 @@ def main() -> None:
     p.add_argument(
         "--n-images", type=int, default=None, help="default: 500 (cnn), 20 (effnet)"
     )
+    p.add_argument("--offset", type=int, default=0, help="index of the first image")
     p.add_argument("--n-steps", type=int, default=150)
     p.add_argument("--n-baselines", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=None, help="rows per model call")
@@ -150,8 +152,17 @@ def main() -> None:
         action="store_true",
         help="a few images and 30 steps, to check the script",
     )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="combine the JSON results of runs over disjoint images",
+    )
     p.add_argument("--out", default=None)
     a = p.parse_args()
+    if a.merge:
+        merge(a.merge, a.out)
+        return
     if a.quick:
         a.n_images, a.n_steps = (16 if a.model == "cnn" else 2), 30
     n_images = a.n_images or (500 if a.model == "cnn" else 20)
@@ -162,7 +173,7 @@ def main() -> None:
     torch.manual_seed(a.seed)
     bs = a.batch_size or (600 if a.model == "cnn" else 32)
     group = a.group or (100 if a.model == "cnn" else 2)
-    model, x_all, y_all, desc = load_model_and_data(a.model, n_images)
+    model, x_all, _y, desc = load_model_and_data(a.model, n_images, a.offset)
     pred_all = predicted(model, x_all, bs)
     with torch.no_grad():
         conf = torch.cat(
@@ -181,10 +192,8 @@ def main() -> None:
         ]
         refs, refs_desc = xt[idx], f"{a.n_refs} random Fashion-MNIST training images"
     else:
-        refs, refs_desc = (
-            x_all,
-            "the 20 ImageNet photos (an image's own copy contributes 0)",
-        )
+        _m, refs, _y20, _d = load_model_and_data("effnet", 20)
+        refs_desc = "the 20 ImageNet photos (an image's own copy contributes 0)"
     eg_run, eg_desc = eg_method(model, refs, a.n_steps, bs)
 
     sig3 = default_sigmas(a.n_baselines)
@@ -196,34 +205,49 @@ def main() -> None:
         if others
         else None
     )
-    ig = IntegratedGradients(model)
-    vpg = ValidPathGradients(model)
-    vpg_nf = ValidPathGradients(model, filter_path_features=False)
-    tools = dict(ig=ig, vpg=vpg, vpg_nf=vpg_nf, eg_run=eg_run)
+    tools = dict(
+        ig=IntegratedGradients(model),
+        vpg=ValidPathGradients(model),
+        vpg_nf=ValidPathGradients(model, filter_path_features=False),
+        eg_run=eg_run,
+    )
 
     out = a.out or os.path.join(
         RESULTS, f"valid_path_gradients_{a.model}{'_quick' if a.quick else ''}"
     )
-    scores: Dict[str, List[float]] = {m: [] for m in methods}
-    ins: Dict[str, List[float]] = {m: [] for m in methods}
-    dels: Dict[str, List[float]] = {m: [] for m in methods}
-    seconds: Dict[str, float] = {m: 0.0 for m in methods}
-    diag_all: Dict[str, List[float]] = {
-        "converged": [],
-        "iterations": [],
-        "distance": [],
-        "initial_distance": [],
+    raw = {
+        "commands": [command_line()],
+        "data": [desc],
+        "n_steps": a.n_steps,
+        "pixels_per_step": a.pixels_per_step,
+        "eg": eg_desc,
+        "eg_references": refs_desc,
+        "sigmas": {"three": list(sig3), "single": list(sig1)},
+        "methods": methods,
+        "scores": {m: [] for m in methods},
+        "insertion": {m: [] for m in methods},
+        "deletion": {m: [] for m in methods},
+        "seconds": {m: 0.0 for m in methods},
+        "confidence": [],
+        "diagnostics": {
+            "converged": [],
+            "iterations": [],
+            "distance": [],
+            "initial_distance": [],
+        },
+        "ob_seconds": {"middle": 0.0, "others": 0.0},
+        "metric_seconds": 0.0,
+        "bare_model": bare_row_time(model, x_all, min(bs, 128), repeats=3),
+        "wall_seconds": 0.0,
+        "environment": environment(),
     }
-    ob_seconds = {"middle": 0.0, "others": 0.0}
-    metric_seconds = 0.0
-    bare = bare_row_time(model, x_all, min(bs, 128), repeats=3)
     t_start = time.time()
     print(desc, flush=True)
 
     for g0 in range(0, len(x_all), group):
         x = x_all[g0 : g0 + group]
         pred = pred_all[g0 : g0 + group]
-        seed = a.seed + g0
+        seed = a.seed + a.offset + g0
         timer = Timer()
         b_mid, d_mid = timer(
             "ob_mid", lambda x=x: ob_mid.compute(x, return_diagnostics=True)
@@ -240,10 +264,10 @@ def main() -> None:
         else:
             b3, diags = b_mid, [d_mid]
         for d in diags:
-            for k in diag_all:
-                diag_all[k].extend(d[k].double().flatten().tolist())
-        ob_seconds["middle"] += timer.total["ob_mid"]
-        ob_seconds["others"] += timer.total.get("ob_oth", 0.0)
+            for k in raw["diagnostics"]:
+                raw["diagnostics"][k].extend(d[k].double().flatten().tolist())
+        raw["ob_seconds"]["middle"] += timer.total["ob_mid"]
+        raw["ob_seconds"]["others"] += timer.total.get("ob_oth", 0.0)
         ctx = dict(
             x=x, pred=pred, seed=seed, b_mid=b_mid, b3=b3, bs=bs, n_steps=a.n_steps
         )
@@ -255,7 +279,7 @@ def main() -> None:
         }
         for m in methods:
             attr = timer(m, lambda m=m, ctx=ctx: run_method(m, ctx, tools))
-            seconds[m] += timer.total[m] + charge.get(m, 0.0)
+            raw["seconds"][m] += timer.total[m] + charge.get(m, 0.0)
             t = time.perf_counter()
             res = insertion_deletion(
                 model,
@@ -265,35 +289,48 @@ def main() -> None:
                 max_examples_per_batch=bs,
                 pixels_per_step=a.pixels_per_step,
             )
-            metric_seconds += time.perf_counter() - t
-            scores[m].extend(res.difference.tolist())
-            ins[m].extend(res.insertion.tolist())
-            dels[m].extend(res.deletion.tolist())
+            raw["metric_seconds"] += time.perf_counter() - t
+            raw["scores"][m].extend(res.difference.tolist())
+            raw["insertion"][m].extend(res.insertion.tolist())
+            raw["deletion"][m].extend(res.deletion.tolist())
+        raw["confidence"].extend(conf[g0 : g0 + len(x)].tolist())
+        raw["wall_seconds"] = time.time() - t_start
         done = g0 + len(x)
-        line = "  ".join(f"{m} {np.mean(scores[m]):.4f}" for m in methods)
+        line = "  ".join(f"{m} {np.mean(raw['scores'][m]):.4f}" for m in methods)
         print(f"[{done}/{len(x_all)}] {time.time() - t_start:.0f}s  {line}", flush=True)
-        payload = build_payload(
-            a,
-            desc,
-            refs_desc,
-            eg_desc,
-            methods,
-            scores,
-            ins,
-            dels,
-            seconds,
-            done,
-            conf[:done],
-            diag_all,
-            ob_seconds,
-            metric_seconds,
-            bare,
-            sig3,
-            sig1,
-            time.time() - t_start,
-        )
-        write_json(out + ".json", payload)
-    write_markdown(out + ".md", payload)
+        write_json(out + ".json", build_payload(raw))
+    write_markdown(out + ".md", build_payload(raw))
+
+
+def merge(paths: List[str], out: str) -> None:
+    """Combine runs over disjoint image ranges (same settings) into one result."""
+    raws = []
+    for path in paths:
+        with open(path) as f:
+            raws.append(json.load(f)["raw"])
+    r = raws[0]
+    for o in raws[1:]:
+        if o["methods"] != r["methods"] or o["n_steps"] != r["n_steps"]:
+            raise SystemExit(f"{path}: different methods or n_steps; cannot merge")
+        r["commands"] += o["commands"]
+        r["data"] += o["data"]
+        for key in ("scores", "insertion", "deletion"):
+            for m in r["methods"]:
+                r[key][m] += o[key][m]
+        for m in r["methods"]:
+            r["seconds"][m] += o["seconds"][m]
+        r["confidence"] += o["confidence"]
+        for k in r["diagnostics"]:
+            r["diagnostics"][k] += o["diagnostics"][k]
+        for k in r["ob_seconds"]:
+            r["ob_seconds"][k] += o["ob_seconds"][k]
+        r["metric_seconds"] += o["metric_seconds"]
+        r["wall_seconds"] += o["wall_seconds"]
+    r["commands"].append(command_line())
+    if out is None:
+        raise SystemExit("--merge needs --out")
+    write_json(out + ".json", build_payload(r))
+    write_markdown(out + ".md", build_payload(r))
 
 
 def run_method(m: str, c: dict, t: dict) -> torch.Tensor:
@@ -328,8 +365,10 @@ def ob_seconds_now(timer: Timer, mid: bool = False, others: bool = False) -> flo
     )
 
 
-def build_payload(a, desc, refs_desc, eg_desc, methods, scores, ins, dels, seconds, done, conf,
-                  diag_all, ob_seconds, metric_seconds, bare, sig3, sig1, wall):  # fmt: skip
+def build_payload(raw: dict) -> dict:
+    """Summary statistics of the raw per-image results."""
+    scores, seconds, methods = raw["scores"], raw["seconds"], raw["methods"]
+    done = len(raw["confidence"])
     summary = {}
     ig_scores = np.asarray(scores["ig"]) if "ig" in scores else None
     for m in methods:
@@ -337,13 +376,10 @@ def build_payload(a, desc, refs_desc, eg_desc, methods, scores, ins, dels, secon
         mean, half = mean_ci(s)
         e = {
             "label": LABELS[m],
-            "ins_minus_del": scores[m],
-            "insertion": ins[m],
-            "deletion": dels[m],
             "mean": mean,
             "ci95": half,
-            "insertion_mean": float(np.mean(ins[m])),
-            "deletion_mean": float(np.mean(dels[m])),
+            "insertion_mean": float(np.mean(raw["insertion"][m])),
+            "deletion_mean": float(np.mean(raw["deletion"][m])),
             "seconds_per_image": seconds[m] / done,
         }
         if ig_scores is not None:
@@ -354,31 +390,34 @@ def build_payload(a, desc, refs_desc, eg_desc, methods, scores, ins, dels, secon
             e["gain_vs_ig_percent"] = gain(mean, float(ig_scores.mean()))
             e["time_vs_ig"] = seconds[m] / seconds["ig"] if seconds.get("ig") else None
         summary[m] = e
-    d = {k: np.asarray(v) for k, v in diag_all.items()}
+    d = {k: np.asarray(v) for k, v in raw["diagnostics"].items()}
     return {
-        "command": command_line(),
-        "data": desc,
+        "command": " && ".join(raw["commands"]),
+        "data": "; ".join(raw["data"]),
         "n_images": done,
-        "n_steps": a.n_steps,
+        "n_steps": raw["n_steps"],
         "protocol": "insertion_deletion defaults (RISE): insertion from blur (kernel 11, sigma 5), deletion to 0, "
-        f"softmax probability of the predicted class, pixels_per_step={a.pixels_per_step or 'image width'}",
-        "eg": eg_desc,
-        "eg_references": refs_desc,
-        "sigmas": {"three": list(sig3), "single": list(sig1)},
-        "mean_confidence": float(conf.mean()),
+        f"softmax probability of the predicted class, pixels_per_step={raw['pixels_per_step'] or 'image width'}",
+        "eg": raw["eg"],
+        "eg_references": raw["eg_references"],
+        "sigmas": raw["sigmas"],
+        "mean_confidence": float(np.mean(raw["confidence"])),
         "optimized_baselines": {
             "converged_fraction": float(d["converged"].mean()),
             "iterations_mean": float(d["iterations"].mean()),
             "initial_distance_mean": float(d["initial_distance"].mean()),
             "final_distance_mean": float(d["distance"].mean()),
-            "seconds_per_image_middle": ob_seconds["middle"] / done,
-            "seconds_per_image_others": ob_seconds["others"] / done,
+            "seconds_per_image_middle": raw["ob_seconds"]["middle"] / done,
+            "seconds_per_image_others": raw["ob_seconds"]["others"] / done,
         },
-        "bare_model": bare,
-        "metric_seconds_per_image_per_method": metric_seconds / done / len(methods),
-        "wall_seconds": wall,
-        "environment": environment(),
+        "bare_model": raw["bare_model"],
+        "metric_seconds_per_image_per_method": raw["metric_seconds"]
+        / done
+        / len(methods),
+        "wall_seconds": raw["wall_seconds"],
+        "environment": raw["environment"],
         "methods": summary,
+        "raw": raw,
     }
 
 

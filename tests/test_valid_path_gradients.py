@@ -188,6 +188,22 @@ def test_chunked_equals_unchunked_with_optimized_baselines(cnn, images):
     assert bool(((base - images).abs() >= 0.05 - 1e-6).all())
 
 
+def test_default_baselines_are_optimized_baselines(cnn, images):
+    # baselines=None is OptimizedBaseline with default_sigmas(n_baselines) and baseline_kwargs
+    from captum_prior.attr.optimized_baseline import default_sigmas
+
+    x = images[:2]
+    bk = dict(max_iter=2, eps=1e-4, delta=0.08)
+    vpg = ValidPathGradients(cnn)
+    auto = vpg.attribute(
+        x, target=5, n_steps=8, n_baselines=2, baseline_kwargs=bk, generator=gen(3)
+    )
+    base = OptimizedBaseline(cnn, sigmas=default_sigmas(2), **bk).compute(x)
+    assert torch.allclose(vpg.last_info_["baselines"], base, atol=1e-6)
+    explicit = vpg.attribute(x, base, target=5, n_steps=8, generator=gen(3))
+    assert torch.allclose(auto, explicit, atol=1e-6)
+
+
 def test_target_forms(cnn, images):
     vpg = ValidPathGradients(cnn)
     kw = dict(baselines=0.0, n_steps=6)
