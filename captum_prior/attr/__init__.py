@@ -11,6 +11,7 @@ _EXPORTS = {
     "OptimizedBaseline": "captum_prior.attr.optimized_baseline",
     "ValidPathGradients": "captum_prior.attr.valid_path_gradients",
     "BayLime": "captum_prior.attr.bay_lime",
+    "BayesianLinearModel": "captum_prior.attr.bay_lime",
     "DMMMENAttribution": "captum_prior.attr.dmm_men_attribution",
 }
 
