@@ -18,6 +18,7 @@ from captum_prior.proxy._dmm_men_sampler import (
     State,
     beta_tau_stats,
     inverse_gaussian_rv,
+    log_orthant_normal,
     log_prior_beta_tau,
     sig2_logtarget,
     sig2_mh,
@@ -62,6 +63,12 @@ def test_scale_mixture_equals_orthant_normal_prior():
         )
         orthant = np.exp(-(lam1 * abs(beta) + lam2 * beta**2) / (2 * sig2) - log_c)
         assert mix == pytest.approx(orthant, rel=1e-5)
+        # the sampler's collapsed (tau integrated out) prior is the same density
+        st = beta_tau_stats(np.array([[beta]]), np.ones((1, 1)))
+        lon = log_orthant_normal(
+            st, 1, np.array([sig2]), np.array([lam1]), np.array([lam2])
+        )
+        assert np.exp(lon[0, 0]) == pytest.approx(orthant, rel=1e-10)
 
 
 @pytest.mark.parametrize("gam", [0.01, 0.8, 3.0, 60.0])
@@ -156,9 +163,11 @@ def _lambda_sampler(M, beta, omega, sig2, s1=4.0, s2=1.0, V=1.0):
     return smp, st
 
 
-def test_lambda_mh_targets_exact_conditional():
+@pytest.mark.parametrize("collapse", [False, True])
+def test_lambda_mh_targets_exact_conditional(collapse):
     """The lambda step targets Gamma prior x Eq. (6) x Eq. (7) (with the
-    truncation constant): 400 independent chains vs a numerical 2-D grid."""
+    truncation constant), or with tau collapsed Gamma prior x Eq. (5):
+    400 independent chains vs a numerical 2-D grid."""
     M, p = 400, 5
     rng = np.random.default_rng(5)
     b1 = rng.normal(0, 0.5, p)
@@ -167,12 +176,14 @@ def test_lambda_mh_targets_exact_conditional():
     omega = np.tile(o1, (M, 1))
     sig2 = np.full(M, 0.3)
     smp, st = _lambda_sampler(M, beta, omega, sig2)
+    smp.collapse_tau = collapse
     for it in range(250):
         smp._step_lambda(st, adapt=it < 100, it=it)
     stt = beta_tau_stats(b1[None, :], o1[None, :])
     g = np.linspace(-6, 5, 500)
     L1, L2 = np.meshgrid(np.exp(g), np.exp(g), indexing="ij")
-    lp = log_prior_beta_tau(
+    fn = log_orthant_normal if collapse else log_prior_beta_tau
+    lp = fn(
         {k: np.full(L1.size, v[0]) for k, v in stt.items()},
         p,
         np.full(L1.size, 0.3),

@@ -161,10 +161,13 @@ def beta_tau_stats(beta_pen: np.ndarray, omega: np.ndarray) -> Dict[str, np.ndar
     """Per-component sufficient statistics of (beta, tau) for the prior terms.
 
     Q = sum_l beta_l^2 / (1 - tau_l); T = sum_l 1 / tau_l;
-    S1 = sum_l log(1 - tau_l); S2 = sum_l log tau_l.
+    S1 = sum_l log(1 - tau_l); S2 = sum_l log tau_l;
+    A1 = sum_l |beta_l|; B2 = sum_l beta_l^2 (for the tau-collapsed prior).
     """
     l1p = np.log1p(omega)
     return {
+        "A1": np.sum(np.abs(beta_pen), axis=-1),
+        "B2": np.sum(beta_pen * beta_pen, axis=-1),
         "Q": np.sum(beta_pen * beta_pen * (1.0 + omega), axis=-1),
         "T": np.sum(1.0 + 1.0 / omega, axis=-1),
         "S1": -np.sum(l1p, axis=-1),
@@ -212,6 +215,39 @@ def log_prior_beta_tau(
         - p * log_ndtr(-np.sqrt(2.0 * gam))
     )
     return log_norm + log_tig
+
+
+def log_orthant_normal(
+    stats: Dict[str, np.ndarray],
+    p: int,
+    sig2: np.ndarray,
+    lam1: np.ndarray,
+    lam2: np.ndarray,
+    pairs: bool = False,
+) -> np.ndarray:
+    """``log f(beta_j | lam1, lam2, sig2_j)``: the orthant-normal elastic-net
+    prior of Eq. (5) (Hans 2011), i.e. Eq. (6)-(7) with tau integrated out:
+
+        -(lam1 |beta|_1 + lam2 |beta|^2) / (2 sig2) - p log 2
+        - p/2 log(2 pi sig2 / lam2) - p log Phi(-lam1 / (2 sigma sqrt(lam2)))
+        - p lam1^2 / (8 lam2 sig2).
+
+    Shapes as in :func:`log_prior_beta_tau`.
+    """
+    if pairs:
+        s2, L1, L2 = sig2, lam1, lam2
+        A1, B2 = stats["A1"], stats["B2"]
+    else:
+        s2, L1, L2 = sig2[:, None], lam1[None, :], lam2[None, :]
+        A1, B2 = stats["A1"][:, None], stats["B2"][:, None]
+    cc = L1 / (2.0 * np.sqrt(L2 * s2))
+    return (
+        -(L1 * A1 + L2 * B2) / (2.0 * s2)
+        - p * np.log(2.0)
+        - 0.5 * p * (LOG_2PI + np.log(s2) - np.log(L2))
+        - p * log_ndtr(-cc)
+        - 0.5 * p * cc * cc
+    )
 
 
 def log_gamma_pdf(x: np.ndarray, shape: float, rate: float) -> np.ndarray:
@@ -315,6 +351,9 @@ class Sampler:
         self.lam_tries = np.zeros((2, hyper.K))
         self.sig_acc = 0
         self.sig_tries = 0
+        self.label_swaps = False
+        self.collapse_tau = True
+        self.n_swaps = 0
         self._gram_z: Optional[np.ndarray] = None
         self._sweeps_since_full = 0
         self.G = np.zeros((hyper.J, self.q, self.q))
@@ -431,10 +470,16 @@ class Sampler:
             st.extra["stats"] = beta_tau_stats(st.beta[:, self.off :], st.omega)
         return st.extra["stats"]
 
+    def _prior_terms(self, st: State, lam1, lam2, pairs: bool) -> np.ndarray:
+        fn = log_orthant_normal if self.collapse_tau else log_prior_beta_tau
+        return fn(self._stats(st), self.p, st.sig2, lam1, lam2, pairs=pairs)
+
     def _step_c(self, st: State) -> None:
-        # exact: P(c_j = k) oc w_k N(beta_j | 0, sig2_j/lam2_k S_tau) prod_l TIG(tau_jl | lam_k).
-        # The reference code omits the tau term (which depends on lambda_k).
-        lp = log_prior_beta_tau(self._stats(st), self.p, st.sig2, st.lam1, st.lam2)
+        # exact: P(c_j = k) oc w_k N(beta_j | 0, sig2_j/lam2_k S_tau) prod_l TIG(tau_jl | lam_k)
+        # (the reference code omits the tau term, which depends on lambda_k);
+        # collapsed: P(c_j = k) oc w_k f_k(beta_j) of Eq. (5), tau integrated
+        # out, followed by a fresh tau draw (partially collapsed Gibbs).
+        lp = self._prior_terms(st, st.lam1, st.lam2, pairs=False)
         lp = lp + st.log_w[None, :]
         g = -np.log(-np.log(self.rng.random(lp.shape)))
         st.c = np.argmax(lp + g, axis=1)
@@ -508,20 +553,21 @@ class Sampler:
         self.sig_acc += int(acc.sum())
         self.sig_tries += acc.size
 
-    def _lam_logtarget(self, st, stats, lam1, lam2):
+    def _lam_logtarget(self, st, stats, lam1, lam2, active):
         # per k: sum over components j with c_j = k of the Eq. (6) and (7) terms
-        # (beta AND tau both depend on lambda), plus the Gamma priors.
+        # (beta AND tau both depend on lambda), plus the Gamma priors; collapsed:
+        # the Eq. (5) density of beta_j (tau integrated out) instead.
         h = self.h
-        lp = log_prior_beta_tau(
-            stats, self.p, st.sig2, lam1[st.c], lam2[st.c], pairs=True
-        )
-        lik = np.bincount(st.c, weights=lp, minlength=h.K)
+        lp = self._prior_terms(st, lam1[st.c], lam2[st.c], pairs=True)
+        lik = np.bincount(st.c, weights=np.where(active, lp, 0.0), minlength=h.K)
         prior = log_gamma_pdf(lam1, h.s1, h.V / 2.0) + log_gamma_pdf(
             lam2, h.s2, h.V / 2.0
         )
         return lik + prior
 
-    def _step_lambda(self, st: State, adapt: bool, it: int) -> None:
+    def _step_lambda(
+        self, st: State, adapt: bool, it: int, active: Optional[np.ndarray] = None
+    ) -> None:
         # Random-walk MH on log lambda_{1,k} and log lambda_{2,k} in turn with the
         # exact conditional (Gamma prior + beta term + tau term incl. truncation
         # constant; Jacobian of the log transform).  The reference code omits the
@@ -529,14 +575,18 @@ class Sampler:
         # member draw (exactly) from the prior.  Step sizes adapt only in burn-in.
         h, K = self.h, self.h.K
         stats = self._stats(st)
-        used = np.bincount(st.c, minlength=K) > 0
+        if active is None:
+            active = np.ones(h.J, dtype=bool)
+        used = np.bincount(st.c[active], minlength=K) > 0
         for which in (0, 1):
-            cur = self._lam_logtarget(st, stats, st.lam1, st.lam2)
+            cur = self._lam_logtarget(st, stats, st.lam1, st.lam2, active)
             cur = cur + np.log(st.lam1) + np.log(st.lam2)
             step = self.lam_step[which] * self.rng.standard_normal(K)
             l1 = st.lam1 * np.exp(step) if which == 0 else st.lam1
             l2 = st.lam2 * np.exp(step) if which == 1 else st.lam2
-            new = self._lam_logtarget(st, stats, l1, l2) + np.log(l1) + np.log(l2)
+            new = (
+                self._lam_logtarget(st, stats, l1, l2, active) + np.log(l1) + np.log(l2)
+            )
             ratio = new - cur
             acc = (np.log(self.rng.random(K)) < ratio) & np.isfinite(ratio) & used
             if which == 0:
@@ -576,6 +626,8 @@ class Sampler:
         if empty.size == 0:
             return
         h, m = self.h, empty.size
+        w = np.exp(st.log_w - np.logaddexp.reduce(st.log_w))
+        st.c[empty] = self.rng.choice(h.K, size=m, p=w / w.sum())
         sig2 = h.b / np.exp(log_gamma_rv(self.rng, np.full(m, h.a)))
         L1 = st.lam1[st.c[empty]][:, None]
         L2 = st.lam2[st.c[empty]][:, None]
@@ -594,21 +646,63 @@ class Sampler:
             st.mu[:, empty] = self.X @ beta.T
 
     # ---------------------------------------------------------------- sweep
+    def _step_label_swaps(self, st: State) -> None:
+        # Optional MH label-swap moves (not in the paper or the code): for each
+        # adjacent pair (j, j+1), propose exchanging the two components' labels
+        # (allocations and beta, tau, sigma^2, c) with the sticks u fixed.  The
+        # move is a deterministic involution and the component priors are
+        # exchangeable, so only sum_i log pi_{z_i} changes; accept with
+        # min(1, (pi_j / pi_{j+1})^(n_{j+1} - n_j)).  It lets the chain visit
+        # label orderings the truncated stick-breaking prior makes sticky.
+        n_j = np.bincount(st.z, minlength=self.h.J)
+        for j in range(self.h.J - 1):
+            k = j + 1
+            log_r = (n_j[k] - n_j[j]) * (st.log_pi[j] - st.log_pi[k])
+            if np.log(self.rng.random()) >= log_r:
+                continue
+            sw = np.arange(self.h.J)
+            sw[j], sw[k] = k, j
+            st.z = sw[st.z]
+            self._gram_z = sw[self._gram_z]
+            for arr in (st.beta, st.omega, self.G, self.Xy):
+                arr[[j, k]] = arr[[k, j]]
+            st.sig2[[j, k]] = st.sig2[[k, j]]
+            st.c[[j, k]] = st.c[[k, j]]
+            if st.mu is not None:
+                st.mu[:, [j, k]] = st.mu[:, [k, j]]
+            n_j[[j, k]] = n_j[[k, j]]
+            st.extra["stats"] = None
+            self.n_swaps += 1
+
     def sweep(self, st: State, adapt: bool, it: int) -> None:
         """One full sweep in the order of the reference code (methods.md §5.3)."""
         self._step_z(st)
         self._stick_breaking(st)
+        if self.label_swaps:
+            self._step_label_swaps(st)
         self._step_alpha(st)
         self._step_c(st)
+        if self.collapse_tau:
+            self._step_tau(
+                st
+            )  # tau | beta, c, lambda, sigma^2 after the collapsed c draw
         self._step_w(st)
         self._step_beta(st)
-        self._step_tau(st)
+        if not self.collapse_tau:
+            self._step_tau(st)
         n_j = np.bincount(st.z, minlength=self.h.J).astype(float)
         resid = self.y - self._mu(st)[np.arange(self.n), st.z]
         rss = np.bincount(st.z, weights=resid * resid, minlength=self.h.J)
         self._step_sig2(st, rss, n_j)
+        # {lambda, parameters of empty components} as one block: lambda from its
+        # conditional with the empty components' (c, sigma^2, tau, beta)
+        # integrated out (their prior integrates to one), then those from their
+        # prior given the new lambda.  Without this, prior draws of the empty
+        # components pin lambda to its current value and lambda mixes slowly.
+        self._step_lambda(st, adapt, it, n_j > 0)
+        if self.collapse_tau:
+            self._step_tau(st)  # tau | ..., new lambda after the collapsed lambda draw
         self._step_empty(st, n_j)
-        self._step_lambda(st, adapt, it)
 
     def log_posterior(self, st: State) -> Dict[str, float]:
         """Joint log density of data and every sampled quantity (up to a constant

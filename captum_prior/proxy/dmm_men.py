@@ -46,6 +46,8 @@ _PARAM_NAMES = (
     "fit_intercept",
     "intercept_scale",
     "init",
+    "label_swaps",
+    "collapse_tau",
     "thin",
     "random_state",
     "progress",
@@ -116,12 +118,20 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       the tau-prior term, updates lambda by MH without the Gamma priors, the
       beta term and the truncation constant, and proposes sigma^2 from an
       inverse gamma that ignores the tau term.  Here ``c_j`` uses both
-      Eq. (6) and (7); the lambda step targets prior x beta-term x tau-term
-      (incl. ``Phi(-lambda_1 / (2 sigma sqrt(lambda_2)))^{-p}``) in log space;
-      sigma^2 is drawn by an independence MH step (Student-t proposal at the
-      Laplace approximation of the exact conditional in log sigma^2);
-      tau is drawn with the current beta; empty components are drawn from
-      their (prior) conditionals like any other.
+      Eq. (6) and (7); the lambda step (random-walk MH on log lambda,
+      step sizes adapted during burn-in only) targets Gamma prior x beta-term
+      x tau-term (incl. ``Phi(-lambda_1 / (2 sigma sqrt(lambda_2)))^{-p}``)
+      in log space; sigma^2 is drawn by an independence MH step (Student-t
+      proposal at the Laplace approximation of its exact conditional in
+      log sigma^2); tau is drawn with the current beta (Inverse-Gaussian).
+      By default (``collapse_tau=True``) ``c_j`` and lambda are drawn with
+      tau integrated out (the closed-form Eq. 5), each followed by a fresh
+      tau draw: a partially collapsed Gibbs sampler with the same target.
+    - **Empty components.** Their ``(c_j, sigma_j^2, tau_j, beta_j)`` are
+      drawn exactly from the prior as one block right after lambda, and the
+      lambda step integrates them out; drawing lambda given prior draws that
+      were themselves drawn given lambda made lambda mix very slowly. (The
+      reference code resets tau to 0.5 and leaves beta at 0.)
     - **lambda prior shapes.** The paper writes ``lambda_1 ~ Gamma(R, V/2)``,
       ``lambda_2 ~ Gamma(L, V/2)``; the code swaps them.  ``lambda_prior``
       picks one (``"paper"``, the default, or ``"code"``); the numeric
@@ -157,6 +167,16 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         intercept_scale (float, optional): prior sd of the intercepts;
                     ``None`` = ``10 * sqrt(mean(y^2))``. Default: None
         init (str, optional): ``"kmeans"`` or ``"random"`` allocations. Default: ``"kmeans"``
+        label_swaps (bool, optional): add Metropolis-Hastings moves that swap
+                    the labels of adjacent components (not in the paper; the
+                    chain then visits label orderings and relies on the
+                    relabelling). Default: False
+        collapse_tau (bool, optional): draw ``c_j`` and lambda from their
+                    conditionals with tau integrated out (the Eq. 5 density),
+                    each followed by a fresh tau draw (partially collapsed
+                    Gibbs, van Dyk & Park 2008), which mixes far better;
+                    ``False`` uses the plain full conditionals with the tau
+                    and beta terms. Both are exact. Default: True
         thin (int, optional): keep every ``thin``-th sweep after burn-in. Default: 1
         random_state (int or numpy Generator, optional): seed; the same seed
                     gives the same fit. Default: None
@@ -178,8 +198,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         trace_ (ndarray): ``(n_iter,)`` joint log posterior after every sweep.
         log_likelihood_trace_ (ndarray): ``(n_iter,)`` mixture log-likelihood
                     ``sum_i log sum_j pi_j N(y_i | x_i beta_j, sigma_j^2)``.
-        beta_draws_, weights_draws_, sigma2_draws_ (ndarray): relabelled kept
-                    draws (intercept in ``beta_draws_[..., 0]`` when fitted).
+        beta_draws_, weights_draws_, sigma2_draws_, counts_draws_ (ndarray):
+                    relabelled kept draws (intercept in ``beta_draws_[..., 0]``
+                    when fitted; ``counts_draws_`` = samples per component).
+        relabel_permutations_ (ndarray): ``(n_kept, n_components)``; row ``t``
+                    maps relabelled component ``k`` to the raw label of draw ``t``.
         diagnostics_ (dict): ESS and Geweke z of the log posterior after burn-in,
                     ESS of the coefficients of the largest component, MH
                     acceptance rates, relabelling iterations, fit seconds.
@@ -202,6 +225,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         fit_intercept: bool = True,
         intercept_scale: Optional[float] = None,
         init: str = "kmeans",
+        label_swaps: bool = False,
+        collapse_tau: bool = True,
         thin: int = 1,
         random_state: Any = None,
         progress: bool = False,
@@ -222,6 +247,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.intercept_scale = intercept_scale
         self.init = init
+        self.label_swaps = label_swaps
+        self.collapse_tau = collapse_tau
         self.thin = thin
         self.random_state = random_state
         self.progress = progress
@@ -359,6 +386,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             intercept_var=ivar,
         )
         sampler = Sampler(Xd, ya, hyper, rng)
+        sampler.label_swaps = bool(self.label_swaps)
+        sampler.collapse_tau = bool(self.collapse_tau)
         st = sampler.initial_state(self._init_z(Xa, ya, J, rng))
 
         n_iter, burn, thin = cfg["n_iter"], cfg["burn"], cfg["thin"]
@@ -406,12 +435,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         inv = np.argsort(perm, axis=1)
         z_rel = np.take_along_axis(inv, z_d.astype(np.int64), axis=1)
         labels = modal_allocation(z_rel, J)
+        counts = np.stack([np.bincount(zt, minlength=J) for zt in z_rel])
 
         off = 1 if self.fit_intercept else 0
         self.n_features_in_ = p
         self.beta_draws_ = beta_d
         self.weights_draws_ = pi_d
         self.sigma2_draws_ = sig_d
+        self.counts_draws_ = counts
         self.coef_ = beta_d[:, :, off:].mean(axis=0)
         self.intercept_ = beta_d[:, :, 0].mean(axis=0) if off else np.zeros(J)
         self.weights_ = pi_d.mean(axis=0)
@@ -422,6 +453,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.trace_ = trace
         self.log_likelihood_trace_ = loglik
         self.burn_in_ = burn
+        self.relabel_permutations_ = perm
         big = int(np.argmax(self.component_sizes_))
         ess_coef = effective_sample_size(beta_d[:, big, :].T)
         post = trace[burn:]
@@ -439,6 +471,10 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                 sampler.lam_acc.sum() / max(sampler.lam_tries.sum(), 1.0)
             ),
             "relabel_iterations": int(n_rel),
+            "relabelled_draw_fraction": float(
+                np.mean(np.any(perm != np.arange(J), axis=1))
+            ),
+            "label_swaps_accepted": int(sampler.n_swaps),
             "fit_seconds": float(seconds),
         }
         return self
@@ -464,6 +500,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         level: float = 0.95,
         n_draws: int = 4000,
         random_state: Any = None,
+        include_empty: bool = False,
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Posterior predictive mean of ``y`` given ``X`` (and optionally an interval).
 
@@ -471,6 +508,12 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         ``mean_t sum_j pi_tj (x beta_tj)``.  Intervals are Monte-Carlo
         quantiles of the posterior predictive (as ``Analysis.R``: a random
         draw, a component by its pi, then ``y ~ N(x beta, sigma^2)``).
+
+        By default only the components that hold samples in a draw are used
+        (their pi renormalised): an empty component's beta is a draw from the
+        prior, whose mean does not exist under the default ``a = 1/2``, so the
+        full truncated-DP predictive (``include_empty=True``, as
+        ``Analysis.R``) has a Monte-Carlo mean dominated by prior noise.
 
         Args:
             X (array or Tensor): ``n x n_features``.
@@ -480,6 +523,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             n_draws (int, optional): Monte-Carlo draws per row for intervals. Default: 4000
             random_state (int, optional): seed for the interval draws;
                         ``None`` uses the estimator's ``random_state``. Default: None
+            include_empty (bool, optional): also mix over components with no
+                        samples in a draw. Default: False
 
         Returns:
             ``mean`` or ``(mean, lower, upper)``, arrays of shape ``(n,)``.
@@ -487,7 +532,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self._check_fitted()
         Xd = self._design(X)
         mu = np.einsum("nq,tjq->tnj", Xd, self.beta_draws_)  # (T, n, J)
-        mean = np.einsum("tnj,tj->n", mu, self.weights_draws_) / mu.shape[0]
+        w = self.weights_draws_
+        if not include_empty:
+            w = np.where(self.counts_draws_ > 0, w, 0.0)
+        w = w / w.sum(axis=1, keepdims=True)
+        mean = np.einsum("tnj,tj->n", mu, w) / mu.shape[0]
         if not return_interval:
             return mean
         level = check_float(level, "level", 0.0, 1.0, False, False)
@@ -500,8 +549,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         )
         T, n, J = mu.shape
         t_idx = rng.integers(0, T, size=n_draws)
-        pis = self.weights_draws_[t_idx]
-        cum = np.cumsum(pis / pis.sum(axis=1, keepdims=True), axis=1)
+        cum = np.cumsum(w[t_idx], axis=1)
         j_idx = np.minimum((rng.random((n_draws, 1)) > cum).sum(axis=1), J - 1)
         m = mu[t_idx, :, j_idx]  # (n_draws, n)
         sd = np.sqrt(self.sigma2_draws_[t_idx, j_idx])[:, None]
@@ -512,7 +560,10 @@ class DMMMEN(RegressorMixin, BaseEstimator):
 
     def responsibilities(self, X: ArrayLike, y: ArrayLike) -> np.ndarray:
         """Posterior component probabilities of ``(x_i, y_i)`` under the posterior
-        means: ``pi_j N(y_i | x_i beta_j, sigma_j^2)`` normalised, ``(n, J)``."""
+        means: ``pi_j N(y_i | x_i beta_j, sigma_j^2)`` normalised, ``(n, J)``.
+
+        Components with no sample in ``labels_`` get probability 0 (their
+        posterior means are averages of prior draws)."""
         self._check_fitted()
         Xd = self._design(X)
         ya = check_y(y, Xd.shape[0])
@@ -521,8 +572,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             B = np.column_stack([self.intercept_, B])
         r = ya[:, None] - Xd @ B.T
         s2 = np.maximum(self.sigma2_, 1e-300)
+        occupied = self.component_sizes_ > 0
         ll = (
-            np.log(np.maximum(self.weights_, 1e-300))[None, :]
+            np.where(occupied, np.log(np.maximum(self.weights_, 1e-300)), -np.inf)[
+                None, :
+            ]
             - 0.5 * (LOG_2PI + np.log(s2))[None, :]
             - r * r / (2.0 * s2)[None, :]
         )
@@ -551,6 +605,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "beta_draws_": self.beta_draws_,
             "weights_draws_": self.weights_draws_,
             "sigma2_draws_": self.sigma2_draws_,
+            "counts_draws_": self.counts_draws_.astype(np.int64),
+            "relabel_permutations_": self.relabel_permutations_.astype(np.int64),
         }
         tensors = {
             k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()

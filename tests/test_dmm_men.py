@@ -1,0 +1,250 @@
+"""DMMMEN estimator: the Must-show items of issue 6 and the sklearn-style API."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import ElasticNetCV
+from sklearn.metrics import adjusted_rand_score
+
+from captum_prior.proxy import DMMMEN
+from captum_prior.proxy._dmm_men_post import geweke_z
+
+TRUE_B = np.array(
+    [
+        [2.0, -1.5, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, -2.0, 1.5, 2.5, 0.0, 0.0, 0.0],
+        [-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, -2.5, 0.0],
+    ]
+)
+
+
+def three_regimes(seed=0, n=450, noise=0.1):
+    """Piecewise-linear data: the last feature g in [0, 1) picks the regime
+    (floor(3 g)); within a regime y is linear in X with sparse coefficients
+    TRUE_B[k] (g itself has coefficient 0)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, TRUE_B.shape[1]))
+    X[:, -1] = rng.random(n)
+    regime = np.floor(3 * X[:, -1]).astype(int)
+    y = np.einsum("np,np->n", X, TRUE_B[regime]) + noise * rng.standard_normal(n)
+    return X, y, regime
+
+
+@pytest.fixture(scope="module")
+def data():
+    return three_regimes()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y, _ = data
+    return DMMMEN(n_iter=400, random_state=0).fit(X, y)
+
+
+def _match(coef):
+    """Fitted component matched to each true regime (min squared distance)."""
+    cost = ((coef[None, :, :] - TRUE_B[:, None, :]) ** 2).sum(-1)
+    _, cols = linear_sum_assignment(cost)
+    return cols
+
+
+def test_recovers_sparse_coefficients_better_than_elastic_net(data, fitted):
+    X, y, regime = data
+    comp = _match(fitted.coef_)
+    est = fitted.coef_[comp]
+    err = np.abs(est - TRUE_B).max(axis=1)
+    assert np.all(err < 0.2), err
+    assert np.abs(est - TRUE_B).mean() < 0.03
+    # support recovery: |coef| > 0.25 exactly on the true non-zeros
+    assert np.array_equal(np.abs(est) > 0.25, TRUE_B != 0)
+    # three occupied components with the right members
+    assert adjusted_rand_score(regime, fitted.labels_) > 0.9
+    assert np.sum(fitted.component_sizes_ > 10) == 3
+    # one (cross-validated) scikit-learn ElasticNet on all the data
+    en = ElasticNetCV(cv=5).fit(X, y)
+    en_err = np.abs(en.coef_[None, :] - TRUE_B).max(axis=1)
+    assert np.all(en_err > 5 * err.max())
+    assert np.abs(est - TRUE_B).mean() < 0.2 * np.abs(en.coef_[None, :] - TRUE_B).mean()
+
+
+def test_fitted_attributes_shapes(data, fitted):
+    X, _, _ = data
+    J, p = fitted.n_components, X.shape[1]
+    assert fitted.coef_.shape == (J, p)
+    assert (
+        fitted.intercept_.shape == fitted.weights_.shape == fitted.sigma2_.shape == (J,)
+    )
+    assert fitted.weights_.sum() == pytest.approx(1.0)
+    assert fitted.labels_.shape == (X.shape[0],)
+    assert fitted.trace_.shape == fitted.log_likelihood_trace_.shape == (400,)
+    assert np.all(np.isfinite(fitted.trace_))
+    assert fitted.penalty_.shape == (J, 2) and np.all(fitted.penalty_ > 0)
+    d = fitted.diagnostics_
+    assert d["sigma2_acceptance"] > 0.5 and 0.1 < d["lambda_acceptance"] < 0.9
+    assert d["ess_log_posterior"] > 20
+
+
+def test_trace_stationary_after_burn_in(fitted):
+    post = fitted.trace_[fitted.burn_in_ :]
+    # Geweke: first 10 % vs last 50 % of the kept draws
+    assert abs(geweke_z(post)) < 3.0
+    half = post.size // 2
+    assert abs(post[:half].mean() - post[half:].mean()) < 0.5 * post.std()
+    # the same diagnostic does flag the initial transient
+    assert fitted.trace_[:5].mean() < post.mean() - 3 * post.std()
+
+
+def test_reproducible_under_seed(data):
+    X, y, _ = data
+    a = DMMMEN(n_iter=40, random_state=3).fit(X, y)
+    b = DMMMEN(n_iter=40, random_state=3).fit(torch.as_tensor(X), torch.as_tensor(y))
+    c = DMMMEN(n_iter=40, random_state=4).fit(X, y)
+    np.testing.assert_array_equal(a.trace_, b.trace_)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert not np.array_equal(a.trace_, c.trace_)
+
+
+def test_relabelling_removes_label_switching():
+    """Two equal regimes, J = 2 and label-swap moves: the raw chain switches
+    labels; relabelled draws are consistent and their means are the truth."""
+    rng = np.random.default_rng(1)
+    n, p = 300, 4
+    B = np.array([[1.5, -1.0, 0.0, 0.0], [-1.5, 0.0, 1.0, 0.0]])
+    X = rng.standard_normal((n, p))
+    reg = np.repeat([0, 1], n // 2)
+    y = np.einsum("np,np->n", X, B[reg]) + 0.1 * rng.standard_normal(n)
+    m = DMMMEN(n_components=2, n_iter=300, label_swaps=True, random_state=0).fit(X, y)
+    assert m.diagnostics_["label_swaps_accepted"] > 20
+    assert m.diagnostics_["relabelled_draw_fraction"] > 0.2
+    # undo the relabelling: raw[t, perm[t, k]] = relabelled[t, k]
+    raw = np.empty_like(m.beta_draws_)
+    np.put_along_axis(raw, m.relabel_permutations_[:, :, None], m.beta_draws_, axis=1)
+    feat = 1  # column of x_0 (column 0 is the intercept)
+    raw_sd = raw[:, 0, feat].std()
+    rel_sd = m.beta_draws_[:, :, feat].std(axis=0).max()
+    assert raw_sd > 1.0 and rel_sd < 0.05
+    comp = [int(np.argmin(((m.coef_ - b) ** 2).sum(1))) for b in B]
+    assert sorted(comp) == [0, 1]
+    assert np.abs(m.coef_[comp] - B).max() < 0.05
+    # without relabelling the posterior mean would average the two regimes
+    assert np.abs(raw[:, :, 1:].mean(0)[comp] - B).max() > 0.5
+
+
+@pytest.mark.parametrize(
+    "X,y,match",
+    [
+        (np.array([[np.nan, 1.0], [0.0, 2.0], [1.0, 0.0]]), np.ones(3), "NaN or Inf"),
+        (np.array([[np.inf, 1.0], [0.0, 2.0], [1.0, 0.0]]), np.ones(3), "NaN or Inf"),
+        (np.eye(3)[:, :2], np.array([0.0, np.nan, 1.0]), "NaN or Inf"),
+        (np.eye(3)[:, :2], np.array([0.0, np.inf, 1.0]), "NaN or Inf"),
+        (
+            np.column_stack([np.arange(4.0), np.ones(4)]),
+            np.arange(4.0),
+            "constant feature",
+        ),
+        (np.arange(6.0).reshape(3, 2) ** [1, 2], np.arange(3.0), "n_components"),
+        (np.arange(12.0).reshape(6, 2) ** [1, 2], np.ones((6, 2)), "1-D"),
+        (np.arange(6.0), np.arange(6.0), "2-D"),
+        (np.arange(12.0).reshape(6, 2) ** [1, 2], np.arange(5.0), "5 entries"),
+    ],
+)
+def test_bad_input_raises_value_error(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        DMMMEN(n_components=4, n_iter=10).fit(X, y)
+
+
+def test_bad_hyperparameters():
+    X, y, _ = three_regimes(n=30)
+    with pytest.raises(ValueError, match="burn_in"):
+        DMMMEN(n_iter=10, burn_in=10).fit(X, y)
+    with pytest.raises(ValueError, match="lambda_prior"):
+        DMMMEN(lambda_prior="swapped").fit(X, y)
+    with pytest.raises(ValueError, match="a must be"):
+        DMMMEN(a=0.0).fit(X, y)
+    with pytest.raises(TypeError, match="n_components"):
+        DMMMEN(n_components=2.5).fit(X, y)
+
+
+def test_not_fitted_and_feature_mismatch(fitted, data):
+    X, y, _ = data
+    with pytest.raises(NotFittedError):
+        DMMMEN().predict(X)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:, :3])
+
+
+def test_predict_mean_and_intervals(fitted, data):
+    X, y, _ = data
+    mean = fitted.predict(X[:50])
+    m2, lo, hi = fitted.predict(X[:50], return_interval=True, level=0.9, random_state=1)
+    _, lo2, hi2 = fitted.predict(
+        X[:50], return_interval=True, level=0.9, random_state=1
+    )
+    np.testing.assert_allclose(mean, m2)
+    np.testing.assert_array_equal(lo, lo2)
+    assert np.all(lo < mean) and np.all(mean < hi)
+    # the model's predictive (x-independent weights) covers the observed y
+    cover = np.mean((y[:50] >= lo) & (y[:50] <= hi))
+    assert cover > 0.8
+    # the predictive mean is the weighted mixture mean over occupied components
+    occ = fitted.component_sizes_ > 0
+    B = np.column_stack([fitted.intercept_, fitted.coef_])[occ]
+    w = fitted.weights_[occ] / fitted.weights_[occ].sum()
+    plug_in = (np.column_stack([np.ones(50), X[:50]]) @ B.T) @ w
+    np.testing.assert_allclose(mean, plug_in, atol=0.05)
+    # including empty components (prior draws, as Analysis.R) changes it
+    assert not np.allclose(fitted.predict(X[:50], include_empty=True), mean, atol=0.05)
+
+
+def test_responsibilities_assign_training_samples(fitted, data):
+    X, y, _ = data
+    r = fitted.responsibilities(X, y)
+    assert r.shape == (X.shape[0], fitted.n_components)
+    np.testing.assert_allclose(r.sum(1), 1.0)
+    assert np.mean(fitted.predict_component(X, y) == fitted.labels_) > 0.95
+
+
+def test_save_load_roundtrip(fitted, data, tmp_path):
+    X, _, _ = data
+    path = tmp_path / "dmm.safetensors"
+    fitted.save(path)
+    back = DMMMEN.load(path)
+    assert back.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(back.coef_, fitted.coef_)
+    np.testing.assert_array_equal(back.labels_, fitted.labels_)
+    np.testing.assert_array_equal(back.trace_, fitted.trace_)
+    np.testing.assert_array_equal(back.predict(X[:20]), fitted.predict(X[:20]))
+    assert back.diagnostics_ == fitted.diagnostics_
+    from captum_prior._serialization import save_state
+
+    other = tmp_path / "other.safetensors"
+    save_state(other, "JointGaussianMixture", 1, {"a": torch.zeros(1)}, {})
+    with pytest.raises(ValueError, match="DMMMEN"):
+        DMMMEN.load(other)
+    save_state(other, "DMMMEN", 99, {"a": torch.zeros(1)}, {})
+    with pytest.raises(ValueError, match="version"):
+        DMMMEN.load(other)
+
+
+def test_sklearn_params_and_clone():
+    est = DMMMEN(n_components=3, R=2.0, random_state=5)
+    params = est.get_params()
+    assert params["n_components"] == 3 and params["R"] == 2.0
+    c = clone(est).set_params(n_iter=7)
+    assert c.n_iter == 7 and c.random_state == 5 and est.n_iter == 2000
+
+
+def test_plain_conditionals_and_code_prior_also_recover(data):
+    """collapse_tau=False (plain full conditionals) and the code's lambda
+    shapes give the same answer on easy data."""
+    X, y, _ = data
+    m = DMMMEN(n_iter=300, collapse_tau=False, lambda_prior="code", random_state=1).fit(
+        X, y
+    )
+    est = m.coef_[_match(m.coef_)]
+    assert np.abs(est - TRUE_B).max() < 0.2
+    assert np.array_equal(np.abs(est) > 0.25, TRUE_B != 0)
