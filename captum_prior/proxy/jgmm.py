@@ -98,32 +98,39 @@ def _generator(random_state: Any) -> torch.Generator:
     return gen
 
 
-def _log_gauss_diag(x: Tensor, means: Tensor, variances: Tensor) -> Tensor:
+def _log_gauss_diag(
+    x: Tensor, means: Tensor, variances: Tensor, xx: Optional[Tensor] = None
+) -> Tensor:
     """``log G(x_n | m_k, diag(v_k))`` for rows ``x`` (M x D) -> (M x K).
 
-    Expanded as in scikit-learn: ``sum x^2/v - 2 x.m/v + sum m^2/v`` with
-    three matrix products, never an ``M x K x D`` tensor.
+    Expanded as ``sum x^2/v - 2 x.m/v + sum m^2/v`` and evaluated as ONE
+    matrix product ``[x^2, x] @ [1/v, -2 m/v]^T`` (``xx = [x^2, x]`` may be
+    passed precomputed); never an ``M x K x D`` tensor.
     """
     prec = 1.0 / variances
     d = x.shape[1]
-    log_det = torch.log(variances).sum(1)
-    maha = (
-        (x * x) @ prec.T
-        - 2.0 * (x @ (means * prec).T)
-        + (means * means * prec).sum(1)
-    )
-    return -0.5 * (d * _LOG_2PI + log_det + maha)
+    if xx is None:
+        xx = torch.cat([x * x, x], 1)
+    coef = torch.cat([prec, -2.0 * means * prec], 1)  # K x 2D
+    bias = -0.5 * (d * _LOG_2PI + torch.log(variances).sum(1) + (means * means * prec).sum(1))
+    return torch.addmm(bias[None, :], xx, coef.T, alpha=-0.5)
 
 
 def _kmeans(
     x: Tensor, k: int, gen: torch.Generator, n_iter: int = 100, tol: float = 1e-4
 ) -> Tensor:
-    """Labels of k-means (k-means++ seeding, Lloyd iterations) on rows of ``x``."""
+    """Labels of k-means (greedy k-means++ seeding, Lloyd iterations) on rows
+    of ``x``.  Only the labels are used (to initialise the mixture), so the
+    distances are computed in float32."""
+    x = x.to(torch.float32)
     n = x.shape[0]
     sq = (x * x).sum(1)
 
+    def rel2(c: Tensor) -> Tensor:  # squared distance minus |x|^2 (same argmin)
+        return torch.addmm((c * c).sum(1)[None, :], x, c.T, alpha=-2.0)
+
     def dist2(c: Tensor) -> Tensor:
-        return (sq[:, None] - 2.0 * (x @ c.T) + (c * c).sum(1)[None, :]).clamp_min_(0)
+        return rel2(c).add_(sq[:, None]).clamp_min_(0)
 
     # greedy k-means++: of 2 + ln(k) D^2-weighted candidates, keep the one that
     # lowers the potential most (Arthur & Vassilvitskii 2007, greedy variant)
@@ -145,22 +152,24 @@ def _kmeans(
     scale = float(x.var(0).mean()) if n > 1 else 1.0
     labels = torch.zeros(n, dtype=torch.long, device=x.device)
     for it in range(n_iter):
-        dist = dist2(centers)
+        dist = rel2(centers)
         new_labels = dist.argmin(1)
         counts = torch.bincount(new_labels, minlength=k).to(x.dtype)
-        sums = torch.zeros_like(centers).index_add_(0, new_labels, x)
+        sums = torch.zeros_like(centers).scatter_add_(
+            0, new_labels[:, None].expand(-1, x.shape[1]), x
+        )
         new_centers = sums / counts.clamp_min(1)[:, None]
         empty = counts == 0
         if bool(empty.any()):  # move empty clusters to the farthest points
-            far = dist.gather(1, new_labels[:, None])[:, 0].argsort(descending=True)
+            far = (dist.gather(1, new_labels[:, None])[:, 0] + sq).argsort(descending=True)
             new_centers[empty] = x[far[: int(empty.sum())]]
-        shift = float(((new_centers - centers) ** 2).sum(1).max())
+        shift = float(((new_centers - centers) ** 2).sum())
         centers = new_centers
         same = it > 0 and bool((new_labels == labels).all())
         labels = new_labels
         if same or shift <= tol * scale:
             break
-    return dist2(centers).argmin(1)
+    return rel2(centers).argmin(1)
 
 
 class _Whitener:
@@ -383,8 +392,9 @@ class JointGaussianMixture(BaseEstimator):
 
     # ---------------------------------------------------------- core maths
     def _lower_terms(
-        self, xw: Tensor, means: Tensor, variances: Tensor, log_q: Tensor
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        self, xw: Tensor, means: Tensor, variances: Tensor, log_q: Tensor,
+        xx: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """For whitened lower rows ``xw`` (n x R x D) return
 
         - ``lx``: log G(x^(r) | i), n x R x K_x;
@@ -394,7 +404,8 @@ class JointGaussianMixture(BaseEstimator):
         - ``bad``: n x R bool mask of the rows that needed the exact path.
         """
         n, r, d = xw.shape
-        lx = _log_gauss_diag(xw.reshape(n * r, d), means, variances).reshape(n, r, -1)
+        xxf = None if xx is None else xx.reshape(n * r, 2 * d)
+        lx = _log_gauss_diag(xw.reshape(n * r, d), means, variances, xxf).reshape(n, r, -1)
         a = lx.amax(2, keepdim=True)
         big_a = torch.exp(lx - a)
         s = torch.bmm(big_a.transpose(0, 1), log_q.exp()).transpose(0, 1)  # n x R x Ky
@@ -404,23 +415,27 @@ class JointGaussianMixture(BaseEstimator):
             nb, rb = bad.nonzero(as_tuple=True)
             exact = torch.logsumexp(lx[nb, rb][:, :, None] + log_q[rb], dim=1)
             log_s[nb, rb] = exact
-        return lx, big_a, log_s, bad
+        return lx, a, big_a, log_s, bad
 
     def _estep_stats(
-        self, xw: Tensor, yw: Tensor, p: Dict[str, Tensor], paper: bool
+        self, xw: Tensor, yw: Tensor, p: Dict[str, Tensor], paper: bool,
+        xx: Optional[Tensor] = None, yy: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         """One E-step over all rows (chunked); returns sufficient statistics and
-        the summed log-likelihood."""
+        the summed log-likelihood.  ``xx = [xw^2, xw]`` and ``yy = [yw^2, yw]``
+        may be passed precomputed (they are constant during a fit)."""
         n, r, d = xw.shape
+        if xx is None:
+            xx = torch.cat([xw * xw, xw], 2)
+        if yy is None:
+            yy = torch.cat([yw * yw, yw], 1)
         kx, ky = p["log_q"].shape[1], p["log_q"].shape[2]
         dt, dev = xw.dtype, xw.device
         st = {
             "nz": torch.zeros(kx, dtype=dt, device=dev),
-            "sx": torch.zeros(kx, d, dtype=dt, device=dev),
-            "sxx": torch.zeros(kx, d, dtype=dt, device=dev),
+            "sxx_sx": torch.zeros(kx, 2 * d, dtype=dt, device=dev),
             "nw": torch.zeros(ky, dtype=dt, device=dev),
-            "sy": torch.zeros(ky, yw.shape[1], dtype=dt, device=dev),
-            "syy": torch.zeros(ky, yw.shape[1], dtype=dt, device=dev),
+            "syy_sy": torch.zeros(ky, 2 * yw.shape[1], dtype=dt, device=dev),
             "nq": torch.zeros(r, kx, ky, dtype=dt, device=dev),
             "ll": torch.zeros((), dtype=dt, device=dev),
         }
@@ -429,9 +444,10 @@ class JointGaussianMixture(BaseEstimator):
         step = self._chunk_rows(r)
         for s0 in range(0, n, step):
             xc, yc = xw[s0 : s0 + step], yw[s0 : s0 + step]
+            xxc, yyc = xx[s0 : s0 + step], yy[s0 : s0 + step]
             m = xc.shape[0]
-            lx, big_a, log_s, bad = self._lower_terms(xc, p["mu"], p["var"], p["log_q"])
-            ly = _log_gauss_diag(yc, p["phi"], p["theta"])
+            lx, a, big_a, log_s, bad = self._lower_terms(xc, p["mu"], p["var"], p["log_q"], xxc)
+            ly = _log_gauss_diag(yc, p["phi"], p["theta"], yyc)
             log_joint = log_pi + ly + log_s.sum(1)  # m x Ky
             ll = torch.logsumexp(log_joint, 1)
             st["ll"] += ll.sum()
@@ -446,7 +462,7 @@ class JointGaussianMixture(BaseEstimator):
                 log_w = log_joint - ll[:, None]
                 wgt = torch.exp(log_w)  # p(w | x, y), m x Ky
                 # ratio = p(w=j|x,y) / S_scaled(n, r, j), where S_scaled = exp(log_s - a)
-                log_s_scaled = log_s - lx.amax(2, keepdim=True)
+                log_s_scaled = log_s - a
                 ratio = torch.exp(log_w[:, None, :] - log_s_scaled)
                 ratio = torch.where(torch.isfinite(log_s_scaled), ratio, torch.zeros_like(ratio))
                 a_fast = big_a.masked_fill(bad[:, :, None], 0.0) if bool(bad.any()) else big_a
@@ -464,13 +480,13 @@ class JointGaussianMixture(BaseEstimator):
                     z[nb, rb] = t.sum(2)
                     st["nq"].index_add_(0, rb, t)
             zf = z.reshape(m * r, kx)
-            xf = xc.reshape(m * r, d)
             st["nz"] += zf.sum(0)
-            st["sx"] += zf.T @ xf
-            st["sxx"] += zf.T @ (xf * xf)
+            st["sxx_sx"] += zf.T @ xxc.reshape(m * r, 2 * d)
             st["nw"] += wgt.sum(0)
-            st["sy"] += wgt.T @ yc
-            st["syy"] += wgt.T @ (yc * yc)
+            st["syy_sy"] += wgt.T @ yyc
+        d_y = yw.shape[1]
+        st["sxx"], st["sx"] = st["sxx_sx"][:, :d], st["sxx_sx"][:, d:]
+        st["syy"], st["sy"] = st["syy_sy"][:, :d_y], st["syy_sy"][:, d_y:]
         return st
 
     def _mstep(self, st: Dict[str, Tensor], n: int) -> Dict[str, Tensor]:
@@ -614,12 +630,14 @@ class JointGaussianMixture(BaseEstimator):
 
         n = xw.shape[0]
         paper = self.estep == "paper"
+        xx = torch.cat([xw * xw, xw], 2)
+        yy = torch.cat([yw * yw, yw], 1)
         history: list = []
         converged = False
         prev = -math.inf
         bar = tqdm(range(int(self.max_iter)), disable=not self.verbose, desc="JGMM EM")
         for _ in bar:
-            st = self._estep_stats(xw, yw, params, paper)
+            st = self._estep_stats(xw, yw, params, paper, xx, yy)
             ll = float(st["ll"]) / n
             history.append(ll)
             params = self._mstep(st, n)
@@ -707,7 +725,7 @@ class JointGaussianMixture(BaseEstimator):
         """log p(x^(r) | w=j) in whitened coordinates, n x R x K_y."""
         p = self._params
         return torch.cat(
-            [self._lower_terms(xw[sl], p["mu"], p["var"], p["log_q"])[2] for sl in self._chunks(xw.shape[0])]
+            [self._lower_terms(xw[sl], p["mu"], p["var"], p["log_q"])[3] for sl in self._chunks(xw.shape[0])]
         )
 
     # ------------------------------------------------------------ inference
@@ -744,6 +762,22 @@ class JointGaussianMixture(BaseEstimator):
         lx = _log_gauss_diag(xw.reshape(n * r, d), p["mu"], p["var"]).reshape(n, r, -1)
         out = torch.softmax(lx + log_lam, 2)
         return self._out(out if _is3d(X) else out[:, 0], X)
+
+    def log_prob_lower_components(self, X: ArrayLike) -> ArrayLike:
+        r"""``log G(x^(r) | mu_i, Sigma_i)`` of each lower component, in the
+        original coordinates: ``N x K_x`` (``N x R x K_x`` spatially)."""
+        xw = self._whitened_lower(X)
+        n, r, d = xw.shape
+        lx = _log_gauss_diag(xw.reshape(n * r, d), self.lower_means_, self.lower_covariances_)
+        out = lx.reshape(n, r, -1) + self._wx.log_det()
+        return self._out(out if _is3d(X) else out[:, 0], X)
+
+    def predict_higher_proba(self, Y: ArrayLike) -> ArrayLike:
+        r"""``p(w=j | y)`` from the higher features alone: ``N x K_y``."""
+        self._check_fitted()
+        y = self._check_higher(Y, _nrows(Y), self._dt, self._dev, fitted=True)
+        ly = _log_gauss_diag(self._wy.forward(y), self.higher_means_, self.higher_covariances_)
+        return self._out(torch.softmax(ly + self._log_pi, 1), Y)
 
     def predict_lower_proba_from_higher(self, Y: ArrayLike) -> ArrayLike:
         r"""``p(z=i | y)`` (eq. 3, second part): ``N x K_x`` (``N x R x K_x``

@@ -1,0 +1,787 @@
+r"""JGMM explanations of a network: proxy model and explanatory examples.
+
+From *Joint Gaussian Mixture Model for versatile deep visual model
+explanation* (anonymous ICLR 2023 submission; ``shared/papers/004``), §3.2-3.3
+and §4.1.  A :class:`~captum_prior.proxy.JointGaussianMixture` is fitted on
+two layers' features of a model (a lower, middle convolution and, by default,
+the logits); then
+
+- the proxy model ``argmax_j p(w=j | x)`` (eq. 3, 11) is checked against the
+  model's own decisions (:meth:`JGMMExplainer.proxy_accuracy`);
+- prototypes (eq. 4), criticisms (a normalised eq. 5), influential examples
+  (eq. 6) are mined from data or sampled;
+- counterfactuals (eq. 7-8) and semi-factuals (eq. 9) for a query are
+  sampled from the optimal lower component and filtered by an ℓ2 constraint,
+  or mined from data.
+
+Departures from the paper, and why (each is also in the method docstrings):
+
+- **Criticism score.**  Eq. 5, ``1 - max_j p(x | w=j)``, subtracts a density
+  from 1: it is not scale-free and can be negative.  Here each ``p(x|w=j)`` is
+  replaced by its tail probability under the model,
+  ``F_j(x) = P_{x' ~ p(.|w=j)}[ p(x'|w=j) <= p(x|w=j) ]`` (estimated from
+  ``n_reference`` seeded samples of ``p(x|w=j)``), and the criticism score is
+  ``1 - max_j F_j(x)`` in ``[0, 1]``: 1 means "less typical than every sample
+  of every class-conditional mixture".  Ties (several examples at 1) are
+  broken by the lower ``max_j log p(x | w=j)``.
+- **Optimal α.**  The linear programmes of eq. 8 (and its semi-factual
+  counterpart) have a one-hot optimum on the simplex, so "sampling under α" is
+  sampling from one lower component ``i* = argmax_i c_i`` with
+  ``c_i = p(z_q=i | x_q) (1 - sum_j Psi_ij^2)`` (counterfactual) or
+  ``c_i = (Psi v)_i - p(z_q=i | x_q) sum_j Psi_ij^2``,
+  ``v_j = sum_i' Psi_i'j p(z_q=i' | x_q)`` (semi-factual).  No LP solver.
+  Spatially, this is done per position ``r`` with ``Q^(r)``; a candidate's
+  score is the mean over positions of eq. 7 / eq. 9.
+- **The model's decision on sampled features.**  The paper does not say how
+  generated features are pushed through the network.  Here the pooled
+  feature map is upsampled back (nearest neighbour) to the layer's size and
+  put in place of the layer's output in a forward pass (a forward hook), so
+  the rest of the network decides.  This needs the layer's output to be the
+  only path to the output (true for sequential CNNs such as the default
+  FashionCNN).  Mined examples carry the model's decision on the real input.
+- **ℓ2 distances** are measured in the whitened lower-feature space and
+  divided by ``sqrt(R * D)`` (root-mean-square per dimension), so a distance
+  of 1 is one standard deviation per whitened dimension; the paper does not
+  give its units.
+- **Component ↔ class.**  With the logits as higher features, the higher
+  mixture is initialised from the model's predicted classes (one component
+  per class) instead of k-means, and each component is mapped to the class
+  the model predicts most often for the examples it explains
+  (``component_classes_``); the proxy's class probability is the sum of
+  ``p(w=j | x)`` over the components of that class.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import NotFittedError
+from torch import Tensor, nn
+
+from captum_prior._batching import RowRunner, forward_rows
+from captum_prior._features import capture, layer_features, resolve_layer
+from captum_prior._validation import check_choice, check_finite, check_float, check_int
+from captum_prior.proxy.jgmm import JointGaussianMixture, _generator
+
+__all__ = ["JGMMExamples", "JGMMExplainer"]
+
+Data = Union[Tensor, Iterable[Any]]
+
+
+@dataclass
+class JGMMExamples:
+    """Explanatory examples returned by :class:`JGMMExplainer`.
+
+    Attributes:
+        kind (str): ``"prototype"``, ``"criticism"``, ``"influential"``,
+                    ``"counterfactual"`` or ``"semifactual"``.
+        source (str): ``"mined"`` (real examples) or ``"sampled"`` (generated
+                    features).
+        scores (Tensor): the method's score of each example (higher = better
+                    example of its kind), ``n``.
+        decisions (Tensor): the model's decision (class index) for each
+                    example: on the real input for mined examples, on the
+                    generated features (decoded through the rest of the
+                    network) for sampled ones.
+        proxy (Tensor): the JGMM proxy's class for each example.
+        features (Tensor): lower features (pooled, original coordinates), in
+                    the layout the mixture uses (``n x D`` or ``n x R x C``).
+        indices (Tensor): for mined examples, the index of each example in the
+                    explained data (iteration order); for sampled ones, the
+                    index of the nearest real example.
+        inputs (Tensor or None): the model inputs of ``indices`` (the real
+                    examples, or the nearest real example of each sample), when
+                    the explainer keeps inputs.
+        distances (Tensor or None): ℓ2 distance to the query (whitened RMS
+                    units), for counterfactuals and semi-factuals.
+        info (dict): extra details (component, query decision, ...).
+    """
+
+    kind: str
+    source: str
+    scores: Tensor
+    decisions: Tensor
+    proxy: Tensor
+    features: Tensor
+    indices: Tensor
+    inputs: Optional[Tensor] = None
+    distances: Optional[Tensor] = None
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class _UpperNetwork:
+    """``features -> model output``: the network above ``layer``, run by
+    replacing ``layer``'s output (upsampled from the pooled grid) in a forward
+    pass of a dummy input."""
+
+    def __init__(self, model: nn.Module, layer: nn.Module, input_shape: Tuple[int, ...],
+                 input_dtype: torch.dtype, layer_shape: Tuple[int, ...], device: torch.device) -> None:
+        self.model, self.layer = model, layer
+        self.input_shape, self.input_dtype = input_shape, input_dtype
+        self.layer_shape, self.device = layer_shape, device
+
+    def __call__(self, fmap: Tensor) -> Tensor:
+        fmap = fmap.to(self.device)
+        if len(self.layer_shape) == 3 and fmap.dim() == 4:
+            full = F.interpolate(fmap, size=self.layer_shape[1:], mode="nearest")
+        else:
+            full = fmap.reshape((fmap.shape[0],) + self.layer_shape)
+
+        def hook(_m: nn.Module, _i: Any, out: Any) -> Tensor:
+            ref = out[0] if isinstance(out, (tuple, list)) else out
+            return full.to(ref.dtype)
+
+        dummy = torch.zeros((fmap.shape[0],) + self.input_shape, dtype=self.input_dtype, device=self.device)
+        was_training = self.model.training
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            self.model.eval()
+            return self.model(dummy)
+        finally:
+            handle.remove()
+            self.model.train(was_training)
+
+
+class JGMMExplainer:
+    r"""Explain a model with a joint Gaussian mixture over two of its layers.
+
+    Args:
+        model (nn.Module): the network; its output must be ``N x C`` class
+                    scores.
+        lower_layer (str or nn.Module): the lower (middle) layer, e.g.
+                    ``"conv2"``. Its ``N x C x H x W`` output is average-pooled
+                    to a ``pool x pool`` grid (paper §4.1).
+        higher_layer (str, nn.Module or None, optional): the higher layer;
+                    ``None`` uses the model's output logits (paper §4.1: "the
+                    classification output ... is always selected as a higher
+                    feature"). A 4-D higher feature map is globally
+                    average-pooled. Default: None
+        n_lower (int, optional): ``K_x``. Default: 32
+        n_higher (int, optional): ``K_y``; ``None`` = number of model outputs
+                    (classes). Default: None
+        pool (int or None, optional): side of the pooled grid of the lower
+                    feature map (adaptive average pooling; equal to a
+                    ``H/pool`` kernel when it divides). ``None`` keeps the full
+                    map. Default: 2
+        spatial (bool, optional): the spatial extension (§3.3): each of the
+                    ``pool x pool`` positions is one ``x^(r)`` (``R`` = the
+                    grid, as the logits have no spatial extent), ``mu``/``Sigma``
+                    shared, one ``Q^(r)`` per position. ``False`` flattens the
+                    pooled map into one vector. Default: True
+        random_state (int or None, optional): seed of the mixture and of all
+                    sampling. Default: None
+        device (str or torch.device, optional): device of the mixture;
+                    ``None`` = the model's device. Default: None
+        batch_size (int, optional): examples per forward pass. Default: 256
+        progress (bool, optional): progress bars. Default: True
+        keep_inputs (bool, optional): keep the explained inputs in memory so
+                    that mined examples come with their images. Default: True
+        **mixture_params: passed to :class:`JointGaussianMixture` (``estep``,
+                    ``max_iter``, ``tol``, ``n_init``, ``reg_covar``, ``whiten``,
+                    ``dtype``, ``verbose``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lower_layer: Union[str, nn.Module],
+        higher_layer: Union[str, nn.Module, None] = None,
+        n_lower: int = 32,
+        n_higher: Optional[int] = None,
+        pool: Optional[int] = 2,
+        spatial: bool = True,
+        random_state: Optional[int] = None,
+        device: Union[str, torch.device, None] = None,
+        batch_size: int = 256,
+        progress: bool = True,
+        keep_inputs: bool = True,
+        **mixture_params: Any,
+    ) -> None:
+        if lower_layer is None:
+            raise ValueError("lower_layer is required, e.g. 'conv2' (a middle convolution)")
+        self.model = model
+        self.lower_module = resolve_layer(model, lower_layer, "lower_layer")
+        self.higher_module = None if higher_layer is None else resolve_layer(model, higher_layer, "higher_layer")
+        self.n_lower = check_int(n_lower, "n_lower", 1)
+        self.n_higher = None if n_higher is None else check_int(n_higher, "n_higher", 1)
+        self.pool = None if pool is None else check_int(pool, "pool", 1)
+        if not isinstance(spatial, bool):
+            raise TypeError("spatial must be a bool")
+        self.spatial = spatial
+        self.random_state = random_state
+        self.device = device
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.progress = bool(progress)
+        self.keep_inputs = bool(keep_inputs)
+        allowed = {"estep", "max_iter", "tol", "n_init", "reg_covar", "whiten", "dtype", "verbose", "covariance"}
+        unknown = set(mixture_params) - allowed
+        if unknown:
+            raise TypeError(
+                f"unknown argument(s) {sorted(unknown)}; JointGaussianMixture accepts "
+                + ", ".join(sorted(allowed))
+            )
+        self.mixture_params = mixture_params
+
+    # ------------------------------------------------------------- features
+    def _model_device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def _batches(self, data: Data) -> Tuple[Iterable[Any], Optional[int]]:
+        if isinstance(data, Tensor):
+            n = data.shape[0]
+            bs = self.batch_size
+            return (data[i : i + bs] for i in range(0, n, bs)), (n + bs - 1) // bs
+        if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+            raise TypeError(
+                "data must be a Tensor of inputs or an iterable of batches (e.g. a "
+                f"DataLoader yielding x or (x, y)), got {type(data).__name__}"
+            )
+        return data, (len(data) if hasattr(data, "__len__") else None)  # type: ignore[arg-type]
+
+    def _lower_layout(self, fmap: Tensor) -> Tensor:
+        """Raw layer output -> the mixture's lower input (pooled)."""
+        if fmap.dim() == 4:
+            if self.pool is not None:
+                fmap = F.adaptive_avg_pool2d(fmap, self.pool)
+            if self.spatial:
+                return fmap.flatten(2).transpose(1, 2).contiguous()  # N x R x C
+            return fmap.flatten(1)
+        if self.spatial:
+            raise ValueError(
+                f"spatial=True needs a 4-D (N x C x H x W) lower feature map, but the "
+                f"lower layer returns shape {tuple(fmap.shape)}; pass spatial=False"
+            )
+        return fmap.flatten(1)
+
+    def _to_map(self, feats: Tensor) -> Tensor:
+        """The mixture's lower layout -> pooled map N x C x g x g (or N x D)."""
+        if len(self.layer_shape_) != 3:
+            return feats
+        c, h, w = self.layer_shape_
+        g = self.grid_
+        if self.spatial:
+            return feats.transpose(1, 2).reshape(feats.shape[0], c, g[0], g[1])
+        return feats.reshape(feats.shape[0], c, g[0], g[1])
+
+    def extract(self, data: Data) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+        """Lower features (pooled), higher features and model outputs for
+        ``data``, one forward per batch through hooks that are removed
+        afterwards.
+
+        Returns:
+            ``(lower, higher, outputs, inputs)``; ``inputs`` is the
+            concatenated model inputs when ``keep_inputs`` else None.
+        """
+        from tqdm.auto import tqdm
+
+        batches, total = self._batches(data)
+        dev = self._model_device()
+        lows: List[Tensor] = []
+        highs: List[Tensor] = []
+        outs: List[Tensor] = []
+        ins: List[Tensor] = []
+        self._input_meta = None
+        with ExitStack() as stack:
+            store = (
+                stack.enter_context(capture(self.model, self.higher_module))
+                if self.higher_module is not None else None
+            )
+            for batch in tqdm(batches, total=total, disable=not self.progress, desc="JGMM features"):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                if not isinstance(x, Tensor):
+                    raise TypeError(f"each batch must be a Tensor or (Tensor, ...), got {type(x).__name__}")
+                check_finite(x, "inputs")
+                fmap, out = layer_features(
+                    self.model, self.lower_module, x, batch_size=x.shape[0], device=dev,
+                    with_outputs=True,
+                )
+                if out.dim() != 2:
+                    raise ValueError(
+                        f"the model returned shape {tuple(out.shape)}; JGMMExplainer needs "
+                        "N x C class scores"
+                    )
+                if self._input_meta is None:
+                    self._input_meta = (tuple(x.shape[1:]), x.dtype, tuple(fmap.shape[1:]))
+                lows.append(self._lower_layout(fmap).float().cpu())
+                if store is not None:
+                    h = store.pop()
+                    store.clear()
+                    h = h.mean((2, 3)) if h.dim() == 4 else h.flatten(1)
+                    highs.append(h.float().cpu())
+                else:
+                    highs.append(out.float().cpu())
+                outs.append(out.float().cpu())
+                if self.keep_inputs:
+                    ins.append(x.detach().cpu())
+        if not lows:
+            raise ValueError("data holds no examples")
+        return torch.cat(lows), torch.cat(highs), torch.cat(outs), (torch.cat(ins) if ins else None)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: Data) -> "JGMMExplainer":
+        r"""Extract both layers' features of ``data`` (the model's training
+        data, paper §4.1) and fit the mixture; ``data`` also becomes the set
+        that examples are mined from (see :meth:`set_examples`).
+
+        Args:
+            data (Tensor or iterable): model inputs, or a DataLoader / iterable
+                        of batches ``x`` or ``(x, y, ...)``.
+        """
+        low, high, out, inputs = self.extract(data)
+        in_shape, in_dtype, layer_shape = self._input_meta  # type: ignore[misc]
+        self.input_shape_, self.input_dtype_, self.layer_shape_ = in_shape, in_dtype, layer_shape
+        if len(layer_shape) == 3:
+            g = self.pool if self.pool is not None else None
+            self.grid_ = (g, g) if g is not None else (layer_shape[1], layer_shape[2])
+        else:
+            self.grid_ = None
+        n_classes = out.shape[1]
+        preds = out.argmax(1)
+        k_y = self.n_higher if self.n_higher is not None else n_classes
+        dev = torch.device(self.device) if self.device is not None else self._model_device()
+        params = dict(self.mixture_params)
+        self.mixture_ = JointGaussianMixture(
+            n_lower=self.n_lower, n_higher=k_y, random_state=self.random_state, device=dev, **params
+        )
+        labels = preds if (self.higher_module is None and k_y == n_classes) else None
+        if labels is not None and int(torch.bincount(labels, minlength=k_y).min()) == 0:
+            labels = None  # a class is never predicted: fall back to k-means
+        self.mixture_.fit(low, high, higher_labels=labels)
+        # component -> class: the class the model predicts most for each component
+        h = self.mixture_.predict_higher_proba(high.to(dev))
+        votes = torch.zeros(k_y, n_classes, dtype=h.dtype, device=h.device)
+        votes.index_add_(1, preds.to(h.device), h.T.contiguous())
+        self.component_classes_ = votes.argmax(1).cpu()
+        self.n_classes_ = n_classes
+        self._set_examples(low, out, inputs)
+        self._reference_cache: Dict[Any, Tensor] = {}
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mixture_"):
+            raise NotFittedError("This JGMMExplainer is not fitted yet; call fit(data) first.")
+
+    def set_examples(self, data: Data) -> "JGMMExplainer":
+        """Use ``data`` (e.g. training plus test data, as the paper's
+        explaining step does) as the set that examples are mined from."""
+        self._check_fitted()
+        low, _, out, inputs = self.extract(data)
+        self._set_examples(low, out, inputs)
+        return self
+
+    def _set_examples(self, low: Tensor, out: Tensor, inputs: Optional[Tensor]) -> None:
+        self._ex_lower = low
+        self._ex_decisions = out.argmax(1)
+        self._ex_inputs = inputs
+        self._ex_white: Optional[Tensor] = None
+        self._ex_cache: Dict[str, Tensor] = {}
+
+    # --------------------------------------------------------- proxy model
+    def _class_proba(self, feats: Tensor) -> Tensor:
+        pw = self.mixture_.predict_proba(feats)
+        out = torch.zeros(pw.shape[0], self.n_classes_, dtype=pw.dtype, device=pw.device)
+        out.index_add_(1, self.component_classes_.to(pw.device), pw)
+        return out
+
+    def proxy_predict_features(self, features: Tensor) -> Tensor:
+        """The proxy's class for lower features in the mixture's layout."""
+        self._check_fitted()
+        if features.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.long)
+        return self._class_proba(features).argmax(1).cpu()
+
+    def proxy_accuracy(self, data: Data) -> float:
+        r"""Faithfulness (paper §4.2, Table 1): the fraction of ``data`` (held
+        out from :meth:`fit`) on which the proxy's class,
+        ``argmax_c sum_{j -> c} p(w=j | x)``, equals the model's own decision."""
+        self._check_fitted()
+        low, _, out, _ = self.extract(data)
+        pred = self.proxy_predict_features(low)
+        return float((pred == out.argmax(1)).double().mean())
+
+    def decide(self, features: Tensor) -> Tensor:
+        """The model's decision for lower features in the mixture's layout
+        (pooled), by replacing the lower layer's output with the features
+        upsampled to the layer's size (see the module docstring)."""
+        self._check_fitted()
+        if features.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.long)
+        maps = self._to_map(features.float())
+        upper = _UpperNetwork(self.model, self.lower_module, self.input_shape_, self.input_dtype_,
+                              self.layer_shape_, self._model_device())
+        n = maps.shape[0]
+        runner = RowRunner(upper, n, validate=False)
+
+        def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            return (maps[sl],), torch.arange(sl.start, sl.stop)
+
+        out = forward_rows(runner, rows, n, chunk_size=self.batch_size, raw=True)
+        return out.argmax(1).cpu()
+
+    # ------------------------------------------------------------- helpers
+    def _rms_dist(self, a_white: Tensor, b_white: Tensor) -> Tensor:
+        """RMS-per-dimension ℓ2 distances between rows (whitened, flattened)."""
+        d = a_white.shape[1]
+        return torch.cdist(a_white, b_white) / math.sqrt(d)
+
+    def _white(self, feats: Tensor) -> Tensor:
+        w = self.mixture_.whiten_lower(feats.to(self.mixture_._dev))
+        return w.reshape(w.shape[0], -1).float()
+
+    def _examples_white(self) -> Tensor:
+        if self._ex_white is None:
+            chunks = [self._white(self._ex_lower[i : i + 4096]) for i in range(0, self._ex_lower.shape[0], 4096)]
+            self._ex_white = torch.cat(chunks)
+        return self._ex_white
+
+    def _nearest(self, feats: Tensor) -> Tensor:
+        ref = self._examples_white()
+        q = self._white(feats).to(ref.device)
+        best = torch.full((q.shape[0],), math.inf, device=ref.device)
+        arg = torch.zeros(q.shape[0], dtype=torch.long, device=ref.device)
+        for i in range(0, ref.shape[0], 8192):
+            d = torch.cdist(q, ref[i : i + 8192])
+            m, a = d.min(1)
+            better = m < best
+            best = torch.where(better, m, best)
+            arg = torch.where(better, a + i, arg)
+        return arg.cpu()
+
+    def _mined(self, kind: str, idx: Tensor, scores: Tensor, **extra: Any) -> JGMMExamples:
+        idx = idx.cpu()
+        feats = self._ex_lower[idx]
+        return JGMMExamples(
+            kind=kind, source="mined", scores=scores.detach().cpu().float(),
+            decisions=self._ex_decisions[idx], proxy=self.proxy_predict_features(feats),
+            features=feats, indices=idx,
+            inputs=None if self._ex_inputs is None else self._ex_inputs[idx], **extra,
+        )
+
+    def _sampled(self, kind: str, feats: Tensor, scores: Tensor,
+                 decisions: Optional[Tensor] = None, **extra: Any) -> JGMMExamples:
+        feats = feats.float().cpu()
+        near = self._nearest(feats) if feats.shape[0] else torch.zeros(0, dtype=torch.long)
+        return JGMMExamples(
+            kind=kind, source="sampled", scores=scores.detach().cpu().float(),
+            decisions=self.decide(feats) if decisions is None else decisions.cpu(),
+            proxy=self.proxy_predict_features(feats), features=feats, indices=near,
+            inputs=None if self._ex_inputs is None else self._ex_inputs[near], **extra,
+        )
+
+    def _ex_scores(self, name: str) -> Tensor:
+        """Per-example arrays over the mining set, computed once."""
+        if name not in self._ex_cache:
+            m, low = self.mixture_, self._ex_lower
+            step = 8192
+            parts = []
+            for i in range(0, low.shape[0], step):
+                f = low[i : i + step].to(m._dev)
+                if name == "log_p_given_w":
+                    parts.append(m.log_prob_given_higher(f).cpu())
+                elif name == "p_w":
+                    parts.append(m.predict_proba(f).cpu())
+                elif name == "log_g":
+                    lg = m.log_prob_lower_components(f)
+                    parts.append((lg if lg.dim() == 3 else lg[:, None]).cpu())
+                elif name == "p_z":
+                    pz = m.predict_lower_proba(f)
+                    parts.append((pz if pz.dim() == 3 else pz[:, None]).cpu())
+            self._ex_cache[name] = torch.cat(parts)
+        return self._ex_cache[name]
+
+    @staticmethod
+    def _check_source(source: str, allowed: Tuple[str, ...] = ("mined", "sampled")) -> str:
+        return check_choice(source, "source", allowed)
+
+    # ---------------------------------------------------------- prototypes
+    def prototypes(
+        self, j: int, n: int = 8, source: str = "mined", level: str = "higher",
+        random_state: Optional[int] = None,
+    ) -> JGMMExamples:
+        r"""Prototypes of a component (paper eq. 4).
+
+        Args:
+            j (int): the component: a higher component ``w = j`` (``level=
+                        "higher"``; with logits, class ``component_classes_[j]``)
+                        or a lower component ``z = j`` (``level="lower"``).
+            n (int, optional): number of examples. Default: 8
+            source (str, optional): ``"mined"``: the examples with the highest
+                        ``p(x | w=j)`` (eq. 4; for ``level="lower"``, the highest
+                        ``max_r G(x^(r) | mu_j, Sigma_j)``); ``"sampled"``: draws
+                        from ``p(x | w=j)`` (or from ``G(mu_j, Sigma_j)`` at every
+                        position), ranked by the same score. Default: ``"mined"``
+            level (str, optional): ``"higher"`` or ``"lower"``. Default: ``"higher"``
+            random_state (int, optional): seed for sampling; None uses the
+                        explainer's. Default: None
+
+        Returns:
+            :class:`JGMMExamples` with ``scores`` = log-density (original
+            pooled-feature coordinates).
+        """
+        self._check_fitted()
+        self._check_source(source)
+        check_choice(level, "level", ("higher", "lower"))
+        m = self.mixture_
+        k = m.weights_.shape[0] if level == "higher" else m.lower_means_.shape[0]
+        j = check_int(j, "j", 0, k - 1)
+        n = check_int(n, "n", 1)
+        if source == "mined":
+            if level == "higher":
+                s = self._ex_scores("log_p_given_w")[:, j]
+            else:
+                s = self._ex_scores("log_g")[:, :, j].amax(1)
+            top = s.topk(min(n, s.shape[0]))
+            return self._mined("prototype", top.indices, top.values, info={"component": j, "level": level})
+        seed = self._seed(random_state)
+        if level == "higher":
+            feats = m.sample(n, higher_component=j, random_state=seed)[0]
+            s = m.log_prob_given_higher(feats)[:, j]
+        else:
+            feats = m.sample(n, lower_component=j, random_state=seed)[0]
+            lg = m.log_prob_lower_components(feats)
+            s = (lg if lg.dim() == 3 else lg[:, None])[:, :, j].amax(1)
+        order = s.argsort(descending=True)
+        return self._sampled("prototype", feats[order], s[order], info={"component": j, "level": level})
+
+    def _seed(self, random_state: Optional[int]) -> Any:
+        if random_state is not None:
+            return random_state
+        return self.random_state
+
+    # ---------------------------------------------------------- criticisms
+    def _reference(self, n_reference: int, seed: Any) -> Tensor:
+        """Sorted log p(x' | w=j) of n_reference samples x' ~ p(.|w=j), K_y x n."""
+        key = (n_reference, seed if isinstance(seed, int) else None)
+        if key in self._reference_cache and key[1] is not None:
+            return self._reference_cache[key]
+        m = self.mixture_
+        gen = _generator(seed)
+        refs = []
+        for j in range(m.weights_.shape[0]):
+            feats = m.sample(n_reference, higher_component=j, random_state=gen)[0]
+            refs.append(m.log_prob_given_higher(feats)[:, j].sort().values.cpu())
+        out = torch.stack(refs)
+        self._reference_cache[key] = out
+        return out
+
+    def criticism_scores(self, features: Tensor, n_reference: int = 2000,
+                         random_state: Optional[int] = None) -> Tensor:
+        r"""Normalised eq. 5: ``1 - max_j F_j(x)`` with ``F_j(x)`` the fraction
+        of ``n_reference`` samples of ``p(. | w=j)`` whose density is at most
+        ``p(x | w=j)`` (a tail probability in ``[0, 1]``)."""
+        self._check_fitted()
+        ref = self._reference(check_int(n_reference, "n_reference", 10), self._seed(random_state))
+        lp = self.mixture_.log_prob_given_higher(features.to(self.mixture_._dev)).cpu()
+        return self._crit_from_logp(lp, ref)
+
+    @staticmethod
+    def _crit_from_logp(lp: Tensor, ref: Tensor) -> Tensor:
+        n_ref = ref.shape[1]
+        tails = torch.stack(
+            [torch.searchsorted(ref[j].to(lp.dtype), lp[:, j].contiguous(), right=True) for j in range(ref.shape[0])],
+            1,
+        ).to(torch.float64) / n_ref
+        return 1.0 - tails.amax(1)
+
+    def criticisms(self, n: int = 8, n_reference: int = 2000,
+                   random_state: Optional[int] = None) -> JGMMExamples:
+        r"""Criticisms: real examples that no higher component represents well
+        (paper eq. 5, normalised; see the module docstring).  Sampling
+        criticisms is not supported (as in the paper).
+
+        Returns:
+            :class:`JGMMExamples`; ``scores`` in ``[0, 1]`` (1 = less typical
+            than every reference sample of every component); ties broken by
+            the lower ``max_j log p(x | w=j)``, given in ``info["max_log_density"]``.
+        """
+        self._check_fitted()
+        n = check_int(n, "n", 1)
+        lp = self._ex_scores("log_p_given_w")
+        ref = self._reference(check_int(n_reference, "n_reference", 10), self._seed(random_state))
+        crit = self._crit_from_logp(lp, ref)
+        best = lp.amax(1).double()
+        # sort by (criticism desc, best log-density asc)
+        order = torch.argsort(best)
+        order = order[torch.argsort(crit[order], descending=True, stable=True)]
+        idx = order[:n]
+        return self._mined("criticism", idx, crit[idx], info={"max_log_density": best[idx]})
+
+    # --------------------------------------------------------- influential
+    @staticmethod
+    def _entropy(p: Tensor) -> Tensor:
+        return -(p * torch.log(p.clamp_min(1e-300))).sum(1)
+
+    def influential(self, n: int = 8, source: str = "mined", n_samples: int = 2000,
+                    random_state: Optional[int] = None) -> JGMMExamples:
+        r"""Influential examples: the highest entropy of ``p(w | x)`` (eq. 6).
+
+        ``source="sampled"`` draws ``n_samples`` features (from each lower
+        component in turn for the plain model; ancestrally from the joint
+        model for the spatial one) and keeps the ``n`` of highest entropy.
+        ``info["top2"]`` holds the two most likely classes of each example.
+        """
+        self._check_fitted()
+        self._check_source(source)
+        n = check_int(n, "n", 1)
+        m = self.mixture_
+        if source == "mined":
+            ent = self._entropy(self._ex_scores("p_w").double())
+            top = ent.topk(min(n, ent.shape[0]))
+            res = self._mined("influential", top.indices, top.values)
+        else:
+            n_samples = check_int(n_samples, "n_samples", 1)
+            gen = _generator(self._seed(random_state))
+            if m.n_positions_ == 1:
+                kx = m.lower_means_.shape[0]
+                per = max(1, n_samples // kx)
+                feats = torch.cat([m.sample(per, lower_component=i, random_state=gen)[0] for i in range(kx)])
+            else:
+                feats = m.sample(n_samples, random_state=gen)[0]
+            ent = self._entropy(m.predict_proba(feats).double())
+            top = ent.topk(min(n, ent.shape[0]))
+            res = self._sampled("influential", feats[top.indices], top.values)
+        cp = self._class_proba(res.features.to(m._dev))
+        res.info["top2"] = cp.topk(min(2, cp.shape[1]), 1).indices.cpu()
+        return res
+
+    # ------------------------------------------- counterfactuals/semi-factuals
+    def _query(self, x_query: Tensor) -> Tuple[Tensor, int]:
+        if not isinstance(x_query, Tensor):
+            raise TypeError(f"x_query must be a Tensor, got {type(x_query).__name__}")
+        if tuple(x_query.shape) == tuple(self.input_shape_):
+            x_query = x_query[None]
+        if x_query.dim() != len(self.input_shape_) + 1 or x_query.shape[0] != 1:
+            raise ValueError(
+                f"x_query must be one input of shape {tuple(self.input_shape_)} (or 1 x that), "
+                f"got {tuple(x_query.shape)}"
+            )
+        check_finite(x_query, "x_query")
+        low, _, out, _ = self._extract_quiet(x_query)
+        return low, int(out.argmax(1)[0])
+
+    def _extract_quiet(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+        keep, prog = self.keep_inputs, self.progress
+        self.keep_inputs, self.progress = False, False
+        try:
+            return self.extract(x)
+        finally:
+            self.keep_inputs, self.progress = keep, prog
+
+    def _coefficients(self, q_low: Tensor, kind: str) -> Tensor:
+        """c^(r)_i of the (one-hot) optimal α, R x K_x."""
+        m = self.mixture_
+        pz = m.predict_lower_proba(q_low.to(m._dev))
+        pz = (pz if pz.dim() == 3 else pz[:, None])[0]  # R x Kx
+        psi = m.Psi_ if m.Psi_.dim() == 3 else m.Psi_[None]  # R x Kx x Ky
+        purity = (psi * psi).sum(2)  # R x Kx
+        if kind == "counterfactual":
+            return pz * (1.0 - purity)
+        v = torch.einsum("rij,ri->rj", psi, pz)  # R x Ky
+        return torch.einsum("rij,rj->ri", psi, v) - pz * purity
+
+    def _local_scores(self, feats: Tensor, coef: Tensor) -> Tensor:
+        """Eq. 7 / eq. 9 for candidate features: mean_r sum_i p(z^(r)=i|x) c^(r)_i."""
+        m = self.mixture_
+        out = []
+        for i in range(0, feats.shape[0], 8192):
+            pz = m.predict_lower_proba(feats[i : i + 8192].to(m._dev))
+            pz = pz if pz.dim() == 3 else pz[:, None]
+            out.append((pz * coef[None]).sum(2).mean(1).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def _local(
+        self, kind: str, x_query: Tensor, n: int, min_distance: Optional[float],
+        max_distance: Optional[float], source: str, n_samples: int, random_state: Optional[int],
+    ) -> JGMMExamples:
+        self._check_fitted()
+        self._check_source(source)
+        n = check_int(n, "n", 1)
+        n_samples = check_int(n_samples, "n_samples", 1)
+        lo = 0.0 if min_distance is None else check_float(min_distance, "min_distance", 0.0)
+        hi = math.inf if max_distance is None else check_float(max_distance, "max_distance", 0.0)
+        if lo > hi:
+            raise ValueError(f"min_distance={lo} exceeds max_distance={hi}")
+        q_low, q_dec = self._query(x_query)
+        coef = self._coefficients(q_low, kind).cpu()
+        istar = coef.argmax(1)  # one-hot optimum of the LP, per position
+        q_white = self._white(q_low)
+        info = {"query_decision": q_dec, "component": istar if istar.numel() > 1 else int(istar[0]),
+                "coefficients": coef, "min_distance": lo, "max_distance": hi}
+        want_same = kind == "semifactual"
+        m = self.mixture_
+        if source == "sampled":
+            feats = m.sample(n_samples, lower_component=istar, random_state=self._seed(random_state))[0].float().cpu()
+            dist = self._rms_dist(self._white(feats), q_white.to(m._dev).float())[:, 0].cpu()
+            keep = (dist >= lo) & (dist <= hi)
+            feats, dist = feats[keep], dist[keep]
+            dec = self.decide(feats) if feats.shape[0] else torch.zeros(0, dtype=torch.long)
+            ok = (dec == q_dec) if want_same else (dec != q_dec)
+            feats, dist, dec = feats[ok], dist[ok], dec[ok]
+            s = self._local_scores(feats, coef.to(m._dev))
+            order = s.argsort(descending=True)[:n]
+            info.update(n_generated=n_samples, n_within_distance=int(keep.sum()), n_accepted=int(ok.sum()))
+            return self._sampled(kind, feats[order], s[order], decisions=dec[order],
+                                 distances=dist[order], info=info)
+        ref = self._examples_white()
+        dist = self._rms_dist(ref, q_white.to(ref.device))[:, 0].cpu()
+        dec = self._ex_decisions
+        ok = (dist >= lo) & (dist <= hi) & ((dec == q_dec) if want_same else (dec != q_dec))
+        if want_same:
+            ok &= dist > 0  # not the query itself
+        cand = ok.nonzero()[:, 0]
+        s = self._local_scores(self._ex_lower[cand], coef.to(m._dev))
+        order = s.argsort(descending=True)[:n]
+        info.update(n_candidates=int(cand.numel()))
+        return self._mined(kind, cand[order], s[order], distances=dist[cand[order]], info=info)
+
+    def counterfactuals(
+        self, x_query: Tensor, n: int = 8, max_distance: Optional[float] = None,
+        source: str = "sampled", n_samples: int = 1000, random_state: Optional[int] = None,
+    ) -> JGMMExamples:
+        r"""Counterfactuals for one query (paper eq. 7-8): examples close to the
+        query in the lower feature space on which the model decides otherwise.
+
+        ``source="sampled"``: draw ``n_samples`` features from the lower
+        component ``i*`` of the one-hot optimal α (per position spatially),
+        reject those farther than ``max_distance`` from the query (whitened
+        RMS ℓ2) or on which the model keeps the query's decision, and return
+        the ``n`` with the highest eq. 7 score.  ``source="mined"``: the same
+        filter and ranking over the real examples.
+
+        Args:
+            x_query (Tensor): one model input (``C x H x W`` or ``1 x C x H x W``).
+            n (int, optional): number of examples. Default: 8
+            max_distance (float, optional): the ℓ2 constraint σ. Default: None
+            source (str, optional): ``"sampled"`` or ``"mined"``. Default: ``"sampled"``
+            n_samples (int, optional): draws before filtering. Default: 1000
+            random_state (int, optional): seed; None uses the explainer's.
+
+        Returns:
+            :class:`JGMMExamples` with ``distances``; ``info`` holds the query's
+            decision, ``i*``, the α coefficients and the acceptance counts.
+        """
+        return self._local("counterfactual", x_query, n, None, max_distance, source, n_samples, random_state)
+
+    def semifactuals(
+        self, x_query: Tensor, n: int = 8, min_distance: Optional[float] = None,
+        max_distance: Optional[float] = None, source: str = "sampled",
+        n_samples: int = 1000, random_state: Optional[int] = None,
+    ) -> JGMMExamples:
+        r"""Semi-factuals for one query (paper eq. 9): examples likely from a
+        different lower component than the query but with the same decision.
+
+        As :meth:`counterfactuals`, with the semi-factual coefficients, keeping
+        candidates on which the model *keeps* the query's decision and whose
+        distance lies in ``[min_distance, max_distance]``.
+        """
+        return self._local("semifactual", x_query, n, min_distance, max_distance, source, n_samples, random_state)
