@@ -233,3 +233,36 @@ def test_blur_substrate_needs_images():
     with pytest.raises(ValueError, match="insertion_substrate"):
         insertion_deletion(model, torch.rand(2, 16), torch.rand(2, 16), target=0,
                            insertion_substrate="blur")
+
+
+def test_diff_id_matches_hand_computation_and_counts_calls(cnn, images):
+    from captum_prior.metrics import diff_id
+
+    attr = torch.randn(images.shape, generator=torch.Generator().manual_seed(11))
+    y = torch.tensor([1, 2, 3, 4])
+    counting = Counting(cnn)
+    res = diff_id(counting, images, attr, target=y, ratios=(0.25, 0.5), return_curves=True,
+                  max_examples_per_batch=7)
+    rows = 4 * (1 + 2 * 2)
+    assert counting.calls == math.ceil(rows / 7)
+    # by hand for image 0, ratio 0.5
+    i, r = 0, 0.5
+    x = images[i]
+    order = torch.argsort(attr[i].abs().sum(0).reshape(-1), descending=True, stable=True)
+    top = torch.zeros(784, dtype=torch.bool)
+    top[order[: int(r * 784)]] = True
+    top = top.view(1, 28, 28)
+
+    def filled(keep):
+        fill = x[keep].mean()
+        return torch.where(keep, x, fill)
+
+    with torch.no_grad():
+        base = cnn(x[None])[0, 1]
+        ins = cnn(filled(top)[None])[0, 1] / base
+        dele = cnn(filled(~top)[None])[0, 1] / base
+    assert res.insertion_curve[0, 1].item() == pytest.approx(ins.item(), rel=1e-4, abs=1e-5)
+    assert res.deletion_curve[0, 1].item() == pytest.approx(dele.item(), rel=1e-4, abs=1e-5)
+    torch.testing.assert_close(res.difference, (res.insertion_curve - res.deletion_curve).mean(1))
+    with pytest.raises(ValueError, match="ratios"):
+        diff_id(cnn, images, attr, target=y, ratios=(0.5, 1.0))

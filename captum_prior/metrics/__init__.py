@@ -7,6 +7,7 @@ from typing import Any
 # its own module and importing one does not import the others.
 _EXPORTS = {
     "insertion_deletion": "captum_prior.metrics.insertion_deletion",
+    "diff_id": "captum_prior.metrics.insertion_deletion",
     "keep_remove": "captum_prior.metrics.keep_remove",
     "sensitivity_n": "captum_prior.metrics.sensitivity_n",
     "BayLime": "captum_prior.attr.bay_lime",
@@ -20,7 +21,7 @@ __all__ = sorted(_EXPORTS)
 # keeps ``from captum_prior.metrics import insertion_deletion`` a function
 # whatever was imported first. (These modules import only torch and Captum's
 # common helpers; BayLime stays lazy.)
-from captum_prior.metrics.insertion_deletion import insertion_deletion  # noqa: E402, F401
+from captum_prior.metrics.insertion_deletion import diff_id, insertion_deletion  # noqa: E402, F401
 from captum_prior.metrics.keep_remove import keep_remove  # noqa: E402, F401
 from captum_prior.metrics.sensitivity_n import sensitivity_n  # noqa: E402, F401
 
