@@ -141,9 +141,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       ``s = intercept_scale`` (default ``10 * RMS(y)``), which models images
       (where a zero input is meaningful) far better.  ``fit_intercept=False``
       is the paper's model.
-    - **Initialisation.** k-means on ``[X / sqrt(p), y]`` (standardised) for
-      the allocations, then a ridge fit per component; tau starts at 0.5
-      and alpha at ``e`` as in the code.
+    - **Initialisation.** Uniformly random allocations (or k-means on the
+      standardised ``[X, y]``), then a ridge fit per component; tau starts
+      at 0.5 and alpha at ``e`` as in the code.  k-means on binary LIME
+      designs tends to split along one feature, leaving that feature
+      constant inside a component, which the sampler then takes long to undo.
     - **Relabelling.** The reference allocation is the kept draw with the
       highest log posterior, then iterated (Cron & West) until stable.
 
@@ -166,7 +168,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         fit_intercept (bool, optional): per-component unpenalised intercept. Default: True
         intercept_scale (float, optional): prior sd of the intercepts;
                     ``None`` = ``10 * sqrt(mean(y^2))``. Default: None
-        init (str, optional): ``"kmeans"`` or ``"random"`` allocations. Default: ``"kmeans"``
+        init (str, optional): initial allocations, ``"random"`` (uniform) or
+                    ``"kmeans"`` (on standardised ``[X, y]``). Default: ``"random"``
         label_swaps (bool, optional): add Metropolis-Hastings moves that swap
                     the labels of adjacent components (not in the paper; the
                     chain then visits label orderings and relies on the
@@ -224,7 +227,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         lambda_prior: str = "paper",
         fit_intercept: bool = True,
         intercept_scale: Optional[float] = None,
-        init: str = "kmeans",
+        init: str = "random",
         label_swaps: bool = False,
         collapse_tau: bool = True,
         thin: int = 1,
