@@ -9,6 +9,7 @@ _EXPORTS = {
     "JointGaussianMixture": "captum_prior.proxy.jgmm",
     "JGMMExplainer": "captum_prior.proxy.jgmm_explainer",
     "DMMMEN": "captum_prior.proxy.dmm_men",
+    "DMMMENGlobalInsights": "captum_prior.proxy.dmm_men_insights",
 }
 
 __all__ = sorted(_EXPORTS)
