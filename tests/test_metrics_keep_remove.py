@@ -139,7 +139,7 @@ def test_batch_composition_and_chunking_do_not_matter():
     a = torch.randn(x.shape, generator=g)
     kw = dict(masker="mean", percent=0.05)
     full = keep_remove(cnn, x, a, **kw)
-    small = keep_remove(cnn, x, a, max_examples_per_batch=17, **kw)
+    small = keep_remove(cnn, x, a, max_examples_per_batch=17, show_progress=True, **kw)
     one = keep_remove(cnn, x[2:], a[2:], **kw)
     for m in NAMES:
         torch.testing.assert_close(getattr(small, m), getattr(full, m), atol=1e-4, rtol=1e-4)

@@ -77,7 +77,7 @@ def test_seeded_batch_independent_and_call_count():
     full = sensitivity_n(counting, x, a, max_examples_per_batch=16, **kw)
     rows = 3 * (1 + 2 * 10)
     assert counting.calls == math.ceil(rows / 16)
-    again = sensitivity_n(cnn, x, a, max_examples_per_batch=5, **kw)
+    again = sensitivity_n(cnn, x, a, max_examples_per_batch=5, show_progress=True, **kw)
     torch.testing.assert_close(again, full, atol=1e-5, rtol=1e-4)
     one = sensitivity_n(cnn, x[1:2], a[1:2], target=[2], fractions=[0.1, 0.5],
                         n_subsets=10, random_state=7)
