@@ -627,7 +627,8 @@ class Sampler:
             return
         h, m = self.h, empty.size
         w = np.exp(st.log_w - np.logaddexp.reduce(st.log_w))
-        st.c[empty] = self.rng.choice(h.K, size=m, p=w / w.sum())
+        cw = np.cumsum(w / w.sum())
+        st.c[empty] = np.minimum(np.searchsorted(cw, self.rng.random(m), side="right"), h.K - 1)
         sig2 = h.b / np.exp(log_gamma_rv(self.rng, np.full(m, h.a)))
         L1 = st.lam1[st.c[empty]][:, None]
         L2 = st.lam2[st.c[empty]][:, None]

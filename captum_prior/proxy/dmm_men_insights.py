@@ -238,6 +238,9 @@ class DMMMENGlobalInsights:
 
 
 def _summary(pcr: np.ndarray) -> Dict[str, List[float]]:
+    if pcr.shape[0] == 0:  # no positives (or negatives) in any repeat
+        nan = [float("nan")] * pcr.shape[1]
+        return {"mean": nan, "low": nan, "high": nan}
     return {
         "mean": pcr.mean(axis=0).tolist(),
         "low": np.percentile(pcr, 2.5, axis=0).tolist(),
