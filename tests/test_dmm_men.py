@@ -190,12 +190,16 @@ def test_predict_mean_and_intervals(fitted, data):
     # the model's predictive (x-independent weights) covers the observed y
     cover = np.mean((y[:50] >= lo) & (y[:50] <= hi))
     assert cover > 0.8
-    # the predictive mean is the weighted mixture mean over occupied components
-    occ = fitted.component_sizes_ > 0
-    B = np.column_stack([fitted.intercept_, fitted.coef_])[occ]
-    w = fitted.weights_[occ] / fitted.weights_[occ].sum()
-    plug_in = (np.column_stack([np.ones(50), X[:50]]) @ B.T) @ w
-    np.testing.assert_allclose(mean, plug_in, atol=0.05)
+    # the predictive mean is the pi-weighted mixture mean over the components
+    # occupied in each draw, averaged over draws
+    Xd = np.column_stack([np.ones(50), X[:50]])
+    expect = np.zeros(50)
+    for b, pi, cnt in zip(
+        fitted.beta_draws_, fitted.weights_draws_, fitted.counts_draws_
+    ):
+        w = np.where(cnt > 0, pi, 0.0)
+        expect += (Xd @ b.T) @ (w / w.sum())
+    np.testing.assert_allclose(mean, expect / len(fitted.beta_draws_), rtol=1e-10)
     # including empty components (prior draws, as Analysis.R) changes it
     assert not np.allclose(fitted.predict(X[:50], include_empty=True), mean, atol=0.05)
 

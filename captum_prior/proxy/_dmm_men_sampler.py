@@ -494,14 +494,17 @@ class Sampler:
     def _step_beta(self, st: State) -> None:
         # exact: beta_j ~ N(A^-1 X_j'y_j, sig2_j A^-1), A = X_j'X_j + diag(d_j),
         # d = lam2_{c_j} / (1 - tau_j) (and sig2_j / intercept_var for the intercept).
-        # Empty components use X_j'X_j = 0, i.e. a draw from the prior.
+        # Only occupied components: empty ones are redrawn from their prior as
+        # one block (_step_empty) later in the same sweep.
         self._update_gram(st.z)
-        J, q, off = self.h.J, self.q, self.off
+        q, off = self.q, self.off
+        occ = np.flatnonzero(np.bincount(st.z, minlength=self.h.J) > 0)
+        J = occ.size
         d = np.empty((J, q))
         if off:
-            d[:, 0] = st.sig2 / self.h.intercept_var
-        d[:, off:] = st.lam2[st.c][:, None] * (1.0 + st.omega)
-        A = self.G.copy()
+            d[:, 0] = st.sig2[occ] / self.h.intercept_var
+        d[:, off:] = st.lam2[st.c[occ]][:, None] * (1.0 + st.omega[occ])
+        A = self.G[occ]
         idx = np.arange(q)
         A[:, idx, idx] += d
         At = torch.from_numpy(A)
@@ -511,10 +514,10 @@ class Sampler:
             A[:, idx, idx] += jitter[:, None]
             L = torch.linalg.cholesky(torch.from_numpy(A))
         eps = torch.from_numpy(self.rng.standard_normal((J, q, 1)))
-        sd = torch.from_numpy(np.sqrt(st.sig2))[:, None, None]
-        rhs = torch.from_numpy(self.Xy)[:, :, None] + sd * (L @ eps)
+        sd = torch.from_numpy(np.sqrt(st.sig2[occ]))[:, None, None]
+        rhs = torch.from_numpy(self.Xy[occ])[:, :, None] + sd * (L @ eps)
         # A^-1 (X'y + sigma L eps) has mean A^-1 X'y and covariance sig2 A^-1
-        st.beta = torch.cholesky_solve(rhs, L).squeeze(-1).numpy().copy()
+        st.beta[occ] = torch.cholesky_solve(rhs, L).squeeze(-1).numpy()
         st.mu = None
         st.extra["stats"] = None
 
@@ -628,7 +631,9 @@ class Sampler:
         h, m = self.h, empty.size
         w = np.exp(st.log_w - np.logaddexp.reduce(st.log_w))
         cw = np.cumsum(w / w.sum())
-        st.c[empty] = np.minimum(np.searchsorted(cw, self.rng.random(m), side="right"), h.K - 1)
+        st.c[empty] = np.minimum(
+            np.searchsorted(cw, self.rng.random(m), side="right"), h.K - 1
+        )
         sig2 = h.b / np.exp(log_gamma_rv(self.rng, np.full(m, h.a)))
         L1 = st.lam1[st.c[empty]][:, None]
         L2 = st.lam2[st.c[empty]][:, None]
@@ -684,9 +689,8 @@ class Sampler:
         self._step_alpha(st)
         self._step_c(st)
         if self.collapse_tau:
-            self._step_tau(
-                st
-            )  # tau | beta, c, lambda, sigma^2 after the collapsed c draw
+            # tau | beta, c, lambda, sigma^2 after the collapsed c draw
+            self._step_tau(st)
         self._step_w(st)
         self._step_beta(st)
         if not self.collapse_tau:
