@@ -190,10 +190,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     keeps the current settings. Default: 1
 
     Attributes:
-        coef_ (ndarray): ``(n_components, n_features)`` posterior-mean coefficients.
-        intercept_ (ndarray): ``(n_components,)`` posterior-mean intercepts (0 without intercept).
+        coef_ (ndarray): ``(n_components, n_features)`` posterior-mean
+                    coefficients (over the kept draws in which the component
+                    holds samples; in the others they are prior draws).
+        intercept_ (ndarray): ``(n_components,)`` posterior-mean intercepts
+                    (0 without intercept), averaged like ``coef_``.
         weights_ (ndarray): ``(n_components,)`` posterior-mean mixture weights pi.
-        sigma2_ (ndarray): ``(n_components,)`` posterior-mean noise variances.
+        sigma2_ (ndarray): ``(n_components,)`` posterior-mean noise variances
+                    (averaged like ``coef_``).
         penalty_ (ndarray): ``(n_components, 2)`` posterior means of
                     ``(lambda_1, lambda_2)`` of each component's elastic net.
         labels_ (ndarray): ``(n_samples,)`` posterior modal (relabelled) component of each sample.
@@ -446,10 +450,17 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.weights_draws_ = pi_d
         self.sigma2_draws_ = sig_d
         self.counts_draws_ = counts
-        self.coef_ = beta_d[:, :, off:].mean(axis=0)
-        self.intercept_ = beta_d[:, :, 0].mean(axis=0) if off else np.zeros(J)
+        # means over the draws in which a component holds samples: in the
+        # others its parameters are prior draws (heavy-tailed noise)
+        occ_w = (counts > 0).astype(float)
+        never = occ_w.sum(axis=0) == 0
+        occ_w[:, never] = 1.0
+        occ_w /= occ_w.sum(axis=0, keepdims=True)
+        beta_mean = np.einsum("tj,tjq->jq", occ_w, beta_d)
+        self.coef_ = beta_mean[:, off:]
+        self.intercept_ = beta_mean[:, 0] if off else np.zeros(J)
         self.weights_ = pi_d.mean(axis=0)
-        self.sigma2_ = sig_d.mean(axis=0)
+        self.sigma2_ = np.einsum("tj,tj->j", occ_w, sig_d)
         self.penalty_ = lam_d.mean(axis=0)
         self.labels_ = labels
         self.component_sizes_ = np.bincount(labels, minlength=J)
