@@ -338,7 +338,22 @@ class JGMMExplainer:
                         of batches ``x`` or ``(x, y, ...)``.
         """
         low, high, out, inputs = self.extract(data)
-        in_shape, in_dtype, layer_shape = self._input_meta  # type: ignore[misc]
+        return self.fit_features(low, high, out, inputs)
+
+    def fit_features(
+        self, lower: Tensor, higher: Tensor, outputs: Tensor, inputs: Optional[Tensor] = None
+    ) -> "JGMMExplainer":
+        """Fit from features already returned by :meth:`extract` of this
+        explainer (so that one extraction can serve several fits)."""
+        if getattr(self, "_input_meta", None) is None:
+            raise ValueError("call extract(data) on this explainer before fit_features")
+        if not (lower.shape[0] == higher.shape[0] == outputs.shape[0]):
+            raise ValueError(
+                f"lower, higher and outputs have {lower.shape[0]}, {higher.shape[0]} and "
+                f"{outputs.shape[0]} rows; pass the features of the same examples"
+            )
+        low, high, out = lower, higher, outputs
+        in_shape, in_dtype, layer_shape = self._input_meta
         self.input_shape_, self.input_dtype_, self.layer_shape_ = in_shape, in_dtype, layer_shape
         if len(layer_shape) == 3:
             g = self.pool if self.pool is not None else None
@@ -377,6 +392,16 @@ class JGMMExplainer:
         self._check_fitted()
         low, _, out, inputs = self.extract(data)
         self._set_examples(low, out, inputs)
+        return self
+
+    def set_example_features(
+        self, lower: Tensor, outputs: Tensor, inputs: Optional[Tensor] = None
+    ) -> "JGMMExplainer":
+        """As :meth:`set_examples`, from features returned by :meth:`extract`."""
+        self._check_fitted()
+        if lower.shape[0] != outputs.shape[0]:
+            raise ValueError(f"lower has {lower.shape[0]} rows but outputs {outputs.shape[0]}")
+        self._set_examples(lower, outputs, inputs)
         return self
 
     def _set_examples(self, low: Tensor, out: Tensor, inputs: Optional[Tensor]) -> None:
