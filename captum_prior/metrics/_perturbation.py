@@ -214,14 +214,15 @@ def progress_bar(show_progress: bool, total: int, desc: str) -> Any:
 
 
 def rank_units(scores: Tensor, descending: bool = True) -> Tensor:
-    """Position of each unit in the (stable) ordering, ``N x U`` int64.
+    """Position of each unit in the (stable) ordering, ``N x U`` (int32 when
+    it fits, to halve the memory of large images).
 
     Ties keep the unit order, so the result is deterministic.
     """
     order = torch.argsort(scores, dim=1, descending=descending, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
-    return rank
+    return rank.to(torch.int32) if scores.shape[1] < 2**31 - 1 else rank
 
 
 def broadcast_fill(

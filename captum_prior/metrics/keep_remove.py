@@ -237,7 +237,7 @@ def _run(runner: Any, make_rows: Callable, n_rows: int, chunk: int, show_progres
 def _row_builder(
     inputs_t: Tuple[Tensor, ...],
     layout: UnitLayout,
-    ranks: Tensor,
+    ranks: Dict[int, Tensor],
     row_ex: Tensor,
     row_order: Tensor,
     row_keep: Tensor,
@@ -249,7 +249,13 @@ def _row_builder(
 
     def make_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
         ex = row_ex[sl]
-        flipped = ranks[row_order[sl], ex] < row_flip[sl].unsqueeze(1)
+        order = row_order[sl]
+        flip = row_flip[sl].unsqueeze(1)
+        flipped = torch.zeros(len(ex), layout.n_units, dtype=torch.bool, device=ex.device)
+        for o, rank in ranks.items():
+            sel = order == o
+            if bool(sel.any()):
+                flipped[sel] = rank[ex[sel]] < flip[sel]
         masked = flipped != row_keep[sl].unsqueeze(1)
         masks = layout.expand(masked)
         if telea:
@@ -317,7 +323,7 @@ def _image_protocol(
     step = max(1, int(percent * n_units))
     s = layout.unit_scores(attrs)
     orders_needed = sorted({_SPEC[m][1] for m in metrics})
-    ranks = torch.zeros(3, n, n_units, dtype=torch.long, device=device)
+    ranks = {}
     eligible = torch.zeros(3, n, dtype=torch.long, device=device)
     for o in orders_needed:
         if o == 0:
@@ -448,7 +454,7 @@ def _tabular_protocol(
     g = torch.Generator().manual_seed(random_state)
     jitter = (1e-6 * torch.randn(n_units, generator=g, dtype=torch.float64)).to(device)
     s = layout.unit_scores(attrs).to(torch.float64)
-    ranks = torch.zeros(3, n, n_units, dtype=torch.long, device=device)
+    ranks = {}
     caps = torch.full((3, n), n_units, dtype=torch.long, device=device)
     for o, a in enumerate((s + jitter, -s + jitter, s.abs() + jitter)):
         ranks[o] = rank_units(a, descending=True)
