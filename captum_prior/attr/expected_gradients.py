@@ -177,6 +177,7 @@ class ExpectedGradients(GradientAttribution):
         generator: Optional[torch.Generator],
         shift: Optional[Tuple[Callable[[Tensor], Tensor], ...]] = None,
         path: str = "paper",
+        create_graph: bool = False,
     ) -> Any:
         """EG with an optional per-example shift ``p`` of the references.
 
@@ -184,6 +185,8 @@ class ExpectedGradients(GradientAttribution):
         input ``i``. ``path="paper"`` integrates from ``x' - p`` to ``x``
         (multiplier ``x - x' + p``); ``path="reference_code"`` evaluates the
         gradient at ``(x' + a(x - x')) - p`` with multiplier ``x - x'``.
+        ``create_graph=True`` keeps the graph of the attributions (training
+        with attribution priors, :mod:`captum_prior.training`).
         """
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
         refs = check_reference_set(baselines, x)
@@ -220,7 +223,7 @@ class ExpectedGradients(GradientAttribution):
         runner = RowRunner(self.forward_func, bsz, target, additional_forward_args)
         attrs = [torch.zeros_like(xi) for xi in x]
         for sl, _rows, idx, grads, _scores in gradient_rows(
-            runner, make_rows, n_rows, internal_batch_size
+            runner, make_rows, n_rows, internal_batch_size, create_graph=create_graph
         ):
             if self.multiplies_by_inputs:
                 starts = start_points(sl)
@@ -230,8 +233,11 @@ class ExpectedGradients(GradientAttribution):
                 contrib = [g * (xi[idx] - s) for g, xi, s in zip(grads, x, starts)]
             else:
                 contrib = list(grads)
-            for a, c in zip(attrs, contrib):
-                a.index_add_(0, idx, c.detach())
+            if create_graph:  # out of place, so the graph survives
+                attrs = [a.index_add(0, idx, c) for a, c in zip(attrs, contrib)]
+            else:
+                for a, c in zip(attrs, contrib):
+                    a.index_add_(0, idx, c.detach())
         attrs = [a / n_samples for a in attrs]
         out = _format_output(is_tuple, tuple(attrs))
         if not return_convergence_delta:

@@ -44,7 +44,7 @@ class BGMMPrior(DeepFeaturePrior):
     - ``"entropy"``: :math:`1 - H(P_i)/\log K`; like ``"max"``, a confidence map.
 
     The default ``"center"`` was chosen by measurement (see
-    ``benchmarks/results/prior_reductions.md``).
+    ``benchmarks/results/deep_prior_eg_quality_fashion_cnn.md``).
 
     **Departures from the paper.** PCA before the mixture: a full covariance
     over 1280 channels from 49 rows is not estimable; the paper gives no

@@ -39,7 +39,8 @@ def shrunk_gaussian(x: Tensor) -> Dict[str, Tensor]:
 
     A full ``C x C`` covariance from ``N <= C`` rows is singular (rank
     ``N - 1``); the shrinkage makes it invertible. Works in the ``N x N``
-    Gram space when ``N < C`` (e.g. 49 positions x 1280 channels).
+    Gram space when ``N <= C`` (e.g. 49 positions x 1280 channels), in the
+    ``C x C`` covariance otherwise (e.g. a reference set of many images).
     """
     x = x.to(torch.float64)
     b, n, c = x.shape
@@ -49,13 +50,18 @@ def shrunk_gaussian(x: Tensor) -> Dict[str, Tensor]:
     tr = (xc**2).sum((1, 2)) / max(n - 1, 1)  # trace of unbiased S
     nu = (s * tr / c).clamp_min(1e-12 * (tr / c).clamp_min(1e-30))
     nu = nu.clamp_min(1e-30)
-    gram = xc @ xc.transpose(1, 2) / max(n - 1, 1)  # B x N x N, same nonzero eigs as S
-    lam, u = torch.linalg.eigh(gram)
-    keep = lam > lam.amax(-1, keepdim=True).clamp_min(1e-300) * 1e-10
-    lam = torch.where(keep, lam, torch.zeros_like(lam))
-    # eigenvectors of S in feature space: v_j = Xc^T u_j / sqrt((N-1) lam_j)
-    denom = torch.sqrt(lam.clamp_min(1e-300) * max(n - 1, 1))
-    v = (xc.transpose(1, 2) @ u) / denom.unsqueeze(1)
+    if n > c:  # the C x C covariance is the smaller eigenproblem
+        lam, v = torch.linalg.eigh(xc.transpose(1, 2) @ xc / max(n - 1, 1))
+        keep = lam > lam.amax(-1, keepdim=True).clamp_min(1e-300) * 1e-10
+        lam = torch.where(keep, lam, torch.zeros_like(lam))
+    else:  # the N x N Gram matrix has the same nonzero eigenvalues
+        gram = xc @ xc.transpose(1, 2) / max(n - 1, 1)
+        lam, u = torch.linalg.eigh(gram)
+        keep = lam > lam.amax(-1, keepdim=True).clamp_min(1e-300) * 1e-10
+        lam = torch.where(keep, lam, torch.zeros_like(lam))
+        # eigenvectors of S in feature space: v_j = Xc^T u_j / sqrt((N-1) lam_j)
+        denom = torch.sqrt(lam.clamp_min(1e-300) * max(n - 1, 1))
+        v = (xc.transpose(1, 2) @ u) / denom.unsqueeze(1)
     v = torch.where(keep.unsqueeze(1), v, torch.zeros_like(v))
     ev = (1 - s).unsqueeze(1) * lam + nu.unsqueeze(1)  # B x N eigenvalues of Sigma on span(V)
     rank = keep.sum(1)

@@ -1,0 +1,196 @@
+"""Speed and memory of ExpectedGradients / DeepPrior-EG against Captum's GradientShap.
+
+Side by side in one run, interleaved over rounds (the machine is noisy), per
+model (default FashionCNN, EfficientNet-Lite0):
+
+- time per image of ``ExpectedGradients``, ``DeepPriorExpectedGradients``
+  with ``MGMPrior`` and ``BGMMPrior`` (prior computation included) and
+  Captum's ``GradientShap(stdevs=0.0)`` at equal ``n_samples``, and of the
+  bare forward+backward passes over the same number of rows (the limit);
+- peak memory (RSS increase, each in a fresh subprocess) at ``n_samples`` 50
+  and 400 with ``internal_batch_size`` fixed, and GradientShap's for contrast.
+
+Usage::
+
+    python benchmarks/bench_deep_prior_eg_speed.py [--quick]
+
+Writes ``benchmarks/results/deep_prior_eg_speed.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(model_name: str):
+    from captum_prior.data import load_fashion_mnist_sample
+
+    if model_name == "fashion_cnn":
+        from captum_prior.models import load_fashion_cnn
+
+        x, _ = load_fashion_mnist_sample()
+        return load_fashion_cnn(), x[:8], x[100:200]
+    from captum_prior.models.efficientnet import (
+        load_efficientnet_lite0,
+        load_imagenet_samples,
+    )
+
+    x, _, _ = load_imagenet_samples()
+    return load_efficientnet_lite0(), x[:4], x[4:20]
+
+
+def methods(model, refs, n_samples, ibs, seed=0):
+    from captum.attr import GradientShap
+
+    from captum_prior._batching import RowRunner, gradient_rows
+    from captum_prior.attr import DeepPriorExpectedGradients, ExpectedGradients
+    from captum_prior.priors import BGMMPrior, MGMPrior
+
+    def bare(x, t):
+        """The passes no method can avoid: forward+backward of n_samples rows per image."""
+        rows = x.repeat_interleave(n_samples, 0)
+        idx = torch.arange(x.shape[0]).repeat_interleave(n_samples)
+        runner = RowRunner(model, x.shape[0], t)
+        for _ in gradient_rows(runner, lambda sl: ((rows[sl],), idx[sl]), rows.shape[0], ibs):
+            pass
+
+    def gshap(x, t):
+        np.random.seed(seed)
+        GradientShap(model).attribute(x, refs, target=t, n_samples=n_samples, stdevs=0.0)
+
+    def eg(x, t):
+        ExpectedGradients(model).attribute(x, refs, target=t, n_samples=n_samples,
+                                           internal_batch_size=ibs,
+                                           generator=torch.Generator().manual_seed(seed))
+
+    def dp(prior):
+        def run(x, t):
+            DeepPriorExpectedGradients(model, prior).attribute(
+                x, refs, target=t, n_samples=n_samples, internal_batch_size=ibs,
+                generator=torch.Generator().manual_seed(seed))
+        return run
+
+    return {
+        "bare forward+backward": bare,
+        "GradientShap(stdevs=0)": gshap,
+        "ExpectedGradients": eg,
+        "DeepMGM-EG": dp(MGMPrior(model)),
+        "DeepBGMM-EG": dp(BGMMPrior(model, random_state=seed)),
+    }
+
+
+def time_model(model_name, n_samples, rounds):
+    model, x, refs = load(model_name)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    ms = methods(model, refs, n_samples, ibs=None)
+    ms["ExpectedGradients"](x[:1], t[:1])  # warm-up
+    times = {k: [] for k in ms}
+    for _ in range(rounds):
+        for name, fn in ms.items():
+            for i in range(x.shape[0]):  # one image at a time: time per image
+                t0 = time.perf_counter()
+                fn(x[i : i + 1], t[i : i + 1])
+                times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ref = med["GradientShap(stdevs=0)"]
+    bare = med["bare forward+backward"]
+    return {
+        "n_images": int(x.shape[0]),
+        "rounds": rounds,
+        "n_samples": n_samples,
+        "seconds_per_image_median": med,
+        "ratio_to_gradient_shap": {k: v / ref for k, v in med.items()},
+        "ratio_to_bare_passes": {k: v / bare for k, v in med.items()},
+    }
+
+
+CHILD = r"""
+import json, resource, sys, torch, numpy as np
+sys.path.insert(0, {bench!r})
+from bench_deep_prior_eg_speed import load, methods
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * 4096
+model, x, refs = load({model!r})
+x = x[:{n_img}]
+with torch.no_grad():
+    t = model(x).argmax(1)
+ms = methods(model, refs, {n}, {ibs})
+ms[{method!r}](x[:1], t[:1])  # warm-up allocations at this size... then reset peak
+import gc; gc.collect()
+base = rss()
+resource_peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+ms[{method!r}](x, t)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"peak_increase_bytes": max(peak - base, 0), "maxrss_before": resource_peak_before, "base": base, "peak": peak}}))
+"""
+
+
+def memory(model_name, method, n, ibs, n_img):
+    code = CHILD.format(bench=str(Path(__file__).resolve().parent), model=model_name,
+                        n=n, ibs=ibs, method=method, n_img=n_img)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--n-samples", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    models = ["fashion_cnn"] if args.quick else ["fashion_cnn", "efficientnet_lite0"]
+    report = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__,
+              "machine": platform.platform(), "threads": torch.get_num_threads(),
+              "speed": {}, "memory": {}}
+    for m in models:
+        rounds = 1 if args.quick else (args.rounds if m == "fashion_cnn" else 2)
+        report["speed"][m] = time_model(m, args.n_samples, rounds)
+        print(m, json.dumps(report["speed"][m]["ratio_to_gradient_shap"], indent=1), flush=True)
+    for m in models:
+        ibs = 100 if m == "fashion_cnn" else 50
+        n_img = 8 if m == "fashion_cnn" else 2
+        rows = {}
+        for method in ("ExpectedGradients", "DeepBGMM-EG", "GradientShap(stdevs=0)"):
+            r = {n: memory(m, method, n, ibs, n_img)["peak_increase_bytes"] for n in (50, 400)}
+            rows[method] = {"peak_increase_MB_n50": r[50] / 2**20, "peak_increase_MB_n400": r[400] / 2**20,
+                            "ratio_400_to_50": r[400] / max(r[50], 1)}
+            print(m, method, rows[method], flush=True)
+        report["memory"][m] = {"internal_batch_size": ibs, "n_images": n_img, "methods": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "deep_prior_eg_speed.json").write_text(json.dumps(report, indent=2))
+    lines = ["# ExpectedGradients / DeepPrior-EG speed and memory", "",
+             f"Command: `{report['command']}`  ", f"torch {report['torch']}, {report['threads']} threads, {report['machine']}", ""]
+    for m, r in report["speed"].items():
+        lines += [f"## Time per image, {m} (n_samples={r['n_samples']}, {r['n_images']} images x {r['rounds']} rounds, median)", "",
+                  "| method | s / image | × GradientShap | × bare fwd+bwd |", "|---|---|---|---|"]
+        for k, v in r["seconds_per_image_median"].items():
+            lines.append(f"| {k} | {v:.3f} | {r['ratio_to_gradient_shap'][k]:.2f} | {r['ratio_to_bare_passes'][k]:.2f} |")
+        lines.append("")
+    for m, r in report["memory"].items():
+        lines += [f"## Peak memory increase, {m} (internal_batch_size={r['internal_batch_size']}, {r['n_images']} images)", "",
+                  "| method | n=50 (MB) | n=400 (MB) | ratio |", "|---|---|---|---|"]
+        for k, v in r["methods"].items():
+            lines.append(f"| {k} | {v['peak_increase_MB_n50']:.1f} | {v['peak_increase_MB_n400']:.1f} | {v['ratio_400_to_50']:.2f} |")
+        lines.append("")
+    lines.append("GradientShap has no internal_batch_size: its memory grows with n_samples (captum#1350).")
+    (RESULTS / "deep_prior_eg_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
