@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
+from typing import Any, Callable, Tuple, Union
 
 import torch
-from captum.log import log_usage
 from torch import Tensor
 
-from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
+from captum_prior._compat import TargetType
 from captum_prior._validation import as_tensor_tuple, check_choice, check_finite
 from captum_prior.attr.expected_gradients import PATHS, ExpectedGradients
 
@@ -50,6 +49,9 @@ class DeepPriorExpectedGradients(ExpectedGradients):
       :math:`f(x - p) - \mathbb{E} f(x' - p)`.
 
     With a zero prior both paths reduce exactly to :class:`ExpectedGradients`.
+    ``attribute`` is :meth:`ExpectedGradients.attribute` (same arguments;
+    ``target`` is also passed to the prior); its delta is against
+    :math:`f(x) - \mathbb{E} f(x' - p)` for ``path="paper"``.
 
     Args:
         forward_func (Callable): the model or any function returning ``N x C``
@@ -119,69 +121,14 @@ class DeepPriorExpectedGradients(ExpectedGradients):
             out.append(pi)
         return tuple(out)
 
-    @overload
-    def attribute(
-        self,
-        inputs: TensorOrTupleOfTensorsGeneric,
-        baselines: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetType = None,
-        additional_forward_args: Optional[object] = None,
-        n_samples: int = 50,
-        internal_batch_size: Optional[int] = None,
-        *,
-        return_convergence_delta: Literal[True],
-        generator: Optional[torch.Generator] = None,
-    ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
+    @property
+    def _path(self) -> str:  # type: ignore[override]
+        return self.path
 
-    @overload
-    def attribute(
-        self,
-        inputs: TensorOrTupleOfTensorsGeneric,
-        baselines: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetType = None,
-        additional_forward_args: Optional[object] = None,
-        n_samples: int = 50,
-        internal_batch_size: Optional[int] = None,
-        return_convergence_delta: Literal[False] = False,
-        generator: Optional[torch.Generator] = None,
-    ) -> TensorOrTupleOfTensorsGeneric: ...
-
-    @log_usage()
-    def attribute(  # type: ignore[misc]
-        self,
-        inputs: TensorOrTupleOfTensorsGeneric,
-        baselines: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetType = None,
-        additional_forward_args: Optional[object] = None,
-        n_samples: int = 50,
-        internal_batch_size: Optional[int] = None,
-        return_convergence_delta: bool = False,
-        generator: Optional[torch.Generator] = None,
-    ) -> Union[TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]]:
-        r"""
-        Args: as :meth:`ExpectedGradients.attribute`; ``target`` is also passed
-            to the prior (e.g. for a class-evidence reduction).
-
-        Returns:
-            **attributions** or 2-element tuple of **attributions**, **delta**:
-            - **attributions** (*Tensor* or *tuple[Tensor, ...]*): same shape as ``inputs``.
-            - **delta** (*Tensor*, returned if return_convergence_delta=True):
-              shape ``(n_examples,)``, against :math:`f(x) - \mathbb{E} f(x' - p)`
-              for ``path="paper"`` (see the class docstring for the other path).
-        """
+    def _reference_shift(
+        self, inputs: Any, target: TargetType
+    ) -> Tuple[Callable[[Tensor], Tensor], ...]:
+        """The prior, computed once per call for the explained inputs (``target``
+        is passed on, e.g. for a class-evidence reduction), indexed by row."""
         p = self.prior_map(inputs, target)
-        shift = tuple(
-            (lambda idx, pi=pi: pi[idx]) for pi in p
-        )
-        return self._attribute_eg(
-            inputs,
-            baselines,
-            target,
-            additional_forward_args,
-            n_samples,
-            internal_batch_size,
-            return_convergence_delta,
-            generator,
-            shift=shift,
-            path=self.path,
-        )
+        return tuple((lambda idx, pi=pi: pi[idx]) for pi in p)

@@ -161,9 +161,19 @@ class ExpectedGradients(GradientAttribution):
             internal_batch_size,
             return_convergence_delta,
             generator,
-            shift=None,
-            path="paper",
+            shift=self._reference_shift(inputs, target),
+            path=self._path,
         )
+
+    #: how a reference shift enters the path (see DeepPriorExpectedGradients)
+    _path = "paper"
+
+    def _reference_shift(
+        self, inputs: Any, target: TargetType
+    ) -> Optional[Tuple[Callable[[Tensor], Tensor], ...]]:
+        """Per-input functions ``index -> p`` shifting the drawn references;
+        ``None`` for plain expected gradients."""
+        return None
 
     def _attribute_eg(
         self,

@@ -56,13 +56,10 @@ def training_attributions(
         attributions shaped like ``inputs``, with a graph to the parameters.
     """
     method = ExpectedGradients(model) if prior is None else DeepPriorExpectedGradients(model, prior)
-    shift = None
-    if prior is not None:
-        p = method.prior_map(inputs, target)
-        shift = tuple((lambda idx, pi=pi: pi[idx]) for pi in p)
     return method._attribute_eg(
         inputs, references, target, None, n_samples, internal_batch_size, False,
-        generator, shift=shift, path="paper", create_graph=True,
+        generator, shift=method._reference_shift(inputs, target), path="paper",
+        create_graph=True,
     )
 
 
