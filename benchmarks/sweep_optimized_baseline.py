@@ -22,10 +22,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 from captum_prior.attr import OptimizedBaseline, ValidPathGradients
@@ -106,7 +108,15 @@ def main() -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="8 images, 3 configs, 30 steps")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the configs already in the output JSON (same images and steps) and run the others",
+    )
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--report", action="store_true", help="only rewrite the Markdown from the JSON"
+    )
     a = p.parse_args()
     if a.quick:
         a.n_images, a.n_steps, a.configs = 8, 30, "default,max_iter_1,cross_entropy"
@@ -114,6 +124,11 @@ def main() -> None:
     unknown = [c for c in names if c not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+    if a.report:
+        out = a.out or os.path.join(RESULTS, f"optimized_baseline_sweep_{a.model}")
+        with open(out + ".json") as f:
+            write_markdown(out + ".md", json.load(f))
+        return
     torch.manual_seed(a.seed)
     offset = a.offset if a.offset is not None else (5000 if a.model == "cnn" else 0)
     bs = a.batch_size or (512 if a.model == "cnn" else 32)
@@ -137,8 +152,18 @@ def main() -> None:
         "bare": bare_row_time(model, x, min(bs, 128), repeats=3),
         "configs": {},
     }
+    if a.resume and os.path.exists(out + ".json"):
+        with open(out + ".json") as f:
+            old = json.load(f)
+        if old["data"] != desc or old["n_steps"] != a.n_steps:
+            raise SystemExit(f"{out}.json holds other images or steps; cannot resume")
+        payload["configs"] = old["configs"]
+        payload["command"] = old["command"] + " && " + payload["command"]
     print(desc, flush=True)
     for name in names:
+        if name in payload["configs"]:
+            print(f"{name:16s} (kept from the earlier run)", flush=True)
+            continue
         cfg = dict(CENTRE, **CONFIGS[name])
         timer = Timer()
         t0 = time.time()
@@ -211,13 +236,18 @@ def main() -> None:
 
 def write_markdown(path: str, payload: dict) -> None:
     rows = []
-    ref = payload["configs"].get("default", {}).get("mean")
+    ref = payload["configs"].get("default", {}).get("ins_minus_del")
     for name, e in payload["configs"].items():
+        if ref is None:
+            paired = ""
+        else:
+            dm, dh = mean_ci(np.asarray(e["ins_minus_del"]) - np.asarray(ref))
+            paired = fmt(dm, dh)
         rows.append(
             [
                 name,
                 fmt(e["mean"], e["ci95"]),
-                "" if ref is None else f"{e['mean'] - ref:+.4f}",
+                paired,
                 f"{e['insertion_mean']:.4f} / {e['deletion_mean']:.4f}",
                 f"{e['converged_fraction']:.2f}",
                 f"{e['iterations_mean']:.1f}",
@@ -239,7 +269,7 @@ def write_markdown(path: str, payload: dict) -> None:
             [
                 "config",
                 "ins−del AUC (mean ± 95% CI)",
-                "Δ vs default",
+                "paired Δ vs default (± 95% CI)",
                 "ins / del",
                 "ε reached",
                 "iters",
