@@ -12,12 +12,18 @@ probability scale (as the authors' ``Analysis.R``).
 Fidelity (Fig. 2): ``--n-fidelity`` test images of all classes, 50 bootstrap
 repeats of 30 %, top 50/75/100/125/150 pixels of the most populated component
 against the same number of random pixels; nullify in positives, fill with the
-positives' mean in negatives, synthetic noise images with the pixels filled.
+positives' mean in negatives, synthetic noise images with the pixels copied
+from random positives.  ``--variants`` picks the ranking of the top pixels
+(``abs``: by |beta| as the paper and code; ``positive``: by beta) and where the
+random pixels come from (``all`` 784 pixels as the paper, or the 300
+``candidates``).  ``--fit-cache`` saves the fit (or reuses it), so variants
+can run in separate invocations that each stay under 15 minutes.
 
 Usage::
 
     python benchmarks/bench_dmm_men_global.py [--target 1] [--n-iter 3000]
-        [--n-fidelity 1000] [--repeats 50] [--seed 0] [--quick]
+        [--n-fidelity 1000] [--repeats 50] [--variants abs:all,positive:all]
+        [--fit-cache FILE] [--seed 0] [--quick]
 """
 
 from __future__ import annotations
@@ -110,63 +116,107 @@ def main() -> None:
     ap.add_argument("--n-fidelity", type=int, default=1000)
     ap.add_argument("--n-synthetic", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument(
+        "--variants",
+        default="abs:all,positive:all",
+        help="fidelity runs, comma-separated rank_by:pool with rank_by in {abs, positive} "
+        "(ranking of the top pixels) and pool in {all, candidates} (where random pixels "
+        "are drawn from)",
+    )
+    ap.add_argument(
+        "--fit-cache",
+        default="",
+        help="file to save the fitted insights to, or to load them from if it exists",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     if args.quick:
-        args.n_iter, args.repeats, args.n_fidelity = 400, 10, 1000
+        args.n_iter, args.repeats = 400, 10
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cls = FASHION_CLASSES[args.target]
+    tag = f"_{args.tag}" if args.tag else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"dmm_men_global_class{args.target}{tag}.json"
+    out = json.loads(json_path.read_text()) if json_path.exists() else {}
+    out.setdefault("commands", [])
+    out["commands"].append("python " + " ".join(sys.argv))
 
     model = load_fashion_cnn()
     xtr, ytr = load_fashion_mnist("train")
     xte, yte = load_fashion_mnist("test")
     imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
-    load0 = os.getloadavg()[0]
-    est = DMMMEN(
-        n_iter=args.n_iter,
-        burn_in=args.n_iter // 2,
-        random_state=args.seed,
-        progress=True,
-        n_threads=args.threads,
-    )
-    gi = DMMMENGlobalInsights(
-        model, args.target, n_features=args.n_features, estimator=est
-    )
-    t0 = time.perf_counter()
-    gi.fit(imgs)
-    fit_s = time.perf_counter() - t0
-    load1 = os.getloadavg()[0]
-    e = gi.estimator_
-    d = dict(e.diagnostics_)
-    # in-sample fit quality through each sample's own component (Analysis.R's RMSD
-    # is on the probability scale)
-    X = gi.design(imgs)
-    B = np.column_stack([e.intercept_, e.coef_])
-    yhat = np.einsum("nq,nq->n", np.column_stack([np.ones(len(X)), X]), B[e.labels_])
-    y = gi.y_.numpy()
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-    fitq = {
-        "rmse_logit_own_component": float(np.sqrt(np.mean((y - yhat) ** 2))),
-        "r2_logit_own_component": float(1 - np.mean((y - yhat) ** 2) / np.var(y)),
-        "rmsd_probability_own_component": float(
-            np.sqrt(np.mean((sig(y) - sig(yhat)) ** 2))
-        ),
-        "y_mean": float(y.mean()),
-        "y_sd": float(y.std()),
-    }
-    ins = gi.insights(150)
-    tag = f"_{args.tag}" if args.tag else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot_insights(
-        ins,
-        RESULTS / f"dmm_men_insights_class{args.target}{tag}.png",
-        f"DMM-MEN insights, class {args.target} ({cls}): top-150 of {args.n_features} pixels per "
-        "component (brightest = most important)",
-    )
+    if args.fit_cache and Path(args.fit_cache).exists():
+        gi = DMMMENGlobalInsights.load(args.fit_cache, model)
+        print(f"loaded the fit from {args.fit_cache}")
+    else:
+        load0 = os.getloadavg()[0]
+        est = DMMMEN(
+            n_iter=args.n_iter,
+            burn_in=args.n_iter // 2,
+            random_state=args.seed,
+            progress=True,
+            n_threads=args.threads,
+        )
+        gi = DMMMENGlobalInsights(
+            model, args.target, n_features=args.n_features, estimator=est
+        )
+        t0, c0 = time.perf_counter(), time.process_time()
+        gi.fit(imgs)
+        fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+        load1 = os.getloadavg()[0]
+        if args.fit_cache:
+            gi.save(args.fit_cache)
+        e = gi.estimator_
+        # in-sample fit through each sample's own component (Analysis.R's RMSD is
+        # on the probability scale)
+        X = gi.design(imgs)
+        B = np.column_stack([e.intercept_, e.coef_])
+        yhat = np.einsum(
+            "nq,nq->n", np.column_stack([np.ones(len(X)), X]), B[e.labels_]
+        )
+        y = gi.y_.numpy()
+        sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+        out["fit"] = {
+            "command": "python " + " ".join(sys.argv),
+            "class": args.target,
+            "class_name": cls,
+            "n_images_fit": int(imgs.shape[0]),
+            "n_features": args.n_features,
+            "estimator": dict(est.get_params()),
+            "fit_seconds": fit_s,
+            "fit_cpu_seconds": fit_cpu,
+            "sweeps_per_second": args.n_iter / fit_s,
+            "diagnostics": dict(e.diagnostics_),
+            "component_sizes": e.component_sizes_.tolist(),
+            "weights": e.weights_.tolist(),
+            "sigma2": e.sigma2_.tolist(),
+            "penalty_lambda1_lambda2": e.penalty_.tolist(),
+            "fit_quality_in_sample": {
+                "rmse_logit_own_component": float(np.sqrt(np.mean((y - yhat) ** 2))),
+                "r2_logit_own_component": float(
+                    1 - np.mean((y - yhat) ** 2) / np.var(y)
+                ),
+                "rmsd_probability_own_component": float(
+                    np.sqrt(np.mean((sig(y) - sig(yhat)) ** 2))
+                ),
+                "y_mean": float(y.mean()),
+                "y_sd": float(y.std()),
+            },
+            "threads": args.threads,
+            "load_average_start_end": [load0, load1],
+            "machine": platform.platform(),
+        }
+        plot_insights(
+            gi.insights(150),
+            RESULTS / f"dmm_men_insights_class{args.target}{tag}.png",
+            f"DMM-MEN insights, class {args.target} ({cls}): top-150 of "
+            f"{args.n_features} pixels per component by |beta| (brightest = most "
+            "important)",
+        )
 
     # ---- fidelity tests (Fig. 2)
     g = np.random.default_rng(args.seed)
@@ -174,116 +224,111 @@ def main() -> None:
         np.sort(g.choice(len(xte), args.n_fidelity, replace=False))
     )
     fid_imgs = xte[fid_idx]
-    t1 = time.perf_counter()
-    res = fidelity_tests(
-        model,
-        fid_imgs,
-        args.target,
-        gi.top_pixels(150),
-        n_repeats=args.repeats,
-        n_synthetic=args.n_synthetic,
-        random_state=args.seed,
-        progress=True,
-    )
-    res_pool = fidelity_tests(
-        model,
-        fid_imgs,
-        args.target,
-        gi.top_pixels(150),
-        n_repeats=args.repeats,
-        n_synthetic=args.n_synthetic,
-        random_pool=gi.pixel_index_,
-        random_state=args.seed,
-    )
-    fid_s = time.perf_counter() - t1
-    plot_fidelity(
-        res,
-        RESULTS / f"dmm_men_fig2_class{args.target}{tag}.png",
-        f"Fidelity, class {args.target} ({cls}): top pixels of the largest DMM-MEN component "
-        f"(B) vs random pixels (R); {args.repeats} bootstrap repeats of 30 % of "
-        f"{args.n_fidelity} test images, 95 % intervals",
-    )
-    out = {
-        "command": "python " + " ".join(sys.argv),
-        "class": args.target,
-        "class_name": cls,
-        "n_images_fit": int(imgs.shape[0]),
-        "n_features": args.n_features,
-        "estimator": {k: v for k, v in est.get_params().items()},
-        "fit_seconds": fit_s,
-        "sweeps_per_second": args.n_iter / fit_s,
-        "diagnostics": d,
-        "component_sizes": e.component_sizes_.tolist(),
-        "weights": e.weights_.tolist(),
-        "sigma2": e.sigma2_.tolist(),
-        "penalty_lambda1_lambda2": e.penalty_.tolist(),
-        "fit_quality_in_sample": fitq,
-        "fidelity_random_all_pixels": to_list(res),
-        "fidelity_random_from_300_candidates": to_list(res_pool),
-        "fidelity_seconds": fid_s,
-        "threads": args.threads,
-        "load_average_start_end_of_fit": [load0, load1],
-        "machine": platform.platform(),
-    }
-    (RESULTS / f"dmm_men_global_class{args.target}{tag}.json").write_text(
-        json.dumps(out, indent=1)
-    )
-
-    def row(r, t, kind):
-        s = r[t]["summary"][kind]
-        return " ".join(
-            f"{100 * m:.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
-            for m, lo, hi in zip(s["mean"], s["low"], s["high"])
+    out.setdefault("fidelity", {})
+    for variant in args.variants.split(","):
+        rank_by, pool = variant.split(":")
+        t1 = time.perf_counter()
+        res = fidelity_tests(
+            model,
+            fid_imgs,
+            args.target,
+            gi.top_pixels(150, rank_by=rank_by),
+            n_repeats=args.repeats,
+            n_synthetic=args.n_synthetic,
+            random_pool=None if pool == "all" else gi.pixel_index_,
+            random_state=args.seed,
+            progress=True,
         )
+        summary = to_list(res)
+        summary.update(
+            seconds=time.perf_counter() - t1,
+            n_images=args.n_fidelity,
+            repeats=args.repeats,
+            n_synthetic=args.n_synthetic,
+            command="python " + " ".join(sys.argv),
+        )
+        out["fidelity"][variant] = summary
+        plot_fidelity(
+            res,
+            RESULTS / f"dmm_men_fig2_class{args.target}_{rank_by}_{pool}{tag}.png",
+            f"Fidelity, class {args.target} ({cls}): top pixels of the largest DMM-MEN "
+            f"component by {'|beta|' if rank_by == 'abs' else 'beta'} (B) vs random "
+            f"pixels from {'all 784' if pool == 'all' else 'the 300 candidate'} pixels "
+            f"(R); {args.repeats} bootstrap repeats of 30 % of {args.n_fidelity} test "
+            "images, 95 % intervals",
+        )
+    json_path.write_text(json.dumps(out, indent=1))
+    write_markdown(out, RESULTS / f"dmm_men_global_class{args.target}{tag}.md", tag)
 
+
+def write_markdown(out, path: Path, tag: str) -> None:
+    f = out["fit"]
+    d = f["diagnostics"]
+    q = f["fit_quality_in_sample"]
     lines = [
-        f"# DMM-MEN global fit and fidelity, Fashion-MNIST class {args.target} ({cls})",
+        f"# DMM-MEN global fit and fidelity, Fashion-MNIST class {f['class']} "
+        f"({f['class_name']})",
         "",
-        f"Command: `{out['command']}`  ",
-        f"Fit: {imgs.shape[0]} images (all train + test of the class), {args.n_features} "
-        f"highest-variance pixels, y = logit p(class) (exact, from the logits), DMM-MEN J=6, "
-        f"K=3, {args.n_iter} sweeps (burn-in {args.n_iter // 2}), {args.threads} thread(s); "
-        f"load average {load0:.1f} -> {load1:.1f} on 2 shared cores.",
+        "Commands: " + "; ".join(f"`{c}`" for c in out["commands"]),
         "",
-        f"- fit wall time: **{fit_s / 60:.2f} min** ({args.n_iter / fit_s:.1f} sweeps/s; target <= 10 min; "
-        f"paper: 115 min)",
+        f"Fit: {f['n_images_fit']} images (all train + test of the class), "
+        f"{f['n_features']} highest-variance pixels, y = logit p(class) (exact, from the "
+        f"logits), DMM-MEN J=6, K=3, {f['estimator']['n_iter']} sweeps (burn-in "
+        f"{f['estimator']['burn_in']}), {f['threads']} thread; load average "
+        f"{f['load_average_start_end'][0]:.1f} -> {f['load_average_start_end'][1]:.1f} "
+        "on 2 cores shared with other agents.",
+        "",
+        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min** ({f['sweeps_per_second']:.1f} "
+        f"sweeps/s), CPU time {f['fit_cpu_seconds'] / 60:.2f} min; target <= 10 min; "
+        "paper: 115 min (20 000 sweeps in R)",
         f"- ESS of the log posterior after burn-in: {d['ess_log_posterior']:.0f} of "
-        f"{d['n_kept_draws']}; Geweke z: {d['geweke_z_log_posterior']:.2f}",
-        f"- ESS of the largest component's coefficients: min {d['ess_coef_largest_component_min']:.0f}, "
-        f"median {d['ess_coef_largest_component_median']:.0f}",
-        f"- acceptance: sigma^2 {d['sigma2_acceptance']:.2f}, lambda {d['lambda_acceptance']:.2f}; "
-        f"relabelling iterations {d['relabel_iterations']}, relabelled draws "
+        f"{d['n_kept_draws']} draws; Geweke z: {d['geweke_z_log_posterior']:.2f}",
+        f"- ESS of the largest component's coefficients: min "
+        f"{d['ess_coef_largest_component_min']:.0f}, median "
+        f"{d['ess_coef_largest_component_median']:.0f}",
+        f"- acceptance: sigma^2 {d['sigma2_acceptance']:.2f}, lambda "
+        f"{d['lambda_acceptance']:.2f}; relabelling iterations "
+        f"{d['relabel_iterations']}, relabelled draws "
         f"{100 * d['relabelled_draw_fraction']:.1f} %",
-        f"- component sizes: {e.component_sizes_.tolist()}",
+        f"- component sizes: {f['component_sizes']}",
         f"- in-sample fit through each sample's component: RMSE(logit) "
-        f"{fitq['rmse_logit_own_component']:.3f} (sd of y {fitq['y_sd']:.2f}), R^2 "
-        f"{fitq['r2_logit_own_component']:.3f}, RMSD(probability) "
-        f"{fitq['rmsd_probability_own_component']:.4f}",
+        f"{q['rmse_logit_own_component']:.3f} (sd of y {q['y_sd']:.2f}), R^2 "
+        f"{q['r2_logit_own_component']:.3f}, RMSD(probability) "
+        f"{q['rmsd_probability_own_component']:.4f} (Analysis.R's in-sample measure)",
         "",
-        f"## Fidelity (Fig. 2), PCR in % mean (95 % interval) at NFeature = {res['n_features']}",
+        f"![insights](dmm_men_insights_class{f['class']}{tag}.png)",
         "",
-        f"{args.n_fidelity} test images (all classes), {args.repeats} repeats, "
-        f"{fid_s / 60:.1f} min. Random pixels from all 784 pixels (paper) and, second "
-        "block, from the 300 candidate pixels (harder baseline).",
-        "",
-        "| test | B = DMM-MEN top pixels | R = random (all pixels) | R = random (300 candidates) |",
-        "|---|---|---|---|",
+        "## Fidelity (Fig. 2): PCR in %, mean (95 % interval over bootstrap repeats)",
     ]
-    for t in ("nullify", "fill", "synthetic"):
-        lines.append(
-            f"| {t} | {row(res, t, 'top')} | {row(res, t, 'random')} | {row(res_pool, t, 'random')} |"
-        )
-    lines += [
-        "",
-        f"Synthetic noise images alone: PCR {100 * np.mean(res['synthetic_baseline']):.1f} %; "
-        f"positives per bootstrap sample: {np.mean(res['n_positives']):.0f}.",
-        "",
-        f"Figures: `dmm_men_insights_class{args.target}{tag}.png` (Fig. 1 analogue), "
-        f"`dmm_men_fig2_class{args.target}{tag}.png` (Fig. 2 analogue).",
-    ]
-    (RESULTS / f"dmm_men_global_class{args.target}{tag}.md").write_text(
-        "\n".join(lines) + "\n"
-    )
+    for variant, r in out.get("fidelity", {}).items():
+        rank_by, pool = variant.split(":")
+        lines += [
+            "",
+            f"### top pixels by {'|beta| (paper, code)' if rank_by == 'abs' else 'beta'}; "
+            f"random pixels from {'all 784 pixels (paper)' if pool == 'all' else 'the 300 candidate pixels'}",
+            "",
+            f"{r['n_images']} test images (all classes), {r['repeats']} repeats of a 30 % "
+            f"bootstrap, {r['n_synthetic']} synthetic images per repeat, "
+            f"{r['seconds'] / 60:.1f} min; positives per bootstrap sample "
+            f"{r['n_positives_mean']:.0f}; noise images alone: PCR "
+            f"{100 * r['synthetic_baseline_mean']:.1f} %.",
+            "",
+            "| test | set | " + " | ".join(f"N={n}" for n in r["n_features"]) + " |",
+            "|---|---|" + "---|" * len(r["n_features"]),
+        ]
+        for t in ("nullify", "fill", "synthetic"):
+            for kind, lab in (("top", "B (DMM-MEN)"), ("random", "R (random)")):
+                s = r[t][kind]
+                cells = " | ".join(
+                    f"{100 * m:.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
+                    for m, lo, hi in zip(s["mean"], s["low"], s["high"])
+                )
+                lines.append(f"| {t} | {lab} | {cells} |")
+        lines += [
+            "",
+            f"![fig2](dmm_men_fig2_class{f['class']}_{rank_by}_{pool}{tag}.png)",
+        ]
+    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

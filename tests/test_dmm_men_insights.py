@@ -146,3 +146,17 @@ def test_errors():
         DMMMENGlobalInsights(KeyPixelModel(), 0, estimator="dmm")
     with pytest.raises(ValueError, match="NaN"):
         DMMMENGlobalInsights(KeyPixelModel(), 0, n_features=5).fit(x * float("nan"))
+
+
+def test_save_load_roundtrip(fitted, tmp_path):
+    gi, x = fitted
+    path = tmp_path / "insights.safetensors"
+    gi.save(path)
+    back = DMMMENGlobalInsights.load(path, KeyPixelModel())
+    assert torch.equal(back.pixel_index_, gi.pixel_index_)
+    assert back.image_shape_ == gi.image_shape_ and back.target == gi.target
+    np.testing.assert_array_equal(back.estimator_.coef_, gi.estimator_.coef_)
+    assert torch.equal(back.top_pixels(8), gi.top_pixels(8))
+    np.testing.assert_array_equal(back.design(x[:5]), gi.design(x[:5]))
+    with pytest.raises(ValueError, match="DMMMENGlobalInsights"):
+        DMMMEN.load(path)

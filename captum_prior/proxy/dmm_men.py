@@ -605,6 +605,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fitted model (parameters, posterior means and the kept
         draws used by :meth:`predict`) to a safetensors file; no pickle."""
+        tensors, meta = self._state()
+        save_state(path, _KIND, _FORMAT_VERSION, tensors, meta)
+
+    def _state(self) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+        """Tensors and JSON metadata of the fitted model (for :meth:`save`)."""
         self._check_fitted()
         arrays = {
             "coef_": self.coef_,
@@ -637,12 +642,18 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "burn_in_": int(self.burn_in_),
             "diagnostics_": self.diagnostics_,
         }
-        save_state(path, _KIND, _FORMAT_VERSION, tensors, meta)
+        return tensors, meta
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "DMMMEN":
         """Read a model written by :meth:`save`."""
         tensors, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
+        return cls._from_state(tensors, meta)
+
+    @classmethod
+    def _from_state(
+        cls, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]
+    ) -> "DMMMEN":
         est = cls(**meta["params"])
         for k, v in tensors.items():
             setattr(est, k, v.numpy())

@@ -228,6 +228,45 @@ class DMMMENGlobalInsights:
             )
         return out
 
+    def save(self, path: Any) -> None:
+        """Write the fitted insights (mixture, kept pixels, responses) to a
+        safetensors file (no pickle); reload with :meth:`load`."""
+        self._check_fitted()
+        from captum_prior._serialization import save_state
+
+        tensors, meta = self.estimator_._state()
+        tensors = {"estimator." + k: v for k, v in tensors.items()}
+        tensors["pixel_index_"] = self.pixel_index_.clone()
+        tensors["y_"] = self.y_.clone()
+        info = {
+            "estimator": meta,
+            "target": self.target,
+            "n_features": self.n_features,
+            "batch_size": self.batch_size,
+            "image_shape_": list(self.image_shape_),
+        }
+        save_state(path, "DMMMENGlobalInsights", 1, tensors, info)
+
+    @classmethod
+    def load(cls, path: Any, model: Callable[..., Tensor]) -> "DMMMENGlobalInsights":
+        """Read insights written by :meth:`save`; ``model`` is the classifier
+        (models are not stored)."""
+        from captum_prior._serialization import load_state
+
+        tensors, info = load_state(path, "DMMMENGlobalInsights", (1,))
+        est_t = {
+            k[len("estimator.") :]: v
+            for k, v in tensors.items()
+            if k.startswith("estimator.")
+        }
+        est = DMMMEN._from_state(est_t, info["estimator"])
+        gi = cls(model, info["target"], info["n_features"], None, info["batch_size"])
+        gi.estimator_ = est
+        gi.pixel_index_ = tensors["pixel_index_"]
+        gi.y_ = tensors["y_"]
+        gi.image_shape_ = tuple(info["image_shape_"])
+        return gi
+
     def top_pixels(
         self, k: int, component: Optional[int] = None, rank_by: str = "abs"
     ) -> Tensor:
@@ -259,6 +298,7 @@ def fidelity_tests(
     null_value: float = 0.0,
     noise: Sequence[float] = (0.03, 0.01),
     n_synthetic: int = 200,
+    synthetic_fill: str = "sample",
     random_pool: Optional[Union[Tensor, Sequence[int]]] = None,
     batch_size: int = 512,
     random_state: Optional[int] = None,
@@ -277,13 +317,17 @@ def fidelity_tests(
     - **fill**: in the negatives set the pixels to the positives' mean
       value; PCR = share now classified ``target`` (higher is better);
     - **synthetic**: ``n_synthetic`` images of noise ``N(noise[0], noise[1])``
-      (clipped to [0, 1]) with the pixels set to the positives' mean; PCR =
+      (clipped to [0, 1]) whose pixels "register positive properties":
+      copied from a random positive image each (``synthetic_fill="sample"``)
+      or set to the positives' mean (``"mean"``, all synthetic images then
+      nearly identical, so each repeat's PCR is close to 0 or 1); PCR =
       share classified ``target`` (higher is better).  The noise images
       alone (paper's procedure 4) give ``synthetic_baseline``.
 
     The paper's values (nullify to 0, fill with the positives' mean) are
     used; the authors' code instead multiplies a reference image by -0.5 / 5
-    / 3 (methods.md §5.5).
+    / 3 (methods.md §5.5).  The paper does not say which values the
+    synthetic images get.
 
     Args:
         model (Callable): classifier returning ``N x C`` logits.
@@ -299,6 +343,8 @@ def fidelity_tests(
         noise (sequence of 2 floats, optional): mean and sd of the synthetic
                     background. Default: (0.03, 0.01)
         n_synthetic (int, optional): synthetic images per repeat. Default: 200
+        synthetic_fill (str, optional): ``"sample"`` or ``"mean"`` (see
+                    above). Default: ``"sample"``
         random_pool (Tensor or sequence, optional): pixels random sets are
                     drawn from; ``None`` = every pixel. Default: None
         batch_size (int, optional): images per forward pass. Default: 512
@@ -317,6 +363,7 @@ def fidelity_tests(
     n_repeats = check_int(n_repeats, "n_repeats", 2)
     rate = check_float(bootstrap_rate, "bootstrap_rate", 0.0, 1.0, low_inclusive=False)
     n_syn = check_int(n_synthetic, "n_synthetic", 1)
+    check_choice(synthetic_fill, "synthetic_fill", ("sample", "mean"))
     counts = [check_int(int(m), "n_features", 1) for m in n_features]
     top = torch.as_tensor(top_pixels, dtype=torch.long).reshape(-1).cpu()
     numel = int(np.prod(images.shape[1:]))
@@ -373,6 +420,10 @@ def fidelity_tests(
         bg = bg.to(device=dev, dtype=images.dtype)
         baseline[r] = float((predict(bg) == target).float().mean())
         mean_pos = pos.mean(0) if pos.shape[0] else flat_all.mean(0)
+        if synthetic_fill == "sample" and pos.shape[0]:
+            donors = pos[torch.randint(pos.shape[0], (n_syn,), generator=gen).to(dev)]
+        else:
+            donors = mean_pos.expand(n_syn, -1)
         for c, m in enumerate(counts):
             sets = {
                 "top": top[:m].to(dev),
@@ -396,7 +447,7 @@ def fidelity_tests(
                 else:
                     res["fill"][kind][r, c] = np.nan
                 x = bg.clone()
-                x[:, pix] = mean_pos[pix]
+                x[:, pix] = donors[:, pix]
                 res["synthetic"][kind][r, c] = float(
                     (predict(x) == target).float().mean()
                 )
