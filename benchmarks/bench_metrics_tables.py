@@ -46,8 +46,10 @@ METHODS = ("IG", "DeepLift", "EG", "DeepMGM-EG", "DeepBGMM-EG", "Lime", "BayLime
 
 DEFAULTS = {
     # n_images, n_samples (IG steps, EG samples), lime samples, percent, ins/del steps, batch
-    "fashion_cnn": dict(n_images=500, n_samples=32, lime_samples=100, percent=0.05, n_steps=28, batch=50),
-    "efficientnet_lite0": dict(n_images=20, n_samples=16, lime_samples=64, percent=0.05, n_steps=16, batch=2),
+    "fashion_cnn": dict(n_images=500, n_samples=32, lime_samples=100, percent=0.05, n_steps=28, batch=50,
+                        dl_refs=16),
+    "efficientnet_lite0": dict(n_images=6, n_samples=16, lime_samples=64, percent=0.1, n_steps=16, batch=2,
+                               dl_refs=4),
 }
 
 
@@ -168,7 +170,7 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
     else:
         gradcam_model = model
     mask = grid_mask(side, 7)
-    dl_refs = refs[:16]
+    dl_refs = refs[: args.dl_refs]
 
     def eg_with(prior):
         def run(xb, tb, i):
@@ -265,7 +267,10 @@ def settings(args, masker):
         "lime_samples (Lime/BayLime, 7x7 grid superpixels, black baseline)": args.lime_samples,
         "keep_remove": f"image protocol, masker {masker}, {args.percent:.0%} steps, max logit",
         "insertion_deletion": f"RISE: {args.n_steps} steps, zero deletion / blur(11, 5) insertion, softmax prob",
-        "target": "predicted class", "DeepLift": "captum DeepLiftShap, 16 references",
+        "target": "predicted class",
+        "DeepLift": f"captum DeepLiftShap, {args.dl_refs} references (reused modules split, ReLU6 as 2 ReLUs)",
+        "EG references": "100 Fashion-MNIST training images" if args.model == "fashion_cnn"
+        else "the 20 ImageNet photos",
         "Grad-CAM": "LayerGradCam on the last conv block (ReLU'd, bilinear upsampled)",
         "seed": args.seed, "batch": args.batch,
     }
@@ -342,6 +347,7 @@ def main() -> None:
     p.add_argument("--percent", type=float, default=None, help="keep/remove step (paper: 0.01)")
     p.add_argument("--n-steps", type=int, default=None, help="insertion/deletion steps (RISE: image width)")
     p.add_argument("--batch", type=int, default=None, help="images per attribution call")
+    p.add_argument("--dl-refs", type=int, default=None, help="DeepLiftShap references")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--merge", action="store_true", help="combine per-method results into the tables")
