@@ -40,15 +40,13 @@ def attribution_grid(
     Returns:
         the path written, as a string.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from captum.attr import visualization as viz
+    from matplotlib.figure import Figure
 
     n = images.shape[0]
     cols = 1 + len(attributions)
-    fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
+    fig = Figure(figsize=(2.2 * cols, 2.2 * n))  # no pyplot: leaves the backend alone
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         img = _hwc(images[i])
         ax = axes[i, 0]
@@ -75,7 +73,6 @@ def attribution_grid(
                 ax.set_title(name, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return str(path)
 
 
@@ -88,15 +85,13 @@ def image_grid(
     dpi: int = 110,
 ) -> str:
     """Save ``N x C x H x W`` images in ``[0, 1]`` as a grid with optional titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = images.shape[0]
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(1.6 * ncols, 1.8 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
@@ -108,5 +103,4 @@ def image_grid(
         fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return str(path)
