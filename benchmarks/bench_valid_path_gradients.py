@@ -148,6 +148,12 @@ def main() -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 is faster on an oversubscribed machine)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="a few images and 30 steps, to check the script",
@@ -170,6 +176,8 @@ def main() -> None:
     bad = [m for m in methods if m not in LABELS]
     if bad:
         raise SystemExit(f"unknown methods {bad}; choose from {ALL}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     bs = a.batch_size or (600 if a.model == "cnn" else 32)
     group = a.group or (100 if a.model == "cnn" else 2)

@@ -107,6 +107,12 @@ def main() -> None:
         help="comma-separated names of " + ", ".join(CONFIGS),
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 is faster on an oversubscribed machine)",
+    )
     p.add_argument("--quick", action="store_true", help="8 images, 3 configs, 30 steps")
     p.add_argument(
         "--resume",
@@ -129,6 +135,8 @@ def main() -> None:
         with open(out + ".json") as f:
             write_markdown(out + ".md", json.load(f))
         return
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     offset = a.offset if a.offset is not None else (5000 if a.model == "cnn" else 0)
     bs = a.batch_size or (512 if a.model == "cnn" else 32)
