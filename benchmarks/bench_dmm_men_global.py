@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,43 @@ def plot_fidelity(res, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def split_rhat(x: np.ndarray) -> np.ndarray:
+    """Split-chain potential scale reduction (Gelman et al.) along axis 0."""
+    h = x.shape[0] // 2
+    a, b = x[:h], x[h : 2 * h]
+    w = 0.5 * (a.var(axis=0, ddof=1) + b.var(axis=0, ddof=1))
+    bm = h * np.var(np.stack([a.mean(0), b.mean(0)]), axis=0, ddof=1)
+    var_plus = (h - 1) / h * w + bm / h
+    return np.sqrt(var_plus / np.maximum(w, 1e-300))
+
+
+def insight_stability(gi, k: int = 150) -> dict:
+    """Does the insight (top-k pixels of the largest component) converge?
+    Top-k by |posterior mean beta| from the first and the second half of the
+    kept draws, their overlap, and split R-hat of the log posterior and of
+    the largest component's coefficients."""
+    e = gi.estimator_
+    big = int(np.argmax(e.component_sizes_))
+    draws = e.beta_draws_[:, big, 1:]
+    h = draws.shape[0] // 2
+
+    def top(d):
+        return set(np.argsort(-np.abs(d.mean(0)), kind="stable")[:k].tolist())
+
+    t_all, t1, t2 = top(draws), top(draws[:h]), top(draws[h:])
+    rh = split_rhat(draws)
+    post = e.trace_[e.burn_in_ :]
+    return {
+        "k": k,
+        "top_k_overlap_first_vs_second_half": len(t1 & t2) / k,
+        "top_k_overlap_first_half_vs_all": len(t1 & t_all) / k,
+        "split_rhat_log_posterior": float(split_rhat(post[:, None])[0]),
+        "split_rhat_coef_largest_component_max": float(rh.max()),
+        "split_rhat_coef_largest_component_median": float(np.median(rh)),
+        "share_coef_rhat_below_1.1": float(np.mean(rh < 1.1)),
+    }
+
+
 def to_list(res):
     out = {"n_features": res["n_features"]}
     for t in ("nullify", "fill", "synthetic"):
@@ -143,7 +181,7 @@ def main() -> None:
     json_path = RESULTS / f"dmm_men_global_class{args.target}{tag}.json"
     out = json.loads(json_path.read_text()) if json_path.exists() else {}
     out.setdefault("commands", [])
-    out["commands"].append("python " + " ".join(sys.argv))
+    out["commands"].append("python " + shlex.join(sys.argv))
 
     model = load_fashion_cnn()
     xtr, ytr = load_fashion_mnist("train")
@@ -181,7 +219,7 @@ def main() -> None:
         y = gi.y_.numpy()
         sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
         out["fit"] = {
-            "command": "python " + " ".join(sys.argv),
+            "command": "python " + shlex.join(sys.argv),
             "class": args.target,
             "class_name": cls,
             "n_images_fit": int(imgs.shape[0]),
@@ -218,6 +256,8 @@ def main() -> None:
             "important)",
         )
 
+    out["insight_stability"] = insight_stability(gi)
+
     # ---- fidelity tests (Fig. 2)
     g = np.random.default_rng(args.seed)
     fid_idx = torch.as_tensor(
@@ -225,7 +265,7 @@ def main() -> None:
     )
     fid_imgs = xte[fid_idx]
     out.setdefault("fidelity", {})
-    for variant in args.variants.split(","):
+    for variant in [v for v in args.variants.split(",") if v]:
         rank_by, pool = variant.split(":")
         t1 = time.perf_counter()
         res = fidelity_tests(
@@ -245,7 +285,7 @@ def main() -> None:
             n_images=args.n_fidelity,
             repeats=args.repeats,
             n_synthetic=args.n_synthetic,
-            command="python " + " ".join(sys.argv),
+            command="python " + shlex.join(sys.argv),
         )
         out["fidelity"][variant] = summary
         plot_fidelity(
@@ -295,6 +335,19 @@ def write_markdown(out, path: Path, tag: str) -> None:
         f"{q['rmse_logit_own_component']:.3f} (sd of y {q['y_sd']:.2f}), R^2 "
         f"{q['r2_logit_own_component']:.3f}, RMSD(probability) "
         f"{q['rmsd_probability_own_component']:.4f} (Analysis.R's in-sample measure)",
+    ]
+    st = out.get("insight_stability")
+    if st:
+        lines += [
+            f"- convergence of the insight: the top-{st['k']} pixels of the largest "
+            "component from the first and from the second half of the kept draws "
+            f"overlap {100 * st['top_k_overlap_first_vs_second_half']:.0f} %; split "
+            f"R-hat of the log posterior {st['split_rhat_log_posterior']:.3f}, of its "
+            f"coefficients median {st['split_rhat_coef_largest_component_median']:.3f}, "
+            f"max {st['split_rhat_coef_largest_component_max']:.3f} "
+            f"({100 * st['share_coef_rhat_below_1.1']:.0f} % below 1.1)",
+        ]
+    lines += [
         "",
         f"![insights](dmm_men_insights_class{f['class']}{tag}.png)",
         "",

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -200,7 +201,7 @@ def main() -> None:
             "probs": v.tolist(),
         }
     out = {
-        "command": "python " + " ".join(sys.argv),
+        "command": "python " + shlex.join(sys.argv),
         "source": source,
         "n_images": args.n_images,
         "n_segments": n_seg,
