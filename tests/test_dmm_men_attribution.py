@@ -10,7 +10,8 @@ from torch import nn
 
 from captum_prior.attr import DMMMENAttribution
 from captum_prior.attr.dmm_men_attribution import patch_feature_mask
-from captum_prior.models.fashion_cnn import FashionCNN
+from captum_prior.data import load_fashion_mnist_sample
+from captum_prior.models import load_fashion_cnn
 from captum_prior.proxy import DMMMEN
 
 FAST = DMMMEN(n_components=3, n_penalties=2, n_iter=300, burn_in=150)
@@ -90,7 +91,7 @@ def test_batch_uses_chunked_forward_and_per_example_args():
     model, a, b = _two_regime_model()
     x = torch.rand(2, 1, 8, 8) + 0.5
     scale = torch.tensor([1.0, 2.0])
-    dm = DMMMENAttribution(model, estimator=FAST)
+    dm = DMMMENAttribution(model, estimator=DMMMEN(n_components=2, n_iter=160))
     n, ppe = 150, 64
     attr = dm.attribute(
         x,
@@ -153,15 +154,34 @@ def test_tuple_inputs_share_feature_ids_and_baselines():
     np.testing.assert_allclose(a2[0], [5, 1], atol=0.1)
 
 
-def test_default_cnn_runs_on_fashion_sized_input():
-    torch.manual_seed(0)
-    model = FashionCNN().eval()
-    x = torch.rand(1, 1, 28, 28)
+def test_default_cnn_on_fashion_mnist_sample():
+    """The shipped CNN and test sample: keeping the 20 patches DMM-MEN ranks
+    highest preserves the true class better than keeping the 20 lowest."""
+    model = load_fashion_cnn()
+    prob = nn.Sequential(model, nn.Softmax(dim=1)).eval()
+    x_all, y_all = load_fashion_mnist_sample(12)
     mask = patch_feature_mask((1, 28, 28), 4)
-    dm = DMMMENAttribution(model, estimator=DMMMEN(n_components=3, n_iter=100))
-    attr = dm.attribute(x, target=2, feature_mask=mask, n_samples=200, random_state=0)
+    dm = DMMMENAttribution(prob, estimator=DMMMEN(n_components=3, n_iter=200))
+    x, y = x_all[[1, 2, 8]], y_all[[1, 2, 8]]
+    attr = dm.attribute(
+        x,
+        target=y,
+        feature_mask=mask,
+        n_samples=300,
+        perturbations_per_eval=300,
+        response="logit",
+        random_state=0,
+    )
     assert attr.shape == x.shape and torch.isfinite(attr).all()
     assert dm.estimators_[0].coef_.shape[1] == 49
+    seg = attr[:, 0, ::4, ::4].reshape(3, 49)
+    keep_top, keep_low = torch.zeros(3, 49), torch.zeros(3, 49)
+    keep_top.scatter_(1, seg.topk(20, dim=1).indices, 1.0)
+    keep_low.scatter_(1, (-seg).topk(20, dim=1).indices, 1.0)
+    with torch.no_grad():
+        p_top = prob(x * keep_top[:, mask[0, 0]].unsqueeze(1))[torch.arange(3), y]
+        p_low = prob(x * keep_low[:, mask[0, 0]].unsqueeze(1))[torch.arange(3), y]
+    assert bool((p_top >= p_low).all()) and p_top.mean() > p_low.mean() + 0.1
 
 
 def test_logit_response_and_errors():

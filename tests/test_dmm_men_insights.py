@@ -160,3 +160,23 @@ def test_save_load_roundtrip(fitted, tmp_path):
     np.testing.assert_array_equal(back.design(x[:5]), gi.design(x[:5]))
     with pytest.raises(ValueError, match="DMMMENGlobalInsights"):
         DMMMEN.load(path)
+
+
+def test_default_cnn_on_fashion_mnist_sample():
+    """Global insights for the shipped CNN on the shipped sample's trousers."""
+    from captum_prior.data import load_fashion_mnist_sample
+    from captum_prior.models import load_fashion_cnn
+
+    x, y = load_fashion_mnist_sample()
+    trousers = x[y == 1]
+    gi = DMMMENGlobalInsights(
+        load_fashion_cnn(),
+        1,
+        n_features=40,
+        estimator=DMMMEN(n_components=3, n_iter=120, random_state=0),
+    ).fit(trousers)
+    assert gi.y_.shape == (trousers.shape[0],) and gi.y_.mean() > 3  # confident
+    ins = gi.insights(k=20)
+    assert ins[0]["heatmap"].shape == (1, 28, 28)
+    assert set(ins[0]["pixels"].tolist()) <= set(gi.pixel_index_.tolist())
+    assert np.isfinite(gi.estimator_.trace_).all()
