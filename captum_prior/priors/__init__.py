@@ -1,24 +1,7 @@
 """Prior maps for DeepPrior-EG: ``prior(inputs, target=None) -> p_prior``."""
 
-from importlib import import_module
-from typing import Any
+from captum_prior.priors.bgmm import BGMMPrior
+from captum_prior.priors.mask import MaskPrior
+from captum_prior.priors.mgm import MGMPrior
 
-# Public name -> defining module. Resolved lazily so that each method lives in
-# its own module and importing one does not import the others.
-_EXPORTS = {
-    "MGMPrior": "captum_prior.priors.mgm",
-    "BGMMPrior": "captum_prior.priors.bgmm",
-    "MaskPrior": "captum_prior.priors.mask",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return __all__
+__all__ = ["BGMMPrior", "MGMPrior", "MaskPrior"]
