@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -161,6 +162,7 @@ def main() -> None:
         "ratio_em_only_sklearn_over_gemm_floor": round(med["sklearn_em"] / med["gemm_floor"], 3),
         "target": "JGMM full fit within 1.5x of sklearn GaussianMixture(diag) on X alone",
         "torch": torch.__version__, "machine": platform.platform(),
+        "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
         "note": "shared 2-core machine; timings are noisy, ratios are taken within each repeat",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
