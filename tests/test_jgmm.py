@@ -368,3 +368,25 @@ def test_bad_input_errors():
         est.predict(x[:, :3])
     with pytest.raises(ValueError, match="higher_labels must lie in 0..2"):
         JointGaussianMixture(3, 3).fit(x, y, higher_labels=torch.full((100,), 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (device plumbing)")
+def test_fit_on_gpu_matches_cpu():
+    x, y, _ = _toy(500, seed=12, spatial=2)
+    kw = dict(n_lower=4, n_higher=3, max_iter=30, tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cpu = JointGaussianMixture(**kw).fit(x, y)
+        gpu = JointGaussianMixture(device="cuda", **kw).fit(x, y)
+    assert gpu.lower_means_.is_cuda and gpu.predict_proba(x).is_cuda
+    torch.testing.assert_close(gpu.lower_means_.cpu(), cpu.lower_means_, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(gpu.predict_proba(x).cpu(), cpu.predict_proba(x), rtol=1e-6, atol=1e-8)
+
+
+def test_explicit_device_argument_cpu():
+    x, y, _ = _toy(200, seed=13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = JointGaussianMixture(3, 3, max_iter=5, random_state=0, device="cpu").fit(x.numpy(), y.numpy())
+    assert est.lower_means_.device.type == "cpu"
+    assert est.get_params()["device"] == "cpu"
