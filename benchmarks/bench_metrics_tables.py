@@ -46,7 +46,7 @@ METHODS = ("IG", "DeepLift", "EG", "DeepMGM-EG", "DeepBGMM-EG", "Lime", "BayLime
 
 DEFAULTS = {
     # n_images, n_samples (IG steps, EG samples), lime samples, percent, ins/del steps, batch
-    "fashion_cnn": dict(n_images=500, n_samples=32, lime_samples=100, percent=0.05, n_steps=28, batch=50,
+    "fashion_cnn": dict(n_images=500, n_samples=16, lime_samples=64, percent=0.1, n_steps=14, batch=50,
                         dl_refs=16),
     "efficientnet_lite0": dict(n_images=6, n_samples=16, lime_samples=64, percent=0.1, n_steps=16, batch=2,
                                dl_refs=4),
