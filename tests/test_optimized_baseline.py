@@ -137,6 +137,15 @@ def test_delta_constraint_and_diagnostics(cnn, images):
         for b in range(2):
             d = (cnn(base[b]) - logits_x).norm(dim=1)
             assert torch.allclose(d, diag["distance"][b], atol=1e-4)
+    # the start (Algorithm 1 line 1, projected onto the delta / clip
+    # constraints) is the blur of each width, and its logit distance is the
+    # initial distance
+    for b, s in enumerate((1.0, 3.0)):
+        expected = enforce_delta(gaussian_blur(images, s), images, delta, (0.0, 1.0))
+        assert torch.equal(diag["start"][b], expected)
+        with torch.no_grad():
+            d0 = (cnn(diag["start"][b]) - logits_x).norm(dim=1)
+        assert torch.allclose(d0, diag["initial_distance"][b], atol=1e-4)
     # the optimisation lowers the logit distance
     assert bool((diag["distance"] <= diag["initial_distance"] + 1e-6).all())
     assert diag["distance"].mean() < diag["initial_distance"].mean()

@@ -167,7 +167,8 @@ class OptimizedBaseline:
     as ``x``, which moves it *away* from ``logits(x)``), and it also works for
     models with a single output, where the cross-entropy has no gradient.
     ``"cross_entropy"`` is the paper's Lemma 1 and is kept for ablation; the
-    sweep in ``benchmarks/results/optimized_baseline_sweep.md`` compares both.
+    sweeps in ``benchmarks/results/optimized_baseline_sweep_{cnn,effnet}.md``
+    compare both.
 
     Departures from the paper (all documented in the sweep results):
 
@@ -355,7 +356,9 @@ class OptimizedBaseline:
                         diagnostics, each a ``B x N`` tensor: ``iterations``
                         (sign steps taken), ``distance`` (final logit distance),
                         ``initial_distance``, ``converged`` (``distance <= eps``);
-                        plus ``n_calls`` (model calls). Default: False
+                        plus ``start`` (the starting baselines after the
+                        ``delta`` / clip projection, shaped like the result),
+                        ``sigmas`` and ``n_calls`` (model calls). Default: False
             init (Tensor or tuple[Tensor, ...], optional): starting baselines
                         instead of the blur, shaped like the inputs or
                         ``B x`` the inputs; needed for non-image inputs.
@@ -378,6 +381,11 @@ class OptimizedBaseline:
                 B * N, *x.shape[1:]
             )
             for s, x in zip(self._initial(xs, init), xs, strict=True)
+        )
+        start = (
+            tuple(t.reshape(B, N, *x.shape[1:]).clone() for t, x in zip(xp, xs, strict=True))
+            if return_diagnostics
+            else None
         )
         user_args = _format_additional_forward_args(additional_forward_args)
 
@@ -477,6 +485,7 @@ class OptimizedBaseline:
             "distance": best_dist.view(B, N),
             "initial_distance": init_dist.view(B, N),
             "converged": (best_dist <= self.eps).view(B, N),
+            "start": start if is_tuple else start[0],
             "sigmas": self.sigmas,
             "n_calls": raw.n_calls + runner.n_calls + final.n_calls,
         }

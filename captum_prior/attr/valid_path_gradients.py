@@ -297,7 +297,7 @@ class ValidPathGradients(GradientAttribution):
         alphas = torch.rand(
             (B, K, N),
             generator=generator,
-            device=generator.device if generator else dev,
+            device=generator.device if generator is not None else dev,
         ).to(device=dev, dtype=dtype)
 
         runner = RowRunner(self.forward_func, N, target, args)
