@@ -10,7 +10,9 @@ per image. This script measures the same on
   (``--n-images``, default 500);
 
 with the RISE protocol of ``captum_prior.metrics.insertion_deletion``
-(blur insertion, zero deletion, softmax probability of the predicted class,
+(blur insertion; deletion to RISE's zero in the model's normalised space,
+i.e. pixel value 0 for the CNN and 0.5 grey for EfficientNet-Lite0, whose
+wrapper maps [0, 1] to [-1, 1]; softmax probability of the predicted class;
 one image row per step), and reports mean ± 95 % CI (t), the relative gain
 over IG, the paired difference to IG, and the wall time per image against IG
 at the same 150 steps, baseline optimisation included.
@@ -50,7 +52,11 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
-from captum_prior.attr import OptimizedBaseline, ValidPathGradients
+from captum_prior.attr import (
+    ExpectedGradients,
+    OptimizedBaseline,
+    ValidPathGradients,
+)
 from captum_prior.attr.optimized_baseline import default_sigmas
 from captum_prior.metrics import insertion_deletion
 
@@ -58,8 +64,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from valid_path_common import (  # noqa: E402
     RESULTS,
     Timer,
+    add_deletion_substrate_argument,
     bare_row_time,
     command_line,
+    deletion_substrate,
     environment,
     fmt,
     gain,
@@ -84,37 +92,20 @@ ALL = list(LABELS)
 
 
 def eg_method(model, refs, n_steps, bs):
-    """ExpectedGradients from the package, or Captum GradientShap(stdevs=0) if absent."""
-    try:
-        from captum_prior.attr import ExpectedGradients
+    """ExpectedGradients with ``n_steps`` (reference, alpha) draws per image."""
+    eg = ExpectedGradients(model)
 
-        eg = ExpectedGradients(model)
-
-        def run(x, target, seed):
-            return eg.attribute(
-                x,
-                refs,
-                target=target,
-                n_samples=n_steps,
-                internal_batch_size=bs,
-                generator=torch.Generator().manual_seed(seed),
-            )
-
-        return run, f"captum_prior.attr.ExpectedGradients, n_samples={n_steps}"
-    except (ImportError, AttributeError):
-        from captum.attr import GradientShap
-
-        gs = GradientShap(model)
-
-        def run(x, target, seed):
-            np.random.seed(seed)
-            torch.manual_seed(seed)
-            return gs.attribute(x, refs, n_samples=n_steps, stdevs=0.0, target=target)
-
-        return (
-            run,
-            f"captum GradientShap(stdevs=0.0), n_samples={n_steps} (ExpectedGradients unavailable)",
+    def run(x, target, seed):
+        return eg.attribute(
+            x,
+            refs,
+            target=target,
+            n_samples=n_steps,
+            internal_batch_size=bs,
+            generator=torch.Generator().manual_seed(seed),
         )
+
+    return run, f"captum_prior.attr.ExpectedGradients, n_samples={n_steps}"
 
 
 def main() -> None:
@@ -139,6 +130,7 @@ def main() -> None:
         default=None,
         help="insertion/deletion step (default: image width, RISE)",
     )
+    add_deletion_substrate_argument(p)
     p.add_argument("--methods", default=",".join(ALL))
     p.add_argument(
         "--n-refs",
@@ -180,6 +172,7 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     bs = a.batch_size or (600 if a.model == "cnn" else 32)
+    del_sub = deletion_substrate(a.model, a.deletion_substrate)
     group = a.group or (100 if a.model == "cnn" else 2)
     model, x_all, _y, desc = load_model_and_data(a.model, n_images, a.offset)
     pred_all = predicted(model, x_all, bs)
@@ -228,6 +221,7 @@ def main() -> None:
         "data": [desc],
         "n_steps": a.n_steps,
         "pixels_per_step": a.pixels_per_step,
+        "deletion_substrate": del_sub,
         "eg": eg_desc,
         "eg_references": refs_desc,
         "sigmas": {"three": list(sig3), "single": list(sig1)},
@@ -245,6 +239,10 @@ def main() -> None:
         },
         "ob_seconds": {"middle": 0.0, "others": 0.0},
         "metric_seconds": 0.0,
+        # per image group: seconds of each method (baseline optimisation
+        # charged) and of the bare passes, so contention can be seen per group
+        "group_seconds": [],
+        "floor_seconds": 0.0,
         "bare_model": bare_row_time(model, x_all, min(bs, 128), repeats=3),
         "wall_seconds": 0.0,
         "environment": environment(),
@@ -279,6 +277,8 @@ def main() -> None:
         ctx = dict(
             x=x, pred=pred, seed=seed, b_mid=b_mid, b3=b3, bs=bs, n_steps=a.n_steps
         )
+        timer("floor", lambda x=x, pred=pred: bare_passes(model, x, pred, a.n_steps, bs))
+        raw["floor_seconds"] += timer.total["floor"]
         charge = {
             "ig_opt": ob_seconds_now(timer, mid=True),
             "vpg_single": ob_seconds_now(timer, mid=True),
@@ -296,11 +296,19 @@ def main() -> None:
                 target=pred,
                 max_examples_per_batch=bs,
                 pixels_per_step=a.pixels_per_step,
+                deletion_substrate=del_sub,
             )
             raw["metric_seconds"] += time.perf_counter() - t
             raw["scores"][m].extend(res.difference.tolist())
             raw["insertion"][m].extend(res.insertion.tolist())
             raw["deletion"][m].extend(res.deletion.tolist())
+        raw["group_seconds"].append(
+            {
+                "images": [a.offset + g0, a.offset + g0 + len(x)],
+                "floor": timer.total["floor"],
+                **{m: timer.total[m] + charge.get(m, 0.0) for m in methods},
+            }
+        )
         raw["confidence"].extend(conf[g0 : g0 + len(x)].tolist())
         raw["wall_seconds"] = time.time() - t_start
         done = g0 + len(x)
@@ -333,6 +341,8 @@ def merge(paths: List[str], out: str) -> None:
         for k in r["ob_seconds"]:
             r["ob_seconds"][k] += o["ob_seconds"][k]
         r["metric_seconds"] += o["metric_seconds"]
+        r["group_seconds"] = r.get("group_seconds", []) + o.get("group_seconds", [])
+        r["floor_seconds"] = r.get("floor_seconds", 0.0) + o.get("floor_seconds", 0.0)
         r["wall_seconds"] += o["wall_seconds"]
     r["commands"].append(command_line())
     if out is None:
@@ -367,6 +377,18 @@ def run_method(m: str, c: dict, t: dict) -> torch.Tensor:
     raise ValueError(m)
 
 
+def bare_passes(model, x: torch.Tensor, target: torch.Tensor, n_steps: int, bs: int) -> None:
+    """The passes no 150-step path method can avoid: ``n_steps`` rows per image
+    through one bare forward + backward (input gradient of the target), ``bs``
+    rows per call, with no attribution bookkeeping."""
+    rows = x.repeat_interleave(n_steps, dim=0)
+    tgt = target.repeat_interleave(n_steps)
+    for i in range(0, len(rows), bs):
+        xr = rows[i : i + bs].clone().requires_grad_()
+        out = model(xr)
+        torch.autograd.grad(out.gather(1, tgt[i : i + bs, None]).sum(), xr)
+
+
 def ob_seconds_now(timer: Timer, mid: bool = False, others: bool = False) -> float:
     return (timer.total.get("ob_mid", 0.0) if mid else 0.0) + (
         timer.total.get("ob_oth", 0.0) if others else 0.0
@@ -397,6 +419,16 @@ def build_payload(raw: dict) -> dict:
             e["wins_vs_ig"] = float(np.mean(s > ig_scores))
             e["gain_vs_ig_percent"] = gain(mean, float(ig_scores.mean()))
             e["time_vs_ig"] = seconds[m] / seconds["ig"] if seconds.get("ig") else None
+            groups = [g for g in raw.get("group_seconds", []) if g.get("ig")]
+            if groups:
+                r = np.array([g[m] / g["ig"] for g in groups])
+                e["time_vs_ig_per_group"] = {
+                    "median": float(np.median(r)),
+                    "min": float(r.min()),
+                    "max": float(r.max()),
+                }
+        if raw.get("floor_seconds"):
+            e["time_vs_floor"] = seconds[m] / raw["floor_seconds"]
         summary[m] = e
     d = {k: np.asarray(v) for k, v in raw["diagnostics"].items()}
     return {
@@ -404,8 +436,8 @@ def build_payload(raw: dict) -> dict:
         "data": "; ".join(raw["data"]),
         "n_images": done,
         "n_steps": raw["n_steps"],
-        "protocol": "insertion_deletion defaults (RISE): insertion from blur (kernel 11, sigma 5), deletion to 0, "
-        f"softmax probability of the predicted class, pixels_per_step={raw['pixels_per_step'] or 'image width'}",
+        "protocol": "insertion_deletion (RISE): insertion from blur (kernel 11, sigma 5), deletion to "
+        f"{raw.get('deletion_substrate', 0.0)} (pixel value), softmax probability of the predicted class, pixels_per_step={raw['pixels_per_step'] or 'image width'}",
         "eg": raw["eg"],
         "eg_references": raw["eg_references"],
         "sigmas": raw["sigmas"],
@@ -419,6 +451,7 @@ def build_payload(raw: dict) -> dict:
             "seconds_per_image_others": raw["ob_seconds"]["others"] / done,
         },
         "bare_model": raw["bare_model"],
+        "floor_seconds_per_image": raw.get("floor_seconds", 0.0) / done,
         "metric_seconds_per_image_per_method": raw["metric_seconds"]
         / done
         / len(methods),
@@ -457,11 +490,24 @@ def write_markdown(path: str, p: dict) -> None:
     cost_rows = []
     fb = p["bare_model"]["forward_backward_s_per_row"]
     for e in ms.values():
+        grp = e.get("time_vs_ig_per_group")
         cost_rows.append(
             [
                 e["label"],
                 f"{e['seconds_per_image']:.3f}",
                 "" if ig is None else f"{e['time_vs_ig']:.2f}",
+                "" if not grp else f"{grp['median']:.2f} [{grp['min']:.2f}, {grp['max']:.2f}]",
+                f"{e['time_vs_floor']:.2f}" if "time_vs_floor" in e else "",
+            ]
+        )
+    if p.get("floor_seconds_per_image"):
+        cost_rows.append(
+            [
+                f"bare forward+backward, {p['n_steps']} rows (physical floor)",
+                f"{p['floor_seconds_per_image']:.3f}",
+                "" if ig is None else f"{p['floor_seconds_per_image'] / ig['seconds_per_image']:.2f}",
+                "",
+                "1.00",
             ]
         )
     ob = p["optimized_baselines"]
@@ -484,14 +530,18 @@ def write_markdown(path: str, p: dict) -> None:
         "",
         "## Cost per image (same run, side by side; baseline optimisation included)",
         "",
-        md_table(["Method", "seconds / image", "× IG"], cost_rows),
+        md_table(
+            ["Method", "seconds / image", "× IG", "× IG per image group: median [min, max]", "× floor"],
+            cost_rows,
+        ),
         "",
         f"Optimized baselines: ε reached for {ob['converged_fraction']:.0%} of (image, baseline) pairs, "
         f"{ob['iterations_mean']:.1f} sign steps on average, logit distance {ob['initial_distance_mean']:.2f} → "
         f"{ob['final_distance_mean']:.2f}; optimisation {ob['seconds_per_image_middle']:.3f} s/image (middle "
         f"width) + {ob['seconds_per_image_others']:.3f} s/image (other widths).",
-        f"Physical floor: one bare forward+backward costs {fb * 1e3:.2f} ms per row, so 150 rows cost "
-        f"{150 * fb:.3f} s per image; one bare forward {p['bare_model']['forward_s_per_row'] * 1e3:.2f} ms per row.",
+        "Physical floor: the bare forward+backward passes of the same rows per image, timed in every image "
+        "group beside the methods (the row above). Measured once before the run: one bare forward+backward "
+        f"{fb * 1e3:.2f} ms per row, one bare forward {p['bare_model']['forward_s_per_row'] * 1e3:.2f} ms per row.",
         f"Metric evaluation: {p['metric_seconds_per_image_per_method']:.3f} s per image and method. "
         f"Wall time {p['wall_seconds']:.0f} s. Environment: {p['environment']}.",
         "",

@@ -37,8 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from valid_path_common import (  # noqa: E402
     RESULTS,
     Timer,
+    add_deletion_substrate_argument,
     bare_row_time,
     command_line,
+    deletion_substrate,
     environment,
     fmt,
     load_model_and_data,
@@ -96,6 +98,7 @@ def main() -> None:
         default=None,
         help="insertion/deletion step (default: image width)",
     )
+    add_deletion_substrate_argument(p)
     p.add_argument(
         "--configs",
         default=",".join(CONFIGS),
@@ -137,14 +140,17 @@ def main() -> None:
     bs = a.batch_size or (512 if a.model == "cnn" else 32)
     model, x, _y, desc = load_model_and_data(a.model, a.n_images, offset)
     pred = predicted(model, x, bs)
+    del_sub = deletion_substrate(a.model, a.deletion_substrate)
     out = a.out or os.path.join(
         RESULTS, f"optimized_baseline_sweep_{a.model}{'_quick' if a.quick else ''}"
     )
     payload = {
         "command": command_line(),
         "description": "One-factor-at-a-time sweep around the centre configuration; score = "
-        "insertion - deletion AUC (RISE: blur insertion, zero deletion, softmax probability of "
-        "the predicted class) of ValidPathGradients with 3 optimized baselines.",
+        "insertion - deletion AUC (RISE: blur insertion, deletion to pixel value "
+        f"{del_sub}, softmax probability of the predicted class) of ValidPathGradients with 3 "
+        "optimized baselines.",
+        "deletion_substrate": del_sub,
         "data": desc,
         "n_images": len(x),
         "n_steps": a.n_steps,
@@ -158,8 +164,12 @@ def main() -> None:
     if a.resume and os.path.exists(out + ".json"):
         with open(out + ".json") as f:
             old = json.load(f)
-        if old["data"] != desc or old["n_steps"] != a.n_steps:
-            raise SystemExit(f"{out}.json holds other images or steps; cannot resume")
+        if (
+            old["data"] != desc
+            or old["n_steps"] != a.n_steps
+            or old.get("deletion_substrate", 0.0) != del_sub
+        ):
+            raise SystemExit(f"{out}.json holds other images, steps or deletion substrate; cannot resume")
         payload["configs"] = old["configs"]
         payload["command"] = old["command"] + " && " + payload["command"]
     print(desc, flush=True)
@@ -195,6 +205,7 @@ def main() -> None:
                 target=pred,
                 max_examples_per_batch=bs,
                 pixels_per_step=a.pixels_per_step,
+                deletion_substrate=del_sub,
             ),
         )
         iters = diag["iterations"].double()

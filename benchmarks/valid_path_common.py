@@ -37,6 +37,13 @@ def environment() -> Dict[str, Any]:
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        # allocator / threading settings the command ran under (glibc's
+        # MALLOC_* tunables change the sys time of large tensor allocations)
+        "env": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith("MALLOC_") or k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        },
     }
 
 
@@ -67,6 +74,25 @@ def load_model_and_data(
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval(), x, y, desc
+
+
+def add_deletion_substrate_argument(parser: Any) -> None:
+    """``--deletion-substrate``: the pixel value deleted pixels become."""
+    parser.add_argument(
+        "--deletion-substrate",
+        type=float,
+        default=None,
+        help="pixel value deleted pixels become (default: 0 for cnn; 0.5 for effnet, "
+        "the zero of its [-1, 1] input normalisation, as RISE's zeros in normalised space)",
+    )
+
+
+def deletion_substrate(model: str, value: Any) -> float:
+    """RISE deletes to zero *in normalised space* (methods.md §2.4): pixel value
+    0 for the CNN (no normalisation), 0.5 for EfficientNet-Lite0 (``2x - 1``)."""
+    if value is not None:
+        return float(value)
+    return 0.0 if model == "cnn" else 0.5
 
 
 def predicted(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
