@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from captum_prior.data import load_fashion_mnist
 from captum_prior.models import load_fashion_cnn
@@ -83,6 +84,9 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "jgmm_speed.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    # the same thread count for scikit-learn's BLAS / OpenMP as for torch, so a
+    # --threads 1 run is one thread on both sides
+    _limits = threadpool_limits(args.threads)  # noqa: F841 (kept for the whole run)
     warnings.simplefilter("ignore", ConvergenceWarning)
 
     X, Y, t_feat = features(args.n, args.pool, args.threads)
@@ -162,6 +166,9 @@ def main() -> None:
         "ratio_em_only_sklearn_over_gemm_floor": round(med["sklearn_em"] / med["gemm_floor"], 3),
         "target": "JGMM full fit within 1.5x of sklearn GaussianMixture(diag) on X alone",
         "torch": torch.__version__, "machine": platform.platform(),
+        "blas_threads": [
+            {"api": i["internal_api"], "threads": i["num_threads"]} for i in threadpool_info()
+        ],
         "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
         "note": "shared 2-core machine; timings are noisy, ratios are taken within each repeat",
     }
