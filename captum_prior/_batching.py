@@ -10,7 +10,11 @@ here
   so memory is bounded by ``chunk_size`` rows however many rows the method needs;
 - select each row's target (every Captum target form) and its slice of the
   additional forward arguments;
-- validate the model's output and the target on the first chunk;
+- validate the model's output and the target on the first chunk (shape,
+  target range, dtype against the model's, train-mode and value-range
+  warnings), and every chunk's outputs and gradients for NaN/Inf (one check
+  here, raising :class:`~captum_prior.errors.ModelOutputError` that names the
+  model and the first offending example, so no method needs its own copy);
 - run either a forward pass (:func:`forward_rows`) or a forward and backward
   pass (:func:`gradient_rows`) per chunk, with gradients enabled even when the
   caller runs under ``torch.no_grad`` (as Captum's metrics and NoiseTunnel do).
@@ -25,7 +29,15 @@ import torch
 from torch import Tensor
 
 from captum_prior._compat import TargetType, _format_additional_forward_args
-from captum_prior._validation import check_model_output, check_target
+from captum_prior._validation import (
+    check_finite_output,
+    check_input_dtype,
+    check_model_mode,
+    check_model_output,
+    check_target,
+    check_value_range,
+    expected_input_range,
+)
 
 RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
 
@@ -96,6 +108,13 @@ class RowRunner:
         target (int, tuple, Tensor, list, optional): Captum target.
         additional_forward_args (Any, optional): extra arguments after the inputs.
         validate (bool): check output shape and target on the first call.
+
+    Every call checks the outputs for NaN/Inf (``ModelOutputError`` naming the
+    model and the first offending example).  The first call also checks the
+    rows' dtype against the model's parameters (``TypeError``), warns once if
+    the model has dropout/batch-norm layers in training mode
+    (``ModelModeWarning``) and if the rows lie far outside the model's known
+    input range (``InputRangeWarning``).
     """
 
     def __init__(
@@ -111,14 +130,35 @@ class RowRunner:
         self.target = target
         self.args = _format_additional_forward_args(additional_forward_args)
         self._checked = not validate
+        self._first = True
         self.n_calls = 0
+
+    def _first_call(self, inputs: Tuple[Tensor, ...]) -> None:
+        self._first = False
+        check_input_dtype(inputs[0], self.forward_func)
+        check_model_mode(self.forward_func)
+        rng = expected_input_range(self.forward_func)
+        if rng is not None:
+            check_value_range(inputs[0], rng[0], rng[1], "inputs/baselines", "the model")
 
     def outputs(self, inputs: Tuple[Tensor, ...], index: Tensor) -> Tensor:
         """Raw model output (N x C) for the rows ``inputs`` of examples ``index``."""
+        if self._first:
+            self._first_call(inputs)
         args = rows_args(self.args, index, self.n_examples)
-        out = self.forward_func(*inputs, *(args or ()))
+        try:
+            out = self.forward_func(*inputs, *(args or ()))
+        except RuntimeError as exc:
+            msg = str(exc)
+            if "dtype" in msg or ("type (" in msg and "should be the same" in msg):
+                raise TypeError(
+                    f"the model failed on inputs of dtype {inputs[0].dtype} ({msg}); "
+                    "pass inputs and baselines in the model's dtype, e.g. .float()"
+                ) from exc
+            raise
         self.n_calls += 1
         out = check_model_output(out, inputs[0].shape[0])
+        check_finite_output(out, self.forward_func, index)
         if not self._checked:
             check_target(
                 self.target, self.n_examples, None if out.dim() == 1 else out.shape[1]
@@ -183,6 +223,8 @@ def gradient_rows(
         grads = tuple(
             torch.zeros_like(r) if g is None else g for g, r in zip(grads, rows)
         )
+        for g in grads:
+            check_finite_output(g, runner.forward_func, index, what="gradient")
         if not create_graph:
             rows = tuple(r.detach() for r in rows)
             scores = scores.detach()

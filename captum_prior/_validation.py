@@ -2,19 +2,203 @@
 
 Each check raises a ``ValueError`` or ``TypeError`` whose message names the
 offending argument and says how to fix it, so users never see a silent NaN or
-a long trace from inside torch.
+a long trace from inside torch.  Checks of what the *model* returns (NaN/Inf
+outputs or gradients) raise :class:`~captum_prior.errors.ModelOutputError`;
+models in training mode and inputs far outside a known value range warn
+(:class:`~captum_prior.errors.ModelModeWarning`,
+:class:`~captum_prior.errors.InputRangeWarning`).
+
+The checks that cost a pass over data (finiteness, value range, model mode)
+can be switched off with the private context manager :func:`_checks_disabled`;
+it exists only so that ``benchmarks/bench_validation_overhead.py`` can measure
+what the checks cost.  Shape, type and option checks always run.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional, Sequence, Tuple, Union
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from captum_prior._compat import TargetType
+from captum_prior.errors import InputRangeWarning, ModelModeWarning, ModelOutputError
+
+_STATE = {"enabled": True, "mode_check": True}
+
+
+def checks_enabled() -> bool:
+    """Whether the data checks (finiteness, range, model mode) run."""
+    return _STATE["enabled"]
+
+
+@contextmanager
+def _checks_disabled() -> Iterator[None]:
+    """Private: run without the data checks (used only by the overhead benchmark)."""
+    old = _STATE["enabled"]
+    _STATE["enabled"] = False
+    try:
+        yield
+    finally:
+        _STATE["enabled"] = old
+
+
+@contextmanager
+def _no_mode_check() -> Iterator[None]:
+    """Private: skip the train-mode warning (training deliberately runs the
+    model in train mode)."""
+    old = _STATE["mode_check"]
+    _STATE["mode_check"] = False
+    try:
+        yield
+    finally:
+        _STATE["mode_check"] = old
+
+
+# ---------------------------------------------------------------- the model
+def find_module(forward_func: Any) -> Optional[nn.Module]:
+    """The ``nn.Module`` behind ``forward_func``: the module itself, the owner
+    of a bound method, or (following ``__wrapped__``, ``forward_func`` and
+    ``model`` attributes of wrappers) the module they call; ``None`` if none."""
+    f = forward_func
+    for _ in range(6):
+        if f is None:
+            return None
+        if isinstance(f, nn.Module):
+            return f
+        owner = getattr(f, "__self__", None)
+        if isinstance(owner, nn.Module):
+            return owner
+        nxt = None
+        for attr in ("__wrapped__", "forward_func", "model"):
+            nxt = getattr(f, attr, None)
+            if nxt is not None:
+                break
+        f = nxt
+    return None
+
+
+def model_name(forward_func: Any) -> str:
+    """A short name for error messages: the model's class name if there is one."""
+    m = find_module(forward_func)
+    if m is not None:
+        return type(m).__name__
+    return getattr(forward_func, "__name__", type(forward_func).__name__)
+
+
+_MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+
+
+def check_model_mode(forward_func: Any) -> None:
+    """Warn (:class:`ModelModeWarning`) when dropout or batch-norm layers of the
+    model are in training mode.  The mode is never changed."""
+    if not (_STATE["enabled"] and _STATE["mode_check"]):
+        return
+    m = find_module(forward_func)
+    if m is None:
+        return
+    offenders = sorted(
+        {
+            type(s).__name__
+            for s in m.modules()
+            if s.training
+            and isinstance(s, _MODE_DEPENDENT)
+            and not (isinstance(s, nn.modules.dropout._DropoutNd) and s.p == 0)
+        }
+    )
+    if offenders:
+        warnings.warn(
+            f"the model ({type(m).__name__}) has {', '.join(offenders)} layers in "
+            "training mode, so its outputs are random or depend on the batch and "
+            "the attributions are not reproducible; call model.eval() first "
+            "(captum_prior never changes the model's mode)",
+            ModelModeWarning,
+            stacklevel=4,
+        )
+
+
+def model_dtype(forward_func: Any) -> Optional[torch.dtype]:
+    """The floating dtype of the model's first floating parameter, if known."""
+    m = find_module(forward_func)
+    if m is None:
+        return None
+    for p in m.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def check_input_dtype(t: Tensor, forward_func: Any, name: str = "inputs") -> None:
+    """``TypeError`` if the floating dtype of ``t`` differs from the model's."""
+    dt = model_dtype(forward_func)
+    if dt is not None and t.is_floating_point() and t.dtype != dt:
+        raise TypeError(
+            f"{name} are {t.dtype} but the model's parameters are {dt}; convert "
+            f"the inputs (and baselines) with .to({dt}) or the model with "
+            f"model.to({t.dtype})"
+        )
+
+
+def expected_input_range(forward_func: Any) -> Optional[Tuple[float, float]]:
+    """The value range the model expects, where the project knows it: the
+    model's ``input_range`` attribute, or ``[0, 1]`` for the bundled
+    :class:`~captum_prior.models.FashionCNN`."""
+    m = find_module(forward_func)
+    if m is None:
+        return None
+    rng = getattr(m, "input_range", None)
+    if rng is not None:
+        return float(rng[0]), float(rng[1])
+    from captum_prior.models.fashion_cnn import FashionCNN
+
+    if isinstance(m, FashionCNN):
+        return 0.0, 1.0
+    return None
+
+
+def check_value_range(
+    t: Tensor, low: float, high: float, name: str, source: str, slack: float = 0.5
+) -> None:
+    """Warn once (:class:`InputRangeWarning`) if ``t`` lies far outside
+    ``[low, high]`` (by more than ``slack`` times its width)."""
+    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
+        return
+    tol = slack * (high - low)
+    td = t.detach()
+    lo, hi = float(td.min()), float(td.max())
+    if lo < low - tol or hi > high + tol:
+        hint = " (0..255 images? divide by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
+        warnings.warn(
+            f"{name} has values in [{lo:.3g}, {hi:.3g}] but {source} expects "
+            f"[{low:g}, {high:g}]{hint}; attributions far outside the model's "
+            "input range are meaningless",
+            InputRangeWarning,
+            stacklevel=4,
+        )
+
+
+def check_finite_output(
+    out: Tensor, forward_func: Any, index: Optional[Tensor] = None, what: str = "output"
+) -> None:
+    """Raise :class:`ModelOutputError` if ``out`` holds NaN/Inf, naming the model
+    and the first offending example (``index[row]``, or the row itself)."""
+    if not _STATE["enabled"] or not out.is_floating_point():
+        return
+    finite = torch.isfinite(out)
+    if bool(finite.all()):
+        return
+    bad_rows = (~finite).reshape(out.shape[0], -1).any(1).nonzero()
+    row = int(bad_rows[0, 0]) if bad_rows.numel() else 0
+    example = int(index[row]) if index is not None and index.numel() > row else row
+    raise ModelOutputError(
+        f"the model ({model_name(forward_func)}) gave a NaN or Inf {what} for "
+        f"example {example} (first offending row); check that example's inputs and "
+        "baselines, and the model's weights"
+    )
 
 
 def as_tensor_tuple(
@@ -36,8 +220,9 @@ def as_tensor_tuple(
             raise ValueError(f"{label} must have a batch dimension, got a 0-d tensor")
         if floating and not t.is_floating_point():
             raise TypeError(
-                f"{label} must be a floating-point tensor to take gradients, got "
-                f"{t.dtype}; convert it with .float()"
+                f"{label} must be a floating-point tensor, got {t.dtype}; convert "
+                "it with .float() (and scale 8-bit images into the model's range, "
+                "e.g. .float() / 255)"
             )
         check_finite(t, label)
     n = items[0].shape[0]
@@ -52,6 +237,8 @@ def as_tensor_tuple(
 
 def check_finite(t: Union[Tensor, np.ndarray], name: str) -> None:
     """Raise ``ValueError`` if ``t`` holds NaN or Inf."""
+    if not _STATE["enabled"]:
+        return
     if isinstance(t, Tensor):
         if t.is_floating_point() or t.is_complex():
             if not bool(torch.isfinite(t).all()):
@@ -142,6 +329,11 @@ def check_reference_set(
         if not isinstance(b, Tensor):
             raise TypeError(
                 f"{label} must be a Tensor or a number, got {type(b).__name__}"
+            )
+        if not (b.is_floating_point() or b.dtype == torch.bool) and x.is_floating_point():
+            raise TypeError(
+                f"{label} is a {b.dtype} tensor; convert it with .float() (and "
+                "scale 8-bit images like the inputs, e.g. .float() / 255)"
             )
         if tuple(b.shape) == tuple(x.shape[1:]):
             b = b.unsqueeze(0)
