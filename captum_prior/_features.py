@@ -13,6 +13,8 @@ from typing import Any, Iterable, Iterator, List, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from captum_prior._validation import check_finite_output
+
 
 def resolve_layer(model: nn.Module, layer: Union[str, nn.Module, None], name: str = "layer") -> nn.Module:
     """Return the submodule ``layer`` (a module or its dotted name) of ``model``.
@@ -52,11 +54,22 @@ def resolve_layer(model: nn.Module, layer: Union[str, nn.Module, None], name: st
 
 @contextmanager
 def capture(model: nn.Module, layer: nn.Module, eval_mode: bool = True) -> Iterator[List[Tensor]]:
-    """Context manager: every forward of ``model`` appends ``layer``'s output."""
+    """Context manager: every forward of ``model`` appends ``layer``'s output.
+
+    The features are checked for NaN/Inf as they are captured
+    (:class:`~captum_prior.errors.ModelOutputError` naming the model and the
+    first offending example, counted over every forward inside the context).
+    """
     store: List[Tensor] = []
+    seen = [0]
 
     def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
-        store.append(out[0] if isinstance(out, (tuple, list)) else out)
+        f = out[0] if isinstance(out, (tuple, list)) else out
+        if isinstance(f, Tensor) and f.dim() > 0:
+            index = torch.arange(seen[0], seen[0] + f.shape[0])
+            seen[0] += f.shape[0]
+            check_finite_output(f, model, index, what=f"feature map of layer {type(layer).__name__}")
+        store.append(f)
 
     was_training = model.training
     handle = layer.register_forward_hook(hook)
@@ -102,6 +115,9 @@ def layer_features(
         for batch in tqdm(batches, total=total, disable=not progress, desc=desc):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             out = model(x.to(dev))
+            if with_outputs and isinstance(out, Tensor) and out.dim() > 0:
+                done = sum(f.shape[0] for f in feats)
+                check_finite_output(out, model, torch.arange(done, done + out.shape[0]))
             if not store:
                 raise ValueError("the layer was not called during the model's forward")
             feats.append(store.pop().detach())

@@ -63,7 +63,9 @@ class DeepFeaturePrior:
                 xb = inputs[start : start + self.batch_size]
                 idx = torch.arange(start, start + xb.shape[0], device=inputs.device)
                 with torch.set_grad_enabled(evidence):
-                    out = self.model(xb)
+                    # a frozen model (requires_grad=False) still needs a graph
+                    # from the input to the features for the evidence gradient
+                    out = self.model(xb.detach().requires_grad_() if evidence else xb)
                     if not store:
                         raise ValueError("the prior's layer was not called by the model's forward")
                     f = store.pop()

@@ -15,7 +15,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
-from captum_prior._serialization import load_state, save_state
+from captum_prior._serialization import load_state, reading, save_state
 from captum_prior._validation import check_choice, check_float, check_int
 from captum_prior.proxy._dmm_men_post import (
     apply_permutation,
@@ -648,7 +648,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     def load(cls, path: Union[str, os.PathLike]) -> "DMMMEN":
         """Read a model written by :meth:`save`."""
         tensors, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
-        return cls._from_state(tensors, meta)
+        with reading(path):
+            return cls._from_state(tensors, meta)
 
     @classmethod
     def _from_state(

@@ -63,7 +63,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from torch import Tensor
 
-from captum_prior._serialization import load_state, save_state
+from captum_prior._serialization import load_state, reading, save_state
 from captum_prior._validation import check_choice, check_finite, check_float, check_int
 
 __all__ = ["JointGaussianMixture"]
@@ -911,6 +911,11 @@ class JointGaussianMixture(BaseEstimator):
         """Read a mixture written by :meth:`save`; ``ValueError`` for a file of
         another kind or format version."""
         t, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
+        with reading(path):
+            return cls._from_state(t, meta, device)
+
+    @classmethod
+    def _from_state(cls, t: Dict[str, Tensor], meta: Dict[str, Any], device: Any) -> "JointGaussianMixture":
         params = dict(meta["params"])
         params["device"] = device if device is not None else None
         est = cls(**params)
