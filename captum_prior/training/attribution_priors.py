@@ -9,16 +9,26 @@ are DeepPrior-EG's, from prior-shifted references.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Optional, Union
+import copy
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from captum_prior._compat import TargetType
-from captum_prior._validation import check_choice, check_float, check_int
+from captum_prior._validation import (
+    _no_mode_check,
+    as_tensor_tuple,
+    check_choice,
+    check_float,
+    check_int,
+    check_reference_set,
+)
 from captum_prior.attr.deep_prior_expected_gradients import DeepPriorExpectedGradients
 from captum_prior.attr.expected_gradients import ExpectedGradients
+from captum_prior.errors import CaptumPriorWarning, ModelOutputError
 
 
 def training_attributions(
@@ -56,11 +66,12 @@ def training_attributions(
         attributions shaped like ``inputs``, with a graph to the parameters.
     """
     method = ExpectedGradients(model) if prior is None else DeepPriorExpectedGradients(model, prior)
-    return method._attribute_eg(
-        inputs, references, target, None, n_samples, internal_batch_size, False,
-        generator, shift=method._reference_shift(inputs, target), path="paper",
-        create_graph=True,
-    )
+    with _no_mode_check():  # training runs the model in train mode on purpose
+        return method._attribute_eg(
+            inputs, references, target, None, n_samples, internal_batch_size, False,
+            generator, shift=method._reference_shift(inputs, target), path="paper",
+            create_graph=True,
+        )
 
 
 def total_variation_penalty(attributions: Tensor) -> Tensor:
@@ -119,6 +130,20 @@ class AttributionPriorTrainer:
         n_samples (int, optional): EG draws per example per step. Default: 1
         alternating (bool, optional): see above. Default: True
         generator (torch.Generator, optional): source of the EG draws. Default: None
+        on_nonfinite (str, optional): what a step does when the loss, the
+                    penalty or a gradient is NaN/Inf: ``"raise"`` a
+                    :class:`~captum_prior.errors.ModelOutputError`, or
+                    ``"skip"`` the batch with a
+                    :class:`~captum_prior.errors.CaptumPriorWarning` (the
+                    step's record then has ``skipped=True``). Either way the
+                    model's parameters and buffers (batch-norm statistics) and
+                    the optimiser's state are left exactly as before the step.
+                    Default: ``"raise"``
+
+    A batch is validated before the model sees it: ``x`` must be a finite
+    floating-point tensor with at least one example, ``y`` one integer class
+    index per example within the model's outputs, ``references`` finite and
+    shaped like one example.  A rejected batch changes nothing.
     """
 
     def __init__(
@@ -131,6 +156,7 @@ class AttributionPriorTrainer:
         n_samples: int = 1,
         alternating: bool = True,
         generator: Optional[torch.Generator] = None,
+        on_nonfinite: str = "raise",
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -144,36 +170,136 @@ class AttributionPriorTrainer:
         self.n_samples = check_int(n_samples, "n_samples", 1)
         self.alternating = bool(alternating)
         self.generator = generator
+        self.on_nonfinite = check_choice(on_nonfinite, "on_nonfinite", ("raise", "skip"))
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
 
     def _omega(self, x: Tensor, y: Tensor, references: Tensor) -> Tensor:
         attr = training_attributions(self.model, x, y, references, self.prior,
                                      self.n_samples, generator=self.generator)
         return self.penalty(attr)
 
-    def step(self, x: Tensor, y: Tensor, references: Optional[Tensor] = None) -> Dict[str, float]:
+    def _check_batch(self, x: Any, y: Any, references: Any) -> Tensor:
+        (x,), _ = as_tensor_tuple(x, "x")
+        if x.shape[0] == 0:
+            raise ValueError("x is an empty batch (0 examples); skip empty batches")
+        if not isinstance(y, Tensor):
+            raise TypeError(f"y must be a Tensor of class indices, got {type(y).__name__}")
+        if y.is_floating_point() or y.dtype == torch.bool or y.dim() != 1:
+            raise TypeError(
+                f"y must be a 1-D integer tensor of class indices, got {y.dtype} of "
+                f"shape {tuple(y.shape)}; use y.long()"
+            )
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"y has {y.shape[0]} labels but x has {x.shape[0]} examples")
+        if references is not None:
+            check_reference_set(references, (x,), "references")
+        return x
+
+    def _check_finite(self, value: Tensor, what: str) -> None:
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise _Rejected(f"the {what} is NaN or Inf")
+
+    def _check_grads(self, what: str) -> None:
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    raise _Rejected(f"a gradient of the {what} is NaN or Inf")
+
+    def step(self, x: Tensor, y: Tensor, references: Optional[Tensor] = None) -> Dict[str, Any]:
         """One training step on batch ``(x, y)``; ``references`` default to the
-        batch itself. Returns the cross-entropy and penalty values."""
+        batch itself. Returns the cross-entropy and penalty values.
+
+        The batch is validated first; if the loss, the penalty or a gradient
+        turns out NaN/Inf, the step is undone before anything is kept (see
+        ``on_nonfinite``): parameters, buffers and optimiser state are
+        bitwise as before."""
+        x = self._check_batch(x, y, references)
         refs = x if references is None else references
+        # The forward pass in train mode updates batch-norm statistics, and an
+        # alternating step takes an optimiser step before the penalty exists:
+        # keep what is needed to undo the step.
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        two_steps = self.alternating and self.lam > 0
+        params: List[Tensor] = []
+        opt_state = None
+        if two_steps:
+            params = [p.detach().clone() for p in self.model.parameters()]
+            opt_state = copy.deepcopy(self.optimizer.state_dict())
+        was_training = self.model.training
         self.model.train()
-        ce = F.cross_entropy(self.model(x), y)
-        out = {"cross_entropy": float(ce.detach())}
-        if self.alternating or self.lam == 0:
-            self.optimizer.zero_grad()
-            ce.backward()
-            self.optimizer.step()
-            if self.lam > 0:
-                omega = self._omega(x, y, refs)
+        try:
+            logits = self.model(x)
+            if not isinstance(logits, Tensor) or logits.dim() != 2:
+                raise ValueError(
+                    "the model must return N x C logits for the cross-entropy, got "
+                    + (str(tuple(logits.shape)) if isinstance(logits, Tensor) else type(logits).__name__)
+                )
+            n_classes = logits.shape[1]
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+                raise ValueError(
+                    f"y holds class indices in [{int(y.min())}, {int(y.max())}] but the "
+                    f"model has {n_classes} outputs; use 0..{n_classes - 1}"
+                )
+            ce = F.cross_entropy(logits, y.to(logits.device))
+            self._check_finite(ce, "cross-entropy")
+            out: Dict[str, Any] = {"cross_entropy": float(ce.detach())}
+            if self.alternating or self.lam == 0:
                 self.optimizer.zero_grad()
-                (self.lam * omega).backward()
+                ce.backward()
+                self._check_grads("cross-entropy")
+                self.optimizer.step()
+                if self.lam > 0:
+                    omega = self._omega(x, y, refs)
+                    self._check_finite(omega, "penalty")
+                    self.optimizer.zero_grad()
+                    (self.lam * omega).backward()
+                    self._check_grads("penalty")
+                    self.optimizer.step()
+                    out["penalty"] = float(omega.detach())
+            else:
+                omega = self._omega(x, y, refs)
+                self._check_finite(omega, "penalty")
+                self.optimizer.zero_grad()
+                (ce + self.lam * omega).backward()
+                self._check_grads("loss")
                 self.optimizer.step()
                 out["penalty"] = float(omega.detach())
-        else:
-            omega = self._omega(x, y, refs)
-            self.optimizer.zero_grad()
-            (ce + self.lam * omega).backward()
-            self.optimizer.step()
-            out["penalty"] = float(omega.detach())
+        except (_Rejected, ModelOutputError, ValueError) as exc:
+            self._restore(buffers, params, opt_state)
+            self.model.train(was_training)
+            if isinstance(exc, _Rejected):
+                msg = (
+                    f"training step rejected: {exc}; the model and optimiser are "
+                    "unchanged. Lower the learning rate or lam, or check the batch"
+                )
+                if self.on_nonfinite == "raise":
+                    raise ModelOutputError(msg + " (or pass on_nonfinite='skip')") from None
+                warnings.warn(msg, CaptumPriorWarning, stacklevel=2)
+                return {"skipped": True}
+            if isinstance(exc, ModelOutputError) and self.on_nonfinite == "skip":
+                warnings.warn(f"training step skipped: {exc}", CaptumPriorWarning, stacklevel=2)
+                return {"skipped": True}
+            raise
+        except BaseException:
+            self._restore(buffers, params, opt_state)
+            raise
+        out["skipped"] = False
         return out
+
+    def _restore(self, buffers: List[Tensor], params: List[Tensor], opt_state: Any) -> None:
+        self.optimizer.zero_grad()
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
+            for p, saved in zip(self.model.parameters(), params):
+                p.copy_(saved)
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
 
     def fit(self, batches: Iterable[Any], epochs: int = 1, show_progress: bool = False) -> list:
         """Run :meth:`step` over ``batches`` (an iterable of ``(x, y)``, e.g. a
@@ -186,3 +312,7 @@ class AttributionPriorTrainer:
             for x, y in tqdm(batches, disable=not show_progress, desc=f"epoch {epoch + 1}"):
                 history.append(self.step(x, y))
         return history
+
+
+class _Rejected(Exception):
+    """A training step produced a non-finite loss, penalty or gradient."""
