@@ -155,16 +155,16 @@ def test_subset_of_metrics_and_shared_channel_map(linear_images):
     torch.testing.assert_close(only.RPM, full.RPM)
 
 
-def test_auto_masker_falls_back_without_opencv(linear_images, monkeypatch):
+def test_default_masker_never_falls_back_without_opencv(linear_images, monkeypatch):
     import sys
 
     kr = sys.modules["captum_prior.metrics.keep_remove"]
     model, x, _, attr = linear_images
     monkeypatch.setattr(kr, "telea_available", lambda: False)
-    res = keep_remove(model, x, attr, metrics=["KPM"])
-    assert res.masker == "mean"
-    with pytest.raises(ValueError, match="masker"):
-        keep_remove(model, x, attr, masker="inpaint_telea")
+    for kw in ({}, {"masker": "auto"}, {"masker": "inpaint_telea"}):
+        with pytest.raises(ValueError, match="masker.*opencv-python-headless"):
+            keep_remove(model, x, attr, metrics=["KPM"], **kw)
+    assert keep_remove(model, x, attr, metrics=["KPM"], masker="mean").masker == "mean"
 
 
 @pytest.mark.skipif(not telea_available(), reason="optional OpenCV not installed")

@@ -47,6 +47,11 @@ class InsertionDeletionResult(NamedTuple):
         deletion_curve (Tensor or None): likewise.
         fractions (Tensor): ``n_steps + 1`` fractions of units inserted or
                     deleted at each point of the curves (from 0 to 1).
+        insertion_substrate (str): the insertion substrate used (``"auto"``
+                    resolved to ``"blur"`` or ``"zero"``; ``"value"`` for a
+                    number or tensor, ``"callable"`` for a function); ``""``
+                    if the insertion curve was not computed.
+        deletion_substrate (str): likewise for deletion.
     """
 
     insertion: Optional[Tensor]
@@ -55,6 +60,16 @@ class InsertionDeletionResult(NamedTuple):
     insertion_curve: Optional[Tensor]
     deletion_curve: Optional[Tensor]
     fractions: Tensor
+    insertion_substrate: str = ""
+    deletion_substrate: str = ""
+
+
+def _substrate_name(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if callable(value) and not isinstance(value, (Tensor, tuple)):
+        return "callable"
+    return "value"
 
 
 def _substrate(
@@ -324,6 +339,8 @@ def insertion_deletion(
         insertion_curve=cast(ins_curve) if return_curves else None,
         deletion_curve=cast(del_curve) if return_curves else None,
         fractions=fractions.to(dtype),
+        insertion_substrate=_substrate_name(insertion_substrate) if do_ins else "",
+        deletion_substrate=_substrate_name(deletion_substrate) if do_del else "",
     )
 
 

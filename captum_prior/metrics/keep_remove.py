@@ -60,8 +60,9 @@ class KeepRemoveResult(NamedTuple):
                     score for the image protocol, the model score per
                     feature count for the tabular one (R² for KAM/RAM, ``K``).
         fractions (Tensor): x-axis of the curves, fractions of the units.
-        masker (str): the masker used (``"inpaint_telea"`` when ``"auto"``
-                    found OpenCV), or ``"baselines"`` for the tabular protocol.
+        masker (str): the masker used (``"inpaint_telea"``, ``"mean"``,
+                    ``"blur"``, ``"zero"``, ``"value"`` for a number or
+                    tensor), or ``"baselines"`` for the tabular protocol.
         protocol (str): ``"image"`` or ``"tabular"``.
     """
 
@@ -94,7 +95,7 @@ def keep_remove(
     max_examples_per_batch: Optional[int] = None,
     metrics: Sequence[str] = METRICS,
     protocol: str = "auto",
-    masker: Union[str, float, Tensor] = "auto",
+    masker: Union[str, float, Tensor] = "inpaint_telea",
     percent: float = 0.01,
     score: Optional[str] = None,
     n_interp: int = 100,
@@ -123,8 +124,11 @@ def keep_remove(
     ``masker``: OpenCV Telea inpainting with radius 3 (``"inpaint_telea"``;
     a fully masked image becomes its per-channel mean colour), the per-channel
     ``"mean"`` colour, a ``"blur"`` of the image, ``"zero"``, a number or a
-    tensor.  ``"auto"`` uses Telea when OpenCV is installed, else ``"mean"``
-    (``result.masker`` says which).  Each step flips
+    tensor.  The default, Telea (the authors' choice), needs the optional
+    OpenCV; without it the call raises a ``ValueError`` naming the package
+    rather than silently switching to another masker, whose numbers could
+    not be compared (``"auto"`` is an alias of ``"inpaint_telea"``).
+    ``result.masker`` records the masker used.  Each step flips
     ``max(1, int(percent * U))`` pixels of ``U``; the recorded value is the
     ``score`` (default the maximum logit over all classes, as the authors'
     code), negated for remove metrics.  Each curve is a step function over
@@ -172,7 +176,7 @@ def keep_remove(
                     (image when every input is ``N x C x H x W``).
                     Default: ``"auto"``
         masker (str, number or Tensor, optional): image protocol only.
-                    Default: ``"auto"``
+                    Default: ``"inpaint_telea"`` (needs OpenCV)
         percent (float, optional): image protocol: fraction of pixels per
                     step, in ``(0, 1]``. Default: 0.01
         score (str, optional): ``"max_logit"``, ``"logit"`` (target output) or
@@ -293,13 +297,16 @@ def _image_protocol(
         )
     if isinstance(masker, str):
         check_choice(masker, "masker", MASKERS)
-        if masker == "auto":
-            masker = "inpaint_telea" if telea_available() else "mean"
+        if masker == "auto":  # alias; never depends on what is installed
+            masker = "inpaint_telea"
         if masker == "inpaint_telea":
             if not telea_available():
                 raise ValueError(
-                    "masker='inpaint_telea' needs OpenCV: pip install "
-                    "opencv-python-headless (or use masker='mean' or 'blur')"
+                    "masker='inpaint_telea' (the default: the papers' Telea "
+                    "inpainting) needs OpenCV, which is not installed: pip install "
+                    "opencv-python-headless (the [telea] extra), or choose another "
+                    "masker explicitly (masker='mean', 'blur' or 'zero'); results "
+                    "with different maskers are not comparable"
                 )
             if len(inputs_t) != 1:
                 raise ValueError("masker='inpaint_telea' supports a single image input tensor")

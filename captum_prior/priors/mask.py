@@ -24,8 +24,11 @@ class MaskPrior:
 
     Args:
         masks (Tensor or numpy.ndarray): ``H x W``, ``N x H x W`` or
-                    ``N x 1 x H x W`` masks with values in ``[0, 1]`` (binary
-                    masks, or ``{0, 255}`` images, which are divided by 255).
+                    ``N x 1 x H x W`` masks: boolean, integer ``{0, 1}``,
+                    floating-point in ``[0, 1]``, or ``uint8`` ``{0, 255}``
+                    images (divided by 255; exactly ``{0, 255}`` in another
+                    dtype is read the same way). Anything else (e.g. a ``{0, 2}``
+                    mask, a float mask above 1, NaN) is a ``ValueError``.
                     ``N`` must be 1 (one mask for every image) or the number of
                     explained images, in the same order.
         scale (float, optional): multiplier of the mask. Default: 1.0
@@ -36,14 +39,7 @@ class MaskPrior:
             masks = torch.from_numpy(masks)
         if not isinstance(masks, Tensor):
             raise TypeError(f"masks must be a Tensor or numpy array, got {type(masks).__name__}")
-        m = masks.to(torch.float32)
-        check_finite(m, "masks")
-        if m.numel() and m.max() > 1:
-            if m.max() > 255 or m.min() < 0:
-                raise ValueError("masks must hold values in [0, 1] (or {0, 255} images)")
-            m = m / 255.0
-        if m.numel() and m.min() < 0:
-            raise ValueError("masks must hold values in [0, 1]")
+        m = self._normalise(masks)
         if m.dim() == 2:
             m = m[None, None]
         elif m.dim() == 3:
@@ -52,6 +48,35 @@ class MaskPrior:
             raise ValueError(f"masks must be H x W, N x H x W or N x 1 x H x W, got {tuple(m.shape)}")
         self.masks = m
         self.scale = check_float(scale, "scale", low=0.0)
+
+    @staticmethod
+    def _normalise(masks: Tensor) -> Tensor:
+        """The mask as float in [0, 1]; rejects anything ambiguous."""
+        if masks.dtype == torch.bool:
+            return masks.to(torch.float32)
+        if masks.is_complex():
+            raise TypeError(f"masks must be real, got {masks.dtype}")
+        values = set(torch.unique(masks).tolist()) if masks.numel() else set()
+        if values <= {0, 255} and 255 in values:  # an 8-bit image (any dtype)
+            return masks.to(torch.float32) / 255.0
+        if masks.is_floating_point():
+            m = masks.to(torch.float32)
+            check_finite(m, "masks")
+            if m.numel() and (m.min() < 0 or m.max() > 1):
+                raise ValueError(
+                    f"masks must hold values in [0, 1] (a {masks.dtype} mask), got "
+                    f"[{float(m.min()):g}, {float(m.max()):g}]; pass a bool or {{0, 1}} "
+                    "mask, or a uint8 {0, 255} image"
+                )
+            return m
+        if values <= {0, 1}:
+            return masks.to(torch.float32)
+        shown = sorted(values)[:6]
+        raise ValueError(
+            f"masks must hold values in [0, 1] ({{0, 1}} for integer masks, or {{0, 255}} "
+            f"for uint8 images), got {masks.dtype} values {shown}; convert it, e.g. "
+            "masks > 0"
+        )
 
     def __call__(self, inputs: Any, target: TargetType = None) -> Tensor:
         """The mask for ``inputs`` (``N x C x H x W``), ``N x 1 x H x W`` times ``scale``."""
