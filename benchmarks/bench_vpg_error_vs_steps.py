@@ -126,13 +126,13 @@ def main() -> None:
     results: List[Dict[str, Any]] = []
     for n in args.steps:
         for method in args.ig_methods:
-            a = timed(f"IG/{method}/{n}", lambda: run_ig(n, method))
+            a = timed(f"IG/{method}/{n}", lambda n=n, method=method: run_ig(n, method))
             e = rel_err(a, ref_ig)
             results.append(dict(family="IG (Captum)", method=method, n_steps=n,
                                 median=float(np.median(e)), mean=float(e.mean()),
                                 per_image=e.tolist(), seconds=timings[f"IG/{method}/{n}"]))
         for method in args.vpg_methods:
-            a = timed(f"VPG/{method}/{n}", lambda: run_vpg(n, method, seed=n))
+            a = timed(f"VPG/{method}/{n}", lambda n=n, method=method: run_vpg(n, method, seed=n))
             e = rel_err(a, ref_vpg)
             results.append(dict(family="ValidPathGradients", method=method, n_steps=n,
                                 median=float(np.median(e)), mean=float(e.mean()),
