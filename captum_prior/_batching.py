@@ -61,8 +61,11 @@ def rows_target(target: TargetType, index: Tensor) -> TargetType:
         return target.to(index.device)[index]
     if isinstance(target, list):
         idx = index.tolist()
-        if len(target) and isinstance(target[0], tuple):
-            return [target[i] for i in idx]
+        if any(isinstance(t, tuple) for t in target):
+            return [
+                target[i] if isinstance(target[i], tuple) else (int(target[i]),)
+                for i in idx
+            ]
         return torch.as_tensor(target, device=index.device)[index]
     return target
 
@@ -85,18 +88,41 @@ def rows_args(args: Optional[Tuple[Any, ...]], index: Tensor, n_examples: int) -
 
 
 def select_output(output: Tensor, target: TargetType) -> Tensor:
-    """Pick each row's target column (the forms of Captum's ``_select_targets``)."""
+    """Pick each row's target score (the forms of Captum's ``_select_targets``).
+
+    ``output`` may have any rank: an int, a tensor or a list of ints select a
+    column of ``N x C`` outputs; a tuple ``(c, h, w)`` (all rows) or a list of
+    tuples (one per row) index every dimension after the batch, e.g. one pixel
+    of one class of a segmentation model's ``N x C x H x W`` output. The
+    result always has one score per row, shape ``(rows,)``.
+    """
     if target is None:
-        return output if output.dim() == 1 else output[:, 0]
-    if isinstance(target, numbers.Integral):
-        return output[:, int(target)]
-    if isinstance(target, tuple):
-        return output[(slice(None),) + target]
-    if isinstance(target, Tensor):
-        return output.gather(1, target.reshape(-1, 1).to(output.device)).squeeze(1)
-    if isinstance(target, list):
-        return torch.stack([output[(i,) + t] for i, t in enumerate(target)])
-    raise TypeError(f"target of type {type(target).__name__} is not supported")
+        sel = output if output.dim() == 1 else output.reshape(output.shape[0], -1)[:, 0]
+    elif isinstance(target, numbers.Integral):
+        sel = output[:, int(target)]
+    elif isinstance(target, tuple):
+        sel = output[(slice(None),) + tuple(int(t) for t in target)]
+    elif isinstance(target, Tensor):
+        if target.numel() == 1:
+            sel = output[:, int(target.item())]
+        else:
+            sel = output.gather(1, target.reshape(-1, 1).to(output.device)).squeeze(1)
+    elif isinstance(target, list):
+        if len(target) and isinstance(target[0], tuple):
+            sel = torch.stack([output[(i,) + tuple(t)] for i, t in enumerate(target)])
+        else:
+            t = torch.as_tensor(target, device=output.device).reshape(-1, 1)
+            sel = output.gather(1, t).squeeze(1)
+    else:
+        raise TypeError(f"target of type {type(target).__name__} is not supported")
+    if sel.dim() != 1:
+        raise ValueError(
+            f"target {target!r} selects a {tuple(sel.shape)} block of the model's "
+            f"{tuple(output.shape)} output, not one score per example; pass one "
+            f"index per output dimension after the batch, e.g. a tuple of "
+            f"{output.dim() - 1} ints"
+        )
+    return sel
 
 
 class RowRunner:
@@ -161,7 +187,7 @@ class RowRunner:
         check_finite_output(out, self.forward_func, index)
         if not self._checked:
             check_target(
-                self.target, self.n_examples, None if out.dim() == 1 else out.shape[1]
+                self.target, self.n_examples, None if out.dim() == 1 else tuple(out.shape[1:])
             )
             self._checked = True
         return out

@@ -19,11 +19,17 @@ from captum._utils.typing import (  # noqa: F401
     TensorOrTupleOfTensorsGeneric,
 )
 from captum.attr._core.lime import construct_feature_mask  # noqa: F401
+from captum.attr._utils.approximation_methods import (  # noqa: F401
+    SUPPORTED_METHODS,
+    approximation_parameters,
+)
 from captum.attr._utils.common import _format_callable_baseline  # noqa: F401
 
 __all__ = [
     "BaselineType",
     "Model",
+    "SUPPORTED_METHODS",
+    "approximation_parameters",
     "TargetType",
     "TensorOrTupleOfTensorsGeneric",
     "construct_feature_mask",

@@ -16,6 +16,7 @@ what the checks cost.  Shape, type and option checks always run.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from contextlib import contextmanager
@@ -300,6 +301,26 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
+def resolve_callable_baselines(baselines: Any, inputs: Any) -> Any:
+    """Call ``baselines`` if it is a callable, as Captum does.
+
+    Captum's convention (``_format_callable_baseline``): a callable with no
+    parameters is called as ``baselines()``, any other as
+    ``baselines(inputs)``, with ``inputs`` as the user passed them (a Tensor
+    or a tuple). Anything else is returned unchanged.
+    """
+    if not callable(baselines) or isinstance(baselines, Tensor):
+        return baselines
+    try:
+        n_params = len(inspect.signature(baselines).parameters)
+    except (TypeError, ValueError):  # builtins without a signature
+        n_params = 1
+    out = baselines() if n_params == 0 else baselines(inputs)
+    if callable(out) and not isinstance(out, Tensor):
+        raise TypeError("the baselines callable returned another callable; return Tensors")
+    return out
+
+
 def check_reference_set(
     baselines: Any, inputs: Tuple[Tensor, ...], name: str = "baselines"
 ) -> Tuple[Tensor, ...]:
@@ -310,6 +331,7 @@ def check_reference_set(
     is taken as a single reference; a Python number as a constant single
     reference. Returns a tuple of tensors on each input's device and dtype.
     """
+    baselines = resolve_callable_baselines(baselines, inputs if len(inputs) > 1 else inputs[0])
     if baselines is None:
         raise ValueError(
             f"{name} is required: pass a reference set, e.g. a batch of "
@@ -357,32 +379,86 @@ def check_reference_set(
     return tuple(out)
 
 
-def check_target(target: TargetType, n_examples: int, n_outputs: Optional[int]) -> None:
+def check_target(
+    target: TargetType,
+    n_examples: int,
+    n_outputs: Union[None, int, Tuple[int, ...]],
+) -> None:
     """Check a Captum-style ``target`` against ``n_examples`` rows of a model
-    output with ``n_outputs`` columns (``None`` for a 1-D output)."""
-    if target is None:
-        if n_outputs is not None and n_outputs > 1:
-            raise ValueError(
-                f"target is None but the model returns {n_outputs} outputs per "
-                "example; pass target=<class index> (int, list or tensor)"
-            )
-        return
+    output.
+
+    ``n_outputs`` is the shape of one example's output: ``None`` for a 1-D
+    output (one score per example), an ``int`` ``C`` for ``N x C`` outputs, or
+    the tuple ``output.shape[1:]`` for outputs of any rank (e.g. ``(C, H, W)``
+    for a segmentation model). Every target must pick exactly one score per
+    example, as Captum's gradient methods need:
+
+    - ``None``: 1-D outputs (or ``N x 1``);
+    - an int, a one-element tensor, a list of ints or a 1-D tensor with one
+      index per example: ``N x C`` outputs;
+    - a tuple ``(c, h, w)`` (all examples) or a list of such tuples (one per
+      example): one index per output dimension after the batch, any rank.
+    """
     if n_outputs is None:
+        shape: Tuple[int, ...] = ()
+    elif isinstance(n_outputs, numbers.Integral):
+        shape = (int(n_outputs),)
+    else:
+        shape = tuple(int(d) for d in n_outputs)
+    if target is None:
+        if len(shape) > 1 or (shape and shape[0] > 1):
+            what = (
+                f"{shape[0]} outputs per example; pass target=<class index> "
+                "(int, list or tensor)"
+                if len(shape) == 1
+                else f"outputs of shape {shape} per example; pass a tuple "
+                f"target of {len(shape)} indices, e.g. target={(0,) * len(shape)}"
+            )
+            raise ValueError(f"target is None but the model returns {what}")
+        return
+    if not shape:
         raise ValueError(
             "target was given but the model returns one value per example "
             "(1-D output); pass target=None"
         )
 
-    def _check_index(v: int, where: str) -> None:
-        if not 0 <= v < n_outputs:
+    def _check_index(v: int, where: str, dim: int = 0) -> None:
+        size = shape[dim]
+        if not 0 <= v < size:
+            what = (
+                f"a model with {size} outputs"
+                if len(shape) == 1
+                else f"output dimension {dim + 1} of size {size} (outputs {shape})"
+            )
             raise ValueError(
-                f"target{where} = {v} is out of range for a model with "
-                f"{n_outputs} outputs; use 0..{n_outputs - 1}"
+                f"target{where} = {v} is out of range for {what}; use 0..{size - 1}"
+            )
+
+    def _check_tuple(t: tuple, where: str) -> None:
+        if len(t) != len(shape):
+            raise ValueError(
+                f"target{where} = {t} has {len(t)} indices but each example's "
+                f"output has shape {shape}; a tuple target needs one index per "
+                f"output dimension ({len(shape)}) so that it picks one score"
+            )
+        for d, v in enumerate(t):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"target{where}[{d}] must be an int, got {v!r}")
+            _check_index(int(v), f"{where}[{d}]", d)
+
+    def _need_2d(form: str) -> None:
+        if len(shape) != 1:
+            raise ValueError(
+                f"target is {form} but the model's output has shape {shape} per "
+                f"example; {form} targets select a column of N x C outputs. For "
+                f"this output pass a tuple of {len(shape)} indices (the same for "
+                "every example) or a list of such tuples (one per example)"
             )
 
     if isinstance(target, bool):
         raise TypeError("target must be an int, list, tuple or Tensor, not bool")
     if isinstance(target, numbers.Integral):
+        _need_2d("an int")
         _check_index(int(target), "")
     elif isinstance(target, Tensor):
         if target.is_floating_point():
@@ -392,6 +468,7 @@ def check_target(target: TargetType, n_examples: int, n_outputs: Optional[int]) 
                 f"target tensor has shape {tuple(target.shape)}; use a scalar or "
                 f"one index per example ({n_examples},)"
             )
+        _need_2d("a tensor")
         for v in target.reshape(-1).tolist():
             _check_index(int(v), "")
     elif isinstance(target, list):
@@ -401,10 +478,15 @@ def check_target(target: TargetType, n_examples: int, n_outputs: Optional[int]) 
             )
         for j, v in enumerate(target):
             if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                _need_2d("a list of ints")
                 _check_index(int(v), f"[{j}]")
-            elif not isinstance(v, tuple):
+            elif isinstance(v, tuple):
+                _check_tuple(v, f"[{j}]")
+            else:
                 raise TypeError(f"target[{j}] must be an int or a tuple, got {v!r}")
-    elif not isinstance(target, tuple):
+    elif isinstance(target, tuple):
+        _check_tuple(target, "")
+    else:
         raise TypeError(
             f"target must be None, an int, a tuple, a list or a Tensor, got "
             f"{type(target).__name__}"
@@ -418,11 +500,8 @@ def check_model_output(output: Any, n_rows: int, name: str = "forward_func") -> 
     if output.dim() == 0 or output.shape[0] != n_rows:
         raise ValueError(
             f"{name} returned shape {tuple(output.shape)} for {n_rows} input rows; "
-            "it must return one row per example (N or N x C)"
+            "it must return one row per example (N, N x C or N x ...)"
         )
-    if output.dim() > 2:
-        raise ValueError(
-            f"{name} returned a {output.dim()}-D output {tuple(output.shape)}; "
-            "captum_prior methods need N x C logits (or N scores)"
-        )
+    # outputs of any rank (N x C x H x W, ...) are fine: check_target makes
+    # sure the target picks one score per example
     return output

@@ -132,7 +132,8 @@ def test_completeness_and_shrinking_delta(which):
     n_large = 2000
     for n in (8, n_large):
         _, d = eg.attribute(x, refs, target=1, n_samples=n, internal_batch_size=4000,
-                            generator=gen(n), return_convergence_delta=True)
+                            generator=gen(n), return_convergence_delta=True,
+                            delta_per_example=True)
         deltas[n] = d.abs().mean().item()
     with torch.no_grad():
         gap = (model(x)[:, 1] - model(refs)[:, 1].mean()).abs().mean().item()
@@ -146,7 +147,8 @@ def test_delta_matches_definition():
     x, refs = torch.randn(2, 1, 8, 8), torch.randn(6, 1, 8, 8)
     p = torch.rand(1, 1, 8, 8) * 0.5
     a, d = DeepPriorExpectedGradients(model, p).attribute(
-        x, refs, target=1, n_samples=5, generator=gen(4), return_convergence_delta=True
+        x, refs, target=1, n_samples=5, generator=gen(4), return_convergence_delta=True,
+        delta_per_example=True,
     )
     g = gen(4)
     idx = torch.randint(6, (10,), generator=g)
@@ -179,7 +181,7 @@ def test_tuple_inputs_targets_and_additional_args():
                                    n_samples=500, generator=gen(0), return_convergence_delta=True)
         assert isinstance(attr, tuple) and len(attr) == 3
         assert all(a.shape == xi.shape for a, xi in zip(attr, x))
-        assert delta.shape == (4,)
+        assert delta.shape == (4 * 500,)  # GradientShap's shape: one per draw
     # references are drawn jointly: one reference row for all three tensors
     same = tuple(r[:1].expand(6, 3) for r in refs)
     a1 = eg.attribute(x, same, target=0, additional_forward_args=(2,), n_samples=3, generator=gen(1))
@@ -283,7 +285,7 @@ def test_bad_input(kwargs, exc, match):
 
 
 def test_bad_model_output_and_prior():
-    with pytest.raises(ValueError, match="3-D output"):
+    with pytest.raises(ValueError, match="pass a tuple of 2 indices"):
         ExpectedGradients(ThreeD()).attribute(torch.randn(2, 3), torch.zeros(1, 3), target=0)
     model = conv_net()
     with pytest.raises(ValueError, match="does not broadcast"):

@@ -159,7 +159,7 @@ def test_deep_prior_eg_with_priors_end_to_end():
         a, d = DeepPriorExpectedGradients(model, prior).attribute(
             x, refs, target=1, n_samples=8, generator=torch.Generator().manual_seed(0),
             return_convergence_delta=True)
-        assert a.shape == x.shape and torch.isfinite(a).all() and d.shape == (2,)
+        assert a.shape == x.shape and torch.isfinite(a).all() and d.shape == (2 * 8,)
 
 
 def test_mask_prior():

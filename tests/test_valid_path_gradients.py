@@ -87,7 +87,7 @@ def test_filter_off_equals_random_alpha_ig():
     base = torch.rand(4, 6, generator=gen(4))
     target = torch.tensor([0, 1, 2, 1])
     vpg = ValidPathGradients(model, filter_path_features=False)
-    got = vpg.attribute(x, base, target=target, n_steps=40, generator=gen(7))
+    got = vpg.attribute(x, base, target=target, n_steps=40, method="monte_carlo", generator=gen(7))
     # random-alpha IG from that baseline, same generator: alpha ~ U(0, 1), one per step and example
     alphas = torch.rand((1, 40, 4), generator=gen(7))[0]
     grads = torch.stack(
@@ -97,7 +97,7 @@ def test_filter_off_equals_random_alpha_ig():
     assert torch.allclose(got, ig, atol=1e-6)
     # several fixed baselines: the mean of random-alpha IG from each
     bases = torch.rand(2, 4, 6, generator=gen(5))
-    got = vpg.attribute(x, bases, target=target, n_steps=40, generator=gen(8))
+    got = vpg.attribute(x, bases, target=target, n_steps=40, method="monte_carlo", generator=gen(8))
     ref = reference_vpg(model, x, bases, target, 40, 8, filt=False)
     assert torch.allclose(got, ref, atol=1e-6)
 
@@ -108,14 +108,14 @@ def test_filter_on_matches_documented_formula_and_filters_something():
     bases = torch.rand(2, 4, 6, generator=gen(5))
     target = torch.tensor([0, 1, 2, 1])
     vpg = ValidPathGradients(model)
-    got = vpg.attribute(x, bases, target=target, n_steps=30, generator=gen(9))
+    got = vpg.attribute(x, bases, target=target, n_steps=30, method="monte_carlo", generator=gen(9))
     ref = reference_vpg(model, x, bases, target, 30, 9, filt=True)
     assert torch.allclose(got, ref, atol=1e-6)
     frac = vpg.last_info_["valid_fraction"][0]
     assert frac.shape == (2, 4, 6)
     assert 0.05 < frac.mean() < 0.95  # some path features are invalid, some valid
     unfiltered = ValidPathGradients(model, filter_path_features=False).attribute(
-        x, bases, target=target, n_steps=30, generator=gen(9)
+        x, bases, target=target, n_steps=30, method="monte_carlo", generator=gen(9)
     )
     assert not torch.allclose(got, unfiltered, atol=1e-4)
 
@@ -147,12 +147,12 @@ def test_example1_with_optimized_baseline_gives_weight_ratio():
     base = ob.compute(XB, init=torch.tensor([[0.5, 0.5]]))
     for filt in (True, False):
         a = ValidPathGradients(example_f, filter_path_features=filt).attribute(
-            XB, base, n_steps=20, generator=gen(0)
+            XB, base, n_steps=20, method="monte_carlo", generator=gen(0)
         )
         assert abs(abs(a[0, 0] / a[0, 1]).item() - 4) < 1e-4
     # from 0 the same function gives the counter-intuitive ratio instead
     a0 = ValidPathGradients(example_f, filter_path_features=False).attribute(
-        XB, 0.0, n_steps=400, generator=gen(0)
+        XB, 0.0, n_steps=400, method="monte_carlo", generator=gen(0)
     )
     assert abs((a0[0, 0] / a0[0, 1]).item() - 4) > 1.5
 
@@ -166,12 +166,12 @@ def test_chunked_equals_unchunked_with_optimized_baselines(cnn, images):
         baseline_kwargs=dict(max_iter=2, eps=1e-4),
     )
     full, d1 = vpg.attribute(
-        images, generator=gen(0), return_convergence_delta=True, **kw
+        images, method="monte_carlo", generator=gen(0), return_convergence_delta=True, **kw
     )
     calls_full = vpg.last_info_["n_calls"]
     part, d2 = vpg.attribute(
         images,
-        generator=gen(0),
+        method="monte_carlo", generator=gen(0),
         internal_batch_size=5,
         return_convergence_delta=True,
         **kw,
@@ -179,9 +179,9 @@ def test_chunked_equals_unchunked_with_optimized_baselines(cnn, images):
     assert vpg.last_info_["n_calls"] > calls_full  # really evaluated in chunks
     assert torch.allclose(full, part, atol=1e-6)
     assert torch.allclose(d1, d2, atol=1e-5)
-    again = vpg.attribute(images, generator=gen(0), **kw)
+    again = vpg.attribute(images, method="monte_carlo", generator=gen(0), **kw)
     assert torch.equal(full, again)  # same generator state, same result
-    other = vpg.attribute(images, generator=gen(1), **kw)
+    other = vpg.attribute(images, method="monte_carlo", generator=gen(1), **kw)
     assert not torch.allclose(full, other)
     base = vpg.last_info_["baselines"]
     assert base.shape == (2,) + images.shape
@@ -196,26 +196,26 @@ def test_default_baselines_are_optimized_baselines(cnn, images):
     bk = dict(max_iter=2, eps=1e-4, delta=0.08)
     vpg = ValidPathGradients(cnn)
     auto = vpg.attribute(
-        x, target=5, n_steps=8, n_baselines=2, baseline_kwargs=bk, generator=gen(3)
+        x, target=5, n_steps=8, n_baselines=2, baseline_kwargs=bk, method="monte_carlo", generator=gen(3)
     )
     base = OptimizedBaseline(cnn, sigmas=default_sigmas(2), **bk).compute(x)
     assert torch.allclose(vpg.last_info_["baselines"], base, atol=1e-6)
-    explicit = vpg.attribute(x, base, target=5, n_steps=8, generator=gen(3))
+    explicit = vpg.attribute(x, base, target=5, n_steps=8, method="monte_carlo", generator=gen(3))
     assert torch.allclose(auto, explicit, atol=1e-6)
 
 
 def test_target_forms(cnn, images):
     vpg = ValidPathGradients(cnn)
     kw = dict(baselines=0.0, n_steps=6)
-    ref = vpg.attribute(images, target=2, generator=gen(0), **kw)
+    ref = vpg.attribute(images, target=2, method="monte_carlo", generator=gen(0), **kw)
     for t in (torch.tensor(2), [2, 2, 2], torch.tensor([2, 2, 2]), (2,)):
         assert torch.allclose(
-            vpg.attribute(images, target=t, generator=gen(0), **kw), ref, atol=1e-7
+            vpg.attribute(images, target=t, method="monte_carlo", generator=gen(0), **kw), ref, atol=1e-7
         )
-    per = vpg.attribute(images, target=[0, 5, 9], generator=gen(0), **kw)
+    per = vpg.attribute(images, target=[0, 5, 9], method="monte_carlo", generator=gen(0), **kw)
     # per-example targets select each example's own class: compare with int-target runs
     for i, t in enumerate((0, 5, 9)):
-        full_t = vpg.attribute(images, target=t, generator=gen(0), **kw)
+        full_t = vpg.attribute(images, target=t, method="monte_carlo", generator=gen(0), **kw)
         assert torch.allclose(per[i], full_t[i], atol=1e-7)
 
 
@@ -242,7 +242,7 @@ def test_tuple_inputs_equal_concatenated_input():
         target=1,
         additional_forward_args=(bias,),
         n_steps=20,
-        generator=gen(5),
+        method="monte_carlo", generator=gen(5),
     )
     one = ValidPathGradients(lambda x, bias: two(x[:, :4], x[:, 4:], bias))
     base = torch.cat([torch.full((4,), 0.1), torch.zeros(6)])
@@ -252,7 +252,7 @@ def test_tuple_inputs_equal_concatenated_input():
         target=1,
         additional_forward_args=(bias,),
         n_steps=20,
-        generator=gen(5),
+        method="monte_carlo", generator=gen(5),
     )
     assert torch.allclose(torch.cat([ta, tb], 1), whole, atol=1e-6)
 
@@ -287,7 +287,7 @@ def test_single_and_several_optimized_baselines(cnn, images):
         n_steps=9,
         n_baselines=1,
         baseline_kwargs=dict(max_iter=1),
-        generator=gen(0),
+        method="monte_carlo", generator=gen(0),
     )
     assert (
         vpg.last_info_["baselines"].shape[0] == 1
@@ -299,7 +299,7 @@ def test_single_and_several_optimized_baselines(cnn, images):
         n_steps=9,
         n_baselines=3,
         baseline_kwargs=dict(max_iter=1),
-        generator=gen(0),
+        method="monte_carlo", generator=gen(0),
     )
     assert (
         vpg.last_info_["baselines"].shape[0] == 3

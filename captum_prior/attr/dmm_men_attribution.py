@@ -18,7 +18,12 @@ from captum_prior._compat import (
     TensorOrTupleOfTensorsGeneric,
     _format_output,
 )
-from captum_prior._validation import as_tensor_tuple, check_choice, check_int
+from captum_prior._validation import (
+    as_tensor_tuple,
+    check_choice,
+    check_int,
+    resolve_callable_baselines,
+)
 from captum_prior.proxy.dmm_men import DMMMEN
 
 
@@ -125,12 +130,18 @@ class DMMMENAttribution(PerturbationAttribution):
             inputs (Tensor or tuple[Tensor, ...]): the input(s) to explain;
                         dimension 0 indexes examples, each explained with its
                         own fit.
-            baselines (scalar, Tensor or tuple, optional): the value that
-                        replaces a removed feature: a number, or a tensor of
-                        one example's shape (or ``1 x ...`` / ``N x ...``).
-                        Default: None (zero)
+            baselines (scalar, Tensor, tuple, or Callable, optional): the
+                        value that replaces a removed feature: a number, or a
+                        tensor of one example's shape (or ``1 x ...`` /
+                        ``N x ...``), or a callable returning one (Captum's
+                        convention: called with no argument, or with
+                        ``inputs``). Default: None (zero)
             target (int, tuple, Tensor or list, optional): output index
-                        explained (Captum forms). Default: None
+                        explained, in any of Captum's forms: an int, a list of
+                        ints or a tensor for ``N x C`` outputs; a tuple (all
+                        examples) or a list of tuples (one per example) with
+                        one index per output dimension after the batch, for
+                        outputs of any rank. Default: None
             additional_forward_args (Any, optional): extra arguments of
                         ``forward_func`` after the inputs. Default: None
             feature_mask (Tensor or tuple[Tensor, ...], optional): integer
@@ -170,7 +181,7 @@ class DMMMENAttribution(PerturbationAttribution):
                 f"random_state must be an int or None, got {random_state!r}"
             )
         N = inputs_t[0].shape[0]
-        bases = self._baselines(baselines, inputs_t)
+        bases = self._baselines(resolve_callable_baselines(baselines, inputs), inputs_t)
         masks = self._masks(feature_mask, inputs_t)
         template = (
             self.estimator if self.estimator is not None else _default_estimator()
@@ -269,6 +280,14 @@ class DMMMENAttribution(PerturbationAttribution):
                 a[i] = c[ids[i][t]]
             attrs.append(a)
         return _format_output(is_tuple, tuple(attrs))
+
+    def attribute_future(self) -> Callable:
+        r"""
+        This method is not implemented for DMMMENAttribution.
+        """
+        raise NotImplementedError(
+            "attribute_future is not implemented for DMMMENAttribution"
+        )
 
     # ----------------------------------------------------------------- helpers
     @staticmethod

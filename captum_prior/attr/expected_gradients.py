@@ -18,9 +18,11 @@ from captum_prior._compat import (
 )
 from captum_prior._validation import (
     as_tensor_tuple,
+    check_float,
     check_int,
     check_optional_int,
     check_reference_set,
+    resolve_callable_baselines,
 )
 
 #: How a prior shift enters the path (see DeepPriorExpectedGradients).
@@ -83,74 +85,125 @@ class ExpectedGradients(GradientAttribution):
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
-        baselines: Union[Tensor, Tuple[Tensor, ...]],
+        baselines: Union[
+            Tensor, Tuple[Tensor, ...], Callable[..., Union[Tensor, Tuple[Tensor, ...]]]
+        ],
+        n_samples: int = 50,
+        stdevs: Union[float, Tuple[float, ...]] = 0.0,
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
-        n_samples: int = 50,
-        internal_batch_size: Optional[int] = None,
         *,
         return_convergence_delta: Literal[True],
+        internal_batch_size: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        delta_per_example: bool = False,
     ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
 
     @overload
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
-        baselines: Union[Tensor, Tuple[Tensor, ...]],
+        baselines: Union[
+            Tensor, Tuple[Tensor, ...], Callable[..., Union[Tensor, Tuple[Tensor, ...]]]
+        ],
+        n_samples: int = 50,
+        stdevs: Union[float, Tuple[float, ...]] = 0.0,
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
-        n_samples: int = 50,
-        internal_batch_size: Optional[int] = None,
         return_convergence_delta: Literal[False] = False,
+        internal_batch_size: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        delta_per_example: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric: ...
 
     @log_usage()
     def attribute(  # type: ignore[misc]
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
-        baselines: Union[Tensor, Tuple[Tensor, ...]],
+        baselines: Union[
+            Tensor, Tuple[Tensor, ...], Callable[..., Union[Tensor, Tuple[Tensor, ...]]]
+        ],
+        n_samples: int = 50,
+        stdevs: Union[float, Tuple[float, ...]] = 0.0,
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
-        n_samples: int = 50,
-        internal_batch_size: Optional[int] = None,
         return_convergence_delta: bool = False,
+        internal_batch_size: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        delta_per_example: bool = False,
     ) -> Union[TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]]:
         r"""
+        The first seven arguments are those of Captum's
+        ``GradientShap.attribute``, with the same names, order and meaning, so
+        code written for ``GradientShap`` runs unchanged with this class
+        swapped in; the arguments after them are this class's own.
+
         Args:
             inputs (Tensor or tuple[Tensor, ...]): the examples to explain; the
                         first dimension indexes examples.
-            baselines (Tensor or tuple[Tensor, ...]): the reference set. Its first
-                        dimension indexes references (any number ``R >= 1``);
-                        the other dimensions match one input example. For
-                        tuple inputs, a tuple with one tensor per input, all
-                        with the same ``R``; a row is drawn jointly.
+            baselines (Tensor, tuple[Tensor, ...], or Callable): the reference
+                        set. Its first dimension indexes references (any
+                        number ``R >= 1``); the other dimensions match one
+                        input example. For tuple inputs, a tuple with one
+                        tensor per input, all with the same ``R``; a row is
+                        drawn jointly. As in Captum, a callable is called
+                        with no argument, or with ``inputs`` if it takes one,
+                        and must return such a reference set.
+            n_samples (int, optional): draws (reference, :math:`\alpha`, and
+                        noise if ``stdevs > 0``) per example. Default: 50
+                        (``GradientShap``: 5)
+            stdevs (float or tuple of float, optional): standard deviation of
+                        the Gaussian noise added to each input of each draw
+                        before the path is taken (``GradientShap``'s
+                        SmoothGrad step; one value per input tensor for tuple
+                        inputs). ``0.0`` is Erion et al.'s estimator.
+                        Default: 0.0
             target (int, tuple, Tensor, or list, optional): output indices for
-                        which gradients are computed, in any of Captum's forms
-                        (one int for all examples, one per example as a list or
-                        tensor, tuples for multi-dimensional outputs).
+                        which gradients are computed, in any of Captum's forms:
+                        an int, a one-element tensor, a list of ints or a 1-D
+                        tensor (one per example) for ``N x C`` outputs; a tuple
+                        ``(c, h, w, ...)`` (all examples) or a list of tuples
+                        (one per example) with one index per output dimension
+                        after the batch, for outputs of any rank.
                         Default: None (the model must return one score per example)
             additional_forward_args (Any, optional): extra arguments passed to
                         ``forward_func`` after the inputs; tensors whose first
                         dimension equals the number of examples are matched to
-                        each example's rows. Default: None
-            n_samples (int, optional): draws (reference, :math:`\alpha`) per
-                        example. Default: 50
+                        each example's rows, anything else is passed as is.
+                        Default: None
+            return_convergence_delta (bool, optional): also return the
+                        completeness gap of every draw, as ``GradientShap``
+                        does. Default: False
             internal_batch_size (int, optional): the most rows per
                         forward/backward pass; ``None`` runs all
                         ``n_examples * n_samples`` rows at once. Default: None
-            return_convergence_delta (bool, optional): also return the
-                        per-example completeness gap. Default: False
             generator (torch.Generator, optional): source of every random
                         draw; ``None`` uses torch's global RNG. Default: None
+            delta_per_example (bool, optional): return the delta averaged over
+                        each example's draws, shape ``(n_examples,)``, instead
+                        of one value per draw. Default: False
 
         Returns:
             **attributions** or 2-element tuple of **attributions**, **delta**:
             - **attributions** (*Tensor* or *tuple[Tensor, ...]*): same shape as ``inputs``.
             - **delta** (*Tensor*, returned if return_convergence_delta=True):
-              shape ``(n_examples,)``: :math:`\sum\phi - (f(x) - \overline{f(x')})`.
+              as ``GradientShap``'s, shape ``(n_examples * n_samples,)``, example
+              major (the draws of example 0, then of example 1, ...): for draw
+              ``k`` of example ``e``, :math:`\sum_i (\tilde x_i - x'_i)
+              \partial_i f(x' + \alpha(\tilde x - x')) - (f(\tilde x) - f(x'))`
+              with :math:`\tilde x` the (noisy) input. Its mean over an
+              example's draws (``delta_per_example=True``, shape
+              ``(n_examples,)``) is
+              :math:`\sum\phi - (\overline{f(\tilde x)} - \overline{f(x')})`.
+
+        Examples::
+
+            >>> eg = ExpectedGradients(model)
+            >>> # the GradientShap call, unchanged
+            >>> attr, delta = eg.attribute(images, train_images[:100], n_samples=20,
+            ...                            stdevs=0.0, target=3,
+            ...                            return_convergence_delta=True)
+            >>> delta.shape            # (len(images) * 20,), as GradientShap's
         """
         return self._attribute_eg(
             inputs,
@@ -163,6 +216,8 @@ class ExpectedGradients(GradientAttribution):
             generator,
             shift=self._reference_shift(inputs, target),
             path=self._path,
+            stdevs=stdevs,
+            delta_per_example=delta_per_example,
         )
 
     #: how a reference shift enters the path (see DeepPriorExpectedGradients)
@@ -188,20 +243,31 @@ class ExpectedGradients(GradientAttribution):
         shift: Optional[Tuple[Callable[[Tensor], Tensor], ...]] = None,
         path: str = "paper",
         create_graph: bool = False,
+        stdevs: Union[float, Tuple[float, ...]] = 0.0,
+        delta_per_example: bool = False,
     ) -> Any:
         """EG with an optional per-example shift ``p`` of the references.
 
         ``shift[i](index)`` returns ``p`` for the rows of examples ``index`` of
-        input ``i``. ``path="paper"`` integrates from ``x' - p`` to ``x``
-        (multiplier ``x - x' + p``); ``path="reference_code"`` evaluates the
-        gradient at ``(x' + a(x - x')) - p`` with multiplier ``x - x'``.
+        input ``i``. Every draw integrates along a straight path from a start
+        to an end point with multiplier ``end - start``: ``path="paper"`` from
+        ``x' - p`` to ``x~`` (multiplier ``x~ - x' + p``); ``path="reference_code"``
+        from ``x' - p`` to ``x~ - p``, i.e. the gradient at
+        ``(x' + a(x~ - x')) - p`` with multiplier ``x~ - x'``. ``x~`` is the
+        input plus the draw's noise (``stdevs``; ``x~ = x`` by default).
         ``create_graph=True`` keeps the graph of the attributions (training
         with attribution priors, :mod:`captum_prior.training`).
         """
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
+        baselines = resolve_callable_baselines(baselines, inputs)
         refs = check_reference_set(baselines, x)
         n_samples = check_int(n_samples, "n_samples", 1)
         internal_batch_size = check_optional_int(internal_batch_size, "internal_batch_size")
+        sd = _check_stdevs(stdevs, len(x))
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
         bsz = x[0].shape[0]
         n_ref = refs[0].shape[0]
         device = x[0].device
@@ -211,38 +277,61 @@ class ExpectedGradients(GradientAttribution):
         gdev = generator.device if generator is not None else torch.device("cpu")
         ref_idx = torch.randint(n_ref, (n_rows,), generator=generator, device=gdev).to(device)
         alpha = torch.rand(n_rows, generator=generator, device=gdev).to(device)
+        noise = tuple(
+            None
+            if s == 0.0
+            else (
+                torch.randn((n_rows,) + tuple(xi.shape[1:]), generator=generator, device=gdev)
+                * s
+            ).to(device=device, dtype=xi.dtype)
+            for s, xi in zip(sd, x)
+        )
+        noisy = any(n is not None for n in noise)
         example = torch.arange(bsz, device=device).repeat_interleave(n_samples)
 
         def start_points(sl: slice) -> Tuple[Tensor, ...]:
             starts = tuple(r[ref_idx[sl]] for r in refs)
-            if shift is not None and path == "paper":
+            if shift is not None:
                 starts = tuple(s - sh(example[sl]) for s, sh in zip(starts, shift))
             return starts
 
-        def make_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
-            idx = example[sl]
-            starts = start_points(sl)
-            rows = []
-            for xi, s in zip(x, starts):
-                a = alpha[sl].view((-1,) + (1,) * (xi.dim() - 1)).to(xi.dtype)
-                rows.append(s + a * (xi[idx] - s))
+        def end_at(r: Tensor) -> Tuple[Tensor, ...]:
+            """End points of the draws (rows) ``r``."""
+            idx = example[r]
+            ends = tuple(
+                xi[idx] if nz is None else xi[idx] + nz[r] for xi, nz in zip(x, noise)
+            )
             if shift is not None and path == "reference_code":
-                rows = [r - sh(idx) for r, sh in zip(rows, shift)]
-            return tuple(rows), idx
+                ends = tuple(e - sh(idx) for e, sh in zip(ends, shift))
+            return ends
+
+        def end_points(sl: slice) -> Tuple[Tensor, ...]:
+            return end_at(torch.arange(sl.start, sl.stop, device=device))
+
+        def make_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            rows = []
+            for s, e in zip(start_points(sl), end_points(sl)):
+                a = alpha[sl].view((-1,) + (1,) * (e.dim() - 1)).to(e.dtype)
+                rows.append(s + a * (e - s))
+            return tuple(rows), example[sl]
 
         runner = RowRunner(self.forward_func, bsz, target, additional_forward_args)
         attrs = [torch.zeros_like(xi) for xi in x]
+        row_sums = torch.zeros(n_rows, device=device, dtype=x[0].dtype)
         for sl, _rows, idx, grads, _scores in gradient_rows(
             runner, make_rows, n_rows, internal_batch_size, create_graph=create_graph
         ):
             if self.multiplies_by_inputs:
-                starts = start_points(sl)
-                if shift is not None and path == "reference_code":
-                    # released code: multiplier x - x' (without p)
-                    starts = tuple(r[ref_idx[sl]] for r in refs)
-                contrib = [g * (xi[idx] - s) for g, xi, s in zip(grads, x, starts)]
+                contrib = [
+                    g * (e - s) for g, s, e in zip(grads, start_points(sl), end_points(sl))
+                ]
             else:
                 contrib = list(grads)
+            if return_convergence_delta:
+                row_sums[sl] = sum(
+                    (g * (e - s)).detach().reshape(g.shape[0], -1).sum(1)
+                    for g, s, e in zip(grads, start_points(sl), end_points(sl))
+                )
             if create_graph:  # out of place, so the graph survives
                 attrs = [a.index_add(0, idx, c) for a, c in zip(attrs, contrib)]
             else:
@@ -253,26 +342,27 @@ class ExpectedGradients(GradientAttribution):
         if not return_convergence_delta:
             return out
 
-        # delta = sum(attr) - (f(end) - mean f(start)) along the path actually taken.
-        def end_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
-            idx = torch.arange(sl.start, sl.stop, device=device)
-            rows = tuple(xi[idx] for xi in x)
-            if shift is not None and path == "reference_code":
-                rows = tuple(r - sh(idx) for r, sh in zip(rows, shift))
-            return rows, idx
-
+        # delta of every draw: its completeness gap along the path actually taken
         def start_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
-            starts = start_points(sl)
-            if shift is not None and path == "reference_code":
-                idx = example[sl]
-                starts = tuple(r[ref_idx[sl]] - sh(idx) for r, sh in zip(refs, shift))
-            return starts, example[sl]
+            return start_points(sl), example[sl]
 
-        f_end = forward_rows(runner, end_rows, bsz, internal_batch_size)
+        def end_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            return end_points(sl), example[sl]
+
         f_start = forward_rows(runner, start_rows, n_rows, internal_batch_size)
-        f_start = f_start.view(bsz, n_samples).mean(1)
-        total = sum(a.reshape(bsz, -1).sum(1) for a in attrs)
-        delta = total - (f_end - f_start)
+        if noisy:
+            f_end = forward_rows(runner, end_rows, n_rows, internal_batch_size)
+        else:  # the end point is the same for all draws of an example
+            first = torch.arange(bsz, device=device) * n_samples
+
+            def end_once(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+                return end_at(first[sl]), example[first[sl]]
+
+            f_end = forward_rows(runner, end_once, bsz, internal_batch_size)
+            f_end = f_end.repeat_interleave(n_samples)
+        delta = row_sums - (f_end - f_start)
+        if delta_per_example:
+            delta = delta.view(bsz, n_samples).mean(1)
         return out, delta
 
     def has_convergence_delta(self) -> bool:
@@ -283,4 +373,22 @@ class ExpectedGradients(GradientAttribution):
         return self._multiply_by_inputs
 
     def attribute_future(self) -> Callable:
+        r"""
+        This method is not implemented for ExpectedGradients.
+        """
         raise NotImplementedError("attribute_future is not implemented for ExpectedGradients")
+
+
+def _check_stdevs(stdevs: Any, n_inputs: int) -> Tuple[float, ...]:
+    """``stdevs`` as one non-negative float per input tensor (GradientShap's
+    convention: a float for all inputs, or a tuple with one per input)."""
+    items = stdevs if isinstance(stdevs, tuple) else (stdevs,) * n_inputs
+    if len(items) != n_inputs:
+        raise ValueError(
+            f"stdevs has {len(items)} values but inputs has {n_inputs} tensors; pass "
+            "one float, or a tuple with one standard deviation per input tensor"
+        )
+    return tuple(
+        check_float(s, f"stdevs[{i}]" if isinstance(stdevs, tuple) else "stdevs", 0.0)
+        for i, s in enumerate(items)
+    )

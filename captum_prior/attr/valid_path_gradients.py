@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numbers
 import typing
-from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union
+import warnings
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
 from captum.attr import GradientAttribution
@@ -18,12 +19,50 @@ from captum_prior._compat import (
     TensorOrTupleOfTensorsGeneric,
     _format_additional_forward_args,
     _format_output,
+    approximation_parameters,
 )
-from captum_prior._validation import as_tensor_tuple, check_finite, check_int
-from captum_prior.attr.optimized_baseline import OptimizedBaseline, default_sigmas
+from captum_prior._validation import (
+    as_tensor_tuple,
+    check_choice,
+    check_finite,
+    check_float,
+    check_int,
+    resolve_callable_baselines,
+)
+from captum_prior.attr.optimized_baseline import (
+    DEFAULT_DELTA,
+    DEFAULT_ETA,
+    OptimizedBaseline,
+    default_sigmas,
+)
+from captum_prior.errors import InputRangeWarning
 
 #: Keyword arguments of :class:`OptimizedBaseline` that ``baseline_kwargs`` may set.
 BASELINE_KWARGS = ("sigmas", "eta", "eps", "delta", "max_iter", "clip", "objective")
+
+#: Values of ``method``: Captum's integral approximations and the paper's sampling.
+METHODS = (
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+    "monte_carlo",
+)
+
+#: Ranges ``input_range="auto"`` chooses from, first that holds every input.
+AUTO_RANGES: Tuple[Tuple[float, float], ...] = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
+
+
+def infer_input_range(xs: Tuple[Tensor, ...]) -> Optional[Tuple[float, float]]:
+    """The first of ``(0, 1)``, ``(-1, 1)``, ``(0, 255)`` that holds every
+    value of ``xs``; ``None`` (unbounded) if none does."""
+    lo = min(float(x.min()) for x in xs)
+    hi = max(float(x.max()) for x in xs)
+    for low, high in AUTO_RANGES:
+        if low <= lo and hi <= high:
+            return (low, high)
+    return None
 
 
 class ValidPathGradients(GradientAttribution):
@@ -131,12 +170,14 @@ class ValidPathGradients(GradientAttribution):
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
         n_steps: int = 150,
-        n_baselines: int = 3,
+        method: str = "gausslegendre",
         internal_batch_size: Optional[int] = None,
         *,
         return_convergence_delta: Literal[True],
+        n_baselines: int = 3,
         generator: Optional[torch.Generator] = None,
         baseline_kwargs: Optional[Dict[str, Any]] = None,
+        input_range: Union[str, None, Tuple[float, float]] = "auto",
     ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
 
     @typing.overload
@@ -147,11 +188,13 @@ class ValidPathGradients(GradientAttribution):
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
         n_steps: int = 150,
-        n_baselines: int = 3,
+        method: str = "gausslegendre",
         internal_batch_size: Optional[int] = None,
         return_convergence_delta: Literal[False] = False,
+        n_baselines: int = 3,
         generator: Optional[torch.Generator] = None,
         baseline_kwargs: Optional[Dict[str, Any]] = None,
+        input_range: Union[str, None, Tuple[float, float]] = "auto",
     ) -> TensorOrTupleOfTensorsGeneric: ...
 
     @log_usage()
@@ -162,15 +205,22 @@ class ValidPathGradients(GradientAttribution):
         target: TargetType = None,
         additional_forward_args: Optional[object] = None,
         n_steps: int = 150,
-        n_baselines: int = 3,
+        method: str = "gausslegendre",
         internal_batch_size: Optional[int] = None,
         return_convergence_delta: bool = False,
+        n_baselines: int = 3,
         generator: Optional[torch.Generator] = None,
         baseline_kwargs: Optional[Dict[str, Any]] = None,
+        input_range: Union[str, None, Tuple[float, float]] = "auto",
     ) -> Union[
         TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]
     ]:
         r"""
+        The first eight arguments are those of Captum's
+        ``IntegratedGradients.attribute``, in the same order and with the same
+        meaning (``baselines=None`` differs: it optimises baselines instead of
+        using zeros); the arguments after them are this method's own.
+
         Args:
 
             inputs (Tensor or tuple[Tensor, ...]): Input for which the
@@ -180,12 +230,13 @@ class ValidPathGradients(GradientAttribution):
                         input, a tuple of the input tensors should be provided.
                         Dimension 0 indexes the examples and must agree across
                         the tensors. For optimized baselines (``baselines=None``)
-                        each tensor must be a batch of images ``N x C x H x W``
-                        in the clip range (default ``[0, 1]``).
+                        each tensor must be a batch of images ``N x C x H x W``.
             baselines (scalar, Tensor, tuple of scalar, or Tensor, optional):
                         ``None`` computes ``n_baselines`` optimized baselines per
-                        example with :class:`OptimizedBaseline` (Algorithm 1).
-                        Otherwise the fixed baselines, per input tensor:
+                        example with :class:`OptimizedBaseline` (Algorithm 1),
+                        which needs image inputs and a valid input range
+                        (``input_range``). Otherwise the fixed baselines, per
+                        input tensor:
 
                         - a scalar, or a tensor of one example's shape, or of
                           shape ``1 x ...``: one baseline shared by all examples;
@@ -214,6 +265,17 @@ class ValidPathGradients(GradientAttribution):
                           the number of examples in inputs (dim 0). Each integer
                           is applied as the target for the corresponding example.
 
+                        For outputs with greater than 2 dimensions, targets
+                        can be either:
+
+                        - A single tuple, which contains #output_dims - 1
+                          elements. This target index is applied to all examples.
+
+                        - A list of tuples with length equal to the number of
+                          examples in inputs (dim 0), and each tuple containing
+                          #output_dims - 1 elements. Each tuple is applied as the
+                          target for the corresponding example.
+
                         The baselines are optimised towards the logits of the
                         input as a whole and do not depend on ``target``.
                         Default: None
@@ -227,10 +289,21 @@ class ValidPathGradients(GradientAttribution):
             n_steps (int, optional): total number of path points per example,
                         ``K`` in Algorithm 2, split evenly over the baselines
                         (``floor(n_steps / B)`` each). Default: 150
-            n_baselines (int, optional): number of optimized baselines ``B``
-                        when ``baselines=None`` (one blur width each, see
-                        :func:`~captum_prior.attr.optimized_baseline.default_sigmas`);
-                        must not exceed ``n_steps``. Default: 3
+            method (str, optional): how the path points and their weights are
+                        chosen along each baseline's path: one of Captum's
+                        integral approximations ``"gausslegendre"``,
+                        ``"riemann_left"``, ``"riemann_right"``,
+                        ``"riemann_middle"``, ``"riemann_trapezoid"`` (the
+                        same nodes and weights as ``IntegratedGradients``), or
+                        ``"monte_carlo"``, the paper's sampling (line 6:
+                        ``alpha ~ U(0, 1)``, equal weights, drawn from
+                        ``generator``). With a quadrature, the valid-feature
+                        mean of line 11 is the weight-averaged gradient over
+                        the valid points, so where every point is valid the
+                        result is IG's with the same ``n_steps`` and method
+                        (the weights are normalised to sum to 1; Captum's own
+                        ``riemann_trapezoid`` weights sum to ``(K-1)/K``).
+                        Default: ``"gausslegendre"``
             internal_batch_size (int, optional): number of model rows (path
                         points or baseline iterates) evaluated per forward and
                         backward pass, so memory is bounded by it. ``None``
@@ -238,16 +311,34 @@ class ValidPathGradients(GradientAttribution):
             return_convergence_delta (bool, optional): also return the
                         completeness gap ``sum(A) - (F(x) - mean_b F(x'_b))`` per
                         example. Default: False
+            n_baselines (int, optional): number of optimized baselines ``B``
+                        when ``baselines=None`` (one blur width each, see
+                        :func:`~captum_prior.attr.optimized_baseline.default_sigmas`);
+                        must not exceed ``n_steps``. Default: 3
             generator (torch.Generator, optional): source of the path positions
-                        ``alpha``, drawn in one call
+                        ``alpha`` of ``method="monte_carlo"``, drawn in one call
                         ``torch.rand((B, K, N), generator=generator)``; ``None``
                         uses torch's global RNG. Same generator state, same
-                        result. Default: None
+                        result. The quadratures draw nothing. Default: None
             baseline_kwargs (dict, optional): keyword arguments for
                         :class:`OptimizedBaseline` (``sigmas``, ``eta``, ``eps``,
                         ``delta``, ``max_iter``, ``clip``, ``objective``) when
                         ``baselines=None``; ``sigmas`` must then have
                         ``n_baselines`` entries. Default: None
+            input_range (tuple of float, None or "auto", optional): the valid
+                        range ``(low, high)`` of the input features, inside
+                        which optimized baselines are kept (Algorithm 1 line
+                        7); ``None`` for unbounded features. ``"auto"`` (or
+                        leaving it out) infers it from the inputs, with an
+                        :class:`~captum_prior.errors.InputRangeWarning` that
+                        names the range chosen: ``(0, 1)`` when every input is
+                        in ``[0, 1]``, ``(-1, 1)`` in ``[-1, 1]``, ``(0, 255)``
+                        in ``[0, 255]``, otherwise unbounded. ``eta`` and
+                        ``delta`` (in units of a ``[0, 1]`` range) are scaled
+                        by ``high - low`` unless ``baseline_kwargs`` sets them.
+                        ``baseline_kwargs["clip"]`` counts as an explicit
+                        range. Only used when ``baselines=None``.
+                        Default: ``"auto"``
 
         Returns:
             **attributions** or 2-element tuple of **attributions**, **delta**:
@@ -259,13 +350,17 @@ class ValidPathGradients(GradientAttribution):
         Examples::
 
             >>> vpg = ValidPathGradients(model)
-            >>> attr = vpg.attribute(images, target=labels,
+            >>> attr = vpg.attribute(images, target=labels, input_range=(0.0, 1.0))
+            >>> # the paper's Monte-Carlo path sampling
+            >>> attr = vpg.attribute(images, target=labels, method="monte_carlo",
+            ...                      input_range=(0.0, 1.0),
             ...                      generator=torch.Generator().manual_seed(0))
         """
         xs, is_tuple = as_tensor_tuple(inputs)
         xs = tuple(x.detach() for x in xs)
         N = xs[0].shape[0]
         n_steps = check_int(n_steps, "n_steps", 1)
+        method = check_choice(method, "method", METHODS)
         n_baselines = check_int(n_baselines, "n_baselines", 1)
         if n_baselines > n_steps:
             raise ValueError(
@@ -285,7 +380,10 @@ class ValidPathGradients(GradientAttribution):
             raise TypeError("return_convergence_delta must be True or False")
         args = _format_additional_forward_args(additional_forward_args)
 
-        base = self._baselines(xs, baselines, n_baselines, args, chunk, baseline_kwargs)
+        baselines = resolve_callable_baselines(baselines, inputs)
+        base = self._baselines(
+            xs, baselines, n_baselines, args, chunk, baseline_kwargs, input_range
+        )
         B = base[0].shape[0]
         K = n_steps // B
         if K < 1:
@@ -294,11 +392,19 @@ class ValidPathGradients(GradientAttribution):
                 "each baseline needs at least one path step"
             )
         dev, dtype = xs[0].device, xs[0].dtype
-        alphas = torch.rand(
-            (B, K, N),
-            generator=generator,
-            device=generator.device if generator is not None else dev,
-        ).to(device=dev, dtype=dtype)
+        if method == "monte_carlo":
+            alphas = torch.rand(
+                (B, K, N),
+                generator=generator,
+                device=generator.device if generator is not None else dev,
+            ).to(device=dev, dtype=dtype)
+            weights = torch.ones(K, device=dev, dtype=dtype)
+        else:
+            step_sizes, alpha_list = approximation_parameters(method)
+            a_k = torch.tensor(alpha_list(K), device=dev, dtype=dtype)
+            weights = torch.tensor(step_sizes(K), device=dev, dtype=dtype)
+            alphas = a_k.view(1, K, 1).expand(B, K, N)
+        w_sum = weights.sum()
 
         runner = RowRunner(self.forward_func, N, target, args)
         arange_n = torch.arange(N, device=dev)
@@ -306,7 +412,7 @@ class ValidPathGradients(GradientAttribution):
         grad_x: Tuple[Tensor, ...] = ()
         if self.filter_path_features:
             # line 1: gradient of the target output at the input
-            parts = [[] for _ in xs]
+            parts: List[List[Tensor]] = [[] for _ in xs]
             for _sl, _rows, _index, grads, _ in gradient_rows(
                 runner, lambda sl: (tuple(x[sl] for x in xs), arange_n[sl]), N, chunk
             ):
@@ -333,30 +439,31 @@ class ValidPathGradients(GradientAttribution):
             runner, path_rows, B * K * N, chunk
         ):
             r = torch.arange(sl.start, sl.stop, device=dev)
-            b = r // (K * N)
+            b, k = r // (K * N), (r // N) % K
             slot = b * N + n
-            a = alphas[b, (r // N) % K, n]
+            a = alphas[b, k, n]
+            w = weights[k]
             for i, g in enumerate(grads):
+                shape = (-1,) + (1,) * (g.dim() - 1)
                 if self.filter_path_features:
-                    dx = xs[i][n] - base[i][b, n]
-                    ref = dx * grad_x[i][n]  # r = (x - x') grad F(x)
-                    path = (
-                        (1 - a).view(-1, *([1] * (g.dim() - 1))) * dx * g
-                    )  # rho~ (line 7)
-                    valid = (torch.sign(ref) == torch.sign(path)) & (
-                        ref.abs() > path.abs()
+                    # Definition 7 with the common factor (x - x'_b) divided out:
+                    # sgn(grad F(x)) = sgn(g) and (1 - alpha)|g| < |grad F(x)|
+                    gx = grad_x[i][n]
+                    valid = (torch.sign(g) == torch.sign(gx)) & (
+                        (1 - a).view(shape) * g.abs() < gx.abs()
                     )
-                    acc[i].index_add_(
-                        0, slot, torch.where(valid, g, torch.zeros_like(g))
-                    )
-                    cnt[i].index_add_(0, slot, valid.to(dtype))
+                    wv = valid.to(dtype) * w.view(shape)
+                    acc[i].index_add_(0, slot, wv * g)
+                    cnt[i].index_add_(0, slot, wv)
                 else:
-                    acc[i].index_add_(0, slot, g)
-                    cnt[i].index_add_(0, slot, torch.ones_like(g))
+                    acc[i].index_add_(0, slot, w.view(shape) * g)
+                    cnt[i].index_add_(0, slot, w.view(shape).expand_as(g))
 
         attrs = []
         for x, xb, ac, ct in zip(xs, base, acc, cnt, strict=True):
-            mean_grad = (ac / ct.clamp_min(1)).view(B, *x.shape)
+            # mean (weighted) gradient over the valid path points of each baseline
+            mean_grad = torch.where(ct > 0, ac / ct.where(ct > 0, torch.ones_like(ct)), 0.0)
+            mean_grad = mean_grad.view(B, *x.shape)
             term = (
                 (x.unsqueeze(0) - xb) * mean_grad
                 if self._multiply_by_inputs
@@ -368,8 +475,9 @@ class ValidPathGradients(GradientAttribution):
         self.last_info_ = {
             "baselines": base if is_tuple else base[0],
             "n_steps_per_baseline": K,
+            "method": method,
             "valid_fraction": tuple(
-                (ct / K).view(B, *x.shape) for ct, x in zip(cnt, xs, strict=True)
+                (ct / w_sum).view(B, *x.shape) for ct, x in zip(cnt, xs, strict=True)
             ),
             "n_calls": runner.n_calls,
         }
@@ -378,6 +486,14 @@ class ValidPathGradients(GradientAttribution):
             return out
         delta = self._delta(attributions, xs, base, runner, chunk)
         return out, delta
+
+    def attribute_future(self) -> Callable:
+        r"""
+        This method is not implemented for ValidPathGradients.
+        """
+        raise NotImplementedError(
+            "attribute_future is not implemented for ValidPathGradients"
+        )
 
     # ------------------------------------------------------------------ helpers
     def _delta(
@@ -413,6 +529,60 @@ class ValidPathGradients(GradientAttribution):
         s = sum(a.reshape(N, -1).sum(1) for a in attributions)
         return s - gap
 
+    @staticmethod
+    def _input_range(
+        xs: Tuple[Tensor, ...], input_range: Any, kw: Dict[str, Any]
+    ) -> Optional[Tuple[float, float]]:
+        """The clip range of the optimized baselines: explicit, or inferred
+        from the inputs with an :class:`InputRangeWarning`."""
+        explicit_clip = "clip" in kw
+        if isinstance(input_range, str):
+            if input_range != "auto":
+                raise ValueError(
+                    f"unknown input_range {input_range!r}; pass 'auto', None "
+                    "(unbounded) or a pair (low, high), e.g. (0.0, 1.0)"
+                )
+            if explicit_clip:
+                return OptimizedBaseline._check_clip(kw["clip"], 0.0)
+            clip = infer_input_range(xs)
+            lo = min(float(x.min()) for x in xs)
+            hi = max(float(x.max()) for x in xs)
+            chosen = "unbounded (no clipping)" if clip is None else f"{clip}"
+            warnings.warn(
+                f"ValidPathGradients: input_range was not given, so the optimized "
+                f"baselines are kept inside a range inferred from the inputs "
+                f"(values in [{lo:.3g}, {hi:.3g}]): {chosen}. Pass "
+                f"input_range=(low, high) with the range your model was trained "
+                f"on (e.g. (-1.0, 1.0) for [-1, 1]-normalised images), or "
+                f"input_range=None for unbounded features, to silence this warning",
+                InputRangeWarning,
+                stacklevel=4,
+            )
+            return clip
+        if input_range is not None:
+            if not isinstance(input_range, (tuple, list)) or len(input_range) != 2:
+                raise TypeError(
+                    "input_range must be 'auto', None or a pair (low, high), got "
+                    f"{input_range!r}"
+                )
+            input_range = (
+                check_float(input_range[0], "input_range[0]"),
+                check_float(input_range[1], "input_range[1]"),
+            )
+            if not input_range[0] < input_range[1]:
+                raise ValueError(
+                    f"input_range must satisfy low < high, got {input_range}"
+                )
+        if explicit_clip:
+            clip = kw["clip"]
+            clip = None if clip is None else tuple(float(c) for c in clip)
+            if clip != input_range:
+                raise ValueError(
+                    f"input_range={input_range} and baseline_kwargs['clip']={kw['clip']} "
+                    "disagree; pass only one of them"
+                )
+        return input_range
+
     def _baselines(
         self,
         xs: Tuple[Tensor, ...],
@@ -421,6 +591,7 @@ class ValidPathGradients(GradientAttribution):
         args: Any,
         chunk: Optional[int],
         baseline_kwargs: Optional[Dict[str, Any]],
+        input_range: Any = "auto",
     ) -> Tuple[Tensor, ...]:
         """Baselines as a tuple of ``B x N x ...`` tensors."""
         if baseline_kwargs is not None:
@@ -440,7 +611,26 @@ class ValidPathGradients(GradientAttribution):
                     "baselines=None to use them, or drop baseline_kwargs"
                 )
         if baselines is None:
+            for i, x in enumerate(xs):
+                if x.dim() != 4:
+                    label = f"inputs[{i}]" if len(xs) > 1 else "inputs"
+                    raise ValueError(
+                        f"baselines=None asks ValidPathGradients to optimise baselines "
+                        f"(Algorithm 1), which start from a Gaussian blur of an image "
+                        f"N x C x H x W, but {label} has shape {tuple(x.shape)}. Pass "
+                        f"baselines= explicitly: a number (e.g. baselines=0.0), a "
+                        f"tensor of one example's shape (e.g. the training mean), one "
+                        f"baseline per example (shape {tuple(x.shape)}), or B x "
+                        f"{tuple(x.shape)} for B baselines per example; optimised ones "
+                        f"come from OptimizedBaseline(model).compute(inputs, "
+                        f"init=<starting baselines>)"
+                    )
             kw = dict(baseline_kwargs or {})
+            clip = self._input_range(xs, input_range, kw)
+            width = 1.0 if clip is None else clip[1] - clip[0]
+            kw["clip"] = clip
+            kw.setdefault("eta", DEFAULT_ETA * width)
+            kw.setdefault("delta", DEFAULT_DELTA * width)
             if "sigmas" in kw:
                 sig = OptimizedBaseline._check_sigmas(kw["sigmas"])
                 if len(sig) != n_baselines:
@@ -454,10 +644,7 @@ class ValidPathGradients(GradientAttribution):
             out = ob.compute(xs, args)
             return tuple(t.detach() for t in out)
 
-        if callable(baselines):
-            from captum_prior._compat import _format_callable_baseline
-
-            baselines = _format_callable_baseline(baselines, xs)
+        baselines = resolve_callable_baselines(baselines, xs if len(xs) > 1 else xs[0])
         items = baselines if isinstance(baselines, tuple) else (baselines,)
         if len(items) != len(xs):
             raise ValueError(
