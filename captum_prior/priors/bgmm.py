@@ -20,6 +20,22 @@ REDUCTIONS = ("center", "max", "evidence", "entropy")
 BACKENDS = ("torch", "sklearn")
 
 
+def _pca_basis(xc: Tensor, d: int) -> Tensor:
+    """The top-``d`` principal directions ``B x C x d`` of centred rows
+    ``xc`` (``B x N x C``), from the smaller of the two Gram matrices (one
+    symmetric eigendecomposition, cheaper than an SVD for these sizes)."""
+    n, c = xc.shape[1], xc.shape[2]
+    if n < c:
+        lam, u = torch.linalg.eigh(xc @ xc.transpose(1, 2))  # ascending
+        lam, u = lam[:, -d:].flip(-1), u[:, :, -d:].flip(-1)
+        s = lam.clamp_min(0).sqrt()
+        v = xc.transpose(1, 2) @ u / torch.where(s > 0, s, torch.ones_like(s))[:, None]
+    else:
+        _, v = torch.linalg.eigh(xc.transpose(1, 2) @ xc)
+        v = v[:, :, -d:].flip(-1)
+    return v
+
+
 class BGMMPrior(DeepFeaturePrior):
     r"""DeepBGMM prior (Guo & Gong, 2025, §3.3, eqs. 15-17).
 
@@ -168,8 +184,7 @@ class BGMMPrior(DeepFeaturePrior):
         if self.mode == "paper" and self.pca_components is not None:
             d = min(self.pca_components, x.shape[1] - 1, x.shape[2])
             mu = x.mean(1, keepdim=True)
-            _, _, vh = torch.linalg.svd(x - mu, full_matrices=False)
-            pca = (mu, vh[:, :d].transpose(1, 2))
+            pca = (mu, _pca_basis(x - mu, d))
             x = (x - mu) @ pca[1]
         scale = x.flatten(1).std(1, correction=0)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None, None]
