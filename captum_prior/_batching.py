@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from captum_prior._chunking import auto_slices
 from captum_prior._compat import TargetType, _format_additional_forward_args
 from captum_prior._validation import (
     check_finite_output,
@@ -43,8 +44,12 @@ RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
 
 
 def chunk_slices(n_rows: int, chunk_size: Optional[int]) -> Iterator[slice]:
-    """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``."""
-    step = n_rows if not chunk_size else max(1, int(chunk_size))
+    """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``
+    (``chunk_size=None``: sized from the model's activations, :mod:`captum_prior._chunking`)."""
+    if chunk_size is None:
+        yield from auto_slices(n_rows)
+        return
+    step = max(1, int(chunk_size))
     for start in range(0, n_rows, max(step, 1)):
         yield slice(start, min(start + step, n_rows))
 

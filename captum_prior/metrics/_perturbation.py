@@ -154,12 +154,12 @@ def format_inputs_attributions(
     return inputs_t, tuple(out), is_tuple
 
 
-def resolve_chunk_size(max_examples_per_batch: Optional[int], inputs: Tuple[Tensor, ...]) -> int:
-    """Rows per forward call: ``max_examples_per_batch`` or a memory-bounded default."""
+def resolve_chunk_size(max_examples_per_batch: Optional[int], inputs: Tuple[Tensor, ...]) -> Optional[int]:
+    """Rows per forward call: ``max_examples_per_batch``, or None for the shared
+    default (sized from the model's activations, :mod:`captum_prior._chunking`)."""
     if max_examples_per_batch is not None:
         return check_int(max_examples_per_batch, "max_examples_per_batch", 1)
-    row_bytes = sum(t[0].numel() * t.element_size() for t in inputs)
-    return max(1, DEFAULT_CHUNK_BYTES // max(row_bytes, 1))
+    return None
 
 
 def _checked(out: Any, inputs: Tuple[Tensor, ...]) -> Tensor:

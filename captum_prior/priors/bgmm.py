@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Optional, Union
 
@@ -11,19 +12,42 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 from torch import Tensor, nn
 
-from captum_prior._validation import check_choice, check_int
+from captum_prior._validation import check_choice, check_float, check_int
 from captum_prior.priors._base import DeepFeaturePrior
+from captum_prior.priors._vbgmm import COVARIANCE_TYPES, BatchedBayesianGMM
 
 REDUCTIONS = ("center", "max", "evidence", "entropy")
+BACKENDS = ("torch", "sklearn")
+
+
+def _pca_basis(xc: Tensor, d: int) -> Tensor:
+    """The top-``d`` principal directions ``B x C x d`` of centred rows
+    ``xc`` (``B x N x C``), from the smaller of the two Gram matrices (one
+    symmetric eigendecomposition, cheaper than an SVD for these sizes)."""
+    n, c = xc.shape[1], xc.shape[2]
+    if n < c:
+        lam, u = torch.linalg.eigh(xc @ xc.transpose(1, 2))  # ascending
+        lam, u = lam[:, -d:].flip(-1), u[:, :, -d:].flip(-1)
+        s = lam.clamp_min(0).sqrt()
+        v = xc.transpose(1, 2) @ u / torch.where(s > 0, s, torch.ones_like(s))[:, None]
+    else:
+        _, v = torch.linalg.eigh(xc.transpose(1, 2) @ xc)
+        v = v[:, :, -d:].flip(-1)
+    return v
 
 
 class BGMMPrior(DeepFeaturePrior):
     r"""DeepBGMM prior (Guo & Gong, 2025, §3.3, eqs. 15-17).
 
     For each explained image the ``N = h*w`` feature rows of ``layer`` (eq.
-    15) are reduced by PCA to ``pca_components`` dimensions and fitted with
-    scikit-learn's ``BayesianGaussianMixture`` with a Dirichlet-process weight
-    prior (eq. 16); the posterior matrix :math:`P \in [0,1]^{N \times K}`
+    15) are reduced by PCA to ``pca_components`` dimensions and fitted with a
+    variational Bayesian Gaussian mixture with a Dirichlet-process weight
+    prior (eq. 16): by default the batched torch implementation
+    :class:`~captum_prior.priors._vbgmm.BatchedBayesianGMM`, which fits every
+    image of the batch at once on the inputs' device and agrees with
+    scikit-learn's ``BayesianGaussianMixture`` on the same initialisation
+    (``backend="sklearn"`` fits scikit-learn's, one image after another, on
+    the CPU); the posterior matrix :math:`P \in [0,1]^{N \times K}`
     (eq. 17) is reduced to one ``h x w`` map by ``reduction``, upsampled
     bilinearly to the input size and multiplied by ``scale``.
 
@@ -69,10 +93,19 @@ class BGMMPrior(DeepFeaturePrior):
                     ``"evidence"``, ``"entropy"``. Default: ``"evidence"``
         pca_components (int, optional): PCA dimension of the rows before the
                     mixture (capped at rows - 1). Default: 8
-        covariance_type (str, optional): passed to ``BayesianGaussianMixture``.
+        covariance_type (str, optional): ``"full"`` or ``"diag"`` (and, with
+                    ``backend="sklearn"``, ``"tied"`` or ``"spherical"``).
                     Default: ``"full"``
-        max_iter (int, optional): EM iterations of the mixture. Default: 200
-        random_state (int, optional): seed of the mixture. Default: 0
+        max_iter (int, optional): cap on the variational iterations. Default: 200
+        random_state (int, optional): seed of the mixture's k-means
+                    initialisation. Default: 0
+        tol (float, optional): the fit stops when the lower bound changes by
+                    less than ``tol`` (scikit-learn's default). Default: 1e-3
+        backend (str, optional): ``"torch"`` (batched, on the inputs' device)
+                    or ``"sklearn"`` (``BayesianGaussianMixture`` per image,
+                    on the CPU). The two use different k-means seedings, so
+                    the maps agree in distribution, not bit for bit.
+                    Default: ``"torch"``
         scale (float, optional): multiplier of the map. Default: 1.0
         mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
         batch_size (int, optional): images per feature-extraction forward. Default: 64
@@ -91,6 +124,8 @@ class BGMMPrior(DeepFeaturePrior):
         scale: float = 1.0,
         mode: str = "paper",
         batch_size: int = 64,
+        tol: float = 1e-3,
+        backend: str = "torch",
     ) -> None:
         super().__init__(model, layer, scale, mode, batch_size)
         self.n_components = check_int(n_components, "n_components", 1)
@@ -99,28 +134,75 @@ class BGMMPrior(DeepFeaturePrior):
         self.covariance_type = check_choice(covariance_type, "covariance_type", ("full", "tied", "diag", "spherical"))
         self.max_iter = check_int(max_iter, "max_iter", 1)
         self.random_state = random_state
+        self.tol = check_float(tol, "tol", 0.0)
+        self.backend = check_choice(backend, "backend", BACKENDS)
+        if self.backend == "torch" and mode == "paper" and self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type={covariance_type!r} needs backend='sklearn'; the torch "
+                f"backend implements {COVARIANCE_TYPES}"
+            )
         self._needs_evidence = mode == "paper" and reduction == "evidence"
 
     # -- mixture ------------------------------------------------------------
-    def _mixture(self, n_components: int) -> BayesianGaussianMixture:
-        return BayesianGaussianMixture(
-            n_components=n_components,
-            covariance_type="full" if self.mode == "reference_code" else self.covariance_type,
+    def _settings(self) -> dict:
+        ref = self.mode == "reference_code"
+        return dict(
+            n_components=5 if ref else self.n_components,
+            covariance_type="full" if ref else self.covariance_type,
             weight_concentration_prior_type="dirichlet_process",
-            max_iter=100 if self.mode == "reference_code" else self.max_iter,
-            random_state=self.random_state,
-            reg_covar=1e-6 if self.mode == "reference_code" else 1e-4,
+            max_iter=100 if ref else self.max_iter,
+            reg_covar=1e-6 if ref else 1e-4,
+            tol=self.tol,
         )
 
+    def _mixture(self, n_components: int) -> BayesianGaussianMixture:
+        kw = self._settings()
+        kw["n_components"] = n_components
+        return BayesianGaussianMixture(random_state=self.random_state, **kw)
+
     def _fit_rows(self, rows: Tensor) -> Any:
-        x = rows.detach().to("cpu", torch.float64).numpy()
-        k = 5 if self.mode == "reference_code" else self.n_components
-        if x.shape[0] < k:
+        if self.backend == "torch":
+            return self._torch_fit(rows.unsqueeze(0))
+        return self._sklearn_fit_rows(rows)
+
+    def _check_rows(self, n: int, k: int) -> None:
+        if n < k:
             raise ValueError(
-                f"only {x.shape[0]} feature rows for a BGMM with n_components={k}: lower "
+                f"only {n} feature rows for a BGMM with n_components={k}: lower "
                 "n_components, use a layer with a larger feature map, or fit() the prior "
                 "on a reference set of images"
             )
+
+    def _torch_fit(self, rows: Tensor) -> Any:
+        """Fit one mixture per image of ``rows`` (``B x N x D``) at once;
+        returns ``(mixture, pca, scale)`` with per-image PCA and scale."""
+        dtype = torch.float32 if rows.device.type == "mps" else torch.float64
+        x = rows.detach().to(dtype)
+        kw = self._settings()
+        self._check_rows(x.shape[1], kw["n_components"])
+        pca = None
+        if self.mode == "paper" and self.pca_components is not None:
+            d = min(self.pca_components, x.shape[1] - 1, x.shape[2])
+            mu = x.mean(1, keepdim=True)
+            pca = (mu, _pca_basis(x - mu, d))
+            x = (x - mu) @ pca[1]
+        scale = x.flatten(1).std(1, correction=0)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None, None]
+        gm = BatchedBayesianGMM(random_state=self.random_state, dtype=dtype, **kw)
+        gm.fit(x / scale)
+        return (gm, pca, scale)
+
+    def _torch_posterior(self, fitted: Any, rows: Tensor) -> Tensor:
+        gm, pca, scale = fitted
+        x = rows.detach().to(gm.dtype)
+        if pca is not None:
+            x = (x - pca[0]) @ pca[1]
+        return gm.predict_proba(x / scale)
+
+    def _sklearn_fit_rows(self, rows: Tensor) -> Any:
+        x = rows.detach().to("cpu", torch.float64).numpy()
+        k = 5 if self.mode == "reference_code" else self.n_components
+        self._check_rows(x.shape[0], k)
         pca = None
         if self.mode == "paper" and self.pca_components is not None:
             d = min(self.pca_components, x.shape[0] - 1, x.shape[1])
@@ -145,11 +227,13 @@ class BGMMPrior(DeepFeaturePrior):
 
     # -- map ------------------------------------------------------------------
     def _maps(self, feats: Tensor, evid: Optional[Tensor]) -> Tensor:
+        if self.backend == "torch":
+            return self._torch_maps(feats, evid)
         rows = self._rows(feats)
         grid = self._grid(feats)
         maps = []
         for i in range(rows.shape[0]):
-            fitted = self.fitted_ if self.fitted_ is not None else self._fit_rows(rows[i])
+            fitted = self.fitted_ if self.fitted_ is not None else self._sklearn_fit_rows(rows[i])
             post = self._posterior(fitted, rows[i])  # N x K
             if self.mode == "reference_code":
                 m = torch.from_numpy(post).reshape(1, 1, *post.shape)
@@ -160,6 +244,36 @@ class BGMMPrior(DeepFeaturePrior):
         if self.mode == "reference_code":
             return out  # B x (C*h) x K, resized as an image by the caller
         return out.view(-1, *grid)
+
+    def _torch_maps(self, feats: Tensor, evid: Optional[Tensor]) -> Tensor:
+        """All images at once: one batched fit (or the reference fit), one
+        batched reduction; stays on ``feats``' device."""
+        rows = self._rows(feats)
+        fitted = self.fitted_ if self.fitted_ is not None else self._torch_fit(rows)
+        post = self._torch_posterior(fitted, rows)  # B x N x K
+        if self.mode == "reference_code":
+            return post.to(feats.dtype)  # B x (C*h) x K, resized as an image by the caller
+        h, w = self._grid(feats)
+        if self.reduction == "max":
+            m = post.amax(-1)
+        elif self.reduction == "entropy":
+            k = post.shape[-1]
+            ent = -(post * post.clamp_min(1e-300).log()).sum(-1)
+            m = 1.0 - ent / math.log(k) if k > 1 else torch.ones_like(ent)
+        else:
+            if self.reduction == "center":
+                rows_c = [h // 2] if h % 2 else [h // 2 - 1, h // 2]
+                cols_c = [w // 2] if w % 2 else [w // 2 - 1, w // 2]
+                centre = [r * w + c for r in rows_c for c in cols_c]
+                score = post[:, centre].mean(1)
+            else:  # evidence: component with the highest mean Grad-CAM evidence
+                e = evid.reshape(evid.shape[0], -1, 1).to(post.dtype)
+                mass = post.sum(1)
+                score = (post * e).sum(1) / torch.where(mass > 0, mass, torch.ones_like(mass))
+                score = score.masked_fill(mass <= 1e-9, -math.inf)
+            k_star = score.argmax(-1)
+            m = post.gather(2, k_star.reshape(-1, 1, 1).expand(-1, post.shape[1], 1)).squeeze(2)
+        return m.to(feats.dtype).view(-1, h, w)
 
     def _reduce(self, post: np.ndarray, grid: "tuple[int, int]", evid: Optional[Tensor]) -> np.ndarray:
         h, w = grid
