@@ -175,6 +175,11 @@ class ExpectedGradients(GradientAttribution):
         ``None`` for plain expected gradients."""
         return None
 
+    def _bind_references(self, shift: Any, refs: Tuple[Tensor, ...]) -> Tuple[Any, Any]:
+        """Hook: the shift functions once the reference set is known, and an
+        optional function clamping shifted points (DeepPriorExpectedGradients)."""
+        return shift, None
+
     def _attribute_eg(
         self,
         inputs: Any,
@@ -200,6 +205,7 @@ class ExpectedGradients(GradientAttribution):
         """
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
         refs = check_reference_set(baselines, x)
+        shift, clamp = self._bind_references(shift, refs)
         n_samples = check_int(n_samples, "n_samples", 1)
         internal_batch_size = check_optional_int(internal_batch_size, "internal_batch_size")
         bsz = x[0].shape[0]
@@ -217,6 +223,7 @@ class ExpectedGradients(GradientAttribution):
             starts = tuple(r[ref_idx[sl]] for r in refs)
             if shift is not None and path == "paper":
                 starts = tuple(s - sh(example[sl]) for s, sh in zip(starts, shift))
+                starts = starts if clamp is None else clamp(starts)
             return starts
 
         def make_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
@@ -228,6 +235,7 @@ class ExpectedGradients(GradientAttribution):
                 rows.append(s + a * (xi[idx] - s))
             if shift is not None and path == "reference_code":
                 rows = [r - sh(idx) for r, sh in zip(rows, shift)]
+                rows = rows if clamp is None else list(clamp(tuple(rows)))
             return tuple(rows), idx
 
         runner = RowRunner(self.forward_func, bsz, target, additional_forward_args)
@@ -259,6 +267,7 @@ class ExpectedGradients(GradientAttribution):
             rows = tuple(xi[idx] for xi in x)
             if shift is not None and path == "reference_code":
                 rows = tuple(r - sh(idx) for r, sh in zip(rows, shift))
+                rows = rows if clamp is None else clamp(rows)
             return rows, idx
 
         def start_rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
@@ -266,6 +275,7 @@ class ExpectedGradients(GradientAttribution):
             if shift is not None and path == "reference_code":
                 idx = example[sl]
                 starts = tuple(r[ref_idx[sl]] - sh(idx) for r, sh in zip(refs, shift))
+                starts = starts if clamp is None else clamp(starts)
             return starts, example[sl]
 
         f_end = forward_rows(runner, end_rows, bsz, internal_batch_size)

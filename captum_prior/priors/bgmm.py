@@ -12,7 +12,7 @@ from sklearn.mixture import BayesianGaussianMixture
 from torch import Tensor, nn
 
 from captum_prior._validation import check_choice, check_int
-from captum_prior.priors._base import DeepFeaturePrior
+from captum_prior.priors._base import DEFAULT_SCALE, DeepFeaturePrior
 
 REDUCTIONS = ("center", "max", "evidence", "entropy")
 
@@ -73,7 +73,9 @@ class BGMMPrior(DeepFeaturePrior):
                     Default: ``"full"``
         max_iter (int, optional): EM iterations of the mixture. Default: 200
         random_state (int, optional): seed of the mixture. Default: 0
-        scale (float, optional): multiplier of the map. Default: 1.0
+        scale (float, optional): the shift in standard deviations of the data;
+                    ``data_std``, ``clamp``, ``orientation`` as in
+                    :class:`~captum_prior.priors.MGMPrior`. Default: ``DEFAULT_SCALE``
         mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
         batch_size (int, optional): images per feature-extraction forward. Default: 64
     """
@@ -88,11 +90,13 @@ class BGMMPrior(DeepFeaturePrior):
         covariance_type: str = "full",
         max_iter: int = 200,
         random_state: Optional[int] = 0,
-        scale: float = 1.0,
+        scale: float = DEFAULT_SCALE,
         mode: str = "paper",
         batch_size: int = 64,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, layer, scale, mode, batch_size)
+        # data_std, clamp, orientation: see DeepFeaturePrior (MGMPrior's docstring)
+        super().__init__(model, layer, scale, mode, batch_size, **kwargs)
         self.n_components = check_int(n_components, "n_components", 1)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self.pca_components = None if pca_components is None else check_int(pca_components, "pca_components", 1)
