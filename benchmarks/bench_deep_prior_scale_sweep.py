@@ -75,7 +75,7 @@ def setup(name, n_images):
     return model, x[:n_images], x, N_SAMPLES[name], 16
 
 
-def run(name, args):
+def run(name, args, partial=None):
     from captum_prior.attr import DeepPriorExpectedGradients, ExpectedGradients
     from captum_prior.metrics import insertion_deletion
     from captum_prior.priors import BGMMPrior, MGMPrior
@@ -109,9 +109,14 @@ def run(name, args):
                     xb, refs, target=tb, n_samples=n_samples, internal_batch_size=ibs, generator=gen())
                 vals[f"{pname}@{s}"] += score(a)
         print(name, i + len(xb), "/", len(x), f"{time.perf_counter() - t0:.0f}s", flush=True)
-    return {"values": vals, "n_images": int(len(x)), "n_samples": n_samples, "n_steps": n_steps,
-            "layers": {p: pr.layer_name_ for p, pr in priors.items()},
-            "seconds": time.perf_counter() - t0}
+        d = {"values": vals, "n_images": len(vals["EG"]), "n_images_planned": int(len(x)),
+             "n_samples": n_samples, "n_steps": n_steps,
+             "layers": {p: pr.layer_name_ for p, pr in priors.items()},
+             "seconds": time.perf_counter() - t0, "command": "python " + " ".join(sys.argv),
+             "loadavg": os.getloadavg()}
+        if partial is not None:  # partial results after every batch (merge uses what is done)
+            partial.write_text(json.dumps(d))
+    return d
 
 
 def main():
@@ -120,11 +125,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="fashion_cnn,efficientnet_lite0")
     p.add_argument("--fashion-images", type=int, default=200)
+    p.add_argument("--photos", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--merge", action="store_true")
     args = p.parse_args()
-    args.n_images = {"fashion_cnn": args.fashion_images, "efficientnet_lite0": 20}
+    args.n_images = {"fashion_cnn": args.fashion_images, "efficientnet_lite0": args.photos}
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -138,10 +144,7 @@ def main():
         if args.merge:
             out["datasets"][name] = json.loads(part.read_text())
             continue
-        d = run(name, args)
-        d["command"] = out["command"]
-        d["loadavg"] = os.getloadavg()
-        part.write_text(json.dumps(d))
+        d = run(name, args, part)
         out["datasets"][name] = d
     if not args.merge and len(out["datasets"]) < 2:
         return
@@ -172,7 +175,7 @@ def main():
                 cell_means[s].append(pd_["mean"])
                 cells.append(f"{pd_['mean']:+.4f} [{pd_['low']:+.4f}, {pd_['high']:+.4f}]"
                              + ("*" if pd_["significant"] else ""))
-            lines.append(f"| {name} ({d['n_images']} images, EG ins-del {d['EG_mean']:.4f}) | {pname} | "
+            lines.append(f"| {name} ({d['n_images']} of {d.get('n_images_planned', d['n_images'])} images, EG ins-del {d['EG_mean']:.4f}) | {pname} | "
                          + " | ".join(cells) + " |")
     score = {s: float(np.mean(v)) for s, v in cell_means.items()}
     best = max(score, key=score.get)
