@@ -119,6 +119,7 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lam", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-test", type=int, default=10000, help="first n test images")
     p.add_argument("--tag", default="")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,6 +128,7 @@ def main():
     sub = torch.randperm(len(xtr), generator=g)[: args.n_train]
     xtr, ytr = xtr[sub], ytr[sub]
     xte, yte = load_fashion_mnist("test")
+    xte, yte = xte[: args.n_test], yte[: args.n_test]
     gauss, sp = noisy_sets(xte)
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = {v: [] for v in VARIANTS}
@@ -138,11 +140,13 @@ def main():
             runs[v].append({"seed": seed, "epoch_seconds": epoch_s, "gaussian": acc_g,
                             "salt_pepper": acc_sp, "final_cross_entropy": hist[-1]["cross_entropy"],
                             "final_penalty": hist[-1].get("penalty")})
+            (RESULTS / "deep_prior_noise_robustness_partial.json").write_text(
+                json.dumps({"command": "python " + " ".join(sys.argv), "runs": runs}))
             print(v, seed, f"clean {acc_g['0.0']:.4f} sigma=0.5 {acc_g['0.5']:.4f} sp=0.2 {acc_sp['0.2']:.4f}",
                   "epoch s", [round(t, 1) for t in epoch_s], os.getloadavg(), flush=True)
     out = {"command": "python " + " ".join(sys.argv), "settings": vars(args),
            "architecture": str(make_model()), "train": f"{args.n_train} Fashion-MNIST training images "
-           "(seeded subset)", "test": "all 10 000 Fashion-MNIST test images", "runs": runs,
+           "(seeded subset)", "test": f"the first {len(xte)} Fashion-MNIST test images", "runs": runs,
            "loadavg_end": os.getloadavg(), "torch": torch.__version__}
     summary = {}
     for v, rs in runs.items():
