@@ -9,9 +9,13 @@ The paper used ResNet-50/VGG-16 on 600 ImageNet images; here: the default
 FashionCNN on Fashion-MNIST test images and EfficientNet-Lite0 on the 20
 labelled ImageNet photos (data.md).
 
-Reported per metric: mean and 95 % bootstrap CI over images, and the paired
-difference to EG with its 95 % bootstrap CI (a method is "better than EG" only
-if that CI excludes 0).
+Reported per metric: mean and 95 % BCa bootstrap CI over images, and the
+paired difference to EG with its 95 % BCa CI (``captum_prior.metrics.stats``;
+a method is "better than EG" only if that CI excludes 0). The priors run with
+the new defaults (layer=None, orientation "object", scale in the references'
+std, clamped baselines) and, as "(old defaults)", with the behaviour before
+issue 15 (last registered Conv2d, scale 1 in input units, unclamped, the map
+as computed).
 
 Usage::
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -39,11 +44,12 @@ KR = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 REDUCTIONS = ("center", "max", "evidence", "entropy")
 
 
-def bootstrap_ci(v: np.ndarray, n_boot: int = 2000, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(v), (n_boot, len(v)))
-    means = v[idx].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def bootstrap_ci(v: np.ndarray):
+    """95 % BCa interval of the mean (captum_prior.metrics.stats, shared by every table)."""
+    from captum_prior.metrics.stats import mean_ci
+
+    r = mean_ci(v)
+    return r["low"], r["high"]
 
 
 def setup(model_name: str, n_images: int):
@@ -71,11 +77,17 @@ def main():
     p.add_argument("--percent", type=float, default=0.01, help="keep/remove step")
     p.add_argument("--n-steps", type=int, default=None, help="insertion/deletion steps (default: 28 px or 224 px per step)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", nargs="*", default=None, help="subset of method names to run")
     args = p.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # old defaults warn (unclamped)
 
     from captum.attr import IntegratedGradients
+    from torch import nn
 
     from captum_prior.attr import DeepPriorExpectedGradients, ExpectedGradients
     from captum_prior.metrics import insertion_deletion, keep_remove
@@ -105,6 +117,11 @@ def main():
         "EG": eg_with(None),
         "DeepMGM-EG": eg_with(MGMPrior(model)),
     }
+    last_conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    old = dict(layer=last_conv, scale=1.0, data_std=1.0, clamp=None, orientation="paper")
+    methods["DeepMGM-EG (old defaults)"] = eg_with(MGMPrior(model, **old))
+    methods["DeepBGMM-EG (evidence, old defaults)"] = eg_with(
+        BGMMPrior(model, reduction="evidence", random_state=args.seed, **old))
     for r in REDUCTIONS:
         methods[f"DeepBGMM-EG ({r})"] = eg_with(BGMMPrior(model, reduction=r, random_state=args.seed))
     if args.model == "fashion_cnn":
@@ -161,7 +178,7 @@ def main():
         "seconds_per_image_incl_metrics": timing,
         "best_bgmm_reduction_by_ins_del": best,
         "summary": summary,
-        "torch": torch.__version__, "machine": platform.platform(),
+        "torch": torch.__version__, "machine": platform.platform(), "loadavg": os.getloadavg(),
     }
     RESULTS.mkdir(exist_ok=True)
     stem = f"deep_prior_eg_quality_{args.model}"
@@ -173,7 +190,7 @@ def main():
              f"target = predicted class. KPM..RAM: image protocol, masker `{report['keep_remove']['masker']}`, "
              f"{args.percent:.0%} steps, max-logit score (higher is better in every column). Insertion/deletion: RISE protocol, "
              f"{n_steps} steps, softmax probability (insertion higher, deletion lower is better).", "",
-             "Mean [95 % bootstrap CI]:", "",
+             "Mean [95 % BCa bootstrap CI]:", "",
              "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, s in summary.items():
         lines.append(f"| {name} | " + " | ".join(f"{s[k]['mean']:.4f} [{s[k]['ci95'][0]:.4f}, {s[k]['ci95'][1]:.4f}]" for k in cols) + " |")

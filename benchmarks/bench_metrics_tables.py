@@ -42,7 +42,10 @@ from torch import nn
 RESULTS = Path(__file__).resolve().parent / "results"
 KR = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 COLS = KR + ("insertion", "deletion", "ins-del")
-METHODS = ("IG", "DeepLift", "EG", "DeepMGM-EG", "DeepBGMM-EG", "Lime", "BayLime", "Grad-CAM")
+METHODS = ("IG", "DeepLift", "EG", "DeepMGM-EG", "DeepBGMM-EG", "DeepMGM-EG (old defaults)",
+           "DeepBGMM-EG (old defaults)", "ValidPathGradients", "Lime", "BayLime", "Grad-CAM")
+#: method name -> file-name-safe tag
+TAGS = {m: m.replace(" (old defaults)", "-old") for m in METHODS}
 
 DEFAULTS = {
     # n_images, n_samples (IG steps, EG samples), lime samples, percent, ins/del steps, batch
@@ -121,11 +124,12 @@ def grid_mask(side: int, cells: int) -> torch.Tensor:
     return (idx.view(-1, 1) * cells + idx.view(1, -1)).view(1, 1, side, side)
 
 
-def bootstrap_ci(v: np.ndarray, n_boot: int = 2000, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(v), (n_boot, len(v)))
-    means = v[idx].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def bootstrap_ci(v: np.ndarray):
+    """95 % BCa interval of the mean (captum_prior.metrics.stats)."""
+    from captum_prior.metrics.stats import mean_ci
+
+    r = mean_ci(v)
+    return r["low"], r["high"]
 
 
 def setup(model_name: str, n_images: int):
@@ -158,7 +162,13 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
         Lime,
     )
 
-    from captum_prior.attr import BayLime, DeepPriorExpectedGradients, ExpectedGradients
+    from captum_prior._features import resolve_layer
+    from captum_prior.attr import (
+        BayLime,
+        DeepPriorExpectedGradients,
+        ExpectedGradients,
+        ValidPathGradients,
+    )
     from captum_prior.priors import BGMMPrior, MGMPrior
 
     side = x_example.shape[-1]
@@ -171,6 +181,18 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
         gradcam_model = model
     mask = grid_mask(side, 7)
     dl_refs = refs[: args.dl_refs]
+
+    # the defaults before issue 15: the last registered Conv2d, the shift in input
+    # units (scale 1 = one input unit), unclamped, the map as computed
+    last_conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    old = dict(layer=resolve_layer(model, last_conv), scale=1.0, data_std=1.0, clamp=None,
+               orientation="paper")
+
+    def vpg(xb, tb, i):
+        # 3 optimized baselines sharing n_samples path steps (as many gradients as EG)
+        return ValidPathGradients(model).attribute(
+            xb, target=tb, n_steps=max(args.n_samples, 3), n_baselines=3, internal_batch_size=ibs,
+            generator=torch.Generator().manual_seed(args.seed + i))
 
     def eg_with(prior):
         def run(xb, tb, i):
@@ -204,6 +226,9 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
         "EG": eg_with(None),
         "DeepMGM-EG": eg_with(MGMPrior(model)),
         "DeepBGMM-EG": eg_with(BGMMPrior(model, random_state=args.seed)),
+        "DeepMGM-EG (old defaults)": eg_with(MGMPrior(model, **old)),
+        "DeepBGMM-EG (old defaults)": eg_with(BGMMPrior(model, random_state=args.seed, **old)),
+        "ValidPathGradients": vpg,
         "Lime": lime,
         "BayLime": baylime,
         "Grad-CAM": gradcam,
@@ -247,16 +272,17 @@ def run_methods(args) -> None:
             vals["ins-del"] += res.difference.tolist()
             t_attr += t1 - t0
             t_metric += time.perf_counter() - t1
-        out = {
-            "command": "python " + " ".join(sys.argv), "model": args.model, "method": name,
-            "n_images": int(len(x)), "settings": settings(args, masker),
-            "accuracy_on_images": float((pred == y).float().mean()),
-            "seconds_attribution": t_attr, "seconds_metrics": t_metric,
-            "loadavg": os.getloadavg(), "values": vals,
-        }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"metrics_tables_{args.model}_{name}.json"
-        path.write_text(json.dumps(out))
+            done = len(vals["ins-del"])
+            out = {
+                "command": "python " + " ".join(sys.argv), "model": args.model, "method": name,
+                "n_images": done, "n_images_planned": int(len(x)), "settings": settings(args, masker),
+                "accuracy_on_images": float((pred[:done] == y[:done]).float().mean()),
+                "seconds_attribution": t_attr, "seconds_metrics": t_metric,
+                "loadavg": os.getloadavg(), "values": vals,
+            }
+            RESULTS.mkdir(exist_ok=True)  # written after every batch: a cut run keeps its images
+            path = RESULTS / f"metrics_tables_{args.model}_{TAGS[name]}.json"
+            path.write_text(json.dumps(out))
         print(name, {k: round(float(np.mean(v)), 4) for k, v in vals.items()},
               f"attr {t_attr:.0f}s metrics {t_metric:.0f}s", flush=True)
 
@@ -272,37 +298,54 @@ def settings(args, masker):
         "EG references": "100 Fashion-MNIST training images" if args.model == "fashion_cnn"
         else "the 20 ImageNet photos",
         "Grad-CAM": "LayerGradCam on the last conv block (ReLU'd, bilinear upsampled)",
+        "DeepMGM-EG / DeepBGMM-EG": "new defaults: layer=None (last spatial output), orientation "
+        "'object', scale DEFAULT_SCALE x per-channel std of the references, baselines clamped to the "
+        "references' per-channel range",
+        "(old defaults)": "layer = last registered Conv2d, scale 1.0 in input units, unclamped, "
+        "orientation 'paper' (the behaviour before issue 15)",
+        "ValidPathGradients": "3 optimized baselines sharing n_samples path steps",
         "seed": args.seed, "batch": args.batch,
     }
 
 
 def merge(args) -> None:
+    from captum_prior.metrics.stats import mean_ci, paired_difference
+
     parts = {}
     for name in METHODS:
-        p = RESULTS / f"metrics_tables_{args.model}_{name}.json"
+        p = RESULTS / f"metrics_tables_{args.model}_{TAGS[name]}.json"
         if p.exists():
-            parts[name] = json.loads(p.read_text())
+            part = json.loads(p.read_text())
+            if len(part["values"]["ins-del"]):
+                parts[name] = part
     if not parts:
         raise SystemExit("no per-method results to merge")
-    ref = parts.get("EG")
+    refs = [r for r in ("EG", "IG") if r in parts]
     summary = {}
     for name, part in parts.items():
         summary[name] = {}
         for k in COLS:
             v = np.array(part["values"][k])
-            entry = {"mean": float(v.mean()), "ci95": bootstrap_ci(v)}
-            if ref is not None and name != "EG" and len(ref["values"][k]) == len(v):
-                d = v - np.array(ref["values"][k])
-                entry.update(diff_vs_EG=float(d.mean()), diff_ci95=bootstrap_ci(d))
+            ci = mean_ci(v)
+            entry = {"mean": ci["mean"], "ci95": (ci["low"], ci["high"]), "n": len(v), "vs": {}}
+            for r in refs:
+                if r == name:
+                    continue
+                w = np.array(parts[r]["values"][k])
+                n = min(len(v), len(w))  # paired on the images both runs finished (same order)
+                entry["vs"][r] = dict(paired_difference(v[:n], w[:n]), n=n)
             summary[name][k] = entry
-    first = next(iter(parts.values()))
+    first = parts.get("EG", next(iter(parts.values())))
     report = {
         "command": "python " + " ".join(sys.argv),
         "per_method_commands": {n: p["command"] for n, p in parts.items()},
-        "model": args.model, "n_images": first["n_images"], "settings": first["settings"],
+        "model": args.model, "n_images": {n: p["n_images"] for n, p in parts.items()},
+        "n_images_planned": first.get("n_images_planned", first["n_images"]),
+        "settings": {n: p["settings"] for n, p in parts.items()},
         "accuracy_on_images": first["accuracy_on_images"],
         "seconds_per_image": {n: {"attribution": p["seconds_attribution"] / p["n_images"],
                                   "metrics": p["seconds_metrics"] / p["n_images"]} for n, p in parts.items()},
+        "loadavg": {n: p["loadavg"] for n, p in parts.items()},
         "summary": summary, "torch": torch.__version__, "machine": platform.platform(),
     }
     (RESULTS / f"metrics_tables_{args.model}.json").write_text(json.dumps(report, indent=2))
@@ -310,29 +353,34 @@ def merge(args) -> None:
     lines = [f"# Faithfulness tables on {args.model} (DeepPrior-EG Tables 1, 2 and 4 layout)", "",
              f"Merged with `{report['command']}` from:", ""]
     lines += [f"- `{c}`" for c in sorted(set(report["per_method_commands"].values()))]
-    lines += ["", f"{report['n_images']} images (model accuracy on them {report['accuracy_on_images']:.3f}); "
+    lines += ["", f"Images per method (of {report['n_images_planned']} planned): "
+              + ", ".join(f"{n} {k}" for n, k in report["n_images"].items())
+              + f"; model accuracy on the EG images {report['accuracy_on_images']:.3f}. Settings: "
               + "; ".join(f"{k}: {v}" for k, v in s.items()) + ".", "",
               "KPM..RAM: higher is better for KPM, KAM, RPM, RAM; with the max-logit score KNM/RNM "
               "measure the same max-logit gain/drop with sign -1, as in the paper. Insertion: higher is "
               "better; deletion: lower is better; ins-del: higher is better.", "",
-              "Mean [95 % bootstrap CI over images]:", "",
-              "| method | " + " | ".join(COLS) + " |", "|---" * (len(COLS) + 1) + "|"]
+              "Mean [95 % BCa bootstrap CI over images] (`captum_prior.metrics.stats`):", "",
+              "| method | n | " + " | ".join(COLS) + " |", "|---|---" + "|---" * len(COLS) + "|"]
     for name, sm in summary.items():
-        lines.append(f"| {name} | " + " | ".join(
+        lines.append(f"| {name} | {sm['ins-del']['n']} | " + " | ".join(
             f"{sm[k]['mean']:.4f} [{sm[k]['ci95'][0]:.4f}, {sm[k]['ci95'][1]:.4f}]" for k in COLS) + " |")
-    if ref is not None:
-        lines += ["", "Paired difference to EG, mean [95 % CI] (* = CI excludes 0):", "",
-                  "| method | " + " | ".join(COLS) + " |", "|---" * (len(COLS) + 1) + "|"]
+    for r in refs:
+        lines += ["", f"Paired difference to {r} (method - {r}), mean [95 % BCa CI] over the images both "
+                  "finished (* = CI excludes 0):", "",
+                  "| method | n | " + " | ".join(COLS) + " |", "|---|---" + "|---" * len(COLS) + "|"]
         for name, sm in summary.items():
-            if name == "EG" or "diff_vs_EG" not in sm[COLS[0]]:
+            if r not in sm[COLS[0]]["vs"]:
                 continue
             cells = []
             for k in COLS:
-                lo, hi = sm[k]["diff_ci95"]
-                cells.append(f"{sm[k]['diff_vs_EG']:+.4f} [{lo:+.4f}, {hi:+.4f}]" + ("*" if lo > 0 or hi < 0 else ""))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                d = sm[k]["vs"][r]
+                cells.append(f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + ("*" if d["significant"] else ""))
+            lines.append(f"| {name} | {sm[COLS[0]]['vs'][r]['n']} | " + " | ".join(cells) + " |")
     lines += ["", "Seconds per image (attribution / metrics): " + ", ".join(
-        f"{n} {v['attribution']:.2f}/{v['metrics']:.2f}" for n, v in report["seconds_per_image"].items()), ""]
+        f"{n} {v['attribution']:.2f}/{v['metrics']:.2f}" for n, v in report["seconds_per_image"].items()),
+        "", "The machine (2 cores) was shared with other jobs while these ran (load averages are in the "
+        "JSON), so the seconds are not comparable across methods.", ""]
     (RESULTS / f"metrics_tables_{args.model}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

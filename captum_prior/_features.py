@@ -8,7 +8,7 @@ mode restored) even when the forward raises.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, List, Optional, Union
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -16,23 +16,28 @@ from torch import Tensor, nn
 from captum_prior._validation import check_finite_output
 
 
-def resolve_layer(model: nn.Module, layer: Union[str, nn.Module, None], name: str = "layer") -> nn.Module:
+def resolve_layer(
+    model: nn.Module,
+    layer: Union[str, nn.Module, None],
+    name: str = "layer",
+    example: Optional[Tensor] = None,
+) -> nn.Module:
     """Return the submodule ``layer`` (a module or its dotted name) of ``model``.
 
-    ``None`` selects the model's last ``nn.Conv2d``.
+    ``None`` selects :func:`last_spatial_layer` of ``model`` on ``example``
+    (one forward with hooks), which must then be given.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model must be a torch.nn.Module to hook its layers, got {type(model).__name__}"
         )
     if layer is None:
-        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
+        if example is None:
             raise ValueError(
-                f"{name}=None selects the model's last nn.Conv2d, but the model has "
-                "none; pass the layer to read features from"
+                f"{name}=None finds the layer by running the model once; pass an example "
+                "input, or pass the layer (a module or its dotted name)"
             )
-        return convs[-1]
+        return last_spatial_layer(model, example, name)[0]
     if isinstance(layer, str):
         try:
             return model.get_submodule(layer)
@@ -50,6 +55,68 @@ def resolve_layer(model: nn.Module, layer: Union[str, nn.Module, None], name: st
             )
         return layer
     raise TypeError(f"{name} must be None, a str or an nn.Module, got {type(layer).__name__}")
+
+
+def _is_spatial(out: Any) -> bool:
+    return isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
+
+
+def last_spatial_layer(
+    model: nn.Module, example: Tensor, name: str = "layer"
+) -> Tuple[nn.Module, str]:
+    """The module whose output is the model's last spatial feature map.
+
+    Runs ``model`` once on ``example[:1]`` (no grad, eval mode, model left as
+    found) with a forward hook on every submodule, and takes the last output,
+    in the order the forwards *finish*, that is an ``N x C x h x w`` tensor
+    with ``h * w > 1``. Registration order plays no part: on a ResNet the
+    last registered convolution is often a 1x1 shortcut, whose output is
+    added inside the block and is not the final feature map.
+
+    The same tensor object can be returned by several modules (a block's
+    last ReLU, the block, its ``nn.Sequential`` stage; an eval-mode
+    ``Dropout`` returns its input): the module chosen is the outermost
+    ancestor, below the root, of the first module that produced it, among
+    those returning that same tensor, e.g. ``layer4`` of a ResNet (= its
+    final block's output), ``conv3`` of :class:`~captum_prior.models.FashionCNN`.
+    A module called several times per forward is read at its last call.
+
+    Returns:
+        ``(module, dotted name)``.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    seen: List[Tuple[nn.Module, Any]] = []
+
+    def hook(m: nn.Module, _inp: Any, out: Any) -> None:
+        seen.append((m, out))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    spatial = [(m, o) for m, o in seen if _is_spatial(o)]
+    if not spatial:
+        raise ValueError(
+            f"{name}=None looks for the last module with an N x C x h x w output, but no "
+            "submodule of the model returns one; pass the layer to read features from"
+        )
+    out = spatial[-1][1]
+    same = [m for m, o in seen if o is out]
+    first = same[0]
+    chosen = first
+    same_ids = {id(m) for m in same}
+    for m in same:  # outermost ancestor of ``first`` that returned the same tensor
+        n = names[m]
+        if id(m) in same_ids and (names[first] == n or names[first].startswith(n + ".")):
+            if n.count(".") < names[chosen].count("."):
+                chosen = m
+    return chosen, names[chosen]
 
 
 @contextmanager

@@ -57,18 +57,30 @@ def region_means(prior_map, obj):
 
 
 @pytest.mark.parametrize("cells,majority_is_object", [(SMALL, False), (LARGE, True)])
-def test_mgm_favours_the_majority_region(cells, majority_is_object):
+def test_mgm_paper_orientation_favours_the_majority_region(cells, majority_is_object):
     x, obj = two_region_image(cells)
-    p = MGMPrior(TwoRegion(), layer="feat")(x)
+    p = MGMPrior(TwoRegion(), layer="feat", orientation="paper").prior_map(x)
     o, b = region_means(p, obj)
     assert abs(o - b) > 0.3  # the map separates the two regions
     assert (o > b) == majority_is_object
 
 
 @pytest.mark.parametrize("cells", [SMALL, LARGE])
+def test_mgm_object_orientation_marks_the_object(cells):
+    x, obj = two_region_image(cells)
+    prior = MGMPrior(TwoRegion(), layer="feat")
+    o, b = region_means(prior.prior_map(x), obj)
+    assert o - b > 0.3
+    # the shift is the map times scale times the data's std
+    p = prior(x)
+    np.testing.assert_allclose(p.numpy(), (prior.prior_map(x) * prior.scale * x.std(unbiased=False)).numpy(),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cells", [SMALL, LARGE])
 def test_bgmm_center_marks_the_central_object(cells):
     x, obj = two_region_image(cells)
-    p = BGMMPrior(TwoRegion(), layer="feat", reduction="center", random_state=0)(x)
+    p = BGMMPrior(TwoRegion(), layer="feat", reduction="center", random_state=0).prior_map(x)
     o, b = region_means(p, obj)
     assert o - b > 0.6  # edges are blurred by the bilinear upsampling
 
@@ -76,7 +88,7 @@ def test_bgmm_center_marks_the_central_object(cells):
 @pytest.mark.parametrize("target,object_high", [(0, True), (1, False)])
 def test_bgmm_evidence_follows_the_target_class(target, object_high):
     x, obj = two_region_image(SMALL)
-    p = BGMMPrior(TwoRegion(), layer="feat", reduction="evidence", random_state=0)(x, target=target)
+    p = BGMMPrior(TwoRegion(), layer="feat", reduction="evidence", random_state=0).prior_map(x, target=target)
     o, b = region_means(p, obj)
     assert (o > b + 0.5) == object_high and (b > o + 0.5) == (not object_high)
 
@@ -84,7 +96,7 @@ def test_bgmm_evidence_follows_the_target_class(target, object_high):
 @pytest.mark.parametrize("reduction", ["max", "entropy"])
 def test_bgmm_confidence_reductions_do_not_single_out_a_region(reduction):
     x, obj = two_region_image(SMALL)
-    p = BGMMPrior(TwoRegion(), layer="feat", reduction=reduction, random_state=0)(x)
+    p = BGMMPrior(TwoRegion(), layer="feat", reduction=reduction, random_state=0).prior_map(x)
     o, b = region_means(p, obj)
     assert abs(o - b) < 0.1 and p.max() <= 1.0 and p.min() >= 0.0
 
@@ -128,10 +140,14 @@ def test_shape_range_determinism_and_model_untouched(name):
     prior = PRIORS[name](model)
     prior.batch_size = 4
     p1 = prior(x, target=3)
-    assert len(calls) == 3  # one forward per batch of 4
+    assert len(calls) == 4  # one forward to find layer=None's layer, then one per batch of 4
+    assert prior.layer_name_ == "conv3" and "layer='conv3'" in repr(prior)
+    calls.clear()
+    torch.testing.assert_close(prior(x, target=3), p1)
+    assert len(calls) == 3  # the layer is found once
     p2 = PRIORS[name](model)(x, target=3)
     assert p1.shape == (10, 1, 28, 28)
-    hi = prior.scale
+    hi = prior.scale * x.std(unbiased=False)  # in units of the data's std (here: the inputs')
     assert p1.min() >= 0 and p1.max() <= hi + 1e-6
     assert torch.equal(p1, p2)
     assert model.training
@@ -143,12 +159,13 @@ def test_fit_on_reference_set_and_reference_code_modes():
     model = cnn()
     x, refs = torch.rand(3, 1, 28, 28), torch.rand(12, 1, 28, 28)
     for prior in (MGMPrior(model).fit(refs), BGMMPrior(model, random_state=0).fit(refs)):
-        p = prior(x)
+        p = prior.prior_map(x)
         assert p.shape == (3, 1, 28, 28) and 0 <= p.min() and p.max() <= 1
+        torch.testing.assert_close(prior.data_std_.flatten(), refs.std(unbiased=False).view(1))
     # released code: raw density x 10 over the (C*h) x w reshape, not in [0, 1]
-    p = MGMPrior(model, mode="reference_code")(x)
+    p = MGMPrior(model, mode="reference_code").prior_map(x)
     assert p.shape == (3, 1, 28, 28) and torch.isfinite(p).all() and p.max() > 1
-    p = BGMMPrior(model, mode="reference_code", random_state=0)(x[:1])
+    p = BGMMPrior(model, mode="reference_code", random_state=0).prior_map(x[:1])
     assert p.shape == (1, 1, 28, 28) and 0 <= p.min() and p.max() <= 1
 
 
@@ -217,5 +234,11 @@ def test_prior_bad_input():
 
     with pytest.raises(ValueError, match="needs N x C logits"):
         BGMMPrior(Flat(), reduction="evidence")(torch.rand(1, 1, 28, 28), target=0)
-    with pytest.raises(ValueError, match="last nn.Conv2d"):
-        MGMPrior(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match="no submodule of the model returns one"):
+        MGMPrior(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))(torch.rand(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="clamp must be"):
+        MGMPrior(model, clamp=0.5)
+    with pytest.raises(ValueError, match="data_std must be positive"):
+        MGMPrior(model, data_std=0.0)
+    with pytest.raises(ValueError, match="unknown orientation"):
+        MGMPrior(model, orientation="up")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, Callable, Tuple, Union
 
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor
 from captum_prior._compat import TargetType
 from captum_prior._validation import as_tensor_tuple, check_choice, check_finite
 from captum_prior.attr.expected_gradients import PATHS, ExpectedGradients
+from captum_prior.errors import InputRangeWarning
 
 PriorType = Union[Callable[..., Any], Tensor, float, Tuple[Tensor, ...]]
 
@@ -90,12 +92,24 @@ class DeepPriorExpectedGradients(ExpectedGradients):
         self.prior = prior
         self.path = check_choice(path, "path", PATHS)
 
-    def prior_map(self, inputs: Any, target: TargetType = None) -> Tuple[Tensor, ...]:
-        """Evaluate the prior for ``inputs``, expanded to each input's shape."""
+    def prior_map(
+        self, inputs: Any, target: TargetType = None, references: Any = None
+    ) -> Tuple[Tensor, ...]:
+        """Evaluate the prior for ``inputs``, expanded to each input's shape.
+
+        A deep-feature prior (:mod:`captum_prior.priors`) is given the
+        reference set too, so that its ``scale`` is in units of the
+        reference set's standard deviation."""
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
+        refs = None
+        if references is not None:
+            refs = references if isinstance(references, tuple) else (references,)
         if callable(self.prior) and not isinstance(self.prior, Tensor):
             with torch.no_grad():
-                p = self.prior(inputs if is_tuple else x[0], target=target)
+                if refs is not None and _data_unit_prior(self.prior):
+                    p = self.prior(inputs if is_tuple else x[0], target=target, references=refs[0])
+                else:
+                    p = self.prior(inputs if is_tuple else x[0], target=target)
         else:
             p = self.prior
         p_items = p if isinstance(p, tuple) else (p,)
@@ -125,10 +139,59 @@ class DeepPriorExpectedGradients(ExpectedGradients):
     def _path(self) -> str:  # type: ignore[override]
         return self.path
 
-    def _reference_shift(
-        self, inputs: Any, target: TargetType
-    ) -> Tuple[Callable[[Tensor], Tensor], ...]:
-        """The prior, computed once per call for the explained inputs (``target``
-        is passed on, e.g. for a class-evidence reduction), indexed by row."""
-        p = self.prior_map(inputs, target)
-        return tuple((lambda idx, pi=pi: pi[idx]) for pi in p)
+    def _reference_shift(self, inputs: Any, target: TargetType) -> "_PendingShift":
+        """The prior is evaluated once per call, for the explained inputs
+        (``target`` is passed on, e.g. for a class-evidence reduction), when
+        the reference set is known (:meth:`_bind_references`)."""
+        return _PendingShift(inputs, target)
+
+    def _bind_references(self, shift: Any, refs: Tuple[Tensor, ...]) -> Tuple[Any, Any]:
+        """Evaluate the prior in the reference set's units and build the clamp.
+
+        Deep-feature priors give the clamp range (``prior.baseline_range``:
+        by default the reference set's per-channel min/max), and every
+        prior-shifted point is clamped to it. Other priors (masks, tensors,
+        numbers) are used as given; if they push a baseline outside the
+        reference set's range an :class:`~captum_prior.errors.InputRangeWarning`
+        is raised."""
+        if not isinstance(shift, _PendingShift):
+            return shift, None
+        p = self.prior_map(shift.inputs, shift.target, references=refs)
+        fns = tuple((lambda idx, pi=pi: pi[idx]) for pi in p)
+        if _data_unit_prior(self.prior) and len(refs) == 1:
+            rng = self.prior.baseline_range(refs[0])  # type: ignore[union-attr]
+            if rng is None:
+                return fns, None
+            lo, hi = (torch.as_tensor(b, dtype=refs[0].dtype, device=refs[0].device) for b in rng)
+
+            def clamp(points: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+                return (torch.maximum(torch.minimum(points[0], hi), lo),)
+
+            return fns, clamp
+        for i, (pi, r) in enumerate(zip(p, refs)):
+            if r.numel() and pi.numel() and (r.amin(0) - pi.amax(0) < r.min()).any() or (
+                r.numel() and pi.numel() and (r.amax(0) - pi.amin(0) > r.max()).any()
+            ):
+                warnings.warn(
+                    f"prior map {i} shifts baselines outside the reference set's range "
+                    f"[{float(r.min()):.3g}, {float(r.max()):.3g}]; lower the prior's scale or use "
+                    "a deep-feature prior, whose baselines are clamped",
+                    InputRangeWarning, stacklevel=4,
+                )
+        return fns, None
+
+
+class _PendingShift(tuple):
+    """The explained inputs and target, until the references are known."""
+
+    def __new__(cls, inputs: Any, target: TargetType) -> "_PendingShift":
+        obj = super().__new__(cls, ())
+        obj.inputs = inputs  # type: ignore[attr-defined]
+        obj.target = target  # type: ignore[attr-defined]
+        return obj
+
+
+def _data_unit_prior(prior: Any) -> bool:
+    """A prior that takes ``references=`` and gives a clamp range (the
+    deep-feature priors of :mod:`captum_prior.priors`)."""
+    return callable(getattr(prior, "baseline_range", None))

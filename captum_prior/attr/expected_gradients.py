@@ -230,6 +230,11 @@ class ExpectedGradients(GradientAttribution):
         ``None`` for plain expected gradients."""
         return None
 
+    def _bind_references(self, shift: Any, refs: Tuple[Tensor, ...]) -> Tuple[Any, Any]:
+        """Hook: the shift functions once the reference set is known, and an
+        optional function clamping shifted points (DeepPriorExpectedGradients)."""
+        return shift, None
+
     def _attribute_eg(
         self,
         inputs: Any,
@@ -261,6 +266,7 @@ class ExpectedGradients(GradientAttribution):
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
         baselines = resolve_callable_baselines(baselines, inputs)
         refs = check_reference_set(baselines, x)
+        shift, clamp = self._bind_references(shift, refs)
         n_samples = check_int(n_samples, "n_samples", 1)
         internal_batch_size = check_optional_int(internal_batch_size, "internal_batch_size")
         sd = _check_stdevs(stdevs, len(x))
@@ -293,6 +299,7 @@ class ExpectedGradients(GradientAttribution):
             starts = tuple(r[ref_idx[sl]] for r in refs)
             if shift is not None:
                 starts = tuple(s - sh(example[sl]) for s, sh in zip(starts, shift))
+                starts = starts if clamp is None else clamp(starts)
             return starts
 
         def end_at(r: Tensor) -> Tuple[Tensor, ...]:
@@ -303,6 +310,7 @@ class ExpectedGradients(GradientAttribution):
             )
             if shift is not None and path == "reference_code":
                 ends = tuple(e - sh(idx) for e, sh in zip(ends, shift))
+                ends = ends if clamp is None else clamp(ends)
             return ends
 
         def end_points(sl: slice) -> Tuple[Tensor, ...]:

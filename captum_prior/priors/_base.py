@@ -3,19 +3,25 @@
 A deep-feature prior reads the feature map ``F`` (``B x C x h x w``) of one
 layer of the model for each explained image, turns it into an ``h x w`` map,
 and upsamples that map bilinearly to the input's ``H x W``. Subclasses
-provide the density model (:meth:`_fit_rows`, :meth:`_map_from_rows`).
+provide the density model (:meth:`_fit_rows`, :meth:`_maps`).
+
+Everything that turns the map into a shift of the references lives here, so
+every deep-feature prior shares it: the orientation of the map, the ``scale``
+in units of the data's standard deviation, and the range that prior-shifted
+baselines are clamped to.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+import warnings
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from captum_prior._batching import rows_target, select_output
 from captum_prior._compat import TargetType
-from captum_prior._features import capture, resolve_layer
+from captum_prior._features import capture, last_spatial_layer, resolve_layer
 from captum_prior._image import resize
 from captum_prior._validation import (
     as_tensor_tuple,
@@ -24,8 +30,31 @@ from captum_prior._validation import (
     check_int,
     check_target,
 )
+from captum_prior.errors import InputRangeWarning
 
 MODES = ("paper", "reference_code")
+ORIENTATIONS = ("object", "paper")
+
+#: Default ``scale``: the prior shifts a reference by at most this many
+#: standard deviations of the data (per channel). Chosen by the sweep in
+#: ``benchmarks/bench_deep_prior_scale_sweep.py`` on the development data only
+#: (Fashion-MNIST + the 20 bundled photos); see the README's DeepPrior-EG section.
+DEFAULT_SCALE = 0.5
+
+ClampType = Union[str, None, Tuple[Any, Any]]
+
+
+def _channel_stats(ref: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per-channel std, min and max of a reference set ``R x C x ...``, each
+    shaped ``1 x C x 1 ... 1`` so that they broadcast over images."""
+    if ref.dim() < 2 or ref.shape[0] == 0:
+        raise ValueError(f"references must be a non-empty R x C x ... tensor, got {tuple(ref.shape)}")
+    c = ref.shape[1]
+    flat = ref.detach().transpose(0, 1).reshape(c, -1).to(torch.float64)
+    shape = (1, c) + (1,) * (ref.dim() - 2)
+    std = flat.std(1, unbiased=False) if flat.shape[1] > 1 else torch.zeros(c, dtype=torch.float64)
+    return (std.view(shape).to(ref.dtype), flat.amin(1).view(shape).to(ref.dtype),
+            flat.amax(1).view(shape).to(ref.dtype))
 
 
 class DeepFeaturePrior:
@@ -38,16 +67,66 @@ class DeepFeaturePrior:
         self,
         model: nn.Module,
         layer: Union[str, nn.Module, None] = None,
-        scale: float = 1.0,
+        scale: float = DEFAULT_SCALE,
         mode: str = "paper",
         batch_size: int = 64,
+        data_std: Union[float, Sequence[float], Tensor, None] = None,
+        clamp: ClampType = "auto",
+        orientation: str = "object",
     ) -> None:
         self.model = model
-        self.layer = resolve_layer(model, layer)
+        self.layer = layer
+        # a given layer is checked now; layer=None is found on the first input
+        self.layer_: Optional[nn.Module] = None if layer is None else resolve_layer(model, layer)
+        self.layer_name_: Optional[str] = None
+        if self.layer_ is not None:
+            self.layer_name_ = next(n for n, m in model.named_modules() if m is self.layer_)
         self.scale = check_float(scale, "scale", low=0.0)
         self.mode = check_choice(mode, "mode", MODES)
         self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.data_std = data_std
+        self._data_std_t = self._check_std(data_std)
+        if not (clamp is None or (isinstance(clamp, str) and clamp == "auto")
+                or (isinstance(clamp, (tuple, list)) and len(clamp) == 2)):
+            raise ValueError(f"clamp must be 'auto', None or a (low, high) pair, got {clamp!r}")
+        self.clamp = clamp
+        self.orientation = check_choice(orientation, "orientation", ORIENTATIONS)
         self.fitted_: Optional[Any] = None
+        self.data_std_: Optional[Tensor] = None
+        self.data_range_: Optional[Tuple[Tensor, Tensor]] = None
+
+    @staticmethod
+    def _check_std(data_std: Any) -> Optional[Tensor]:
+        if data_std is None:
+            return None
+        t = torch.as_tensor(data_std, dtype=torch.float64).reshape(-1)
+        if t.numel() == 0 or not torch.isfinite(t).all() or (t <= 0).any():
+            raise ValueError(f"data_std must be positive and finite (one value, or one per channel), got {data_std!r}")
+        return t
+
+    def __repr__(self) -> str:
+        layer = self.layer_name_ if self.layer_name_ is not None else "None (found on the first input)"
+        extra = self._repr_extra()
+        return (f"{type(self).__name__}(layer={layer!r}, scale={self.scale}, data_std={self.data_std!r}, "
+                f"clamp={self.clamp!r}, orientation={self.orientation!r}, mode={self.mode!r}"
+                + (", " + extra if extra else "") + ")")
+
+    def _repr_extra(self) -> str:
+        return ""
+
+    def _map_is_oriented(self) -> bool:
+        """Whether the map already says which region it marks, so that
+        ``orientation="object"`` leaves it alone: BGMM's ``"center"`` (the
+        component at the image centre) and ``"evidence"`` (the component the
+        model uses as evidence for the target) reductions."""
+        return getattr(self, "reduction", None) in ("center", "evidence")
+
+    def _layer_for(self, inputs: Tensor) -> nn.Module:
+        """The feature layer; ``layer=None`` is resolved here, once, by running
+        the model on ``inputs[:1]`` (:func:`~captum_prior._features.last_spatial_layer`)."""
+        if self.layer_ is None:
+            self.layer_, self.layer_name_ = last_spatial_layer(self.model, inputs)
+        return self.layer_
 
     # -- features -------------------------------------------------------
     def features(
@@ -58,7 +137,7 @@ class DeepFeaturePrior:
         (predicted class if ``target`` is None). The model is left as found."""
         feats, evid = [], []
         n = inputs.shape[0]
-        with capture(self.model, self.layer) as store:
+        with capture(self.model, self._layer_for(inputs)) as store:
             for start in range(0, n, self.batch_size):
                 xb = inputs[start : start + self.batch_size]
                 idx = torch.arange(start, start + xb.shape[0], device=inputs.device)
@@ -97,17 +176,92 @@ class DeepFeaturePrior:
     # -- public API -----------------------------------------------------
     def fit(self, reference_inputs: Tensor) -> "DeepFeaturePrior":
         """Fit the density once on the feature rows of ``reference_inputs``
-        (all positions of all images), instead of per explained image.
+        (all positions of all images), instead of per explained image, and
+        record the reference set's per-channel standard deviation
+        (``data_std_``) and range (``data_range_``).
 
         Returns self."""
         (x,), _ = as_tensor_tuple(reference_inputs, "reference_inputs")
+        self.set_reference_stats(x)
         feats, _ = self.features(x)
         self.fitted_ = self._fit_rows(self._rows(feats).reshape(-1, self._row_dim(feats)))
         return self
 
-    def __call__(self, inputs: Any, target: TargetType = None) -> Tensor:
-        """The prior map ``B x 1 x H x W`` for images ``inputs`` (``B x C x H x W``),
-        in ``[0, 1]`` times ``scale`` (``mode="paper"``)."""
+    def set_reference_stats(self, references: Tensor) -> "DeepFeaturePrior":
+        """Record the per-channel standard deviation and range of the
+        reference set ``references`` (``R x C x H x W``), used for the
+        shift's units and the clamp when not given explicitly.
+        :class:`~captum_prior.attr.DeepPriorExpectedGradients` calls this
+        with the baselines of every ``attribute`` call. Returns self."""
+        std, lo, hi = _channel_stats(references)
+        self.data_std_ = std
+        self.data_range_ = (lo, hi)
+        return self
+
+    def prior_map(self, inputs: Any, target: TargetType = None) -> Tensor:
+        """The oriented prior map ``B x 1 x H x W`` in ``[0, 1]`` (``mode="paper"``)
+        before ``scale`` and units: high = the object (``orientation="object"``)."""
+        x = self._check_images(inputs)
+        feats, evid = self.features(x, target, evidence=self._needs_evidence)
+        maps = self._maps(feats, evid)  # B x h' x w'
+        if self.mode == "paper" and self.orientation == "object" and not self._map_is_oriented():
+            maps = orient_to_object(maps, feats)
+        return resize(maps.unsqueeze(1).to(x.dtype), tuple(x.shape[-2:])).to(x.device)
+
+    def __call__(self, inputs: Any, target: TargetType = None, references: Optional[Tensor] = None) -> Tensor:
+        r"""The shift :math:`p_{prior}` for images ``inputs`` (``B x C x H x W``):
+        the map of :meth:`prior_map` times ``scale`` times the data's
+        per-channel standard deviation :math:`\sigma_c`, i.e. ``scale`` is in
+        units of the data. :math:`\sigma_c` is ``data_std`` if given, else
+        that of ``references`` (the baselines, when called by
+        DeepPriorExpectedGradients), else the one recorded by :meth:`fit` /
+        :meth:`set_reference_stats`, else that of ``inputs`` themselves.
+        Shape ``B x 1 x H x W`` for one channel (or one ``data_std``), else
+        ``B x C x H x W``."""
+        x = self._check_images(inputs)
+        m = self.prior_map(x, target) * self.scale
+        return m * self.units(x, references).to(device=x.device, dtype=x.dtype)
+
+    def units(self, inputs: Tensor, references: Optional[Tensor] = None) -> Tensor:
+        r"""The per-channel :math:`\sigma_c` that multiplies the map (``1 x C x 1 x 1``
+        or ``1 x 1 x 1 x 1``), chosen as described in :meth:`__call__`."""
+        if self._data_std_t is not None:
+            t = self._data_std_t
+            if t.numel() not in (1, inputs.shape[1]):
+                raise ValueError(
+                    f"data_std has {t.numel()} values for inputs with {inputs.shape[1]} channels; "
+                    "pass one value or one per channel"
+                )
+            return t.view(1, -1, *([1] * (inputs.dim() - 2))).to(inputs.dtype)
+        if references is not None:
+            std = _channel_stats(references)[0]
+        elif self.data_std_ is not None:
+            std = self.data_std_
+        else:
+            std = _channel_stats(inputs)[0]
+        return torch.where(std > 0, std, torch.ones_like(std))
+
+    def baseline_range(self, references: Optional[Tensor] = None) -> Optional[Tuple[Any, Any]]:
+        """The ``(low, high)`` range that prior-shifted baselines are clamped
+        to: ``clamp`` if given; for ``clamp="auto"`` the per-channel min and
+        max of ``references`` (or those recorded by :meth:`fit`); ``None``
+        for ``clamp=None``, with an :class:`~captum_prior.errors.InputRangeWarning`
+        (baselines may then leave the data's range)."""
+        if self.clamp is None:
+            warnings.warn(
+                "clamp=None: prior-shifted baselines are not clamped and can leave the range "
+                "of the data (e.g. negative pixel values); pass clamp='auto' or (low, high)",
+                InputRangeWarning, stacklevel=3,
+            )
+            return None
+        if isinstance(self.clamp, str):  # "auto"
+            if references is not None:
+                _, lo, hi = _channel_stats(references)
+                return lo, hi
+            return self.data_range_
+        return tuple(self.clamp)  # type: ignore[return-value]
+
+    def _check_images(self, inputs: Any) -> Tensor:
         if isinstance(inputs, tuple):
             if len(inputs) != 1:
                 raise ValueError("image priors take one image tensor, got a tuple of "
@@ -116,10 +270,7 @@ class DeepFeaturePrior:
         (x,), _ = as_tensor_tuple(inputs, "inputs")
         if x.dim() != 4:
             raise ValueError(f"image priors need N x C x H x W inputs, got {tuple(x.shape)}")
-        feats, evid = self.features(x, target, evidence=self._needs_evidence)
-        maps = self._maps(feats, evid)  # B x h' x w'
-        maps = resize(maps.unsqueeze(1).to(x.dtype), tuple(x.shape[-2:]))
-        return (maps * self.scale).to(x.device)
+        return x
 
     # -- helpers for subclasses -----------------------------------------
     def _rows(self, feats: Tensor) -> Tensor:
@@ -151,3 +302,27 @@ def minmax(v: Tensor, dim: int = -1) -> Tensor:
     hi = v.amax(dim, keepdim=True)
     rng = hi - lo
     return torch.where(rng > 0, (v - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(v))
+
+
+def orient_to_object(maps: Tensor, feats: Tensor) -> Tensor:
+    r"""Orient each ``[0, 1]`` map (``B x h x w``) so that it is high on the object.
+
+    The map of a density (MGM) or of one mixture component (BGMM) has no
+    inherent sign: a per-image Gaussian is highest on the positions that are
+    most *typical* of the image, the background whenever it covers most of the
+    frame (87 % of Fashion-MNIST images, ``benchmarks/results/deep_prior_orientation.md``).
+    Definition used here (label-free, no gradient): the object is where the
+    layer responds, so a map whose Pearson correlation with the feature energy
+    :math:`\lVert F_{:, i, j}
+Vert_2` over the positions is negative is
+    replaced by ``1 - map``. Maps on the positions of ``feats``' grid only.
+    """
+    if maps.shape[-2:] != feats.shape[-2:]:
+        return maps
+    energy = feats.detach().to(maps.dtype).norm(dim=1).flatten(1)
+    m = maps.flatten(1)
+    mc = m - m.mean(1, keepdim=True)
+    ec = energy - energy.mean(1, keepdim=True)
+    corr = (mc * ec).sum(1)
+    flip = (corr < 0).view(-1, 1, 1)
+    return torch.where(flip, 1 - maps, maps)

@@ -13,7 +13,7 @@ from sklearn.mixture import BayesianGaussianMixture
 from torch import Tensor, nn
 
 from captum_prior._validation import check_choice, check_float, check_int
-from captum_prior.priors._base import DeepFeaturePrior
+from captum_prior.priors._base import DEFAULT_SCALE, DeepFeaturePrior
 from captum_prior.priors._vbgmm import COVARIANCE_TYPES, BatchedBayesianGMM
 
 REDUCTIONS = ("center", "max", "evidence", "entropy")
@@ -99,6 +99,11 @@ class BGMMPrior(DeepFeaturePrior):
         max_iter (int, optional): cap on the variational iterations. Default: 200
         random_state (int, optional): seed of the mixture's k-means
                     initialisation. Default: 0
+        scale (float, optional): the shift in standard deviations of the data;
+                    ``data_std``, ``clamp``, ``orientation`` as in
+                    :class:`~captum_prior.priors.MGMPrior`. Default: ``DEFAULT_SCALE``
+        mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
+        batch_size (int, optional): images per feature-extraction forward. Default: 64
         tol (float, optional): the fit stops when the lower bound changes by
                     less than ``tol`` (scikit-learn's default). Default: 1e-3
         backend (str, optional): ``"torch"`` (batched, on the inputs' device)
@@ -106,9 +111,6 @@ class BGMMPrior(DeepFeaturePrior):
                     on the CPU). The two use different k-means seedings, so
                     the maps agree in distribution, not bit for bit.
                     Default: ``"torch"``
-        scale (float, optional): multiplier of the map. Default: 1.0
-        mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
-        batch_size (int, optional): images per feature-extraction forward. Default: 64
     """
 
     def __init__(
@@ -121,13 +123,15 @@ class BGMMPrior(DeepFeaturePrior):
         covariance_type: str = "full",
         max_iter: int = 200,
         random_state: Optional[int] = 0,
-        scale: float = 1.0,
+        scale: float = DEFAULT_SCALE,
         mode: str = "paper",
         batch_size: int = 64,
         tol: float = 1e-3,
         backend: str = "torch",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, layer, scale, mode, batch_size)
+        # data_std, clamp, orientation: see DeepFeaturePrior (MGMPrior's docstring)
+        super().__init__(model, layer, scale, mode, batch_size, **kwargs)
         self.n_components = check_int(n_components, "n_components", 1)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self.pca_components = None if pca_components is None else check_int(pca_components, "pca_components", 1)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from captum_prior._validation import check_int
-from captum_prior.priors._base import DeepFeaturePrior, minmax
+from captum_prior.priors._base import DEFAULT_SCALE, ClampType, DeepFeaturePrior, minmax
 
 
 def ledoit_wolf_intensity(xc: Tensor) -> Tensor:
@@ -96,8 +96,30 @@ class MGMPrior(DeepFeaturePrior):
     ``layer`` is flattened into ``N = h*w`` rows of ``C`` features (eq. 10);
     a Gaussian is fitted to the rows (eqs. 11-12) and each position's
     log-density (eq. 14) is min-max normalised over the image, giving an
-    ``h x w`` map in ``[0, 1]``, upsampled bilinearly to the input size and
-    multiplied by ``scale``.
+    ``h x w`` map in ``[0, 1]``, oriented to be high on the object
+    (``orientation``), upsampled bilinearly to the input size and multiplied
+    by ``scale`` times the data's per-channel standard deviation.
+
+    **Units, clamp, orientation** (shared by every deep-feature prior).
+    The shift is ``map * scale * sigma_c``: ``scale`` counts standard
+    deviations of the data, so the same prior gives the same *relative*
+    shift whatever the data's units (pixels in [0, 1], [0, 255], or
+    normalised). The released code subtracts its map in the model's
+    normalised input space, i.e. in standard-deviation units too
+    (methods.md §1.2-1.3). ``sigma_c`` is ``data_std`` if given, else the
+    reference set's (the baselines passed to DeepPriorExpectedGradients).
+    The shifted baselines ``x' - p`` are clamped to ``clamp`` (default: the
+    reference set's per-channel min and max), so they never leave the data's
+    range; ``clamp=None`` turns that off and warns
+    (:class:`~captum_prior.errors.InputRangeWarning`). The old behaviour
+    (shift in input units, unclamped) is ``data_std=1.0, clamp=None``.
+
+    A per-image Gaussian is highest on the positions most typical of the
+    image: the background whenever it covers most of the frame. That is the
+    paper's recipe, not a sign error (``orientation="paper"`` keeps it;
+    ``benchmarks/results/deep_prior_orientation.md``). The default
+    ``orientation="object"`` flips a map that anti-correlates with the
+    layer's feature energy, see :func:`~captum_prior.priors._base.orient_to_object`.
 
     **Departures from the paper.** (1) The covariance of eq. 12 is singular
     whenever ``N <= C`` (49 positions x 1280 channels on EfficientNet-Lite0);
@@ -106,7 +128,7 @@ class MGMPrior(DeepFeaturePrior):
     uses the density itself and does not normalise; densities in 1280
     dimensions under- or overflow, so the log-density is min-max normalised.
 
-    **What a high value means.** A per-image Gaussian is centred on the
+    **What a high value means** (``orientation="paper"``). A per-image Gaussian is centred on the
     image's mean feature, so positions that look like *most* of the image get
     the highest prior. On an image whose positions fall into two feature
     clusters, the majority cluster gets the higher value — the object only
@@ -122,13 +144,27 @@ class MGMPrior(DeepFeaturePrior):
     Args:
         model (nn.Module): the model being explained (or any CNN).
         layer (str or nn.Module, optional): the layer whose ``N x C x h x w``
-                    output is modelled. Default: None (the model's last ``Conv2d``)
+                    output is modelled. Default: None (the output of the last
+                    module, in execution order, whose output is spatial,
+                    found by running the model once on the first input;
+                    stored in ``layer_`` / ``layer_name_`` and shown by ``repr``)
         n_components (int, optional): reduce rows by PCA to this many
                     dimensions before fitting (must be below the number of
                     rows). Default: None (no PCA; shrinkage)
-        scale (float, optional): multiplier of the ``[0, 1]`` map. Default: 1.0
+        scale (float, optional): the largest shift, in standard deviations of
+                    the data. Default: ``DEFAULT_SCALE`` (0.5, chosen on the
+                    development data, see the README)
         mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
         batch_size (int, optional): images per feature-extraction forward. Default: 64
+        data_std (float, sequence or Tensor, optional): the data's standard
+                    deviation (one value or one per channel). Default: None
+                    (the reference set's)
+        clamp ("auto", None or (low, high), optional): the range of the
+                    shifted baselines; ``"auto"`` = the reference set's
+                    per-channel min/max; ``None`` = no clamp (warns).
+                    Default: ``"auto"``
+        orientation (str, optional): ``"object"`` (map high on the object) or
+                    ``"paper"`` (the density as computed). Default: ``"object"``
     """
 
     def __init__(
@@ -136,12 +172,18 @@ class MGMPrior(DeepFeaturePrior):
         model: nn.Module,
         layer: Union[str, nn.Module, None] = None,
         n_components: Optional[int] = None,
-        scale: float = 1.0,
+        scale: float = DEFAULT_SCALE,
         mode: str = "paper",
         batch_size: int = 64,
+        data_std: Union[float, Sequence[float], Tensor, None] = None,
+        clamp: ClampType = "auto",
+        orientation: str = "object",
     ) -> None:
-        super().__init__(model, layer, scale, mode, batch_size)
+        super().__init__(model, layer, scale, mode, batch_size, data_std, clamp, orientation)
         self.n_components = None if n_components is None else check_int(n_components, "n_components", 1)
+
+    def _repr_extra(self) -> str:
+        return f"n_components={self.n_components!r}"
 
     def _fit_rows(self, rows: Tensor) -> Any:
         rows = rows.unsqueeze(0)
