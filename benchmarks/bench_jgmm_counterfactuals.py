@@ -288,7 +288,7 @@ def main() -> None:
     eff_table["JGMM sampled, proxy flips"] = {str(sig): mean_ci(100 * eff_proxy[:, si], random_state=args.seed)
                                              for si, sig in enumerate(SIGMAS)}
     out = {
-        "command": "python " + " ".join(sys.argv),
+        "command": "PYTHONPATH=. OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
         "machine_shared": "2 CPU cores shared by ~8 concurrent jobs; timings are not meaningful",
         "loadavg_start": load0, "loadavg_end": os.getloadavg(),
         "setup": {"model": "default FashionCNN", "lower": "conv2 (64x14x14) average-pooled with a 2x2 kernel "
