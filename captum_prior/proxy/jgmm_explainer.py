@@ -507,6 +507,7 @@ class JGMMExplainer:
                         f"the model returned shape {tuple(out.shape)}; JGMMExplainer needs "
                         "N x C class scores"
                     )
+                low = self._lower_layout(fmap).float().cpu()  # checks the pooling first
                 if self._input_meta is None:
                     self._input_meta = (tuple(x.shape[1:]), x.dtype, tuple(fmap.shape[1:]))
                     cell = self._pool_cell(tuple(fmap.shape[1:]))
@@ -516,7 +517,7 @@ class JGMMExplainer:
                     )
                 if stats is not None:
                     stats.add(fmap)
-                lows.append(self._lower_layout(fmap).float().cpu())
+                lows.append(low)
                 if store is not None:
                     h = store.pop()
                     store.clear()
