@@ -139,6 +139,13 @@ def test_counterfactual_decisions_go_through_the_decoder(kernel_explainers):
     assert cf.info["decoder"] == "linear inverse" and cf.features.shape[1:] == (49, 64)
     torch.testing.assert_close(cf.decisions, ex.decide(cf.features))
     assert bool((cf.decisions != cf.info["query_decision"]).all())
+    # the NUN scale: no mined counterfactual is closer than the nearest unlike neighbour
+    cm = ex.counterfactuals(xte[1], n=50, source="mined")
+    assert cm.info["nun_distance"] == pytest.approx(cf.info["nun_distance"])
+    assert float(cm.distances.min()) >= cm.info["nun_distance"] - 1e-6
+    unlike = ex._ex_decisions != cf.info["query_decision"]
+    d = ex._rms_dist(ex._examples_white(), ex._white(ex._query(xte[1])[0]))[:, 0]
+    assert cm.info["nun_distance"] == pytest.approx(float(d[unlike].min()), rel=1e-5)
     # the old behaviour: decoded on the query's own map
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

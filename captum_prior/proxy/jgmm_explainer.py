@@ -64,7 +64,12 @@ Departures from the paper, and why (each is also in the method docstrings):
 - **ℓ2 distances** are measured in the whitened lower-feature space and
   divided by ``sqrt(R * D)`` (root-mean-square per dimension), so a distance
   of 1 is one standard deviation per whitened dimension; the paper does not
-  give its units.
+  give its units.  A scale that means something for one query is its
+  distance to its nearest unlike neighbour (the nearest mining-set example
+  the model decides otherwise), returned as ``info["nun_distance"]`` by
+  :meth:`JGMMExplainer.counterfactuals` and :meth:`JGMMExplainer.semifactuals`;
+  ``distances / info["nun_distance"]`` is the proximity used in
+  ``benchmarks/bench_jgmm_counterfactuals.py``.
 - **Component ↔ class.**  With the logits as higher features, the higher
   mixture is initialised from the model's predicted classes (one component
   per class) instead of k-means, and each component is mapped to the class
@@ -1035,6 +1040,11 @@ class JGMMExplainer:
                 "coefficients": coef, "min_distance": lo, "max_distance": hi}
         want_same = kind == "semifactual"
         m = self.mixture_
+        ref = self._examples_white()
+        ex_dist = self._rms_dist(ref, q_white.to(ref.device))[:, 0].cpu()
+        unlike = self._ex_decisions != q_dec
+        # the scale a reader can use: the query's nearest unlike neighbour in the mining set
+        info["nun_distance"] = float(ex_dist[unlike].min()) if bool(unlike.any()) else math.inf
         if source == "sampled":
             feats = m.sample(n_samples, lower_component=istar, random_state=self._seed(random_state))[0].float().cpu()
             dist = self._rms_dist(self._white(feats), q_white.to(m._dev).float())[:, 0].cpu()
@@ -1051,8 +1061,7 @@ class JGMMExplainer:
             info.update(n_generated=n_samples, n_within_distance=int(keep.sum()), n_accepted=int(ok.sum()))
             return self._sampled(kind, feats[order], s[order], decisions=dec[order],
                                  distances=dist[order], info=info)
-        ref = self._examples_white()
-        dist = self._rms_dist(ref, q_white.to(ref.device))[:, 0].cpu()
+        dist = ex_dist
         dec = self._ex_decisions
         ok = (dist >= lo) & (dist <= hi) & ((dec == q_dec) if want_same else (dec != q_dec))
         if want_same:
@@ -1087,7 +1096,9 @@ class JGMMExplainer:
 
         Returns:
             :class:`JGMMExamples` with ``distances``; ``info`` holds the query's
-            decision, ``i*``, the α coefficients and the acceptance counts.
+            decision, ``i*``, the α coefficients, the acceptance counts and
+            ``nun_distance`` (the query's distance to its nearest unlike
+            neighbour in the mining set, same units as ``distances``).
         """
         return self._local("counterfactual", x_query, n, None, max_distance, source, n_samples, random_state)
 
