@@ -4,8 +4,10 @@ Proxy accuracy = agreement of a proxy's prediction with the MODEL's own
 decision on held-out (test) images, the proxies being trained on the model's
 decisions on training images, all from the same features:
 
-- lower features: ``conv2`` (middle layer) average-pooled to ``--pool`` x
-  ``--pool`` (64 channels -> 64 * pool^2 values);
+- lower features: ``conv2`` (middle layer) average-pooled to a ``--pool`` x
+  ``--pool`` output grid (``pool_grid``; 64 channels -> 64 * pool^2 values),
+  or, with ``--pool-kernel k``, with the paper's ``k x k`` kernel
+  (``pool_kernel``; 14x14 -> 7x7 for k = 2);
 - JGMM: :class:`JGMMExplainer` (higher = logits, ``K_y`` = 10), spatial
   extension (``R = pool x pool`` positions of 64-d vectors) and the flat
   variant (one 64*pool^2 vector); ``K_x`` chosen on a validation split of the
@@ -80,6 +82,13 @@ def train_larger(width: int, epochs: int, n_train: int, seed: int, xtr, ytr, xte
                    "n_parameters": sum(p.numel() for p in model.parameters())}
 
 
+def pooling(args) -> dict:
+    """The explainer's pooling arguments: the paper's kernel if given, else the grid."""
+    if args.pool_kernel is not None:
+        return {"pool_kernel": args.pool_kernel}
+    return {"pool_grid": args.pool}
+
+
 def jgmm_accuracy(ex: JGMMExplainer, feats_tr, feats_te, **_: object) -> float:
     low, high, out = feats_tr
     ex.fit_features(low, high, out)
@@ -97,7 +106,7 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
 
     res: dict = {"model": name}
     t0 = time.perf_counter()
-    ex_sp = JGMMExplainer(model, "conv2", pool=args.pool, spatial=True, random_state=args.seed,
+    ex_sp = JGMMExplainer(model, "conv2", **pooling(args), spatial=True, random_state=args.seed,
                           progress=False, keep_inputs=False, batch_size=1000,
                           max_iter=args.max_iter, tol=1e-3)
     tr = ex_sp.extract(xtr)[:3]
@@ -116,7 +125,7 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
     n_val = tr[0].shape[0] // 5
     va_i, fi_i = perm[:n_val], perm[n_val:]
     sub = lambda f, i: tuple(t[i] for t in f)  # noqa: E731
-    ex_flat = JGMMExplainer(model, "conv2", pool=args.pool, spatial=False, random_state=args.seed,
+    ex_flat = JGMMExplainer(model, "conv2", **pooling(args), spatial=False, random_state=args.seed,
                             progress=False, keep_inputs=False, batch_size=1000,
                             max_iter=args.max_iter, tol=1e-3)
     ex_flat._input_meta = ex_sp._input_meta
@@ -184,7 +193,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-train", type=int, default=10000, help="training images for the proxies")
     p.add_argument("--n-test", type=int, default=2000, help="held-out test images")
-    p.add_argument("--pool", type=int, default=2)
+    p.add_argument("--pool", type=int, default=2, help="output grid side (pool_grid)")
+    p.add_argument("--pool-kernel", type=int, default=None,
+                   help="the paper's k x k average-pooling kernel instead of the grid (pool_kernel)")
     p.add_argument("--kx-spatial", type=int, nargs="+", default=[32, 64])
     p.add_argument("--kx-flat", type=int, nargs="+", default=[32, 128])
     p.add_argument("--max-iter", type=int, default=60)
@@ -230,7 +241,10 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "what": "proxy accuracy (%) = agreement with the model's own decisions on held-out test images "
                 "(Table 1 layout of the JGMM paper); proxies trained on the model's decisions on training images",
-        "features": f"conv2 average-pooled to {args.pool}x{args.pool} (64*{args.pool}^2 values); higher = logits",
+        "features": (f"conv2 average-pooled with a {args.pool_kernel}x{args.pool_kernel} kernel (pool_kernel)"
+                     if args.pool_kernel is not None else
+                     f"conv2 average-pooled to a {args.pool}x{args.pool} output grid (pool_grid; "
+                     f"64*{args.pool}^2 values)") + "; higher = logits",
         "scaled_down": f"{args.n_train} random training images (of 60000) for the proxies, {args.n_test} random test "
                        f"images (of 10000); GP (fixed RBF kernel, median-distance length scale) on a random subsample of {args.gp_n}; larger CNN trained "
                        f"{args.large_epochs} epoch(s) on {args.large_train_n} images",
@@ -249,7 +263,7 @@ def main() -> None:
     for r in results:
         md.append(f"| {r['model']} | " + " | ".join(
             f"{100 * r[c]['accuracy']:.2f}" + (f" (K_x={r[c]['K_x']})" if "K_x" in r[c] else "") for c in cols) + " |")
-    md.append("\nJGMM_spatial: the paper's spatial extension (R = pool x pool positions, shared mu/Sigma, one Q^(r) "
+    md.append("\nJGMM_spatial: the paper's spatial extension (R = pooled positions, shared mu/Sigma, one Q^(r) "
               "per position), exact E-step. JGMM_flat: one vector per image. JGMM_spatial_paper_estep: the "
               "factorised E-step printed in the paper's App. A. K_x chosen on a 20% validation split; "
               "EM capped at --max-iter iterations (tol 1e-3).")

@@ -32,25 +32,44 @@ Departures from the paper, and why (each is also in the method docstrings):
   ``v_j = sum_i' Psi_i'j p(z_q=i' | x_q)`` (semi-factual).  No LP solver.
   Spatially, this is done per position ``r`` with ``Q^(r)``; a candidate's
   score is the mean over positions of eq. 7 / eq. 9.
+- **Pooling** (paper §4.1: "the feature maps are average-pooled with 2×2 or
+  3×3 kernels").  ``pool_kernel=k`` average-pools the lower map with a
+  ``k x k`` kernel and stride ``k`` (``nn.AvgPool2d(k)``: a 14x14 map becomes
+  7x7 for ``k=2``, 4x4 for ``k=3``; rows/columns left over are dropped).  The
+  older grid mode, adaptive pooling to a ``g x g`` output grid whatever the map
+  size, is ``pool_grid=g``; ``pool=`` is its deprecated alias.
 - **The model's decision on sampled features.**  The paper does not say how
   generated features are pushed through the network.  Here the pooled
-  feature map is brought back to the layer's resolution and put in place of
-  the layer's output in a forward pass (a forward hook), so the rest of the
-  network decides.  A pooled map does not determine the full map, so the
-  full map is *anchored* on a real one: the query's for counterfactuals and
-  semi-factuals, the nearest real example's for other samples; the anchor is
-  changed by the upsampled difference of pooled features, the smallest (ℓ2)
-  change whose pooled version equals the sample.  (Plain nearest-neighbour
-  upsampling is the fallback when no inputs are kept: it loses the
-  within-cell detail, and on the default CNN with a 2x2 grid it reproduces
-  the model's decision on real images only ~40% of the time.)  This needs
-  the layer's output to be the only path to the output (true for sequential
-  CNNs such as the default FashionCNN).  Mined examples carry the model's
-  decision on the real input.
+  feature map is brought back to the layer's resolution by a *decoder* and put
+  in place of the layer's output in a forward pass (a forward hook), so the
+  rest of the network decides.  This needs the layer's output to be the only
+  path to the output (true for sequential CNNs such as the default
+  FashionCNN).  A pooled map does not determine the full map; the default
+  decoder (``decoder="linear"``) is a least-squares inverse of the pooling
+  fitted on the training maps during :meth:`JGMMExplainer.fit`: each pooling
+  cell's ``k x k x C`` block is a ridge regression on the pooled ``3 x 3``
+  neighbourhood of cells (on the cell alone when ``9 C`` is large), then
+  corrected so that its average pool equals the features exactly.
+  :meth:`JGMMExplainer.decoder_fidelity` measures how often the model's
+  decision through the decoder equals its decision on the image.  On the
+  default FashionCNN (``conv2``, ``pool_kernel=2``, 2000 held-out test
+  images) it is 0.974 for the linear decoder and 0.777 for nearest-neighbour
+  upsampling (``decoder="nearest"``; 0.352 with the old 2x2 output grid),
+  ``benchmarks/results/jgmm_counterfactuals_table2.md``.
+  ``decoder="anchored"`` keeps the earlier behaviour: a real full map (the
+  query's for counterfactuals and semi-factuals, the nearest real example's
+  otherwise) changed by the upsampled pooled difference; its decisions follow
+  the anchor rather than the features, so counterfactuals rarely flip.
+  Mined examples always carry the model's decision on the real input.
 - **ℓ2 distances** are measured in the whitened lower-feature space and
   divided by ``sqrt(R * D)`` (root-mean-square per dimension), so a distance
   of 1 is one standard deviation per whitened dimension; the paper does not
-  give its units.
+  give its units.  A scale that means something for one query is its
+  distance to its nearest unlike neighbour (the nearest mining-set example
+  the model decides otherwise), returned as ``info["nun_distance"]`` by
+  :meth:`JGMMExplainer.counterfactuals` and :meth:`JGMMExplainer.semifactuals`;
+  ``distances / info["nun_distance"]`` is the proximity used in
+  ``benchmarks/bench_jgmm_counterfactuals.py``.
 - **Component ↔ class.**  With the logits as higher features, the higher
   mixture is initialised from the model's predicted classes (one component
   per class) instead of k-means, and each component is mapped to the class
@@ -62,6 +81,7 @@ Departures from the paper, and why (each is also in the method docstrings):
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -74,6 +94,7 @@ from torch import Tensor, nn
 from captum_prior._batching import RowRunner, forward_rows
 from captum_prior._features import capture, layer_features, resolve_layer
 from captum_prior._validation import check_choice, check_finite, check_float, check_int
+from captum_prior.errors import CaptumPriorWarning
 from captum_prior.proxy.jgmm import JointGaussianMixture, _generator
 
 __all__ = ["JGMMExamples", "JGMMExplainer"]
@@ -125,15 +146,105 @@ class JGMMExamples:
         return int(self.scores.shape[0])
 
 
+_DECODERS = ("linear", "nearest", "anchored")
+_UNSET: Any = object()  # marks "pool= not passed" (deprecated alias)
+_MAX_NEIGHBOURHOOD_INPUTS = 4096  # 9 C + 1 above this: regress each block on its own cell
+
+
+class _PoolInverse:
+    """Brings an average-pooled ``C x h x w`` map (cells of ``kh x kw``) back
+    to the layer's ``C x H x W``.
+
+    Without ``weight``: nearest-neighbour upsampling (each cell's value over
+    its block).  With ``weight`` (fitted by :class:`_InverseStats`): each
+    block is a linear function of the pooled ``3 x 3`` neighbourhood of its
+    cell (or of the cell alone), then shifted so that its mean equals the
+    cell's value, i.e. ``avg_pool(decode(P)) == P`` exactly.  Rows/columns
+    that the pooling dropped (``H % kh``) repeat the last decoded row/column.
+    """
+
+    def __init__(self, kernel: Tuple[int, int], size: Tuple[int, int],
+                 weight: Optional[Tensor] = None, neighbourhood: bool = True) -> None:
+        self.kernel, self.size = kernel, size
+        self.weight, self.neighbourhood = weight, neighbourhood
+
+    @staticmethod
+    def inputs(pooled: Tensor, neighbourhood: bool) -> Tensor:
+        """Regression inputs, one row per cell: ``(N h w) x (9C + 1)`` or ``(C + 1)``."""
+        n, c, h, w = pooled.shape
+        if neighbourhood:
+            u = F.unfold(F.pad(pooled, (1, 1, 1, 1), mode="replicate"), 3)  # N x 9C x hw
+        else:
+            u = pooled.flatten(2)
+        rows = u.transpose(1, 2).reshape(n * h * w, -1)
+        return torch.cat([rows, rows.new_ones(rows.shape[0], 1)], 1)
+
+    def decode(self, pooled: Tensor) -> Tensor:
+        kh, kw = self.kernel
+        n, c, h, w = pooled.shape
+        if self.weight is None:
+            full = pooled.repeat_interleave(kh, 2).repeat_interleave(kw, 3)
+        else:
+            x = self.inputs(pooled, self.neighbourhood)
+            blocks = x @ self.weight.to(x.device, x.dtype)  # (N h w) x (C kh kw)
+            blocks = blocks.reshape(n, h * w, c * kh * kw).transpose(1, 2)
+            full = F.fold(blocks, (h * kh, w * kw), (kh, kw), stride=(kh, kw))
+            shift = pooled - F.avg_pool2d(full, (kh, kw))
+            full = full + shift.repeat_interleave(kh, 2).repeat_interleave(kw, 3)
+        pad_h, pad_w = self.size[0] - h * kh, self.size[1] - w * kw
+        if pad_h or pad_w:
+            full = F.pad(full, (0, pad_w, 0, pad_h), mode="replicate")
+        return full
+
+
+class _InverseStats:
+    """Normal equations of the linear pooling inverse, accumulated over the
+    first ``max_examples`` full-resolution maps seen (float64)."""
+
+    def __init__(self, kernel: Tuple[int, int], max_examples: int) -> None:
+        self.kernel, self.max_examples = kernel, max_examples
+        self.n = 0
+        self.xtx: Optional[Tensor] = None
+        self.xty: Optional[Tensor] = None
+        self.neighbourhood = True
+
+    def add(self, fmap: Tensor) -> None:
+        take = min(fmap.shape[0], self.max_examples - self.n)
+        if take <= 0:
+            return
+        fmap = fmap[:take].detach().to(torch.float64)
+        kh, kw = self.kernel
+        n, c, hh, ww = fmap.shape
+        h, w = hh // kh, ww // kw
+        fmap = fmap[:, :, : h * kh, : w * kw]
+        self.neighbourhood = 9 * c + 1 <= _MAX_NEIGHBOURHOOD_INPUTS
+        pooled = F.avg_pool2d(fmap, (kh, kw))
+        x = _PoolInverse.inputs(pooled, self.neighbourhood)
+        y = F.unfold(fmap, (kh, kw), stride=(kh, kw)).transpose(1, 2).reshape(n * h * w, -1)
+        xtx, xty = x.T @ x, x.T @ y
+        self.xtx = xtx if self.xtx is None else self.xtx + xtx
+        self.xty = xty if self.xty is None else self.xty + xty
+        self.n += take
+
+    def solve(self, ridge: float = 1e-3) -> Tensor:
+        """Ridge solution (``ridge`` x the mean diagonal of X'X; the bias is
+        penalised too, harmlessly)."""
+        assert self.xtx is not None and self.xty is not None
+        a = self.xtx.clone()
+        a.diagonal().add_(ridge * float(a.diagonal().mean()) + 1e-12)
+        return torch.linalg.solve(a, self.xty).to(torch.float32)
+
+
 class _UpperNetwork:
     """``features -> model output``: the network above ``layer``, run by
     replacing ``layer``'s output in a forward pass of a dummy input.
 
-    The pooled ``g x g`` features are brought back to the layer's ``H x W``
-    either by nearest-neighbour upsampling, or, given an ``anchor`` (a real
-    full-resolution map of the layer), as ``anchor + up(features -
-    pool(anchor))``: the smallest (ℓ2) change of the anchor whose pooled
-    version equals the features (exactly so when ``g`` divides ``H``).
+    The pooled features are brought back to the layer's ``H x W`` by a
+    ``decoder`` (:class:`_PoolInverse`; nearest-neighbour interpolation when
+    None), or, given an ``anchor`` (a real full-resolution map of the layer),
+    as ``anchor + up(features - pool(anchor))``: the smallest (ℓ2) change of
+    the anchor whose pooled version equals the features (exactly so when the
+    pooling cells tile the map).
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module, input_shape: Tuple[int, ...],
@@ -142,19 +253,28 @@ class _UpperNetwork:
         self.input_shape, self.input_dtype = input_shape, input_dtype
         self.layer_shape, self.device = layer_shape, device
 
-    def full_map(self, fmap: Tensor, anchor: Optional[Tensor] = None) -> Tensor:
+    def full_map(self, fmap: Tensor, anchor: Optional[Tensor] = None,
+                 decoder: Optional[_PoolInverse] = None) -> Tensor:
         fmap = fmap.to(self.device)
         if len(self.layer_shape) == 3 and fmap.dim() == 4:
             size = tuple(self.layer_shape[1:])
+            if anchor is None and decoder is not None:
+                return decoder.decode(fmap)
             if anchor is None:
                 return F.interpolate(fmap, size=size, mode="nearest")
             anchor = anchor.to(self.device, fmap.dtype)
+            if decoder is not None:  # kernel pooling: cells of kh x kw, leftovers unchanged
+                (kh, kw), (h, w) = decoder.kernel, fmap.shape[-2:]
+                delta = fmap - F.avg_pool2d(anchor[..., : h * kh, : w * kw], (kh, kw))
+                delta = delta.repeat_interleave(kh, 2).repeat_interleave(kw, 3)
+                return anchor + F.pad(delta, (0, size[1] - w * kw, 0, size[0] - h * kh))
             delta = fmap - F.adaptive_avg_pool2d(anchor, fmap.shape[-2:])
             return anchor + F.interpolate(delta, size=size, mode="nearest")
         return fmap.reshape((fmap.shape[0],) + tuple(self.layer_shape))
 
-    def __call__(self, fmap: Tensor, anchor: Optional[Tensor] = None) -> Tensor:
-        full = self.full_map(fmap, anchor)
+    def __call__(self, fmap: Tensor, anchor: Optional[Tensor] = None,
+                 decoder: Optional[_PoolInverse] = None) -> Tensor:
+        full = self.full_map(fmap, anchor, decoder)
 
         def hook(_m: nn.Module, _i: Any, out: Any) -> Tensor:
             ref = out[0] if isinstance(out, (tuple, list)) else out
@@ -179,7 +299,7 @@ class JGMMExplainer:
                     scores.
         lower_layer (str or nn.Module): the lower (middle) layer, e.g.
                     ``"conv2"``. Its ``N x C x H x W`` output is average-pooled
-                    to a ``pool x pool`` grid (paper §4.1).
+                    (paper §4.1; see ``pool_kernel``).
         higher_layer (str, nn.Module or None, optional): the higher layer;
                     ``None`` uses the model's output logits (paper §4.1: "the
                     classification output ... is always selected as a higher
@@ -188,10 +308,26 @@ class JGMMExplainer:
         n_lower (int, optional): ``K_x``. Default: 32
         n_higher (int, optional): ``K_y``; ``None`` = number of model outputs
                     (classes). Default: None
-        pool (int or None, optional): side of the pooled grid of the lower
-                    feature map (adaptive average pooling; equal to a
-                    ``H/pool`` kernel when it divides). ``None`` keeps the full
-                    map. Default: 2
+        pool_kernel (int or None, optional): average-pool the lower map with a
+                    ``pool_kernel x pool_kernel`` kernel and the same stride
+                    (paper §4.1: 2x2 or 3x3 kernels), e.g. ``conv2``'s 14x14 ->
+                    7x7 for 2. ``None`` (or 1) keeps the full map. Ignored when
+                    ``pool_grid`` is given. Default: 2
+        pool_grid (int or None, optional): instead of a kernel, adaptive
+                    average pooling to a ``pool_grid x pool_grid`` output grid
+                    whatever the map size (the grid mode that ``pool=`` used to
+                    select). Default: None
+        pool (int or None, optional): **deprecated** alias of ``pool_grid``
+                    (its old meaning: the side of the output grid; ``None``
+                    kept the full map); emits a ``DeprecationWarning``.
+        decoder (str, optional): how pooled features are brought back to the
+                    layer's resolution so the rest of the network can decide
+                    on them (module docstring): ``"linear"`` (least-squares
+                    inverse fitted on the training maps), ``"nearest"``
+                    (upsampling) or ``"anchored"`` (a real map changed by the
+                    upsampled difference). Default: ``"linear"``
+        decoder_examples (int, optional): training examples whose full maps
+                    fit the linear decoder. Default: 2048
         spatial (bool, optional): the spatial extension (§3.3): each of the
                     ``pool x pool`` positions is one ``x^(r)`` (``R`` = the
                     grid, as the logits have no spatial extent), ``mu``/``Sigma``
@@ -217,13 +353,17 @@ class JGMMExplainer:
         higher_layer: Union[str, nn.Module, None] = None,
         n_lower: int = 32,
         n_higher: Optional[int] = None,
-        pool: Optional[int] = 2,
+        pool_kernel: Optional[int] = 2,
+        pool_grid: Optional[int] = None,
         spatial: bool = True,
         random_state: Optional[int] = None,
         device: Union[str, torch.device, None] = None,
         batch_size: int = 256,
         progress: bool = True,
         keep_inputs: bool = True,
+        decoder: str = "linear",
+        decoder_examples: int = 2048,
+        pool: Any = _UNSET,
         **mixture_params: Any,
     ) -> None:
         if lower_layer is None:
@@ -233,7 +373,22 @@ class JGMMExplainer:
         self.higher_module = None if higher_layer is None else resolve_layer(model, higher_layer, "higher_layer")
         self.n_lower = check_int(n_lower, "n_lower", 1)
         self.n_higher = None if n_higher is None else check_int(n_higher, "n_higher", 1)
-        self.pool = None if pool is None else check_int(pool, "pool", 1)
+        if pool is not _UNSET:
+            warnings.warn(
+                "JGMMExplainer(pool=g) is deprecated: it pools to a g x g output grid; pass "
+                "pool_grid=g for the same behaviour, or pool_kernel=k for the paper's k x k "
+                "average-pooling kernel (the new default, pool_kernel=2)",
+                DeprecationWarning, stacklevel=2,
+            )
+            if pool_grid is not None:
+                raise ValueError("pass pool_grid only (pool is its deprecated alias), not both")
+            pool_grid = pool
+            if pool is None:
+                pool_kernel = None  # the old pool=None: keep the full map
+        self.pool_kernel = None if pool_kernel is None else check_int(pool_kernel, "pool_kernel", 1)
+        self.pool_grid = None if pool_grid is None else check_int(pool_grid, "pool_grid", 1)
+        self.decoder = check_choice(decoder, "decoder", _DECODERS)
+        self.decoder_examples = check_int(decoder_examples, "decoder_examples", 1)
         if not isinstance(spatial, bool):
             raise TypeError("spatial must be a bool")
         self.spatial = spatial
@@ -272,8 +427,16 @@ class JGMMExplainer:
     def _lower_layout(self, fmap: Tensor) -> Tensor:
         """Raw layer output -> the mixture's lower input (pooled)."""
         if fmap.dim() == 4:
-            if self.pool is not None:
-                fmap = F.adaptive_avg_pool2d(fmap, self.pool)
+            if self.pool_grid is not None:
+                fmap = F.adaptive_avg_pool2d(fmap, self.pool_grid)
+            elif self.pool_kernel is not None and self.pool_kernel > 1:
+                k = self.pool_kernel
+                if k > fmap.shape[-2] or k > fmap.shape[-1]:
+                    raise ValueError(
+                        f"pool_kernel={k} is larger than the lower feature map "
+                        f"({fmap.shape[-2]} x {fmap.shape[-1]}); pass a smaller pool_kernel"
+                    )
+                fmap = F.avg_pool2d(fmap, k)
             if self.spatial:
                 return fmap.flatten(2).transpose(1, 2).contiguous()  # N x R x C
             return fmap.flatten(1)
@@ -294,15 +457,32 @@ class JGMMExplainer:
             return feats.transpose(1, 2).reshape(feats.shape[0], c, g[0], g[1])
         return feats.reshape(feats.shape[0], c, g[0], g[1])
 
+    def _pool_cell(self, layer_shape: Tuple[int, ...]) -> Optional[Tuple[int, int]]:
+        """The pooling cell (kh, kw) of a C x H x W lower map, or None when
+        there is no pooling or the adaptive grid does not divide the map."""
+        if len(layer_shape) != 3:
+            return None
+        _, h, w = layer_shape
+        if self.pool_grid is not None:
+            g = self.pool_grid
+            return (h // g, w // g) if (h % g == 0 and w % g == 0) else None
+        if self.pool_kernel is not None and self.pool_kernel > 1:
+            return (self.pool_kernel, self.pool_kernel)
+        return None
+
     def extract(self, data: Data) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
         """Lower features (pooled), higher features and model outputs for
         ``data``, one forward per batch through hooks that are removed
-        afterwards.
+        afterwards.  The first ``decoder_examples`` full-resolution lower maps
+        also feed the linear decoder that :meth:`fit_features` fits next.
 
         Returns:
             ``(lower, higher, outputs, inputs)``; ``inputs`` is the
             concatenated model inputs when ``keep_inputs`` else None.
         """
+        return self._extract(data, collect=True)
+
+    def _extract(self, data: Data, collect: bool) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
         from tqdm.auto import tqdm
 
         batches, total = self._batches(data)
@@ -312,6 +492,7 @@ class JGMMExplainer:
         outs: List[Tensor] = []
         ins: List[Tensor] = []
         self._input_meta = None
+        stats: Optional[_InverseStats] = None
         with ExitStack() as stack:
             store = (
                 stack.enter_context(capture(self.model, self.higher_module))
@@ -331,9 +512,17 @@ class JGMMExplainer:
                         f"the model returned shape {tuple(out.shape)}; JGMMExplainer needs "
                         "N x C class scores"
                     )
+                low = self._lower_layout(fmap).float().cpu()  # checks the pooling first
                 if self._input_meta is None:
                     self._input_meta = (tuple(x.shape[1:]), x.dtype, tuple(fmap.shape[1:]))
-                lows.append(self._lower_layout(fmap).float().cpu())
+                    cell = self._pool_cell(tuple(fmap.shape[1:]))
+                    stats = (
+                        _InverseStats(cell, self.decoder_examples)
+                        if collect and cell is not None and self.decoder == "linear" else None
+                    )
+                if stats is not None:
+                    stats.add(fmap)
+                lows.append(low)
                 if store is not None:
                     h = store.pop()
                     store.clear()
@@ -346,6 +535,8 @@ class JGMMExplainer:
                     ins.append(x.detach().cpu())
         if not lows:
             raise ValueError("data holds no examples")
+        if collect:
+            self._inverse_stats = stats
         return torch.cat(lows), torch.cat(highs), torch.cat(outs), (torch.cat(ins) if ins else None)
 
     # ------------------------------------------------------------------ fit
@@ -377,10 +568,16 @@ class JGMMExplainer:
         in_shape, in_dtype, layer_shape = self._input_meta
         self.input_shape_, self.input_dtype_, self.layer_shape_ = in_shape, in_dtype, layer_shape
         if len(layer_shape) == 3:
-            g = self.pool if self.pool is not None else None
-            self.grid_ = (g, g) if g is not None else (layer_shape[1], layer_shape[2])
+            _, h, w = layer_shape
+            if self.pool_grid is not None:
+                self.grid_ = (self.pool_grid, self.pool_grid)
+            elif self.pool_kernel is not None and self.pool_kernel > 1:
+                self.grid_ = (h // self.pool_kernel, w // self.pool_kernel)
+            else:
+                self.grid_ = (h, w)
         else:
             self.grid_ = None
+        self.decoder_ = self._fit_decoder(layer_shape)
         n_classes = out.shape[1]
         preds = out.argmax(1)
         k_y = self.n_higher if self.n_higher is not None else n_classes
@@ -403,6 +600,24 @@ class JGMMExplainer:
         self._reference_cache: Dict[Any, Tensor] = {}
         return self
 
+    def _fit_decoder(self, layer_shape: Tuple[int, ...]) -> Optional[_PoolInverse]:
+        """The pooling inverse used by :meth:`decide` (None: no pooling, or an
+        adaptive grid that does not divide the map, decoded by interpolation)."""
+        cell = self._pool_cell(layer_shape)
+        if cell is None or self.decoder == "anchored":
+            return None if cell is None else _PoolInverse(cell, tuple(layer_shape[1:]))
+        stats = getattr(self, "_inverse_stats", None)
+        if self.decoder == "nearest" or stats is None or stats.kernel != cell or stats.n == 0:
+            if self.decoder == "linear":
+                warnings.warn(
+                    "no full-resolution maps were collected for the linear decoder (call "
+                    "extract(data) right before fit_features); using nearest upsampling",
+                    CaptumPriorWarning, stacklevel=3,
+                )
+            return _PoolInverse(cell, tuple(layer_shape[1:]))
+        self._inverse_stats = None
+        return _PoolInverse(cell, tuple(layer_shape[1:]), stats.solve(), stats.neighbourhood)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "mixture_"):
             raise NotFittedError("This JGMMExplainer is not fitted yet; call fit(data) first.")
@@ -411,7 +626,7 @@ class JGMMExplainer:
         """Use ``data`` (e.g. training plus test data, as the paper's
         explaining step does) as the set that examples are mined from."""
         self._check_fitted()
-        low, _, out, inputs = self.extract(data)
+        low, _, out, inputs = self._extract(data, collect=False)
         self._set_examples(low, out, inputs)
         return self
 
@@ -451,7 +666,7 @@ class JGMMExplainer:
         out from :meth:`fit`) on which the proxy's class,
         ``argmax_c sum_{j -> c} p(w=j | x)``, equals the model's own decision."""
         self._check_fitted()
-        low, _, out, _ = self.extract(data)
+        low, _, out, _ = self._extract(data, collect=False)
         pred = self.proxy_predict_features(low)
         return float((pred == out.argmax(1)).double().mean())
 
@@ -460,21 +675,22 @@ class JGMMExplainer:
 
         The lower layer's output is replaced by the features brought back to
         the layer's resolution, and the rest of the network decides (see the
-        module docstring).  Without ``anchor_inputs`` the pooled map is
-        upsampled (nearest neighbour).  With ``anchor_inputs`` (one model
-        input, or one per feature row) the layer's real map on the anchor is
-        changed by the upsampled difference of pooled features, the smallest
-        change whose pooled version equals the features; real examples are
-        then decided exactly as the model decides on them.
+        module docstring).  Without ``anchor_inputs`` the explainer's decoder
+        does this (the fitted linear inverse of the pooling by default;
+        nearest-neighbour upsampling for ``decoder="nearest"`` or
+        ``"anchored"``).  With ``anchor_inputs`` (one model input, or one per
+        feature row) the layer's real map on the anchor is changed by the
+        upsampled difference of pooled features, the smallest change whose
+        pooled version equals the features; real examples anchored on
+        themselves are then decided exactly as the model decides on them.
         """
         self._check_fitted()
         if features.shape[0] == 0:
             return torch.zeros(0, dtype=torch.long)
         maps = self._to_map(features.float())
         n = maps.shape[0]
-        upper = _UpperNetwork(self.model, self.lower_module, self.input_shape_, self.input_dtype_,
-                              self.layer_shape_, self._model_device())
-        args = None
+        upper = self._upper()
+        args: Optional[Tuple[Any, ...]] = None
         if anchor_inputs is not None:
             if tuple(anchor_inputs.shape) == tuple(self.input_shape_):
                 anchor_inputs = anchor_inputs[None]
@@ -484,7 +700,9 @@ class JGMMExplainer:
                     f"feature row ({n})"
                 )
             anchors = self._full_lower(anchor_inputs)
-            args = (anchors.expand((n,) + tuple(anchors.shape[1:])),)
+            args = (anchors.expand((n,) + tuple(anchors.shape[1:])), self.decoder_)
+        else:
+            args = (None, self.decoder_)
         runner = RowRunner(upper, n, additional_forward_args=args, validate=False)
 
         def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
@@ -492,6 +710,28 @@ class JGMMExplainer:
 
         out = forward_rows(runner, rows, n, chunk_size=self.batch_size, raw=True)
         return out.argmax(1).cpu()
+
+    def _decoder_name(self, anchored: bool, anchor: str) -> str:
+        if anchored:
+            return f"anchored on {anchor}"
+        if self.decoder_ is None:
+            return "none (unpooled)" if self.grid_ is None or self.pool_grid is None else "interpolated"
+        return "linear inverse" if self.decoder_.weight is not None else "nearest upsampling"
+
+    def _upper(self) -> "_UpperNetwork":
+        return _UpperNetwork(self.model, self.lower_module, self.input_shape_, self.input_dtype_,
+                             self.layer_shape_, self._model_device())
+
+    def decoder_fidelity(self, data: Data) -> float:
+        r"""How faithfully the model's decision survives the pooling and the
+        decoder: the fraction of ``data`` (use held-out data) on which the
+        model's decision on the pooled features, decoded by :meth:`decide`
+        (no anchor), equals its decision on the image.  1.0 without pooling.
+        Decisions on *sampled* features (counterfactuals, prototypes) can be
+        trusted about as far as this figure."""
+        self._check_fitted()
+        low, _, out, _ = self._extract(data, collect=False)
+        return float((self.decide(low) == out.argmax(1)).double().mean())
 
     def _full_lower(self, inputs: Tensor) -> Tensor:
         """The lower layer's full-resolution output for model inputs."""
@@ -546,12 +786,12 @@ class JGMMExplainer:
         feats = feats.float().cpu()
         near = self._nearest(feats) if feats.shape[0] else torch.zeros(0, dtype=torch.long)
         if decisions is None:
-            # decode each sample on the full-resolution map of its nearest real example
-            anchors = None if self._ex_inputs is None else self._ex_inputs[near]
+            anchors = None
+            if self.decoder == "anchored" and self._ex_inputs is not None:
+                # decode each sample on the full-resolution map of its nearest real example
+                anchors = self._ex_inputs[near]
             decisions = self.decide(feats, anchors)
-            extra.setdefault("info", {})["decoder"] = (
-                "upsampled" if anchors is None else "anchored on the nearest real example"
-            )
+            extra.setdefault("info", {})["decoder"] = self._decoder_name(anchors is not None, "the nearest real example")
         return JGMMExamples(
             kind=kind, source="sampled", scores=scores.detach().cpu().float(),
             decisions=decisions.cpu(),
@@ -754,7 +994,7 @@ class JGMMExplainer:
         keep, prog = self.keep_inputs, self.progress
         self.keep_inputs, self.progress = False, False
         try:
-            return self.extract(x)
+            return self._extract(x, collect=False)
         finally:
             self.keep_inputs, self.progress = keep, prog
 
@@ -800,13 +1040,20 @@ class JGMMExplainer:
                 "coefficients": coef, "min_distance": lo, "max_distance": hi}
         want_same = kind == "semifactual"
         m = self.mixture_
+        ref = self._examples_white()
+        ex_dist = self._rms_dist(ref, q_white.to(ref.device))[:, 0].cpu()
+        unlike = self._ex_decisions != q_dec
+        # the scale a reader can use: the query's nearest unlike neighbour in the mining set
+        info["nun_distance"] = float(ex_dist[unlike].min()) if bool(unlike.any()) else math.inf
         if source == "sampled":
             feats = m.sample(n_samples, lower_component=istar, random_state=self._seed(random_state))[0].float().cpu()
             dist = self._rms_dist(self._white(feats), q_white.to(m._dev).float())[:, 0].cpu()
             keep = (dist >= lo) & (dist <= hi)
             feats, dist = feats[keep], dist[keep]
-            dec = self.decide(feats, x_query) if feats.shape[0] else torch.zeros(0, dtype=torch.long)
-            info["decoder"] = "anchored on the query"
+            anchored = self.decoder == "anchored"
+            dec = (self.decide(feats, x_query if anchored else None) if feats.shape[0]
+                   else torch.zeros(0, dtype=torch.long))
+            info["decoder"] = self._decoder_name(anchored, "the query")
             ok = (dec == q_dec) if want_same else (dec != q_dec)
             feats, dist, dec = feats[ok], dist[ok], dec[ok]
             s = self._local_scores(feats, coef.to(m._dev))
@@ -814,8 +1061,7 @@ class JGMMExplainer:
             info.update(n_generated=n_samples, n_within_distance=int(keep.sum()), n_accepted=int(ok.sum()))
             return self._sampled(kind, feats[order], s[order], decisions=dec[order],
                                  distances=dist[order], info=info)
-        ref = self._examples_white()
-        dist = self._rms_dist(ref, q_white.to(ref.device))[:, 0].cpu()
+        dist = ex_dist
         dec = self._ex_decisions
         ok = (dist >= lo) & (dist <= hi) & ((dec == q_dec) if want_same else (dec != q_dec))
         if want_same:
@@ -850,7 +1096,9 @@ class JGMMExplainer:
 
         Returns:
             :class:`JGMMExamples` with ``distances``; ``info`` holds the query's
-            decision, ``i*``, the α coefficients and the acceptance counts.
+            decision, ``i*``, the α coefficients, the acceptance counts and
+            ``nun_distance`` (the query's distance to its nearest unlike
+            neighbour in the mining set, same units as ``distances``).
         """
         return self._local("counterfactual", x_query, n, None, max_distance, source, n_samples, random_state)
 
