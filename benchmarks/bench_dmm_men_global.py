@@ -100,40 +100,34 @@ def plot_fidelity(res, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def split_rhat(x: np.ndarray) -> np.ndarray:
-    """Split-chain potential scale reduction (Gelman et al.) along axis 0."""
-    h = x.shape[0] // 2
-    a, b = x[:h], x[h : 2 * h]
-    w = 0.5 * (a.var(axis=0, ddof=1) + b.var(axis=0, ddof=1))
-    bm = h * np.var(np.stack([a.mean(0), b.mean(0)]), axis=0, ddof=1)
-    var_plus = (h - 1) / h * w + bm / h
-    return np.sqrt(var_plus / np.maximum(w, 1e-300))
+def top_set(coef: np.ndarray, k: int) -> set:
+    return set(np.argsort(-np.abs(coef), kind="stable")[:k].tolist())
 
 
 def insight_stability(gi, k: int = 150) -> dict:
     """Does the insight (top-k pixels of the largest component) converge?
-    Top-k by |posterior mean beta| from the first and the second half of the
-    kept draws, their overlap, and split R-hat of the log posterior and of
-    the largest component's coefficients."""
+    Within one fit: top-k from the first and second half of every chain's
+    kept draws; the ArviZ diagnostics the fit computed."""
     e = gi.estimator_
     big = int(np.argmax(e.component_sizes_))
-    draws = e.beta_draws_[:, big, 1:]
-    h = draws.shape[0] // 2
-
-    def top(d):
-        return set(np.argsort(-np.abs(d.mean(0)), kind="stable")[:k].tolist())
-
-    t_all, t1, t2 = top(draws), top(draws[:h]), top(draws[h:])
-    rh = split_rhat(draws)
-    post = e.trace_[e.burn_in_ :]
+    C = e.n_chains_
+    draws = e.beta_draws_[:, big, 1:].reshape(C, -1, e.coef_.shape[1])
+    h = draws.shape[1] // 2
+    t_all = top_set(draws.mean((0, 1)), k)
+    t1, t2 = (
+        top_set(draws[:, :h].mean((0, 1)), k),
+        top_set(draws[:, h:].mean((0, 1)), k),
+    )
+    per_chain = [top_set(draws[c].mean(0), k) for c in range(C)]
+    pair = [
+        len(per_chain[a] & per_chain[b]) / k for a in range(C) for b in range(a + 1, C)
+    ]
     return {
         "k": k,
         "top_k_overlap_first_vs_second_half": len(t1 & t2) / k,
         "top_k_overlap_first_half_vs_all": len(t1 & t_all) / k,
-        "split_rhat_log_posterior": float(split_rhat(post[:, None])[0]),
-        "split_rhat_coef_largest_component_max": float(rh.max()),
-        "split_rhat_coef_largest_component_median": float(np.median(rh)),
-        "share_coef_rhat_below_1.1": float(np.mean(rh < 1.1)),
+        "top_k_overlap_between_chains_min": min(pair) if pair else None,
+        "top_k_overlap_between_chains_mean": float(np.mean(pair)) if pair else None,
     }
 
 
@@ -146,57 +140,20 @@ def to_list(res):
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", type=int, default=1)
-    ap.add_argument("--n-features", type=int, default=300)
-    ap.add_argument("--n-iter", type=int, default=3000)
-    ap.add_argument("--n-fidelity", type=int, default=1000)
-    ap.add_argument("--n-synthetic", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument(
-        "--variants",
-        default="abs:all,positive:all",
-        help="fidelity runs, comma-separated rank_by:pool with rank_by in {abs, positive} "
-        "(ranking of the top pixels) and pool in {all, candidates} (where random pixels "
-        "are drawn from)",
-    )
-    ap.add_argument(
-        "--fit-cache",
-        default="",
-        help="file to save the fitted insights to, or to load them from if it exists",
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args()
-    if args.quick:
-        args.n_iter, args.repeats = 400, 10
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    cls = FASHION_CLASSES[args.target]
-    tag = f"_{args.tag}" if args.tag else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS / f"dmm_men_global_class{args.target}{tag}.json"
-    out = json.loads(json_path.read_text()) if json_path.exists() else {}
-    out.setdefault("commands", [])
-    out["commands"].append("python " + shlex.join(sys.argv))
-
-    model = load_fashion_cnn()
-    xtr, ytr = load_fashion_mnist("train")
-    xte, yte = load_fashion_mnist("test")
-    imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
-    if args.fit_cache and Path(args.fit_cache).exists():
-        gi = DMMMENGlobalInsights.load(args.fit_cache, model)
-        print(f"loaded the fit from {args.fit_cache}")
+def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
+    """Fit (or load from ``cache``) the class's DMM-MEN insights with ``seed``;
+    record the fit's timing and diagnostics in ``out[key]``."""
+    if cache and Path(cache).exists():
+        gi = DMMMENGlobalInsights.load(cache, model)
+        print(f"loaded the fit from {cache}")
     else:
         load0 = os.getloadavg()[0]
         est = DMMMEN(
             n_iter=args.n_iter,
             burn_in=args.n_iter // 2,
-            random_state=args.seed,
-            progress=True,
+            random_state=seed,
+            n_chains=args.n_chains,
+            n_jobs=args.n_jobs,
             n_threads=args.threads,
         )
         gi = DMMMENGlobalInsights(
@@ -206,8 +163,8 @@ def main() -> None:
         gi.fit(imgs)
         fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
         load1 = os.getloadavg()[0]
-        if args.fit_cache:
-            gi.save(args.fit_cache)
+        if cache:
+            gi.save(cache)
         e = gi.estimator_
         # in-sample fit through each sample's own component (Analysis.R's RMSD is
         # on the probability scale)
@@ -218,7 +175,7 @@ def main() -> None:
         )
         y = gi.y_.numpy()
         sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-        out["fit"] = {
+        out[key] = {
             "command": "python " + shlex.join(sys.argv),
             "class": args.target,
             "class_name": cls,
@@ -227,7 +184,9 @@ def main() -> None:
             "estimator": dict(est.get_params()),
             "fit_seconds": fit_s,
             "fit_cpu_seconds": fit_cpu,
-            "sweeps_per_second": args.n_iter / fit_s,
+            "sweeps_per_second": args.n_iter * args.n_chains / fit_s,
+            "n_chains": args.n_chains,
+            "insight_stability": insight_stability(gi),
             "diagnostics": dict(e.diagnostics_),
             "component_sizes": e.component_sizes_.tolist(),
             "weights": e.weights_.tolist(),
@@ -250,13 +209,105 @@ def main() -> None:
         }
         plot_insights(
             gi.insights(150),
-            RESULTS / f"dmm_men_insights_class{args.target}{tag}.png",
+            RESULTS / f"dmm_men_insights_class{args.target}{tag}_seed{seed}.png",
             f"DMM-MEN insights, class {args.target} ({cls}): top-150 of "
             f"{args.n_features} pixels per component by |beta| (brightest = most "
             "important)",
         )
+    return gi
 
-    out["insight_stability"] = insight_stability(gi)
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", type=int, default=1)
+    ap.add_argument("--n-features", type=int, default=300)
+    ap.add_argument(
+        "--n-iter",
+        type=int,
+        default=750,
+        help="sweeps per chain (4 x 750 = the 3000 sweeps of the one-chain run)",
+    )
+    ap.add_argument("--n-fidelity", type=int, default=1000)
+    ap.add_argument("--n-synthetic", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument(
+        "--variants",
+        default="abs:all,positive:all",
+        help="fidelity runs, comma-separated rank_by:pool with rank_by in {abs, positive} "
+        "(ranking of the top pixels) and pool in {all, candidates} (where random pixels "
+        "are drawn from)",
+    )
+    ap.add_argument(
+        "--fit-cache",
+        default="",
+        help="file to save the fitted insights to, or to load them from if it exists",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--n-chains", type=int, default=4, help="chains per fit (n_iter sweeps each)"
+    )
+    ap.add_argument(
+        "--compare-seed",
+        type=int,
+        default=None,
+        help="also fit with this seed and report the top-150 overlap of the two fits",
+    )
+    ap.add_argument("--n-jobs", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    if args.quick:
+        args.n_iter, args.repeats = 400, 10
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cls = FASHION_CLASSES[args.target]
+    tag = f"_{args.tag}" if args.tag else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"dmm_men_global_class{args.target}{tag}.json"
+    out = json.loads(json_path.read_text()) if json_path.exists() else {}
+    out.setdefault("commands", [])
+    out["commands"].append("python " + shlex.join(sys.argv))
+
+    model = load_fashion_cnn()
+    xtr, ytr = load_fashion_mnist("train")
+    xte, yte = load_fashion_mnist("test")
+    imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
+    gi = fit_or_load(args, model, imgs, args.seed, args.fit_cache, out, cls, tag)
+    if args.compare_seed is not None:
+        cache2 = (
+            args.fit_cache.replace(
+                ".safetensors", f"_seed{args.compare_seed}.safetensors"
+            )
+            if args.fit_cache
+            else ""
+        )
+        gi2 = fit_or_load(
+            args,
+            model,
+            imgs,
+            args.compare_seed,
+            cache2,
+            out,
+            cls,
+            tag,
+            key="fit_compare",
+        )
+        k = 150
+        b1 = gi.estimator_.coef_[int(np.argmax(gi.estimator_.component_sizes_))]
+        b2 = gi2.estimator_.coef_[int(np.argmax(gi2.estimator_.component_sizes_))]
+        p1, p2 = set(gi.top_pixels(k).tolist()), set(gi2.top_pixels(k).tolist())
+        out["seed_overlap"] = {
+            "seeds": [args.seed, args.compare_seed],
+            "k": k,
+            "top_k_overlap": len(p1 & p2) / k,
+            "largest_component_sizes": [
+                int(gi.estimator_.component_sizes_.max()),
+                int(gi2.estimator_.component_sizes_.max()),
+            ],
+            "coef_correlation": float(np.corrcoef(b1, b2)[0, 1]),
+        }
+        print(out["seed_overlap"])
 
     # ---- fidelity tests (Fig. 2)
     g = np.random.default_rng(args.seed)
