@@ -143,9 +143,12 @@ def to_list(res):
 def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
     """Fit (or load from ``cache``) the class's DMM-MEN insights with ``seed``;
     record the fit's timing and diagnostics in ``out[key]``."""
+    side = Path(cache + ".json") if cache else None
     if cache and Path(cache).exists():
         gi = DMMMENGlobalInsights.load(cache, model)
         print(f"loaded the fit from {cache}")
+        if side is not None and side.exists():
+            out[key] = json.loads(side.read_text())
     else:
         load0 = os.getloadavg()[0]
         est = DMMMEN(
@@ -207,6 +210,8 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
             "load_average_start_end": [load0, load1],
             "machine": platform.platform(),
         }
+        if side is not None:
+            side.write_text(json.dumps(out[key], indent=1, default=float))
         plot_insights(
             gi.insights(150),
             RESULTS / f"dmm_men_insights_class{args.target}{tag}_seed{seed}.png",
@@ -253,6 +258,9 @@ def main() -> None:
         help="also fit with this seed and report the top-150 overlap of the two fits",
     )
     ap.add_argument("--n-jobs", type=int, default=None)
+    ap.add_argument(
+        "--compare-cache", default="", help="fit cache of the --compare-seed fit"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
     ap.add_argument("--tag", default="")
@@ -275,13 +283,7 @@ def main() -> None:
     imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
     gi = fit_or_load(args, model, imgs, args.seed, args.fit_cache, out, cls, tag)
     if args.compare_seed is not None:
-        cache2 = (
-            args.fit_cache.replace(
-                ".safetensors", f"_seed{args.compare_seed}.safetensors"
-            )
-            if args.fit_cache
-            else ""
-        )
+        cache2 = args.compare_cache
         gi2 = fit_or_load(
             args,
             model,
@@ -352,31 +354,54 @@ def main() -> None:
     write_markdown(out, RESULTS / f"dmm_men_global_class{args.target}{tag}.md", tag)
 
 
-def write_markdown(out, path: Path, tag: str) -> None:
-    f = out["fit"]
+def _fit_lines(f: dict) -> list:
     d = f["diagnostics"]
     q = f["fit_quality_in_sample"]
+    C = f.get("n_chains", d.get("n_chains", 1))
+    est = f["estimator"]
+
+    def diag(name, s):
+        return (
+            f"| {name} | {s['rhat']:.3f} | {s['ess_bulk']:.0f} | {s['ess_tail']:.0f} | "
+            f"{s['mcse_mean']:.3g} (sd {s['sd']:.3g}) |"
+        )
+
+    tc = d.get("top_coef_largest_component", {})
+    st = f.get("insight_stability", {})
     lines = [
-        f"# DMM-MEN global fit and fidelity, Fashion-MNIST class {f['class']} "
-        f"({f['class_name']})",
-        "",
-        "Commands: " + "; ".join(f"`{c}`" for c in out["commands"]),
-        "",
         f"Fit: {f['n_images_fit']} images (all train + test of the class), "
-        f"{f['n_features']} highest-variance pixels, y = logit p(class) (exact, from the "
-        f"logits), DMM-MEN J=6, K=3, {f['estimator']['n_iter']} sweeps (burn-in "
-        f"{f['estimator']['burn_in']}), {f['threads']} thread; load average "
-        f"{f['load_average_start_end'][0]:.1f} -> {f['load_average_start_end'][1]:.1f} "
-        "on 2 cores shared with other agents.",
+        f"{f['n_features']} highest-variance pixels, y = logit p(class); DMM-MEN J=6, "
+        f"K=3, **{C} chains x {est['n_iter']} sweeps** (burn-in {est['burn_in']} each; "
+        f"{C * est['n_iter']} sweeps in all, {d['n_kept_draws']} kept draws), seed "
+        f"{est['random_state']}, {f['threads']} thread per chain, n_jobs "
+        f"{d.get('n_jobs')}; load average {f['load_average_start_end'][0]:.1f} -> "
+        f"{f['load_average_start_end'][1]:.1f} on 2 cores shared with other agents.",
         "",
-        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min** ({f['sweeps_per_second']:.1f} "
-        f"sweeps/s), CPU time {f['fit_cpu_seconds'] / 60:.2f} min; target <= 10 min; "
-        "paper: 115 min (20 000 sweeps in R)",
-        f"- ESS of the log posterior after burn-in: {d['ess_log_posterior']:.0f} of "
-        f"{d['n_kept_draws']} draws; Geweke z: {d['geweke_z_log_posterior']:.2f}",
-        f"- ESS of the largest component's coefficients: min "
-        f"{d['ess_coef_largest_component_min']:.0f}, median "
-        f"{d['ess_coef_largest_component_median']:.0f}",
+        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, CPU time of each chain "
+        f"{', '.join(f'{c / 60:.1f}' for c in d.get('chain_seconds', []))} min (wall "
+        "inside the worker)",
+        "",
+        "| quantity (kept draws, all chains) | rank split R-hat | bulk ESS | tail ESS | "
+        "MCSE of mean |",
+        "|---|---|---|---|---|",
+        diag(
+            "log posterior, marginal (tau and empty components integrated out)",
+            d["log_posterior_marginal"],
+        ),
+        diag("log posterior, joint (every sampled quantity)", d["log_posterior"]),
+        diag("mixture log-likelihood", d["log_likelihood"]),
+    ]
+    if tc:
+        lines.append(
+            f"| top-{tc['n']} coefficients of the largest component (worst) | "
+            f"{tc['rhat_max']:.3f} (median {tc['rhat_median']:.3f}) | "
+            f"{tc['ess_bulk_min']:.0f} (median {tc['ess_bulk_median']:.0f}) | "
+            f"{tc['ess_tail_min']:.0f} | max MCSE/sd {tc['mcse_over_sd_max']:.2f} |"
+        )
+    lines += [
+        "",
+        f"- thresholds: R-hat <= {d.get('rhat_threshold')}, bulk ESS >= "
+        f"{d.get('ess_bulk_threshold')}; converged: **{d.get('converged')}**",
         f"- acceptance: sigma^2 {d['sigma2_acceptance']:.2f}, lambda "
         f"{d['lambda_acceptance']:.2f}; relabelling iterations "
         f"{d['relabel_iterations']}, relabelled draws "
@@ -385,22 +410,49 @@ def write_markdown(out, path: Path, tag: str) -> None:
         f"- in-sample fit through each sample's component: RMSE(logit) "
         f"{q['rmse_logit_own_component']:.3f} (sd of y {q['y_sd']:.2f}), R^2 "
         f"{q['r2_logit_own_component']:.3f}, RMSD(probability) "
-        f"{q['rmsd_probability_own_component']:.4f} (Analysis.R's in-sample measure)",
+        f"{q['rmsd_probability_own_component']:.4f}",
     ]
-    st = out.get("insight_stability")
     if st:
+        lines.append(
+            f"- top-{st['k']} pixels of the largest component: first vs second half of "
+            f"every chain's kept draws overlap "
+            f"{100 * st['top_k_overlap_first_vs_second_half']:.0f} %; chain vs chain "
+            f"(each chain's own posterior mean) min "
+            f"{100 * (st['top_k_overlap_between_chains_min'] or 0):.0f} %, mean "
+            f"{100 * (st['top_k_overlap_between_chains_mean'] or 0):.0f} %"
+        )
+    return lines
+
+
+def write_markdown(out, path: Path, tag: str) -> None:
+    f = out["fit"]
+    lines = [
+        f"# DMM-MEN global fit, Fashion-MNIST class {f['class']} ({f['class_name']})",
+        "",
+        "Commands: " + "; ".join(f"`{c}`" for c in out["commands"]),
+        "",
+    ]
+    lines += _fit_lines(f)
+    if "fit_compare" in out:
+        lines += ["", "## Second fit (another seed)", ""] + _fit_lines(
+            out["fit_compare"]
+        )
+    so = out.get("seed_overlap")
+    if so:
         lines += [
-            f"- convergence of the insight: the top-{st['k']} pixels of the largest "
-            "component from the first and from the second half of the kept draws "
-            f"overlap {100 * st['top_k_overlap_first_vs_second_half']:.0f} %; split "
-            f"R-hat of the log posterior {st['split_rhat_log_posterior']:.3f}, of its "
-            f"coefficients median {st['split_rhat_coef_largest_component_median']:.3f}, "
-            f"max {st['split_rhat_coef_largest_component_max']:.3f} "
-            f"({100 * st['share_coef_rhat_below_1.1']:.0f} % below 1.1)",
+            "",
+            f"## Two fits with different seeds ({so['seeds'][0]}, {so['seeds'][1]})",
+            "",
+            f"- top-{so['k']} pixels of the largest component overlap "
+            f"**{100 * so['top_k_overlap']:.0f} %** (target >= 90 %; the one-chain "
+            "run's split-half overlap was 83 %); correlation of the two coefficient "
+            f"vectors {so['coef_correlation']:.3f}; largest component sizes "
+            f"{so['largest_component_sizes']}",
         ]
     lines += [
         "",
-        f"![insights](dmm_men_insights_class{f['class']}{tag}.png)",
+        f"![insights](dmm_men_insights_class{f['class']}{tag}_seed"
+        f"{f['estimator']['random_state']}.png)",
         "",
         "## Fidelity (Fig. 2): PCR in %, mean (95 % interval over bootstrap repeats)",
     ]

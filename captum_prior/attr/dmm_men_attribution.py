@@ -26,7 +26,7 @@ __all__ = ["DMMMENAttribution", "patch_feature_mask", "slic_feature_mask"]
 
 
 def _default_estimator() -> DMMMEN:
-    return DMMMEN(n_components=4, n_penalties=2, n_iter=600, burn_in=300)
+    return DMMMEN(n_components=4, n_penalties=2, n_iter=300, burn_in=150, n_chains=2)
 
 
 class DMMMENAttribution(PerturbationAttribution):
@@ -57,7 +57,8 @@ class DMMMENAttribution(PerturbationAttribution):
         forward_func (Callable): the model or any modification of it.
         estimator (DMMMEN, optional): template whose parameters are used for
                     each fit (it is cloned, never fitted itself). Default:
-                    ``DMMMEN(n_components=4, n_penalties=2, n_iter=600, burn_in=300)``
+                    ``DMMMEN(n_components=4, n_penalties=2, n_iter=300,
+                    burn_in=150, n_chains=2)`` (600 sweeps in all)
 
     Attributes:
         estimators_ (list of DMMMEN): the fitted mixtures of the last call,
