@@ -26,7 +26,9 @@ __all__ = ["DMMMENAttribution", "patch_feature_mask", "slic_feature_mask"]
 
 
 def _default_estimator() -> DMMMEN:
-    return DMMMEN(n_components=4, n_penalties=2, n_iter=300, burn_in=150, n_chains=2)
+    return DMMMEN(
+        n_components=4, n_penalties=2, n_iter=300, burn_in=150, n_chains=2, n_jobs=1
+    )
 
 
 class DMMMENAttribution(PerturbationAttribution):
@@ -58,7 +60,8 @@ class DMMMENAttribution(PerturbationAttribution):
         estimator (DMMMEN, optional): template whose parameters are used for
                     each fit (it is cloned, never fitted itself). Default:
                     ``DMMMEN(n_components=4, n_penalties=2, n_iter=300,
-                    burn_in=150, n_chains=2)`` (600 sweeps in all)
+                    burn_in=150, n_chains=2, n_jobs=1)`` (600 sweeps in all;
+                    small local fits run their chains in-process)
 
     Attributes:
         estimators_ (list of DMMMEN): the fitted mixtures of the last call,
