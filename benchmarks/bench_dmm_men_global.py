@@ -100,40 +100,34 @@ def plot_fidelity(res, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def split_rhat(x: np.ndarray) -> np.ndarray:
-    """Split-chain potential scale reduction (Gelman et al.) along axis 0."""
-    h = x.shape[0] // 2
-    a, b = x[:h], x[h : 2 * h]
-    w = 0.5 * (a.var(axis=0, ddof=1) + b.var(axis=0, ddof=1))
-    bm = h * np.var(np.stack([a.mean(0), b.mean(0)]), axis=0, ddof=1)
-    var_plus = (h - 1) / h * w + bm / h
-    return np.sqrt(var_plus / np.maximum(w, 1e-300))
+def top_set(coef: np.ndarray, k: int) -> set:
+    return set(np.argsort(-np.abs(coef), kind="stable")[:k].tolist())
 
 
 def insight_stability(gi, k: int = 150) -> dict:
     """Does the insight (top-k pixels of the largest component) converge?
-    Top-k by |posterior mean beta| from the first and the second half of the
-    kept draws, their overlap, and split R-hat of the log posterior and of
-    the largest component's coefficients."""
+    Within one fit: top-k from the first and second half of every chain's
+    kept draws; the ArviZ diagnostics the fit computed."""
     e = gi.estimator_
     big = int(np.argmax(e.component_sizes_))
-    draws = e.beta_draws_[:, big, 1:]
-    h = draws.shape[0] // 2
-
-    def top(d):
-        return set(np.argsort(-np.abs(d.mean(0)), kind="stable")[:k].tolist())
-
-    t_all, t1, t2 = top(draws), top(draws[:h]), top(draws[h:])
-    rh = split_rhat(draws)
-    post = e.trace_[e.burn_in_ :]
+    C = e.n_chains_
+    draws = e.beta_draws_[:, big, 1:].reshape(C, -1, e.coef_.shape[1])
+    h = draws.shape[1] // 2
+    t_all = top_set(draws.mean((0, 1)), k)
+    t1, t2 = (
+        top_set(draws[:, :h].mean((0, 1)), k),
+        top_set(draws[:, h:].mean((0, 1)), k),
+    )
+    per_chain = [top_set(draws[c].mean(0), k) for c in range(C)]
+    pair = [
+        len(per_chain[a] & per_chain[b]) / k for a in range(C) for b in range(a + 1, C)
+    ]
     return {
         "k": k,
         "top_k_overlap_first_vs_second_half": len(t1 & t2) / k,
         "top_k_overlap_first_half_vs_all": len(t1 & t_all) / k,
-        "split_rhat_log_posterior": float(split_rhat(post[:, None])[0]),
-        "split_rhat_coef_largest_component_max": float(rh.max()),
-        "split_rhat_coef_largest_component_median": float(np.median(rh)),
-        "share_coef_rhat_below_1.1": float(np.mean(rh < 1.1)),
+        "top_k_overlap_between_chains_min": min(pair) if pair else None,
+        "top_k_overlap_between_chains_mean": float(np.mean(pair)) if pair else None,
     }
 
 
@@ -146,57 +140,23 @@ def to_list(res):
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", type=int, default=1)
-    ap.add_argument("--n-features", type=int, default=300)
-    ap.add_argument("--n-iter", type=int, default=3000)
-    ap.add_argument("--n-fidelity", type=int, default=1000)
-    ap.add_argument("--n-synthetic", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument(
-        "--variants",
-        default="abs:all,positive:all",
-        help="fidelity runs, comma-separated rank_by:pool with rank_by in {abs, positive} "
-        "(ranking of the top pixels) and pool in {all, candidates} (where random pixels "
-        "are drawn from)",
-    )
-    ap.add_argument(
-        "--fit-cache",
-        default="",
-        help="file to save the fitted insights to, or to load them from if it exists",
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args()
-    if args.quick:
-        args.n_iter, args.repeats = 400, 10
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    cls = FASHION_CLASSES[args.target]
-    tag = f"_{args.tag}" if args.tag else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS / f"dmm_men_global_class{args.target}{tag}.json"
-    out = json.loads(json_path.read_text()) if json_path.exists() else {}
-    out.setdefault("commands", [])
-    out["commands"].append("python " + shlex.join(sys.argv))
-
-    model = load_fashion_cnn()
-    xtr, ytr = load_fashion_mnist("train")
-    xte, yte = load_fashion_mnist("test")
-    imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
-    if args.fit_cache and Path(args.fit_cache).exists():
-        gi = DMMMENGlobalInsights.load(args.fit_cache, model)
-        print(f"loaded the fit from {args.fit_cache}")
+def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
+    """Fit (or load from ``cache``) the class's DMM-MEN insights with ``seed``;
+    record the fit's timing and diagnostics in ``out[key]``."""
+    side = Path(cache + ".json") if cache else None
+    if cache and Path(cache).exists():
+        gi = DMMMENGlobalInsights.load(cache, model)
+        print(f"loaded the fit from {cache}")
+        if side is not None and side.exists():
+            out[key] = json.loads(side.read_text())
     else:
         load0 = os.getloadavg()[0]
         est = DMMMEN(
             n_iter=args.n_iter,
             burn_in=args.n_iter // 2,
-            random_state=args.seed,
-            progress=True,
+            random_state=seed,
+            n_chains=args.n_chains,
+            n_jobs=args.n_jobs,
             n_threads=args.threads,
         )
         gi = DMMMENGlobalInsights(
@@ -206,8 +166,8 @@ def main() -> None:
         gi.fit(imgs)
         fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
         load1 = os.getloadavg()[0]
-        if args.fit_cache:
-            gi.save(args.fit_cache)
+        if cache:
+            gi.save(cache)
         e = gi.estimator_
         # in-sample fit through each sample's own component (Analysis.R's RMSD is
         # on the probability scale)
@@ -218,7 +178,7 @@ def main() -> None:
         )
         y = gi.y_.numpy()
         sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-        out["fit"] = {
+        out[key] = {
             "command": "python " + shlex.join(sys.argv),
             "class": args.target,
             "class_name": cls,
@@ -227,7 +187,9 @@ def main() -> None:
             "estimator": dict(est.get_params()),
             "fit_seconds": fit_s,
             "fit_cpu_seconds": fit_cpu,
-            "sweeps_per_second": args.n_iter / fit_s,
+            "sweeps_per_second": args.n_iter * args.n_chains / fit_s,
+            "n_chains": args.n_chains,
+            "insight_stability": insight_stability(gi),
             "diagnostics": dict(e.diagnostics_),
             "component_sizes": e.component_sizes_.tolist(),
             "weights": e.weights_.tolist(),
@@ -248,15 +210,106 @@ def main() -> None:
             "load_average_start_end": [load0, load1],
             "machine": platform.platform(),
         }
+        if side is not None:
+            side.write_text(json.dumps(out[key], indent=1, default=float))
         plot_insights(
             gi.insights(150),
-            RESULTS / f"dmm_men_insights_class{args.target}{tag}.png",
+            RESULTS / f"dmm_men_insights_class{args.target}{tag}_seed{seed}.png",
             f"DMM-MEN insights, class {args.target} ({cls}): top-150 of "
             f"{args.n_features} pixels per component by |beta| (brightest = most "
             "important)",
         )
+    return gi
 
-    out["insight_stability"] = insight_stability(gi)
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", type=int, default=1)
+    ap.add_argument("--n-features", type=int, default=300)
+    ap.add_argument(
+        "--n-iter",
+        type=int,
+        default=750,
+        help="sweeps per chain (4 x 750 = the 3000 sweeps of the one-chain run)",
+    )
+    ap.add_argument("--n-fidelity", type=int, default=1000)
+    ap.add_argument("--n-synthetic", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument(
+        "--variants",
+        default="abs:all,positive:all",
+        help="fidelity runs, comma-separated rank_by:pool with rank_by in {abs, positive} "
+        "(ranking of the top pixels) and pool in {all, candidates} (where random pixels "
+        "are drawn from)",
+    )
+    ap.add_argument(
+        "--fit-cache",
+        default="",
+        help="file to save the fitted insights to, or to load them from if it exists",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--n-chains", type=int, default=4, help="chains per fit (n_iter sweeps each)"
+    )
+    ap.add_argument(
+        "--compare-seed",
+        type=int,
+        default=None,
+        help="also fit with this seed and report the top-150 overlap of the two fits",
+    )
+    ap.add_argument("--n-jobs", type=int, default=None)
+    ap.add_argument(
+        "--compare-cache", default="", help="fit cache of the --compare-seed fit"
+    )
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    if args.quick:
+        args.n_iter, args.repeats = 400, 10
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cls = FASHION_CLASSES[args.target]
+    tag = f"_{args.tag}" if args.tag else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"dmm_men_global_class{args.target}{tag}.json"
+    out = json.loads(json_path.read_text()) if json_path.exists() else {}
+    out.setdefault("commands", [])
+    out["commands"].append("python " + shlex.join(sys.argv))
+
+    model = load_fashion_cnn()
+    xtr, ytr = load_fashion_mnist("train")
+    xte, yte = load_fashion_mnist("test")
+    imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
+    gi = fit_or_load(args, model, imgs, args.seed, args.fit_cache, out, cls, tag)
+    if args.compare_seed is not None:
+        cache2 = args.compare_cache
+        gi2 = fit_or_load(
+            args,
+            model,
+            imgs,
+            args.compare_seed,
+            cache2,
+            out,
+            cls,
+            tag,
+            key="fit_compare",
+        )
+        k = 150
+        b1 = gi.estimator_.coef_[int(np.argmax(gi.estimator_.component_sizes_))]
+        b2 = gi2.estimator_.coef_[int(np.argmax(gi2.estimator_.component_sizes_))]
+        p1, p2 = set(gi.top_pixels(k).tolist()), set(gi2.top_pixels(k).tolist())
+        out["seed_overlap"] = {
+            "seeds": [args.seed, args.compare_seed],
+            "k": k,
+            "top_k_overlap": len(p1 & p2) / k,
+            "largest_component_sizes": [
+                int(gi.estimator_.component_sizes_.max()),
+                int(gi2.estimator_.component_sizes_.max()),
+            ],
+            "coef_correlation": float(np.corrcoef(b1, b2)[0, 1]),
+        }
+        print(out["seed_overlap"])
 
     # ---- fidelity tests (Fig. 2)
     g = np.random.default_rng(args.seed)
@@ -301,31 +354,54 @@ def main() -> None:
     write_markdown(out, RESULTS / f"dmm_men_global_class{args.target}{tag}.md", tag)
 
 
-def write_markdown(out, path: Path, tag: str) -> None:
-    f = out["fit"]
+def _fit_lines(f: dict) -> list:
     d = f["diagnostics"]
     q = f["fit_quality_in_sample"]
+    C = f.get("n_chains", d.get("n_chains", 1))
+    est = f["estimator"]
+
+    def diag(name, s):
+        return (
+            f"| {name} | {s['rhat']:.3f} | {s['ess_bulk']:.0f} | {s['ess_tail']:.0f} | "
+            f"{s['mcse_mean']:.3g} (sd {s['sd']:.3g}) |"
+        )
+
+    tc = d.get("top_coef_largest_component", {})
+    st = f.get("insight_stability", {})
     lines = [
-        f"# DMM-MEN global fit and fidelity, Fashion-MNIST class {f['class']} "
-        f"({f['class_name']})",
-        "",
-        "Commands: " + "; ".join(f"`{c}`" for c in out["commands"]),
-        "",
         f"Fit: {f['n_images_fit']} images (all train + test of the class), "
-        f"{f['n_features']} highest-variance pixels, y = logit p(class) (exact, from the "
-        f"logits), DMM-MEN J=6, K=3, {f['estimator']['n_iter']} sweeps (burn-in "
-        f"{f['estimator']['burn_in']}), {f['threads']} thread; load average "
-        f"{f['load_average_start_end'][0]:.1f} -> {f['load_average_start_end'][1]:.1f} "
-        "on 2 cores shared with other agents.",
+        f"{f['n_features']} highest-variance pixels, y = logit p(class); DMM-MEN J=6, "
+        f"K=3, **{C} chains x {est['n_iter']} sweeps** (burn-in {est['burn_in']} each; "
+        f"{C * est['n_iter']} sweeps in all, {d['n_kept_draws']} kept draws), seed "
+        f"{est['random_state']}, {f['threads']} thread per chain, n_jobs "
+        f"{d.get('n_jobs')}; load average {f['load_average_start_end'][0]:.1f} -> "
+        f"{f['load_average_start_end'][1]:.1f} on 2 cores shared with other agents.",
         "",
-        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min** ({f['sweeps_per_second']:.1f} "
-        f"sweeps/s), CPU time {f['fit_cpu_seconds'] / 60:.2f} min; target <= 10 min; "
-        "paper: 115 min (20 000 sweeps in R)",
-        f"- ESS of the log posterior after burn-in: {d['ess_log_posterior']:.0f} of "
-        f"{d['n_kept_draws']} draws; Geweke z: {d['geweke_z_log_posterior']:.2f}",
-        f"- ESS of the largest component's coefficients: min "
-        f"{d['ess_coef_largest_component_min']:.0f}, median "
-        f"{d['ess_coef_largest_component_median']:.0f}",
+        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, CPU time of each chain "
+        f"{', '.join(f'{c / 60:.1f}' for c in d.get('chain_seconds', []))} min (wall "
+        "inside the worker)",
+        "",
+        "| quantity (kept draws, all chains) | rank split R-hat | bulk ESS | tail ESS | "
+        "MCSE of mean |",
+        "|---|---|---|---|---|",
+        diag(
+            "log posterior, marginal (tau and empty components integrated out)",
+            d["log_posterior_marginal"],
+        ),
+        diag("log posterior, joint (every sampled quantity)", d["log_posterior"]),
+        diag("mixture log-likelihood", d["log_likelihood"]),
+    ]
+    if tc:
+        lines.append(
+            f"| top-{tc['n']} coefficients of the largest component (worst) | "
+            f"{tc['rhat_max']:.3f} (median {tc['rhat_median']:.3f}) | "
+            f"{tc['ess_bulk_min']:.0f} (median {tc['ess_bulk_median']:.0f}) | "
+            f"{tc['ess_tail_min']:.0f} | max MCSE/sd {tc['mcse_over_sd_max']:.2f} |"
+        )
+    lines += [
+        "",
+        f"- thresholds: R-hat <= {d.get('rhat_threshold')}, bulk ESS >= "
+        f"{d.get('ess_bulk_threshold')}; converged: **{d.get('converged')}**",
         f"- acceptance: sigma^2 {d['sigma2_acceptance']:.2f}, lambda "
         f"{d['lambda_acceptance']:.2f}; relabelling iterations "
         f"{d['relabel_iterations']}, relabelled draws "
@@ -334,22 +410,49 @@ def write_markdown(out, path: Path, tag: str) -> None:
         f"- in-sample fit through each sample's component: RMSE(logit) "
         f"{q['rmse_logit_own_component']:.3f} (sd of y {q['y_sd']:.2f}), R^2 "
         f"{q['r2_logit_own_component']:.3f}, RMSD(probability) "
-        f"{q['rmsd_probability_own_component']:.4f} (Analysis.R's in-sample measure)",
+        f"{q['rmsd_probability_own_component']:.4f}",
     ]
-    st = out.get("insight_stability")
     if st:
+        lines.append(
+            f"- top-{st['k']} pixels of the largest component: first vs second half of "
+            f"every chain's kept draws overlap "
+            f"{100 * st['top_k_overlap_first_vs_second_half']:.0f} %; chain vs chain "
+            f"(each chain's own posterior mean) min "
+            f"{100 * (st['top_k_overlap_between_chains_min'] or 0):.0f} %, mean "
+            f"{100 * (st['top_k_overlap_between_chains_mean'] or 0):.0f} %"
+        )
+    return lines
+
+
+def write_markdown(out, path: Path, tag: str) -> None:
+    f = out["fit"]
+    lines = [
+        f"# DMM-MEN global fit, Fashion-MNIST class {f['class']} ({f['class_name']})",
+        "",
+        "Commands: " + "; ".join(f"`{c}`" for c in out["commands"]),
+        "",
+    ]
+    lines += _fit_lines(f)
+    if "fit_compare" in out:
+        lines += ["", "## Second fit (another seed)", ""] + _fit_lines(
+            out["fit_compare"]
+        )
+    so = out.get("seed_overlap")
+    if so:
         lines += [
-            f"- convergence of the insight: the top-{st['k']} pixels of the largest "
-            "component from the first and from the second half of the kept draws "
-            f"overlap {100 * st['top_k_overlap_first_vs_second_half']:.0f} %; split "
-            f"R-hat of the log posterior {st['split_rhat_log_posterior']:.3f}, of its "
-            f"coefficients median {st['split_rhat_coef_largest_component_median']:.3f}, "
-            f"max {st['split_rhat_coef_largest_component_max']:.3f} "
-            f"({100 * st['share_coef_rhat_below_1.1']:.0f} % below 1.1)",
+            "",
+            f"## Two fits with different seeds ({so['seeds'][0]}, {so['seeds'][1]})",
+            "",
+            f"- top-{so['k']} pixels of the largest component overlap "
+            f"**{100 * so['top_k_overlap']:.0f} %** (target >= 90 %; the one-chain "
+            "run's split-half overlap was 83 %); correlation of the two coefficient "
+            f"vectors {so['coef_correlation']:.3f}; largest component sizes "
+            f"{so['largest_component_sizes']}",
         ]
     lines += [
         "",
-        f"![insights](dmm_men_insights_class{f['class']}{tag}.png)",
+        f"![insights](dmm_men_insights_class{f['class']}{tag}_seed"
+        f"{f['estimator']['random_state']}.png)",
         "",
         "## Fidelity (Fig. 2): PCR in %, mean (95 % interval over bootstrap repeats)",
     ]

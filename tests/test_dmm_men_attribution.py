@@ -14,7 +14,9 @@ from captum_prior.data import load_fashion_mnist_sample
 from captum_prior.models import load_fashion_cnn
 from captum_prior.proxy import DMMMEN
 
-FAST = DMMMEN(n_components=3, n_penalties=2, n_iter=300, burn_in=150)
+FAST = DMMMEN(
+    n_chains=1, n_jobs=1, n_components=3, n_penalties=2, n_iter=300, burn_in=150
+)
 
 
 class PatchModel(nn.Module):
@@ -91,7 +93,9 @@ def test_batch_uses_chunked_forward_and_per_example_args():
     model, a, b = _two_regime_model()
     x = torch.rand(2, 1, 8, 8) + 0.5
     scale = torch.tensor([1.0, 2.0])
-    dm = DMMMENAttribution(model, estimator=DMMMEN(n_components=2, n_iter=160))
+    dm = DMMMENAttribution(
+        model, estimator=DMMMEN(n_chains=1, n_jobs=1, n_components=2, n_iter=160)
+    )
     n, ppe = 150, 64
     attr = dm.attribute(
         x,
@@ -126,7 +130,9 @@ def test_reproducible_under_seed():
     model, _, _ = _two_regime_model()
     x = torch.ones(1, 1, 8, 8)
     kw = dict(target=0, feature_mask=MASK, n_samples=120, random_state=7)
-    dm = DMMMENAttribution(model, estimator=DMMMEN(n_components=2, n_iter=60))
+    dm = DMMMENAttribution(
+        model, estimator=DMMMEN(n_chains=1, n_jobs=1, n_components=2, n_iter=60)
+    )
     a1 = dm.attribute(x, **kw)
     a2 = dm.attribute(x, **kw)
     a3 = dm.attribute(x, **{**kw, "random_state": 8})
@@ -140,7 +146,9 @@ def test_tuple_inputs_share_feature_ids_and_baselines():
     x1, x2 = torch.ones(1, 4), torch.ones(1, 2)
     m1 = torch.tensor([[0, 0, 1, 1]])
     m2 = torch.tensor([[1, 2]])
-    dm = DMMMENAttribution(f, estimator=DMMMEN(n_components=2, n_iter=200))
+    dm = DMMMENAttribution(
+        f, estimator=DMMMEN(n_chains=1, n_jobs=1, n_components=2, n_iter=200)
+    )
     a1, a2 = dm.attribute(
         (x1, x2),
         baselines=(0.0, torch.zeros(2)),
@@ -161,7 +169,9 @@ def test_default_cnn_on_fashion_mnist_sample():
     prob = nn.Sequential(model, nn.Softmax(dim=1)).eval()
     x_all, y_all = load_fashion_mnist_sample(12)
     mask = patch_feature_mask((1, 28, 28), 4)
-    dm = DMMMENAttribution(prob, estimator=DMMMEN(n_components=3, n_iter=200))
+    dm = DMMMENAttribution(
+        prob, estimator=DMMMEN(n_chains=1, n_jobs=1, n_components=3, n_iter=200)
+    )
     x, y = x_all[[1, 2, 8]], y_all[[1, 2, 8]]
     attr = dm.attribute(
         x,
@@ -187,7 +197,9 @@ def test_default_cnn_on_fashion_mnist_sample():
 def test_logit_response_and_errors():
     model, _, _ = _two_regime_model()
     x = torch.ones(1, 1, 8, 8)
-    dm = DMMMENAttribution(model, estimator=DMMMEN(n_components=2, n_iter=40))
+    dm = DMMMENAttribution(
+        model, estimator=DMMMEN(n_chains=1, n_jobs=1, n_components=2, n_iter=40)
+    )
     with pytest.raises(ValueError, match="logit"):
         dm.attribute(x, target=0, feature_mask=MASK, n_samples=50, response="logit")
     with pytest.raises(ValueError, match="response"):
@@ -208,7 +220,9 @@ def test_logit_response_and_errors():
         DMMMENAttribution(model, estimator=object())
 
     prob_model = nn.Sequential(model, nn.Softmax(dim=1))
-    dm2 = DMMMENAttribution(prob_model, estimator=DMMMEN(n_components=2, n_iter=40))
+    dm2 = DMMMENAttribution(
+        prob_model, estimator=DMMMEN(n_chains=1, n_jobs=1, n_components=2, n_iter=40)
+    )
     attr = dm2.attribute(
         x, target=0, feature_mask=MASK, n_samples=80, response="logit", random_state=0
     )

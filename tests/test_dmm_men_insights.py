@@ -44,7 +44,9 @@ def fitted():
         KeyPixelModel(),
         0,
         n_features=20,
-        estimator=DMMMEN(n_components=3, n_iter=300, random_state=0),
+        estimator=DMMMEN(
+            n_chains=1, n_jobs=1, n_components=3, n_iter=300, random_state=0
+        ),
     )
     return gi.fit(x), x
 
@@ -173,7 +175,9 @@ def test_default_cnn_on_fashion_mnist_sample():
         load_fashion_cnn(),
         1,
         n_features=40,
-        estimator=DMMMEN(n_components=3, n_iter=120, random_state=0),
+        estimator=DMMMEN(
+            n_chains=1, n_jobs=1, n_components=3, n_iter=120, random_state=0
+        ),
     ).fit(trousers)
     assert gi.y_.shape == (trousers.shape[0],) and gi.y_.mean() > 3  # confident
     ins = gi.insights(k=20)

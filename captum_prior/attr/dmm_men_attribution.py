@@ -25,42 +25,15 @@ from captum_prior._validation import (
     resolve_callable_baselines,
 )
 from captum_prior.proxy.dmm_men import DMMMEN
+from captum_prior.segmentation import patch_feature_mask, slic_feature_mask
 
-
-def patch_feature_mask(
-    shape: Tuple[int, ...],
-    patch_size: Union[int, Tuple[int, int]] = 4,
-    device: Any = None,
-) -> Tensor:
-    r"""A feature mask of square patches ("superpixels") for images.
-
-    Args:
-        shape (tuple): the shape of one input, ``C x H x W`` (or ``H x W``);
-                    every channel of a patch shares the patch's feature id.
-        patch_size (int or tuple, optional): patch height and width. Default: 4
-        device (torch.device, optional): device of the mask. Default: None
-
-    Returns:
-        A ``1 x C x H x W`` (or ``1 x H x W``) ``long`` mask with ids
-        ``0 .. n_patches - 1`` in row-major patch order.
-    """
-    if len(shape) not in (2, 3):
-        raise ValueError(f"shape must be (C, H, W) or (H, W), got {tuple(shape)}")
-    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
-    check_int(ph, "patch_size", 1)
-    check_int(pw, "patch_size", 1)
-    H, W = shape[-2], shape[-1]
-    rows = torch.arange(H, device=device) // ph
-    cols = torch.arange(W, device=device) // pw
-    n_cols = int((W + pw - 1) // pw)
-    mask = rows[:, None] * n_cols + cols[None, :]
-    if len(shape) == 3:
-        mask = mask.expand(shape[0], H, W)
-    return mask.unsqueeze(0).clone()
+__all__ = ["DMMMENAttribution", "patch_feature_mask", "slic_feature_mask"]
 
 
 def _default_estimator() -> DMMMEN:
-    return DMMMEN(n_components=4, n_penalties=2, n_iter=600, burn_in=300)
+    return DMMMEN(
+        n_components=4, n_penalties=2, n_iter=300, burn_in=150, n_chains=2, n_jobs=1
+    )
 
 
 class DMMMENAttribution(PerturbationAttribution):
@@ -91,7 +64,9 @@ class DMMMENAttribution(PerturbationAttribution):
         forward_func (Callable): the model or any modification of it.
         estimator (DMMMEN, optional): template whose parameters are used for
                     each fit (it is cloned, never fitted itself). Default:
-                    ``DMMMEN(n_components=4, n_penalties=2, n_iter=600, burn_in=300)``
+                    ``DMMMEN(n_components=4, n_penalties=2, n_iter=300,
+                    burn_in=150, n_chains=2, n_jobs=1)`` (600 sweeps in all;
+                    small local fits run their chains in-process)
 
     Attributes:
         estimators_ (list of DMMMEN): the fitted mixtures of the last call,
@@ -148,8 +123,12 @@ class DMMMENAttribution(PerturbationAttribution):
                         feature id of every input element, broadcastable to
                         the inputs (``1 x ...`` or ``N x ...``); ids may be
                         any integers and are shared across the tuple.
-                        ``None`` makes every scalar its own feature (Captum's
-                        default; use :func:`patch_feature_mask` for images).
+                        ``None``: SLIC superpixels of each image
+                        (:func:`captum_prior.segmentation.slic_feature_mask`)
+                        when ``inputs`` is one ``N x C x H x W`` tensor, as
+                        the paper; otherwise every scalar is its own feature
+                        (Captum's default).  Patches:
+                        :func:`captum_prior.segmentation.patch_feature_mask`.
                         Default: None
             n_samples (int, optional): perturbed samples per example,
                         including the unperturbed input. Default: 500
@@ -347,6 +326,9 @@ class DMMMENAttribution(PerturbationAttribution):
 
     @staticmethod
     def _masks(feature_mask: Any, inputs: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+        if feature_mask is None and len(inputs) == 1 and inputs[0].dim() == 4:
+            # one batch of images: SLIC superpixels per image (paper §4.2)
+            return (slic_feature_mask(inputs[0]),)
         if feature_mask is None:
             out, start = [], 0
             for x in inputs:

@@ -1,8 +1,14 @@
-"""Post-MCMC analysis for DMM-MEN (private): relabelling and convergence diagnostics."""
+"""Post-MCMC analysis for DMM-MEN (private): relabelling and convergence diagnostics.
+
+The diagnostics are ArviZ's (``arviz-stats``, numpy + scipy only): rank-normalised
+split R-hat, bulk and tail effective sample size and Monte-Carlo standard error
+(Vehtari et al. 2021), over several chains.  They replace the hand-written
+Geyer ESS and Geweke z this module used to carry.
+"""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -83,54 +89,103 @@ def apply_permutation(draws: np.ndarray, perm: np.ndarray) -> np.ndarray:
     )
 
 
-def _autocov_fft(x: np.ndarray) -> np.ndarray:
-    n = x.shape[-1]
-    xc = x - x.mean(axis=-1, keepdims=True)
-    m = 1 << (2 * n - 1).bit_length()
-    f = np.fft.rfft(xc, n=m, axis=-1)
-    ac = np.fft.irfft(f * np.conj(f), n=m, axis=-1)[..., :n]
-    return ac / n
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400.0
 
 
-def effective_sample_size(x: np.ndarray) -> np.ndarray:
-    """Effective sample size of one chain along the last axis.
+def _as_chains(x: np.ndarray) -> np.ndarray:
+    """``(n_chains, n_draws, ...)`` -> ``(..., n_chains, n_draws)`` float array."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim < 2:
+        raise ValueError(
+            f"draws must be (n_chains, n_draws, ...), got shape {x.shape}; pass "
+            "x[None, :] for a single chain"
+        )
+    return np.moveaxis(np.moveaxis(x, 0, -1), 0, -1)
 
-    Geyer's (1992) initial monotone sequence estimator: autocorrelations are
-    summed in adjacent pairs while the pair sums stay positive, and the pair
-    sums are made monotone.  A constant series has ESS equal to its length.
+
+def chain_diagnostics(x: np.ndarray) -> Dict[str, np.ndarray]:
+    """Rank-normalised split R-hat, bulk and tail ESS and the MCSE of the mean
+    (Vehtari, Gelman, Simpson, Carpenter & Buerkner 2021), computed by ArviZ's
+    statistics package (``arviz_stats.base.array_stats``).
+
+    Args:
+        x: ``(n_chains, n_draws, ...)`` draws of one or more scalar quantities.
+
+    Returns:
+        dict with ``rhat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean`` and
+        ``sd``, each of shape ``x.shape[2:]``.  A quantity that is constant
+        over every draw gets R-hat 1 and ESS equal to the number of draws
+        (arviz-stats returns NaN there).  With one chain, R-hat compares its
+        two halves (again split, as ArviZ does).
     """
-    x = np.asarray(x, dtype=float)
-    flat = x.reshape(-1, x.shape[-1])
-    n = flat.shape[-1]
-    out = np.empty(flat.shape[0])
-    acov = _autocov_fft(flat)
-    for r in range(flat.shape[0]):
-        c0 = acov[r, 0]
-        if not np.isfinite(c0) or c0 <= 1e-300 * max(1.0, np.abs(flat[r]).max() ** 2):
-            out[r] = float(n)
-            continue
-        rho = acov[r] / c0
-        n_pairs = n // 2
-        pairs = rho[: 2 * n_pairs].reshape(n_pairs, 2).sum(axis=1)
-        pos = np.flatnonzero(pairs <= 0)
-        m = pos[0] if pos.size else n_pairs
-        pairs = np.minimum.accumulate(pairs[:m]) if m > 0 else pairs[:0]
-        tau = -1.0 + 2.0 * float(np.sum(pairs))
-        out[r] = n / max(tau, 1.0 / np.log10(max(n, 10)))
-    return out.reshape(x.shape[:-1])
+    from arviz_stats.base import array_stats
+
+    a = _as_chains(x)
+    # one chain: R-hat of its two halves (arviz-stats returns NaN for one chain)
+    a_r = a
+    if a.shape[-2] == 1 and a.shape[-1] >= 8:
+        h = a.shape[-1] // 2
+        a_r = np.stack([a[..., 0, :h], a[..., 0, h : 2 * h]], axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "rhat": np.asarray(array_stats.rhat(a_r, method="rank")),
+            "ess_bulk": np.asarray(array_stats.ess(a, method="bulk")),
+            "ess_tail": np.asarray(array_stats.ess(a, method="tail", prob=0.05)),
+            "mcse_mean": np.asarray(array_stats.mcse(a, method="mean")),
+            "sd": np.asarray(a.reshape(a.shape[:-2] + (-1,)).std(axis=-1, ddof=1)),
+        }
+    const = np.ptp(a.reshape(a.shape[:-2] + (-1,)), axis=-1) == 0
+    if np.any(const):
+        n = a.shape[-1] * a.shape[-2]
+        for k, fill in (
+            ("rhat", 1.0),
+            ("ess_bulk", n),
+            ("ess_tail", n),
+            ("mcse_mean", 0.0),
+        ):
+            out[k] = np.where(const, fill, out[k])
+    return out
 
 
-def geweke_z(x: np.ndarray, first: float = 0.1, last: float = 0.5) -> float:
-    """Geweke (1992) z-score: mean of the first ``first`` fraction of the chain
-    against the last ``last`` fraction, standardised with variances of the
-    means that account for autocorrelation (via the effective sample size)."""
-    x = np.asarray(x, dtype=float)
-    n = x.shape[0]
-    a = x[: max(2, int(first * n))]
-    b = x[n - max(2, int(last * n)) :]
-    va = np.var(a, ddof=1) / effective_sample_size(a)
-    vb = np.var(b, ddof=1) / effective_sample_size(b)
-    den = np.sqrt(va + vb)
-    if den == 0:
-        return 0.0 if a.mean() == b.mean() else float(np.inf)
-    return float((a.mean() - b.mean()) / den)
+def scalar_summary(x: np.ndarray) -> Dict[str, float]:
+    """:func:`chain_diagnostics` of one scalar ``(n_chains, n_draws)`` as floats."""
+    d = chain_diagnostics(np.asarray(x, dtype=float))
+    return {k: float(v) for k, v in d.items()}
+
+
+def vector_summary(x: np.ndarray) -> Dict[str, float]:
+    """Worst case over several scalars ``(n_chains, n_draws, m)``: max R-hat,
+    min bulk/tail ESS, max MCSE / sd."""
+    d = chain_diagnostics(np.asarray(x, dtype=float))
+    sd = np.maximum(d["sd"], 1e-300)
+    return {
+        "rhat_max": float(np.max(d["rhat"])),
+        "rhat_median": float(np.median(d["rhat"])),
+        "ess_bulk_min": float(np.min(d["ess_bulk"])),
+        "ess_bulk_median": float(np.median(d["ess_bulk"])),
+        "ess_tail_min": float(np.min(d["ess_tail"])),
+        "mcse_over_sd_max": float(np.max(d["mcse_mean"] / sd)),
+        "n": int(np.size(d["rhat"])),
+    }
+
+
+def convergence_problems(
+    summaries: Dict[str, Dict[str, float]],
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_BULK_MIN,
+) -> List[str]:
+    """Human-readable list of the monitored quantities whose R-hat exceeds
+    ``rhat_max`` or whose bulk ESS is below ``ess_min`` (empty = none)."""
+    out = []
+    for name, s in summaries.items():
+        rh = s.get("rhat", s.get("rhat_max"))
+        ess = s.get("ess_bulk", s.get("ess_bulk_min"))
+        bad = []
+        if rh is not None and not rh <= rhat_max:
+            bad.append(f"R-hat {rh:.3f} > {rhat_max}")
+        if ess is not None and not ess >= ess_min:
+            bad.append(f"bulk ESS {ess:.0f} < {ess_min:.0f}")
+        if bad:
+            out.append(f"{name}: " + ", ".join(bad))
+    return out

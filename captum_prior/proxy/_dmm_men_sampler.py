@@ -287,6 +287,27 @@ def sig2_mh(
     value, so the step leaves the target exactly invariant; acceptance is
     typically > 0.9.  Returns ``(new sigma^2, accepted mask)``.
     """
+    s_new, log_ratio = _laplace_t_proposal(rng, np.log(sig2), A, B, cc, p, nu)
+    acc = (np.log(rng.random(s_new.shape)) < log_ratio) & np.isfinite(log_ratio)
+    return np.where(acc, np.exp(s_new), sig2), acc
+
+
+def _laplace_t_proposal(
+    rng: np.random.Generator,
+    s_old: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+    cc: np.ndarray,
+    p: int,
+    nu: float = 4.0,
+    exact_logtarget: Optional[Any] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Student-t independence proposal in ``s = log sigma^2`` centred at the
+    mode of ``IG(A, B) x Phi(-cc / sigma)^-p`` (:func:`sig2_logtarget`) with
+    its Laplace scale, and the log MH ratio for the target
+    ``exact_logtarget(s)`` (default: that same density).  The proposal
+    depends only on ``(A, B, cc, p)``, never on ``s_old``.
+    Returns ``(s_new, log_ratio)``."""
     s = np.log(B / A)
 
     def derivs(s):
@@ -306,20 +327,20 @@ def sig2_mh(
     _, g2 = derivs(s)
     scale = np.where(g2 < 0, 1.0 / np.sqrt(np.maximum(-g2, 1e-12)), 1.0)
     s_new = s + scale * rng.standard_t(nu, size=s.shape)
-    s_old = np.log(sig2)
 
     def log_q(v):
         r = (v - s) / scale
         return -0.5 * (nu + 1.0) * np.log1p(r * r / nu)
 
+    if exact_logtarget is None:
+
+        def exact_logtarget(v):
+            return sig2_logtarget(v, A, B, cc, p)
+
     log_ratio = (
-        sig2_logtarget(s_new, A, B, cc, p)
-        - sig2_logtarget(s_old, A, B, cc, p)
-        + log_q(s_old)
-        - log_q(s_new)
+        exact_logtarget(s_new) - exact_logtarget(s_old) + log_q(s_old) - log_q(s_new)
     )
-    acc = (np.log(rng.random(s.shape)) < log_ratio) & np.isfinite(log_ratio)
-    return np.where(acc, np.exp(s_new), sig2), acc
+    return s_new, log_ratio
 
 
 # --------------------------------------------------------------------------
@@ -340,8 +361,9 @@ class Sampler:
     def __init__(
         self, X: np.ndarray, y: np.ndarray, hyper: Hyper, rng: np.random.Generator
     ) -> None:
-        self.X = np.ascontiguousarray(X, dtype=np.float64)
-        self.y = np.ascontiguousarray(y, dtype=np.float64)
+        # copies: the arrays may be read-only joblib memmaps
+        self.X = np.array(X, dtype=np.float64, order="C")
+        self.y = np.array(y, dtype=np.float64, order="C")
         self.h = hyper
         self.rng = rng
         self.n, self.q = self.X.shape
@@ -355,6 +377,10 @@ class Sampler:
         self.sig_tries = 0
         self.label_swaps = False
         self.collapse_tau = True
+        # blocked (sigma^2, beta) draw: sigma^2 from its conditional with beta
+        # integrated out, then beta | sigma^2 (see _step_sig2_beta)
+        self.block_sigma = True
+        self.lambda_steps = 5  # MH updates of lambda per sweep (cheap: O(J K))
         self.n_swaps = 0
         self._gram_z: Optional[np.ndarray] = None
         self._sweeps_since_full = 0
@@ -521,6 +547,131 @@ class Sampler:
         sd = torch.from_numpy(np.sqrt(st.sig2[occ]))[:, None, None]
         rhs = torch.from_numpy(self.Xy[occ])[:, :, None] + sd * (L @ eps)
         # A^-1 (X'y + sigma L eps) has mean A^-1 X'y and covariance sig2 A^-1
+        st.beta[occ] = torch.cholesky_solve(rhs, L).squeeze(-1).numpy()
+        st.mu = None
+        st.extra["stats"] = None
+
+    def _precision_chol(
+        self, st: State, occ: np.ndarray, sig2: np.ndarray
+    ) -> Tuple[torch.Tensor, np.ndarray]:
+        """Cholesky factors of ``A_j = X_j'X_j + D_j`` for components ``occ``
+        (``D_j`` = prior precision of beta_j times sigma_j^2, whose intercept
+        entry ``sigma_j^2 / intercept_var`` depends on ``sig2``), and
+        ``log diag(D_j)`` summed."""
+        q, off = self.q, self.off
+        m = occ.size
+        d = np.empty((m, q))
+        if off:
+            d[:, 0] = sig2 / self.h.intercept_var
+        d[:, off:] = st.lam2[st.c[occ]][:, None] * (1.0 + st.omega[occ])
+        A = self.G[occ].copy()
+        idx = np.arange(q)
+        A[:, idx, idx] += d
+        L, info = torch.linalg.cholesky_ex(torch.from_numpy(A))
+        if bool((info != 0).any()):  # pragma: no cover - only on extreme scaling
+            jitter = 1e-10 * (1.0 + np.abs(A[:, idx, idx]).max(axis=1))
+            A[:, idx, idx] += jitter[:, None]
+            L = torch.linalg.cholesky(torch.from_numpy(A))
+        with np.errstate(divide="ignore"):  # d00 = 0 only for the proposal
+            return L, np.log(d).sum(axis=1)
+
+    def _sig2_marginal_logtarget(
+        self, st: State, occ: np.ndarray, yy: np.ndarray, n_j: np.ndarray
+    ):
+        """Exact log density of ``s = log sigma_j^2`` given ``z, c, tau,
+        lambda`` with beta_j integrated out (Jacobian included), as a function
+        of a vector ``s`` over ``occ``; also returns the factors it used.
+
+            p(s) oc IG(e^s | a, b) e^s
+                    x (e^s)^{-n_j/2} |D_j|^{1/2} |A_j|^{-1/2}
+                      exp(-(y_j'y_j - m_j'A_j m_j) / (2 e^s))     [beta integrated]
+                    x prod_l TIG(tau_jl | lambda, e^s)             [Eq. 7]
+        """
+        h, p = self.h, self.p
+        stats = self._stats(st)
+        L1, L2 = st.lam1[st.c[occ]], st.lam2[st.c[occ]]
+        cache: Dict[bytes, Any] = {}
+
+        def f(sv: np.ndarray) -> np.ndarray:
+            sig2 = np.exp(sv)
+            L, logd = self._precision_chol(st, occ, sig2)
+            cache[sv.tobytes()] = L
+            v = torch.linalg.solve_triangular(
+                L, torch.from_numpy(self.Xy[occ])[:, :, None], upper=False
+            )
+            mAm = (v * v).sum(dim=(1, 2)).numpy()
+            logdetA = 2.0 * torch.log(torch.diagonal(L, dim1=1, dim2=2)).sum(1).numpy()
+            S = np.maximum(yy - mAm, 0.0)
+            gam = L1 * L1 / (8.0 * L2 * sig2)
+            tig = (
+                0.5 * p * np.log(gam)
+                - gam * stats["T"][occ]
+                - p * log_ndtr(-np.sqrt(2.0 * gam))
+            )
+            return (
+                -h.a * sv
+                - h.b / sig2
+                - 0.5 * n_j * sv
+                + 0.5 * logd
+                - 0.5 * logdetA
+                - S / (2.0 * sig2)
+                + tig
+            )
+
+        return f, cache
+
+    def _step_sig2_beta(self, st: State) -> None:
+        # Blocked Gibbs for (sigma_j^2, beta_j) | z, c, tau, lambda (occupied j):
+        # sigma_j^2 from its conditional with beta_j integrated out (exact
+        # target above; independence MH with the Laplace-t proposal of the
+        # conjugate part, whose shape/scale are a + n_j/2 + p/2 and
+        # b + (y'y - m'Am)/2 + lam1^2 T / (8 lam2) at D00 -> 0), then
+        # beta_j | sigma_j^2 exactly.  Removes the sigma^2-beta dependence of
+        # the one-at-a-time updates (Eq. 6 scales beta's prior by sigma^2).
+        self._update_gram(st.z)
+        h, p = self.h, self.p
+        nj_all = np.bincount(st.z, minlength=h.J)
+        occ = np.flatnonzero(nj_all > 0)
+        n_j = nj_all[occ].astype(float)
+        yy = np.bincount(st.z, weights=self.y * self.y, minlength=h.J)[occ]
+        stats = self._stats(st)
+        L1, L2 = st.lam1[st.c[occ]], st.lam2[st.c[occ]]
+        target, cache = self._sig2_marginal_logtarget(st, occ, yy, n_j)
+        s_old = np.log(st.sig2[occ])
+        # proposal: the conjugate part with a flat intercept prior (D00 = 0),
+        # which does not depend on the current sigma^2 (independence MH)
+        Lref, _ = self._precision_chol(st, occ, np.zeros(occ.size))
+        v = torch.linalg.solve_triangular(
+            Lref, torch.from_numpy(self.Xy[occ])[:, :, None], upper=False
+        )
+        mAm = (v * v).sum(dim=(1, 2)).numpy()
+        A_approx = h.a + 0.5 * n_j + 0.5 * p
+        B_approx = (
+            h.b
+            + 0.5 * np.maximum(yy - mAm, 0.0)
+            + L1 * L1 * stats["T"][occ] / (8.0 * L2)
+        )
+        cc = L1 / (2.0 * np.sqrt(L2))
+        s_new, log_ratio = _laplace_t_proposal(
+            self.rng,
+            s_old,
+            A_approx,
+            B_approx,
+            cc,
+            p,
+            exact_logtarget=target,
+        )
+        Lold = cache[s_old.tobytes()]
+        acc = (np.log(self.rng.random(occ.size)) < log_ratio) & np.isfinite(log_ratio)
+        sig2 = np.where(acc, np.exp(s_new), np.exp(s_old))
+        self.sig_acc += int(acc.sum())
+        self.sig_tries += acc.size
+        Lnew = cache[s_new.tobytes()]
+        L = torch.where(torch.from_numpy(acc)[:, None, None], Lnew, Lold)
+        st.sig2[occ] = sig2
+        eps = torch.from_numpy(self.rng.standard_normal((occ.size, self.q, 1)))
+        sd = torch.from_numpy(np.sqrt(sig2))[:, None, None]
+        rhs = torch.from_numpy(self.Xy[occ])[:, :, None] + sd * (L @ eps)
         st.beta[occ] = torch.cholesky_solve(rhs, L).squeeze(-1).numpy()
         st.mu = None
         st.extra["stats"] = None
@@ -695,19 +846,26 @@ class Sampler:
             # tau | beta, c, lambda, sigma^2 after the collapsed c draw
             self._step_tau(st)
         self._step_w(st)
-        self._step_beta(st)
-        if not self.collapse_tau:
-            self._step_tau(st)
         n_j = np.bincount(st.z, minlength=self.h.J).astype(float)
-        resid = self.y - self._mu(st)[np.arange(self.n), st.z]
-        rss = np.bincount(st.z, weights=resid * resid, minlength=self.h.J)
-        self._step_sig2(st, rss, n_j)
+        if self.block_sigma:
+            # (sigma^2, beta) | z, c, tau, lambda as one block
+            self._step_sig2_beta(st)
+            if not self.collapse_tau:
+                self._step_tau(st)
+        else:
+            self._step_beta(st)
+            if not self.collapse_tau:
+                self._step_tau(st)
+            resid = self.y - self._mu(st)[np.arange(self.n), st.z]
+            rss = np.bincount(st.z, weights=resid * resid, minlength=self.h.J)
+            self._step_sig2(st, rss, n_j)
         # {lambda, parameters of empty components} as one block: lambda from its
         # conditional with the empty components' (c, sigma^2, tau, beta)
         # integrated out (their prior integrates to one), then those from their
         # prior given the new lambda.  Without this, prior draws of the empty
         # components pin lambda to its current value and lambda mixes slowly.
-        self._step_lambda(st, adapt, it, n_j > 0)
+        for _ in range(max(1, int(self.lambda_steps))):
+            self._step_lambda(st, adapt, it, n_j > 0)
         if self.collapse_tau:
             self._step_tau(st)  # tau | ..., new lambda after the collapsed lambda draw
         self._step_empty(st, n_j)
@@ -743,6 +901,133 @@ class Sampler:
                     - b0 * b0 / (2.0 * h.intercept_var)
                 )
             )
-        lp += float(np.sum(log_gamma_pdf(st.lam1, h.s1, h.V / 2.0)))
-        lp += float(np.sum(log_gamma_pdf(st.lam2, h.s2, h.V / 2.0)))
-        return {"log_posterior": lp, "log_likelihood": loglik}
+        lam_prior = float(np.sum(log_gamma_pdf(st.lam1, h.s1, h.V / 2.0)))
+        lam_prior += float(np.sum(log_gamma_pdf(st.lam2, h.s2, h.V / 2.0)))
+        lp += lam_prior
+        # marginal: tau integrated out (Eq. 5) and the empty components'
+        # (c, sigma^2, tau, beta) integrated out (their prior integrates to 1)
+        occ = np.bincount(st.z, minlength=h.J) > 0
+        lpm = loglik + float(np.sum(st.log_pi[st.z]))
+        lpm += float(np.sum(np.log(st.alpha) + (st.alpha - 1.0) * st.log_1mu))
+        lpm += float(log_gamma_pdf(np.array(st.alpha), h.e, h.f))
+        lpm += float(gammaln(1.0) - K * gammaln(a0) + (a0 - 1.0) * np.sum(st.log_w))
+        lpm += float(np.sum(st.log_w[st.c[occ]]))
+        lpm += float(np.sum(log_invgamma_pdf(st.sig2[occ], h.a, h.b)))
+        on = log_orthant_normal(
+            self._stats(st), self.p, st.sig2, st.lam1[st.c], st.lam2[st.c], pairs=True
+        )
+        lpm += float(np.sum(on[occ]))
+        if self.off:
+            b0 = st.beta[occ, 0]
+            lpm += float(
+                np.sum(
+                    -0.5 * (LOG_2PI + np.log(h.intercept_var))
+                    - b0 * b0 / (2.0 * h.intercept_var)
+                )
+            )
+        lpm += lam_prior
+        return {
+            "log_posterior": lp,
+            "log_posterior_marginal": lpm,
+            "log_likelihood": loglik,
+        }
+
+
+# --------------------------------------------------------------------------
+# one chain, as run by DMMMEN.fit (possibly in a joblib worker)
+# --------------------------------------------------------------------------
+
+
+def _kmeans_init(X: np.ndarray, y: np.ndarray, J: int, rng: np.random.Generator):
+    from sklearn.cluster import KMeans
+
+    Xs = (X - X.mean(0)) / X.std(0) / np.sqrt(X.shape[1])
+    ys = (y - y.mean()) / (y.std() + 1e-300)
+    feats = np.column_stack([Xs, ys])
+    km = KMeans(n_clusters=J, n_init=1, random_state=int(rng.integers(2**31 - 1)))
+    return km.fit_predict(feats).astype(np.int64)
+
+
+def run_chain(
+    X: np.ndarray,
+    y: np.ndarray,
+    hyper: Hyper,
+    seed: Any,
+    n_iter: int,
+    burn: int,
+    thin: int,
+    init: str = "random",
+    options: Optional[Dict[str, Any]] = None,
+    n_threads: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Run one chain of ``n_iter`` sweeps and return its kept draws and traces.
+
+    ``seed`` is anything ``numpy.random.default_rng`` accepts (a
+    ``SeedSequence`` spawned from the estimator's ``random_state``).
+    ``n_threads`` limits torch and BLAS threads inside the chain (set when the
+    chain runs in a worker process).  ``options`` sets sampler switches
+    (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``).
+    """
+    if n_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        try:
+            with threadpool_limits(limits=n_threads):
+                return run_chain(X, y, hyper, seed, n_iter, burn, thin, init, options)
+        finally:
+            torch.set_num_threads(old)
+    import time
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    J = hyper.J
+    n = X.shape[0]
+    off = 0 if hyper.intercept_var is None else 1
+    sampler = Sampler(X, y, hyper, rng)
+    for k, v in (options or {}).items():
+        setattr(sampler, k, v)
+    if init == "random" or J == 1:
+        z0 = rng.integers(0, J, size=n)
+    else:
+        z0 = _kmeans_init(X[:, off:], y, J, rng)
+    st = sampler.initial_state(z0)
+    keep_idx = np.arange(burn, n_iter, thin)
+    T, q = keep_idx.size, X.shape[1]
+    zdtype = np.uint8 if J < 256 else np.int32
+    out = {
+        "z": np.empty((T, n), dtype=zdtype),
+        "beta": np.empty((T, J, q)),
+        "sig2": np.empty((T, J)),
+        "log_pi": np.empty((T, J)),
+        "lam": np.empty((T, J, 2)),
+        "trace": np.empty(n_iter),
+        "marginal_trace": np.empty(n_iter),
+        "loglik": np.empty(n_iter),
+    }
+    slot = 0
+    for it in range(n_iter):
+        sampler.sweep(st, adapt=it < burn, it=it)
+        lp = sampler.log_posterior(st)
+        out["trace"][it] = lp["log_posterior"]
+        out["marginal_trace"][it] = lp["log_posterior_marginal"]
+        ll = sampler.loglik_matrix(st) + st.log_pi[None, :]
+        out["loglik"][it] = float(np.sum(np.logaddexp.reduce(ll, axis=1)))
+        if it >= burn and (it - burn) % thin == 0:
+            out["z"][slot] = st.z
+            out["beta"][slot] = st.beta
+            out["sig2"][slot] = st.sig2
+            out["log_pi"][slot] = st.log_pi
+            out["lam"][slot, :, 0] = st.lam1[st.c]
+            out["lam"][slot, :, 1] = st.lam2[st.c]
+            slot += 1
+    out["counters"] = {
+        "sig_acc": float(sampler.sig_acc),
+        "sig_tries": float(sampler.sig_tries),
+        "lam_acc": float(sampler.lam_acc.sum()),
+        "lam_tries": float(sampler.lam_tries.sum()),
+        "n_swaps": float(sampler.n_swaps),
+    }
+    out["seconds"] = time.perf_counter() - t0
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -17,19 +18,23 @@ from sklearn.exceptions import NotFittedError
 
 from captum_prior._serialization import load_state, reading, save_state
 from captum_prior._validation import check_choice, check_float, check_int
+from captum_prior.errors import ConvergenceDiagnosticWarning
 from captum_prior.proxy._dmm_men_post import (
+    ESS_BULK_MIN,
+    RHAT_MAX,
     apply_permutation,
-    effective_sample_size,
-    geweke_z,
+    convergence_problems,
     modal_allocation,
     relabel,
+    scalar_summary,
+    vector_summary,
 )
-from captum_prior.proxy._dmm_men_sampler import LOG_2PI, Hyper, Sampler
+from captum_prior.proxy._dmm_men_sampler import LOG_2PI, Hyper, run_chain
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Any]
 
 _KIND = "DMMMEN"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _PARAM_NAMES = (
     "n_components",
     "n_penalties",
@@ -48,6 +53,11 @@ _PARAM_NAMES = (
     "init",
     "label_swaps",
     "collapse_tau",
+    "block_sigma",
+    "lambda_steps",
+    "n_chains",
+    "n_jobs",
+    "check_convergence",
     "thin",
     "random_state",
     "progress",
@@ -234,6 +244,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         init: str = "random",
         label_swaps: bool = False,
         collapse_tau: bool = True,
+        block_sigma: bool = True,
+        lambda_steps: int = 5,
+        n_chains: int = 4,
+        n_jobs: Optional[int] = None,
+        check_convergence: bool = True,
         thin: int = 1,
         random_state: Any = None,
         progress: bool = False,
@@ -256,6 +271,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.init = init
         self.label_swaps = label_swaps
         self.collapse_tau = collapse_tau
+        self.block_sigma = block_sigma
+        self.lambda_steps = lambda_steps
+        self.n_chains = n_chains
+        self.n_jobs = n_jobs
+        self.check_convergence = check_convergence
         self.thin = thin
         self.random_state = random_state
         self.progress = progress
@@ -288,7 +308,20 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                 self.intercept_scale, "intercept_scale", 0.0, low_inclusive=False
             )
         thin = check_int(self.thin, "thin", 1)
-        return dict(J=J, K=K, n_iter=n_iter, burn=burn, thin=thin, **hyper)
+        n_chains = check_int(self.n_chains, "n_chains", 1)
+        check_int(self.lambda_steps, "lambda_steps", 1)
+        if self.n_jobs is not None:
+            n_jobs = check_int(self.n_jobs, "n_jobs", -(10**6))
+            if n_jobs == 0:
+                raise ValueError(
+                    "n_jobs must be a positive int, -1 (all cores) or None"
+                )
+        for nm in ("block_sigma", "collapse_tau", "label_swaps", "check_convergence"):
+            if not isinstance(getattr(self, nm), (bool, np.bool_)):
+                raise TypeError(f"{nm} must be a bool, got {getattr(self, nm)!r}")
+        return dict(
+            J=J, K=K, n_iter=n_iter, burn=burn, thin=thin, n_chains=n_chains, **hyper
+        )
 
     def _rng(self) -> np.random.Generator:
         rs = self.random_state
@@ -301,20 +334,6 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         raise TypeError(
             f"random_state must be None, an int or a numpy Generator, got {type(rs).__name__}"
         )
-
-    def _init_z(
-        self, X: np.ndarray, y: np.ndarray, J: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        n = X.shape[0]
-        if self.init == "random" or J == 1:
-            return rng.integers(0, J, size=n)
-        from sklearn.cluster import KMeans
-
-        Xs = (X - X.mean(0)) / X.std(0) / np.sqrt(X.shape[1])
-        ys = (y - y.mean()) / (y.std() + 1e-300)
-        feats = np.column_stack([Xs, ys])
-        km = KMeans(n_clusters=J, n_init=1, random_state=int(rng.integers(2**31 - 1)))
-        return km.fit_predict(feats).astype(np.int64)
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> "DMMMEN":
         """Sample the posterior of DMM-MEN given ``X`` (n x p) and ``y`` (n).
@@ -392,48 +411,78 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             V=cfg["V"],
             intercept_var=ivar,
         )
-        sampler = Sampler(Xd, ya, hyper, rng)
-        sampler.label_swaps = bool(self.label_swaps)
-        sampler.collapse_tau = bool(self.collapse_tau)
-        st = sampler.initial_state(self._init_z(Xa, ya, J, rng))
-
         n_iter, burn, thin = cfg["n_iter"], cfg["burn"], cfg["thin"]
-        keep_idx = np.arange(burn, n_iter, thin)
-        T, q = keep_idx.size, Xd.shape[1]
-        zdtype = np.uint8 if J < 256 else np.int32
-        z_d = np.empty((T, n), dtype=zdtype)
-        beta_d = np.empty((T, J, q))
-        sig_d = np.empty((T, J))
-        logpi_d = np.empty((T, J))
-        lam_d = np.empty((T, J, 2))
-        trace = np.empty(n_iter)
-        loglik = np.empty(n_iter)
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
+        n_chains = cfg["n_chains"]
+        # one SeedSequence per chain, all derived from random_state
+        seeds = np.random.SeedSequence(
+            [int(v) for v in rng.integers(0, 2**32, size=4)]
+        ).spawn(n_chains)
+        options = {
+            "label_swaps": bool(self.label_swaps),
+            "collapse_tau": bool(self.collapse_tau),
+            "block_sigma": bool(self.block_sigma),
+            "lambda_steps": int(self.lambda_steps),
+        }
+        n_jobs = self._n_jobs(n_chains)
+        args = (Xd, ya, hyper)
+        kw = dict(n_iter=n_iter, burn=burn, thin=thin, init=self.init, options=options)
+        if n_jobs == 1:
+            bar = None
+            if self.progress:
+                from tqdm.auto import tqdm
 
-            bar = tqdm(total=n_iter, desc="DMM-MEN", leave=False)
-        slot = 0
-        for it in range(n_iter):
-            sampler.sweep(st, adapt=it < burn, it=it)
-            trace[it] = sampler.log_posterior(st)["log_posterior"]
-            ll = sampler.loglik_matrix(st) + st.log_pi[None, :]
-            loglik[it] = float(np.sum(np.logaddexp.reduce(ll, axis=1)))
-            if it >= burn and (it - burn) % thin == 0:
-                z_d[slot] = st.z
-                beta_d[slot] = st.beta
-                sig_d[slot] = st.sig2
-                logpi_d[slot] = st.log_pi
-                lam_d[slot, :, 0] = st.lam1[st.c]
-                lam_d[slot, :, 1] = st.lam2[st.c]
-                slot += 1
+                bar = tqdm(total=n_chains, desc="DMM-MEN chains", leave=False)
+            chains = []
+            for sd in seeds:
+                chains.append(run_chain(*args, seed=sd, **kw))
+                if bar is not None:
+                    bar.update(1)
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.close()
+        else:
+            from joblib import Parallel, delayed
 
-        # ---- relabelling (Cron & West 2011) and posterior means
-        ref0 = z_d[int(np.argmax(trace[keep_idx]))]
+            threads = self.n_threads if self.n_threads is not None else 1
+            chains = Parallel(n_jobs=n_jobs, verbose=5 if self.progress else 0)(
+                delayed(run_chain)(*args, seed=sd, n_threads=threads, **kw)
+                for sd in seeds
+            )
+        self._pool(chains, cfg, p, n)
+        self.diagnostics_["fit_seconds"] = float(time.perf_counter() - t0)
+        self.diagnostics_["n_jobs"] = int(n_jobs)
+        if self.check_convergence:
+            self._warn_convergence()
+        return self
+
+    def _n_jobs(self, n_chains: int) -> int:
+        """Worker processes: ``n_jobs`` (``-1`` = all cores), or by default as
+        many as there are chains and cores (1 when either is 1)."""
+        cores = os.cpu_count() or 1
+        if self.n_jobs is None:
+            return max(1, min(n_chains, cores))
+        if self.n_jobs < 0:
+            return max(1, min(n_chains, cores + 1 + self.n_jobs))
+        return max(1, min(n_chains, int(self.n_jobs)))
+
+    def _pool(self, chains, cfg: Dict[str, Any], p: int, n: int) -> None:
+        """Pool the chains' kept draws, relabel them together, summarise."""
+        J = cfg["J"]
+        C = len(chains)
+        z_d = np.concatenate([c["z"] for c in chains])
+        beta_d = np.concatenate([c["beta"] for c in chains])
+        sig_d = np.concatenate([c["sig2"] for c in chains])
+        logpi_d = np.concatenate([c["log_pi"] for c in chains])
+        lam_d = np.concatenate([c["lam"] for c in chains])
+        trace = np.stack([c["trace"] for c in chains])
+        mtrace = np.stack([c["marginal_trace"] for c in chains])
+        loglik = np.stack([c["loglik"] for c in chains])
+        burn = cfg["burn"]
+        keep_idx = np.arange(burn, cfg["n_iter"], cfg["thin"])
+        T = keep_idx.size
+
+        # ---- relabelling (Cron & West 2011) over the pooled draws
+        kept_lp = trace[:, keep_idx].reshape(-1)
+        ref0 = z_d[int(np.argmax(kept_lp))]
         perm, ref, n_rel = relabel(z_d, J, reference=ref0)
         beta_d = apply_permutation(beta_d, perm)
         sig_d = apply_permutation(sig_d, perm)
@@ -446,6 +495,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
 
         off = 1 if self.fit_intercept else 0
         self.n_features_in_ = p
+        self.n_chains_ = C
         self.beta_draws_ = beta_d
         self.weights_draws_ = pi_d
         self.sigma2_draws_ = sig_d
@@ -465,33 +515,123 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.labels_ = labels
         self.component_sizes_ = np.bincount(labels, minlength=J)
         self.trace_ = trace
+        self.marginal_trace_ = mtrace
         self.log_likelihood_trace_ = loglik
         self.burn_in_ = burn
         self.relabel_permutations_ = perm
-        big = int(np.argmax(self.component_sizes_))
-        ess_coef = effective_sample_size(beta_d[:, big, :].T)
-        post = trace[burn:]
-        seconds = time.perf_counter() - t0
+        cnt = {k: sum(c["counters"][k] for c in chains) for k in chains[0]["counters"]}
         self.diagnostics_ = {
-            "n_kept_draws": int(T),
-            "ess_log_posterior": float(effective_sample_size(post)),
-            "geweke_z_log_posterior": float(geweke_z(post))
-            if post.size >= 20
-            else float("nan"),
-            "ess_coef_largest_component_min": float(ess_coef.min()),
-            "ess_coef_largest_component_median": float(np.median(ess_coef)),
-            "sigma2_acceptance": sampler.sig_acc / max(sampler.sig_tries, 1),
-            "lambda_acceptance": float(
-                sampler.lam_acc.sum() / max(sampler.lam_tries.sum(), 1.0)
-            ),
+            "n_chains": int(C),
+            "n_kept_draws": int(T * C),
+            "n_kept_draws_per_chain": int(T),
+            "sigma2_acceptance": cnt["sig_acc"] / max(cnt["sig_tries"], 1.0),
+            "lambda_acceptance": cnt["lam_acc"] / max(cnt["lam_tries"], 1.0),
             "relabel_iterations": int(n_rel),
             "relabelled_draw_fraction": float(
                 np.mean(np.any(perm != np.arange(J), axis=1))
             ),
-            "label_swaps_accepted": int(sampler.n_swaps),
-            "fit_seconds": float(seconds),
+            "label_swaps_accepted": int(cnt["n_swaps"]),
+            "chain_seconds": [float(c["seconds"]) for c in chains],
         }
-        return self
+        self.diagnostics_.update(self._convergence_summaries(T, C))
+
+    def _convergence_summaries(self, T: int, C: int) -> Dict[str, Any]:
+        """ArviZ diagnostics (rank-normalised split R-hat, bulk/tail ESS,
+        MCSE) of the monitored quantities over the chains' kept draws."""
+        keep = np.arange(self.burn_in_, self.trace_.shape[1], int(self.thin))
+        out: Dict[str, Any] = {
+            "log_posterior": scalar_summary(self.trace_[:, keep]),
+            "log_posterior_marginal": scalar_summary(self.marginal_trace_[:, keep]),
+            "log_likelihood": scalar_summary(self.log_likelihood_trace_[:, keep]),
+        }
+        if T >= 4:
+            big = int(np.argmax(self.component_sizes_))
+            off = 1 if self.fit_intercept else 0
+            k = min(self.n_top_monitored, self.coef_.shape[1])
+            top = np.argsort(-np.abs(self.coef_[big]), kind="stable")[:k]
+            draws = self.beta_draws_[:, big, off:][:, top].reshape(C, T, k)
+            out["top_coef_largest_component"] = vector_summary(draws)
+            out["top_coef_largest_component"]["component"] = big
+        out["rhat_threshold"] = RHAT_MAX
+        out["ess_bulk_threshold"] = ESS_BULK_MIN
+        return out
+
+    #: the number of largest coefficients (of the most populated component)
+    #: whose R-hat and ESS are monitored in ``diagnostics_``
+    n_top_monitored = 20
+
+    def _warn_convergence(self) -> None:
+        d = self.diagnostics_
+        mon = {
+            k: d[k]
+            for k in ("log_posterior_marginal", "top_coef_largest_component")
+            if k in d
+        }
+        problems = convergence_problems(mon)
+        d["converged"] = not problems
+        if problems:
+            warnings.warn(
+                "DMM-MEN chains have not converged/mixed ("
+                + "; ".join(problems)
+                + f"; {d['n_chains']} chains x {d['n_kept_draws_per_chain']} kept "
+                "draws). Run more sweeps (n_iter), more chains, or thin less; "
+                "see diagnostics_ and to_inference_data() for ArviZ plots.",
+                ConvergenceDiagnosticWarning,
+                stacklevel=3,
+            )
+
+    def to_inference_data(self) -> Any:
+        """The kept (relabelled) draws as an ``arviz.InferenceData`` with
+        ``chain`` and ``draw`` dimensions, for ArviZ's plots and summaries.
+
+        Needs the optional ``arviz`` package (``pip install captum-prior[arviz]``).
+        Posterior variables: ``beta`` (component x feature), ``intercept``,
+        ``weights``, ``sigma2``, ``counts``; sample stats: ``lp``
+        (``log_posterior_marginal``), ``lp_joint`` and ``loglik`` (the mixture log-likelihood).
+        """
+        self._check_fitted()
+        try:
+            import arviz
+        except ImportError:
+            raise ImportError(
+                "to_inference_data needs the optional package arviz: pip install arviz"
+            ) from None
+        C = int(getattr(self, "n_chains_", 1))
+        T = self.beta_draws_.shape[0] // C
+        off = 1 if self.fit_intercept else 0
+        keep = np.arange(self.burn_in_, self.trace_.shape[1], int(self.thin))[:T]
+
+        def r(a):
+            return np.asarray(a).reshape((C, T) + a.shape[1:])
+
+        posterior = {
+            "beta": r(self.beta_draws_[:, :, off:]),
+            "weights": r(self.weights_draws_),
+            "sigma2": r(self.sigma2_draws_),
+            "counts": r(self.counts_draws_),
+        }
+        if off:
+            posterior["intercept"] = r(self.beta_draws_[:, :, 0])
+        stats = {
+            "lp": self.marginal_trace_[:, keep],
+            "lp_joint": self.trace_[:, keep],
+            "loglik": self.log_likelihood_trace_[:, keep],
+        }
+        return arviz.from_dict(
+            posterior=posterior,
+            sample_stats=stats,
+            coords={
+                "component": np.arange(self.n_components),
+                "feature": np.arange(self.n_features_in_),
+            },
+            dims={
+                "beta": ["component", "feature"],
+                "weights": ["component"],
+                "sigma2": ["component"],
+                "counts": ["component"],
+                "intercept": ["component"],
+            },
+        )
 
     # ---------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
@@ -620,6 +760,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "labels_": self.labels_.astype(np.int64),
             "component_sizes_": self.component_sizes_.astype(np.int64),
             "trace_": self.trace_,
+            "marginal_trace_": self.marginal_trace_,
             "log_likelihood_trace_": self.log_likelihood_trace_,
             "beta_draws_": self.beta_draws_,
             "weights_draws_": self.weights_draws_,
@@ -640,6 +781,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "params": params,
             "n_features_in_": int(self.n_features_in_),
             "burn_in_": int(self.burn_in_),
+            "n_chains_": int(self.n_chains_),
             "diagnostics_": self.diagnostics_,
         }
         return tensors, meta
@@ -647,7 +789,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "DMMMEN":
         """Read a model written by :meth:`save`."""
-        tensors, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
+        tensors, meta = load_state(path, _KIND, (1, _FORMAT_VERSION))
         with reading(path):
             return cls._from_state(tensors, meta)
 
@@ -655,9 +797,18 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     def _from_state(
         cls, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]
     ) -> "DMMMEN":
-        est = cls(**meta["params"])
+        params = dict(meta["params"])
+        if "n_chains" not in params:  # format 1: one chain, older sampler
+            params.update(n_chains=1, block_sigma=False, lambda_steps=1)
+        est = cls(**params)
         for k, v in tensors.items():
             setattr(est, k, v.numpy())
+        for k in ("trace_", "log_likelihood_trace_"):
+            if getattr(est, k).ndim == 1:  # format 1 stored one chain as 1-D
+                setattr(est, k, getattr(est, k)[None, :])
+        if not hasattr(est, "marginal_trace_"):
+            est.marginal_trace_ = np.full_like(est.trace_, np.nan)
+        est.n_chains_ = int(meta.get("n_chains_", 1))
         est.n_features_in_ = int(meta["n_features_in_"])
         est.burn_in_ = int(meta["burn_in_"])
         est.diagnostics_ = dict(meta["diagnostics_"])
