@@ -190,7 +190,13 @@ def _build_parser() -> _Parser:
 def _explain(args: argparse.Namespace) -> str:
     from captum_prior.runner import attribute_dataset
     from captum_prior.runner._dist import resolve_device
-    from captum_prior.runner.specs import METHODS, SpecError, build_method, load_data, load_model
+    from captum_prior.runner.specs import (
+        METHODS,
+        SpecError,
+        build_method,
+        load_data,
+        load_model,
+    )
 
     if args.method not in METHODS:  # before loading anything
         raise SpecError(f"--method {args.method!r} is unknown; choose one of: {', '.join(METHODS)}")
@@ -218,7 +224,11 @@ def _explain(args: argparse.Namespace) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> str:
-    from captum_prior.runner.evaluate import _parse_metrics, compare_runs, evaluate_attributions
+    from captum_prior.runner.evaluate import (
+        _parse_metrics,
+        compare_runs,
+        evaluate_attributions,
+    )
     from captum_prior.runner.specs import SpecError, load_data, load_model
     from captum_prior.runner.store import read_manifest
 

@@ -10,8 +10,16 @@
   95 % confidence intervals, paired differences and an offline HTML report.
 """
 
-from captum_prior.runner.explain import attribute_dataset, example_seed, model_fingerprint
-from captum_prior.runner.store import ManifestMismatchError, StoredAttributions, load_attributions
+from captum_prior.runner.explain import (
+    attribute_dataset,
+    example_seed,
+    model_fingerprint,
+)
+from captum_prior.runner.store import (
+    ManifestMismatchError,
+    StoredAttributions,
+    load_attributions,
+)
 
 __all__ = [
     "ManifestMismatchError",

@@ -22,7 +22,13 @@ from torch import Tensor
 
 from captum_prior.runner._dist import Group, resolve_device
 from captum_prior.runner.explain import _load_batch, model_fingerprint
-from captum_prior.runner.store import ShardStore, iter_shards, jsonable, load_attributions, read_manifest
+from captum_prior.runner.store import (
+    ShardStore,
+    iter_shards,
+    jsonable,
+    load_attributions,
+    read_manifest,
+)
 
 __all__ = ["METRICS", "evaluate_attributions", "load_metrics", "compare_runs", "summarize_run"]
 

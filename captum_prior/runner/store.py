@@ -24,7 +24,17 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -349,7 +359,7 @@ def iter_shards(
     manifest = read_manifest(path)
     if kind is not None and manifest.get("kind") != kind:
         raise FileFormatError(f"{path} holds {manifest.get('kind')!r}, not {kind!r}")
-    for k, entry in sorted(_shard_files(path, manifest).items()):
+    for _k, entry in sorted(_shard_files(path, manifest).items()):
         f = os.path.join(path, entry["file"])
         if verify and _sha256_file(f) != entry["sha256"]:
             raise FileFormatError(f"{f}: checksum does not match {MANIFEST}; the file was changed")
