@@ -193,7 +193,6 @@ def test_evaluate_compare_and_report(setup, tmp_path):
     res = compare_runs(runs, tmp_path / "cmp", dataset=sub)
     vs = res["deletion"]["sal"]["vs"]["ig"]
     from captum_prior.metrics.stats import paired_difference
-
     from captum_prior.runner.evaluate import load_metrics
 
     a, b = load_metrics(runs["sal"])[0]["deletion"], load_metrics(runs["ig"])[0]["deletion"]

@@ -160,6 +160,7 @@ def evaluate_attributions(
     try:
         if group.rank == 0:
             store.create()
+            store.remove_temporaries()
         group.barrier()
         manifest = store.check_directory()
         assert manifest is not None

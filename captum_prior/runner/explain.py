@@ -339,6 +339,7 @@ def attribute_dataset(
     try:
         if group.rank == 0:
             store.create()
+            store.remove_temporaries()
         group.barrier()
         manifest = store.check_directory()
         assert manifest is not None

@@ -245,6 +245,16 @@ class ShardStore:
             self.write_manifest(manifest)
         return manifest
 
+    def remove_temporaries(self) -> None:
+        """Delete temporary files a killed run left behind (call before any
+        rank starts writing)."""
+        for f in os.listdir(self.path):
+            if f.startswith(".shard-") and f.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(self.path, f))
+                except OSError:
+                    pass
+
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         _atomic_write_bytes(
             self.manifest_path, (json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode()
