@@ -75,6 +75,23 @@ def test_explain_and_evaluate_in_process(tiny, tmp_path, capsys):
     assert "integrated-gradients" in (tmp_path / "ev" / "comparison.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "method",
+    ["expected-gradients", "deep-mgm-eg", "deep-bgmm-eg", "valid-path-gradients", "bay-lime",
+     "dmm-men", "integrated-gradients", "gradient-shap", "saliency"],
+)
+def test_every_method_runs(method, tiny, tmp_path, capsys):
+    argv = ["explain", "--model", "fashion-cnn", "--data", tiny, "--limit", "2", "--method", method,
+            "--n-samples", "20", "--n-steps", "3", "--n-references", "6", "--patch-size", "7",
+            "--shard-size", "1", "--out", tmp_path / "o", "--no-progress"]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    from captum_prior.runner import load_attributions
+
+    st = load_attributions(tmp_path / "o")
+    assert st.attributions.shape == (2, 1, 28, 28) and torch.isfinite(st.attributions).all()
+    assert st.attributions.abs().sum() > 0
+
+
 def test_image_folder_labels_and_size(tmp_path, capsys):
     for c in ("cat", "dog"):
         for i in range(2):
