@@ -187,6 +187,33 @@ def _build_parser() -> _Parser:
     return parser
 
 
+def _probe(model, dataset, args: argparse.Namespace) -> None:
+    """Run the model on the first example so that a model/data mismatch is a
+    one-line error before any work."""
+    import torch
+
+    from captum_prior.runner.explain import _load_batch
+    from captum_prior.runner.specs import SpecError
+
+    x, _ = _load_batch(dataset, [0])
+    try:
+        with torch.no_grad():
+            y = model(x)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a model/data mismatch
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpecError(
+            f"--model {args.model!r} cannot take --data items of shape {tuple(x.shape[1:])} "
+            f"({type(exc).__name__}: {first})"
+        ) from None
+    if not isinstance(y, torch.Tensor) or y.dim() != 2 or y.shape[0] != 1:
+        raise SpecError(
+            f"--model {args.model!r} must return N x n_classes scores; for one example it "
+            f"returned {type(y).__name__} {tuple(getattr(y, 'shape', ()))}"
+        )
+    if isinstance(args.target, int) and args.target >= y.shape[1]:
+        raise SpecError(f"--target {args.target} is out of range: the model has {y.shape[1]} outputs")
+
+
 def _explain(args: argparse.Namespace) -> str:
     from captum_prior.runner import attribute_dataset
     from captum_prior.runner._dist import resolve_device
@@ -206,6 +233,7 @@ def _explain(args: argparse.Namespace) -> str:
         raise SpecError(f"--device {args.device!r}: {exc}") from None
     model = load_model(args.model)
     dataset = load_data(args.data, args.size, args.mean, args.std, args.limit)
+    _probe(model, dataset, args)
     attribution, kwargs, method_args = build_method(
         args.method, model, dataset, n_samples=args.n_samples, n_steps=args.n_steps,
         n_references=args.n_references, baseline=args.baseline, patch_size=args.patch_size,
@@ -300,6 +328,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if debug:
+            raise
+        msg = " ".join(str(exc).split())[:500] or type(exc).__name__
+        print(f"{prog}: error: {msg} (set CAPTUM_PRIOR_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -128,6 +128,10 @@ def test_image_folder_labels_and_size(tmp_path, capsys):
         ("demo_negative_images", "--n-images"),
         ("evaluate_not_a_run", "manifest"),
         ("evaluate_bad_metric", "unknown metric"),
+        ("data_does_not_fit_model", "cannot take --data items of shape (3, 20, 20)"),
+        ("target_out_of_range", "out of range"),
+        ("npz_without_inputs", "no 'inputs'"),
+        ("integer_inputs", "dtype"),
     ],
 )
 def test_bad_input_one_line_exit_2(case, expect, tiny, tmp_path, capsys):
@@ -159,6 +163,22 @@ def test_bad_input_one_line_exit_2(case, expect, tiny, tmp_path, capsys):
     elif case == "mismatching_manifest":
         assert main([str(a) for a in argv + ["--limit", "8"]]) == 0
         argv += ["--limit", "8", "--seed", "3"]
+    elif case == "data_does_not_fit_model":
+        for i in range(2):
+            _png(tmp_path / "rgb" / f"{i}.png", (20, 20), mode="RGB")
+        argv[4] = tmp_path / "rgb"
+    elif case == "target_out_of_range":
+        argv += ["--target", "10"]
+    elif case == "npz_without_inputs":
+        import numpy as np
+
+        np.savez(tmp_path / "d.npz", images=np.zeros((2, 1, 28, 28), np.float32))
+        argv[4] = tmp_path / "d.npz"
+    elif case == "integer_inputs":
+        import numpy as np
+
+        np.savez(tmp_path / "d.npz", inputs=np.zeros((2, 1, 28, 28), np.int64))
+        argv[4] = tmp_path / "d.npz"
     elif case == "bad_target":
         argv += ["--target", "best"]
     elif case == "zero_batch":
