@@ -252,6 +252,7 @@ def _explain(args: argparse.Namespace) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> str:
+    from captum_prior.runner._dist import Group, resolve_device
     from captum_prior.runner.evaluate import (
         _parse_metrics,
         compare_runs,
@@ -261,36 +262,41 @@ def _evaluate(args: argparse.Namespace) -> str:
     from captum_prior.runner.store import read_manifest
 
     metrics = _parse_metrics(args.metric)
-    runs = {}
-    dataset = model = None
+    manifests = []
     for d in args.attributions:
         try:
-            manifest = read_manifest(d)
+            manifests.append(read_manifest(d))
         except FileNotFoundError as exc:
             raise SpecError(f"--attributions: {exc}") from None
-        info = manifest.get("info", {})
-        mspec = args.model or info.get("model_spec")
-        dspec = info.get("data_spec") or {}
-        if mspec is None or (args.data is None and not dspec):
-            raise SpecError(f"--attributions {d!r} records no model/data spec; pass --model and --data")
-        if model is None:
-            model = load_model(mspec)
-            if args.data is not None:
-                dataset = load_data(args.data)
-            else:
-                dataset = load_data(dspec["data"], dspec.get("size"), dspec.get("mean"), dspec.get("std"), dspec.get("limit"))
-        name = manifest["identity"].get("method", os.path.basename(os.path.normpath(d)))
-        base, j = name, 2
-        while name in runs:
-            name, j = f"{base}-{j}", j + 1
-        runs[name] = evaluate_attributions(
-            d, model, dataset, os.path.join(args.out, name), metrics=metrics,
-            batch_size=args.batch_size, metric_kwargs={"keep_remove": {"masker": args.masker}},
-            seed=args.seed, device=None if args.device == "auto" else args.device,
-            progress=not args.no_progress,
-        )
-    if int(os.environ.get("RANK", "0")) == 0:
-        compare_runs(runs, args.out, dataset=dataset)
+    info = manifests[0].get("info", {})
+    mspec = args.model or info.get("model_spec")
+    dspec = info.get("data_spec") or {}
+    if mspec is None or (args.data is None and not dspec):
+        raise SpecError(f"--attributions {args.attributions[0]!r} records no model/data spec; pass --model and --data")
+    model = load_model(mspec)
+    if args.data is not None:
+        dataset = load_data(args.data)
+    else:
+        dataset = load_data(dspec["data"], dspec.get("size"), dspec.get("mean"), dspec.get("std"), dspec.get("limit"))
+    device = resolve_device(args.device)
+    group = Group(device)  # one process group for every run (torchrun)
+    try:
+        runs = {}
+        for d, manifest in zip(args.attributions, manifests):
+            name = manifest["identity"].get("method", os.path.basename(os.path.normpath(d)))
+            base, j = name, 2
+            while name in runs:
+                name, j = f"{base}-{j}", j + 1
+            runs[name] = evaluate_attributions(
+                d, model, dataset, os.path.join(args.out, name), metrics=metrics,
+                batch_size=args.batch_size, metric_kwargs={"keep_remove": {"masker": args.masker}},
+                seed=args.seed, device=device, progress=not args.no_progress,
+            )
+        if group.rank == 0:
+            compare_runs(runs, args.out, dataset=dataset)
+        group.barrier()
+    finally:
+        group.close()
     return os.path.join(args.out, "report.html")
 
 

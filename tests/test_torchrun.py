@@ -42,3 +42,17 @@ def test_torchrun_two_ranks_equal_single_process(tmp_path):
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["complete"] and sorted(manifest["shards"]) == [f"{k:05d}" for k in range(5)]
     assert two.stdout.count("wrote") == 1  # only rank 0 reports
+
+    # evaluate under torchrun too: ranks share the metric shards, rank 0 writes the report
+    ev = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "captum_prior", "evaluate", "--attributions", str(tmp_path / "one"), str(tmp_path / "two"),
+         "--metric", "deletion", "--out", str(tmp_path / "ev"), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    comp = json.loads((tmp_path / "ev" / "comparison.json").read_text())
+    assert comp["n_examples"] == 40
+    diff = comp["metrics"]["deletion"]["expected-gradients-2"]["vs"]["expected-gradients"]
+    assert diff["mean"] == 0.0  # identical attributions, identical scores
+    assert (tmp_path / "ev" / "report.html").is_file()
