@@ -148,6 +148,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", default="integrated-gradients,expected-gradients")
     ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--throughput-methods", default=None,
+                    help="methods for the torchrun part (default: --methods)")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -203,7 +205,9 @@ def main() -> None:
     procs = [int(p) for p in args.procs.split(",") if p]
     extra = {"integrated-gradients": ["--n-steps", str(args.n_steps)],
              "expected-gradients": ["--n-samples", str(args.n_samples)]}
-    for name in methods:
+    tmethods = methods if args.throughput_methods is None else [
+        m for m in args.throughput_methods.split(",") if m]
+    for name in tmethods if procs else []:
         runs: Dict[int, List[Dict[str, Any]]] = {p: [] for p in procs}
         for r in range(args.repeats):
             for p in procs if r % 2 == 0 else procs[::-1]:
