@@ -160,6 +160,8 @@ def _build_parser() -> _Parser:
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (cuda:LOCAL_RANK under torchrun)")
     p.add_argument("--float16", action="store_true", help="store attributions as float16")
+    p.add_argument("--no-delta", action="store_true",
+                   help="do not compute/store the convergence delta (saves IG/EG's extra forward passes)")
     p.add_argument("--size", default=None, help="image folder: resize to N or H,W")
     p.add_argument("--mean", default=None, help="image folder: per-channel mean, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", default=None, help="image folder: per-channel std")
@@ -243,7 +245,8 @@ def _explain(args: argparse.Namespace) -> str:
     return attribute_dataset(
         attribution, dataset, args.out, attribute_kwargs=kwargs, target=args.target,
         batch_size=args.batch_size, shard_size=args.shard_size, seed=args.seed,
-        float16=args.float16, device=device, method=args.method, method_args=method_args,
+        float16=args.float16, device=device,
+        return_convergence_delta=False if args.no_delta else "auto", method=args.method, method_args=method_args,
         dataset_description=" ".join(f"{k}={v}" for k, v in data_desc.items() if v is not None),
         info={"model_spec": args.model, "data_spec": dict(data_desc, limit=args.limit),
               "command": " ".join(shlex.quote(a) for a in sys.argv)},
