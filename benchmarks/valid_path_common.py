@@ -1,6 +1,7 @@
 """Shared pieces of the valid-path-gradients benchmark and the optimized-baseline sweep.
 
-Not a public module: data/model loading, timing, statistics and Markdown
+Not a public module: data/model loading, timing, statistics (the library's BCa
+intervals, :mod:`captum_prior.metrics.stats`) and Markdown
 tables used by ``bench_valid_path_gradients.py`` and
 ``sweep_optimized_baseline.py``.
 """
@@ -18,7 +19,6 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy import stats
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -139,17 +139,21 @@ def bare_row_time(
     }
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> Tuple[float, float]:
-    """Mean and half-width of the t confidence interval."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return float(v.mean()), float(half)
+def mean_ci(values: Sequence[float], level: float = 0.95) -> Tuple[float, Tuple[float, float]]:
+    """Mean and its ``(low, high)`` BCa bootstrap interval, from the library
+    (:func:`captum_prior.metrics.stats.mean_ci`, ``scipy.stats.bootstrap``).
+    Called on per-example differences it is the paired difference's interval."""
+    from captum_prior.metrics.stats import mean_ci as _mean_ci
+
+    e = _mean_ci(np.asarray(values, dtype=float), confidence=level)
+    return e["mean"], (e["low"], e["high"])
 
 
-def fmt(mean: float, half: float, digits: int = 4) -> str:
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+def fmt(mean: float, ci: Any, digits: int = 4) -> str:
+    """``mean [low, high]`` (or ``mean ± half`` for an old symmetric half-width)."""
+    if isinstance(ci, (tuple, list)):
+        return f"{mean:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
 def gain(value: float, ref: float) -> str:

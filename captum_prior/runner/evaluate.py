@@ -1,0 +1,331 @@
+"""Score stored attributions with the project's metrics; compare runs.
+
+:func:`evaluate_attributions` reads an attribution directory shard by shard,
+runs the metrics on those examples and writes a metric store of the same
+shape (atomic shards + manifest, resumable, shared between ``torchrun``
+ranks), then ``per_example.csv`` and ``summary.json``/``summary.md`` with the
+mean and 95 % BCa confidence interval of every metric
+(:mod:`captum_prior.metrics.stats`).  :func:`compare_runs` pairs two or more
+evaluated runs example by example and reports paired differences.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_prior.runner._dist import Group, resolve_device
+from captum_prior.runner.explain import _load_batch, model_fingerprint
+from captum_prior.runner.store import (
+    ShardStore,
+    iter_shards,
+    jsonable,
+    load_attributions,
+    read_manifest,
+)
+
+__all__ = ["METRICS", "evaluate_attributions", "load_metrics", "compare_runs", "summarize_run"]
+
+#: Metric names: RISE insertion/deletion AUC, the keep/remove family, Sensitivity-N
+#: (mean Pearson correlation over the default fractions).
+METRICS = ("deletion", "insertion", "KPM", "KNM", "KAM", "RPM", "RNM", "RAM", "sensitivity-n")
+_KR = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
+#: Whether larger is better, for the report.
+HIGHER_IS_BETTER = {"deletion": False, "insertion": True, "sensitivity-n": True, **{m: True for m in _KR}}
+
+
+def _parse_metrics(metrics: Union[str, Sequence[str]]) -> List[str]:
+    names = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else list(metrics)
+    names = [m for m in names if m]
+    if not names:
+        raise ValueError("metrics is empty; name at least one of " + ", ".join(METRICS))
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metric {bad[0]!r}; choose from {', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def _score_batch(
+    model: Any, x: Tensor, attrs: Tensor, target: Tensor, metrics: List[str],
+    kwargs: Mapping[str, Any], seed: int,
+) -> Dict[str, Tensor]:
+    from captum_prior.metrics import insertion_deletion, keep_remove, sensitivity_n
+
+    out: Dict[str, Tensor] = {}
+    want_id = [m for m in ("insertion", "deletion") if m in metrics]
+    if want_id:
+        mode = "both" if len(want_id) == 2 else want_id[0]
+        r = insertion_deletion(
+            model, x, attrs, target=target, mode=mode, return_curves=True,
+            **dict(kwargs.get("insertion_deletion", {})),
+        )
+        for m in want_id:
+            out[m] = getattr(r, m).detach().cpu().double()
+            out[f"curve_{m}"] = getattr(r, f"{m}_curve").detach().cpu().float()
+        out["fractions"] = r.fractions.detach().cpu().float()
+    kr = [m for m in _KR if m in metrics]
+    if kr:
+        kw = {"masker": "mean", **dict(kwargs.get("keep_remove", {}))}
+        r = keep_remove(model, x, attrs, target=target, metrics=kr, random_state=seed, **kw)
+        for m in kr:
+            out[m] = getattr(r, m).detach().cpu().double()
+    if "sensitivity-n" in metrics:
+        s = sensitivity_n(
+            model, x, attrs, target=target, random_state=seed,
+            **dict(kwargs.get("sensitivity_n", {})),
+        )
+        out["sensitivity-n"] = s.detach().cpu().double().nanmean(1)
+    return out
+
+
+def evaluate_attributions(
+    attributions: Union[str, os.PathLike],
+    model: Any,
+    dataset: Any,
+    out: Union[str, os.PathLike],
+    metrics: Union[str, Sequence[str]] = ("deletion", "insertion"),
+    batch_size: int = 32,
+    metric_kwargs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    seed: int = 0,
+    device: Union[None, str, torch.device] = None,
+    progress: bool = True,
+) -> str:
+    r"""Compute metrics for every example of a finished attribution directory.
+
+    Args:
+        attributions (str): a directory written by
+                    :func:`~captum_prior.runner.attribute_dataset`.
+        model (nn.Module or Callable): the model that was explained.
+        dataset (Dataset): the dataset that was explained (same order).
+        out (str): the metric directory: shards + ``manifest.json``, then
+                    ``per_example.csv``, ``summary.json`` and ``summary.md``.
+                    Rerunning resumes; another call's directory is refused.
+        metrics (str or sequence of str, optional): names from
+                    :data:`METRICS` (comma-separated string allowed).
+                    Default: ``("deletion", "insertion")``
+        batch_size (int, optional): examples per metric call. Default: 32
+        metric_kwargs (dict, optional): extra arguments per metric function,
+                    keyed ``"insertion_deletion"``, ``"keep_remove"`` (its
+                    masker defaults to ``"mean"``, never the environment-
+                    dependent ``"auto"``) and ``"sensitivity_n"``. Default: None
+        seed (int, optional): seed of the randomised metrics. Default: 0
+        device (str, optional): as in ``attribute_dataset``. Default: None
+        progress (bool, optional): tqdm bar on rank 0. Default: True
+
+    Returns:
+        str: ``out``.
+    """
+    from tqdm.auto import tqdm
+
+    from captum_prior._validation import check_int
+
+    names = _parse_metrics(metrics)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    src = os.fspath(attributions)
+    amanifest = read_manifest(src)
+    if amanifest.get("kind") != "attributions":
+        raise ValueError(f"{src} holds {amanifest.get('kind')!r}, not attributions")
+    if not amanifest.get("complete"):
+        raise ValueError(f"{src} is not finished; rerun the same explain command to finish it first")
+    n = int(amanifest["n_examples"])
+    if isinstance(dataset, torch.utils.data.DataLoader):
+        dataset = dataset.dataset
+    if len(dataset) != n:
+        raise ValueError(
+            f"dataset has {len(dataset)} examples but {src} holds {n}; pass the dataset that was explained"
+        )
+    dev = resolve_device(device)
+    if isinstance(model, torch.nn.Module):
+        model.to(dev)
+    mk = jsonable(dict(metric_kwargs or {}))
+    identity = {
+        "attributions": amanifest["identity_hash"],
+        "metrics": names,
+        "metric_kwargs": mk,
+        "model": model_fingerprint(model),
+        "seed": int(seed),
+    }
+    store = ShardStore(
+        out, "metrics", identity, n, int(amanifest["shard_size"]),
+        info={"attributions_dir": os.path.abspath(src), "method": amanifest["identity"].get("method")},
+    )
+    store.check_directory()
+    group = Group(dev)
+    try:
+        if group.rank == 0:
+            store.create()
+            store.remove_temporaries()
+        group.barrier()
+        manifest = store.check_directory()
+        assert manifest is not None
+        done = store.finished(manifest)
+        group.barrier()
+        mine = [k for k in range(store.n_shards) if k not in done][group.rank :: group.world]
+        bar = tqdm(total=sum(len(store.shard_range(k)) for k in mine), unit="ex",
+                   disable=not progress or group.rank != 0, desc="evaluate", dynamic_ncols=True)
+        for k in mine:
+            rows = list(store.shard_range(k))
+            parts: Dict[str, List[Tensor]] = {}
+            for b in range(0, len(rows), batch_size):
+                idx = rows[b : b + batch_size]
+                stored = load_attributions(src, idx)
+                x, _ = _load_batch(dataset, idx)
+                res = _score_batch(
+                    model, x.to(dev), stored.attributions.to(dev), stored.target.to(dev),
+                    names, metric_kwargs or {}, seed,
+                )
+                for key, v in res.items():
+                    parts.setdefault(key, []).append(v)
+                bar.update(len(idx))
+            tensors = {"index": torch.tensor(rows, dtype=torch.long)}
+            for key, vs in parts.items():
+                tensors[key] = vs[0] if key == "fractions" else torch.cat(vs)
+            done[k] = store.write_shard(k, tensors)
+            if group.rank == 0:
+                store.record(manifest, done)
+        bar.close()
+        group.barrier()
+        if group.rank == 0:
+            final = store.finished(manifest)
+            missing = [k for k in range(store.n_shards) if k not in final]
+            if missing:
+                raise RuntimeError(f"metric shards {missing[:5]} were not written; rerun to finish them")
+            store.record(manifest, final, complete=True)
+            summarize_run(out)
+        group.barrier()
+    finally:
+        group.close()
+    return os.fspath(out)
+
+
+def load_metrics(path: Union[str, os.PathLike]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], np.ndarray]:
+    """``(values, curves, fractions)`` of a metric directory: per-example
+    values per metric (plus ``"index"``) and the per-example curves."""
+    manifest = read_manifest(path)
+    names = manifest["identity"]["metrics"]
+    vals: Dict[str, List[np.ndarray]] = {"index": []}
+    curves: Dict[str, List[np.ndarray]] = {}
+    fractions = np.zeros(0)
+    for shard in iter_shards(path, kind="metrics"):
+        vals["index"].append(shard["index"].numpy())
+        for m in names:
+            vals.setdefault(m, []).append(shard[m].numpy())
+            if f"curve_{m}" in shard:
+                curves.setdefault(m, []).append(shard[f"curve_{m}"].numpy())
+        if "fractions" in shard:
+            fractions = shard["fractions"].numpy()
+    return (
+        {k: np.concatenate(v) for k, v in vals.items() if v},
+        {k: np.concatenate(v) for k, v in curves.items()},
+        fractions,
+    )
+
+
+def summarize_run(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Write ``per_example.csv``, ``summary.json`` and ``summary.md`` of a
+    metric directory; return the summary."""
+    from captum_prior.metrics.stats import format_ci, mean_ci
+
+    path = os.fspath(path)
+    manifest = read_manifest(path)
+    names = manifest["identity"]["metrics"]
+    vals, _, _ = load_metrics(path)
+    with open(os.path.join(path, "per_example.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index"] + names)
+        for j in range(len(vals["index"])):
+            w.writerow([int(vals["index"][j])] + [f"{float(vals[m][j]):.6g}" for m in names])
+    summary: Dict[str, Any] = {"method": manifest["info"].get("method"), "metrics": {}}
+    for m in names:
+        v = vals[m][np.isfinite(vals[m])]
+        summary["metrics"][m] = dict(mean_ci(v), n_nonfinite=int(len(vals[m]) - len(v)))
+    with open(os.path.join(path, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+    lines = ["| metric | mean [95 % CI] | n |", "|---|---|---|"]
+    lines += [f"| {m} | {format_ci(e)} | {e['n']} |" for m, e in summary["metrics"].items()]
+    with open(os.path.join(path, "summary.md"), "w") as fh:
+        fh.write(f"# {summary['method']}\n\n" + "\n".join(lines) + "\n")
+    return summary
+
+
+def compare_runs(
+    runs: Mapping[str, Union[str, os.PathLike]],
+    out: Union[str, os.PathLike],
+    dataset: Any = None,
+    reference: Optional[str] = None,
+    n_disagree: int = 8,
+) -> Dict[str, Any]:
+    r"""Paired comparison of two or more evaluated runs of the same dataset.
+
+    For every metric the runs are paired example by example (on the indices
+    they share) and each run is compared with ``reference`` (default the first)
+    by :func:`captum_prior.metrics.stats.summarize` (BCa intervals of means
+    and of paired differences).  Writes ``comparison.json``,
+    ``comparison.md`` and ``report.html`` (self-contained; see
+    :func:`captum_prior.runner.report.write_report`).
+
+    Args:
+        runs (dict): run name -> metric directory.
+        out (str): where to write.
+        dataset (Dataset, optional): the explained dataset, for the report's
+                    grid of the examples where the methods disagree most.
+                    Default: None (no grid)
+        reference (str, optional): the run every other is compared with.
+                    Default: the first
+        n_disagree (int, optional): examples in that grid. Default: 8
+
+    Returns:
+        dict: ``{metric: summarize(...)}``.
+    """
+    from captum_prior.metrics.stats import markdown_table, summarize
+    from captum_prior.runner.report import write_report
+
+    if len(runs) < 1:
+        raise ValueError("runs is empty")
+    loaded = {name: load_metrics(p) for name, p in runs.items()}
+    reference = reference or next(iter(runs))
+    if reference not in runs:
+        raise ValueError(f"reference {reference!r} is not one of the runs {list(runs)}")
+    common = None
+    for vals, _, _ in loaded.values():
+        common = set(vals["index"].tolist()) if common is None else common & set(vals["index"].tolist())
+    common_idx = np.array(sorted(common or ()))
+    if common_idx.size == 0:
+        raise ValueError("the runs share no example; were they computed on the same dataset?")
+    shared = set.intersection(*(set(k for k in v[0] if k != "index") for v in loaded.values()))
+    metric_names = [m for m in METRICS if m in shared]
+    aligned: Dict[str, Dict[str, np.ndarray]] = {}
+    curves: Dict[str, Dict[str, np.ndarray]] = {}
+    fractions = np.zeros(0)
+    for name, (vals, cv, fr) in loaded.items():
+        pos = {int(i): j for j, i in enumerate(vals["index"].tolist())}
+        sel = np.array([pos[int(i)] for i in common_idx])
+        aligned[name] = {m: vals[m][sel] for m in metric_names}
+        curves[name] = {m: c[sel] for m, c in cv.items()}
+        if fr.size:
+            fractions = fr
+    result: Dict[str, Any] = {}
+    md = [f"Paired over {common_idx.size} examples; reference: {reference}; 95 % BCa intervals; * = the paired interval excludes 0.\n"]
+    for m in metric_names:
+        per = {name: aligned[name][m] for name in runs}
+        ok = np.all([np.isfinite(v) for v in per.values()], axis=0)
+        per = {k: v[ok] for k, v in per.items()}
+        result[m] = summarize(per, reference=reference if len(runs) > 1 else None)
+        better = "higher" if HIGHER_IS_BETTER.get(m, True) else "lower"
+        md.append(f"## {m} ({better} is better)\n\n" + markdown_table(result[m], title="run") + "\n")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "comparison.json"), "w") as fh:
+        json.dump({"reference": reference, "n_examples": int(common_idx.size), "metrics": result}, fh, indent=1)
+    with open(os.path.join(out, "comparison.md"), "w") as fh:
+        fh.write("\n".join(md))
+    write_report(
+        os.path.join(out, "report.html"), result, curves, fractions, runs, common_idx,
+        dataset=dataset, reference=reference, n_disagree=n_disagree,
+    )
+    return result

@@ -1,0 +1,391 @@
+"""Attribute a whole dataset into a sharded, resumable store."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import random
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from captum_prior.runner._dist import Group, resolve_device
+from captum_prior.runner.store import ShardStore, jsonable
+
+__all__ = ["attribute_dataset", "example_seed", "model_fingerprint", "RANDOMNESS"]
+
+#: How the runner makes each example's random draws depend only on (seed, index).
+RANDOMNESS = ("auto", "none", "generator", "random_state", "object_random_state", "global")
+
+# Captum classes whose attributions draw nothing at random: run batched.
+_DETERMINISTIC = (
+    "IntegratedGradients", "Saliency", "InputXGradient", "DeepLift", "DeepLiftShap",
+    "GuidedBackprop", "Deconvolution", "GuidedGradCam", "LayerGradCam",
+    "LayerIntegratedGradients", "LayerConductance", "Occlusion", "FeatureAblation", "LRP",
+)
+
+
+def example_seed(seed: int, index: int) -> int:
+    """The seed of example ``index``: a function of ``(seed, index)`` only
+    (NumPy's ``SeedSequence``), in ``[0, 2**31)``."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] >> 1)
+
+
+def model_fingerprint(model: Any) -> str:
+    """Class name and a SHA-256 of the parameters and buffers of an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        return f"{type(model).__module__}.{type(model).__qualname__}"
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        t = t.detach().to("cpu").contiguous()
+        h.update(str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{type(model).__module__}.{type(model).__qualname__}@{h.hexdigest()[:16]}"
+
+
+def _detect_randomness(attribution: Any) -> str:
+    params = inspect.signature(attribution.attribute).parameters
+    if "generator" in params:
+        return "generator"
+    if "random_state" in params:
+        return "random_state"
+    if getattr(attribution, "random_state", None) is not None:
+        return "object_random_state"
+    if type(attribution).__name__ in _DETERMINISTIC and type(attribution).__module__.startswith("captum."):
+        return "none"
+    return "global"
+
+
+def _split_item(item: Any) -> Tuple[Tensor, Optional[int]]:
+    if isinstance(item, Tensor):
+        return item, None
+    if isinstance(item, Mapping):
+        x = item.get("inputs", item.get("image"))
+        y = item.get("labels", item.get("label"))
+    elif isinstance(item, (tuple, list)) and len(item) >= 1:
+        x, y = item[0], item[1] if len(item) > 1 else None
+    else:
+        raise TypeError(
+            f"dataset items must be a Tensor, an (input, label) pair or a dict with "
+            f"'inputs'; got {type(item).__name__}"
+        )
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    return x, (None if y is None else int(y))
+
+
+def _load_batch(dataset: Any, rows: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
+    xs, ys = [], []
+    for i in rows:
+        x, y = _split_item(dataset[i])
+        xs.append(x)
+        ys.append(y)
+    try:
+        x = torch.stack(xs)
+    except RuntimeError:
+        shapes = sorted({tuple(t.shape) for t in xs})
+        raise ValueError(
+            f"dataset items {rows[0]}..{rows[-1]} have different shapes {shapes[:3]}; "
+            "resize them to one size first"
+        ) from None
+    y = None if any(v is None for v in ys) else torch.tensor(ys, dtype=torch.long)
+    return x, y
+
+
+def _targets(spec: Any, model: Callable, x: Tensor, y: Optional[Tensor]) -> Tensor:
+    n = x.shape[0]
+    if isinstance(spec, str) and spec == "pred":
+        with torch.no_grad():
+            return model(x).argmax(1).to("cpu")
+    if isinstance(spec, str) and spec == "label":
+        if y is None:
+            raise ValueError("target='label' but the dataset gives no labels; use target='pred' or an int")
+        return y
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return torch.full((n,), int(spec), dtype=torch.long)
+    raise ValueError(f"target must be 'pred', 'label' or an int class index, got {spec!r}")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+class _Attributor:
+    """Calls ``attribution.attribute`` so that example ``i``'s draws depend
+    only on ``(seed, i)``: batched for deterministic methods, one example per
+    call with a per-example seed for the others."""
+
+    def __init__(self, attribution: Any, kwargs: Mapping[str, Any], seed: int,
+                 randomness: str, want_delta: bool) -> None:
+        self.attribution = attribution
+        self.kwargs = dict(kwargs)
+        self.seed = int(seed)
+        self.randomness = randomness
+        self.want_delta = want_delta
+
+    def _call(self, x: Tensor, target: Tensor, extra: Dict[str, Any]) -> Tuple[Tensor, Optional[Tensor]]:
+        kw = dict(self.kwargs, **extra)
+        if self.want_delta:
+            kw["return_convergence_delta"] = True
+        out = self.attribution.attribute(x, target=target, **kw)
+        if self.want_delta:
+            attr, delta = out
+            delta = torch.as_tensor(delta).detach().to("cpu", torch.float32).reshape(x.shape[0], -1)
+            if delta.shape[1] == 1:
+                delta = delta[:, 0]
+        else:
+            attr, delta = out, None
+        if isinstance(attr, tuple):
+            raise TypeError("the runner stores one attribution tensor per example; tuple inputs are not supported")
+        return attr.detach(), delta
+
+    def __call__(self, x: Tensor, target: Tensor, index: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
+        if self.randomness == "none":
+            return self._call(x, target, {})
+        attrs, deltas = [], []
+        for j, i in enumerate(index):
+            s = example_seed(self.seed, i)
+            extra: Dict[str, Any] = {}
+            if self.randomness == "generator":
+                extra["generator"] = torch.Generator().manual_seed(s)
+            elif self.randomness == "random_state":
+                extra["random_state"] = s
+            elif self.randomness == "object_random_state":
+                self.attribution.random_state = s
+            else:  # global RNGs (e.g. Captum's GradientShap: torch and NumPy)
+                torch.manual_seed(s)
+                np.random.seed(s)
+                random.seed(s)
+            a, d = self._call(x[j : j + 1], target[j : j + 1], extra)
+            attrs.append(a)
+            deltas.append(d)
+        delta = None if deltas[0] is None else torch.cat(deltas)
+        return torch.cat(attrs), delta
+
+
+def attribute_dataset(
+    attribution: Any,
+    dataset: Any,
+    out: Union[str, os.PathLike],
+    attribute_kwargs: Optional[Mapping[str, Any]] = None,
+    target: Union[str, int] = "pred",
+    batch_size: int = 32,
+    shard_size: int = 256,
+    seed: int = 0,
+    randomness: str = "auto",
+    return_convergence_delta: Union[str, bool] = "auto",
+    float16: bool = False,
+    device: Union[None, str, torch.device] = None,
+    method: Optional[str] = None,
+    method_args: Optional[Mapping[str, Any]] = None,
+    dataset_description: Optional[str] = None,
+    info: Optional[Mapping[str, Any]] = None,
+    progress: bool = True,
+) -> str:
+    r"""Attribute every example of ``dataset`` and store the results in ``out``.
+
+    Works with any attribution object of this project or of Captum (an object
+    with ``attribute(inputs, target=..., **kwargs)``).  The dataset is cut into
+    shards of ``shard_size`` consecutive examples; each finished shard is
+    written atomically to ``out/shard-NNNNN.safetensors`` (``index``,
+    ``target``, ``attributions`` and, where the method gives one, ``delta``),
+    and ``out/manifest.json`` records the call and the finished shards with
+    their SHA-256 checksums.
+
+    **Resuming.** Calling again with the same arguments (after an interruption,
+    even ``kill -9``) computes only the shards that are not finished; finished
+    shards are neither recomputed nor rewritten.  A directory written by
+    another call (other method, arguments, seed, model, dataset length, shard
+    size or target) is refused with
+    :class:`~captum_prior.runner.store.ManifestMismatchError`; a non-empty
+    directory without a manifest is refused too.
+
+    **Determinism per example.** The draws of example ``i`` depend only on
+    ``seed`` and ``i`` (:func:`example_seed`), never on the batch, shard or
+    number of processes.  ``randomness`` says how the seed reaches the method:
+
+    - ``"none"``: deterministic method, called on whole batches;
+    - ``"generator"``: ``attribute(..., generator=torch.Generator().manual_seed(s_i))``
+      (this project's EG, DeepPrior-EG, ValidPathGradients);
+    - ``"random_state"``: ``attribute(..., random_state=s_i)`` (DMM-MEN);
+    - ``"object_random_state"``: ``attribution.random_state = s_i`` before the
+      call (BayLime constructed with a ``random_state``);
+    - ``"global"``: seeds torch's, NumPy's and Python's global generators with
+      ``s_i`` (Captum's GradientShap, NoiseTunnel, Lime...).  Limit: anything
+      else that draws from the global generators between calls (another
+      thread) breaks reproducibility;
+    - ``"auto"`` (default) picks from the signature of ``attribute``: the
+      first that applies of the above, ``"none"`` only for Captum's
+      deterministic classes (IntegratedGradients, Saliency, DeepLift, ...).
+
+    Seeded methods are called one example at a time (on the 2-core CPU
+    benchmark this is no slower than batched calls; see
+    ``benchmarks/results/runner_overhead.md``).
+
+    **Several processes.** Under ``torchrun`` each rank takes every
+    ``world_size``-th unfinished shard (gloo on CPU, NCCL on CUDA with one
+    device per rank from ``LOCAL_RANK``) and rank 0 finalises the manifest;
+    the attributions equal a single-process run's.
+
+    Args:
+        attribution (Attribution): e.g. ``ExpectedGradients(model)`` or Captum's
+                    ``IntegratedGradients(model)``; its ``forward_func`` is the
+                    model (used for ``target="pred"``).
+        dataset (Dataset or DataLoader): indexable; item ``i`` is a Tensor, an
+                    ``(input, label)`` pair or a dict with ``"inputs"``
+                    (``"labels"``). A DataLoader's ``.dataset`` is used.
+        out (str or PathLike): the output directory.
+        attribute_kwargs (dict, optional): further arguments of ``attribute``
+                    (``baselines``, ``n_samples``...), the same for every batch.
+                    Default: None
+        target (str or int, optional): ``"pred"`` (the model's top class),
+                    ``"label"`` or a class index. Default: ``"pred"``
+        batch_size (int, optional): examples per model call (targets,
+                    deterministic methods). Not part of the call's identity.
+                    Default: 32
+        shard_size (int, optional): examples per shard file. Default: 256
+        seed (int, optional): seed of every random draw. Default: 0
+        randomness (str, optional): see above. Default: ``"auto"``
+        return_convergence_delta (bool or str, optional): store the method's
+                    convergence delta; ``"auto"`` does when ``attribute``
+                    accepts ``return_convergence_delta``. Default: ``"auto"``
+        float16 (bool, optional): store attributions as float16. Default: False
+        device (str or torch.device, optional): ``None``/``"auto"`` is
+                    ``cuda:LOCAL_RANK`` when CUDA exists, else CPU; the model
+                    (an ``nn.Module`` ``forward_func``) is moved there.
+                    Default: None
+        method (str, optional): name recorded in the manifest. Default: the
+                    attribution's class name
+        method_args (dict, optional): the attribution's constructor arguments,
+                    recorded and compared on resume. Default: None
+        dataset_description (str, optional): recorded and compared. Default:
+                    the dataset's class name
+        info (dict, optional): extra descriptive fields for the manifest (not
+                    compared). Default: None
+        progress (bool, optional): tqdm bar (examples/s, ETA) on rank 0.
+                    Default: True
+
+    Returns:
+        str: ``out``.
+    """
+    from tqdm.auto import tqdm
+
+    from captum_prior._validation import check_choice, check_int
+
+    if not hasattr(attribution, "attribute"):
+        raise TypeError(f"attribution must have an attribute() method, got {type(attribution).__name__}")
+    if isinstance(dataset, torch.utils.data.DataLoader):
+        dataset = dataset.dataset
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise TypeError("dataset must have a length (a map-style Dataset or a DataLoader over one)") from None
+    if n == 0:
+        raise ValueError("dataset is empty; there is nothing to attribute")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    shard_size = check_int(shard_size, "shard_size", 1)
+    seed = check_int(seed, "seed", 0)
+    randomness = check_choice(randomness, "randomness", RANDOMNESS)
+    if randomness == "auto":
+        randomness = _detect_randomness(attribution)
+    if return_convergence_delta == "auto":
+        want_delta = "return_convergence_delta" in inspect.signature(attribution.attribute).parameters
+    elif isinstance(return_convergence_delta, bool):
+        want_delta = return_convergence_delta
+    else:
+        raise TypeError("return_convergence_delta must be True, False or 'auto'")
+    if not (target in ("pred", "label") or (isinstance(target, (int, np.integer)) and not isinstance(target, bool))):
+        raise ValueError(f"target must be 'pred', 'label' or an int class index, got {target!r}")
+
+    dev = resolve_device(device)
+    model = getattr(attribution, "forward_func", None)
+    if model is None:
+        raise TypeError("attribution has no forward_func (the model); pass a Captum-style attribution object")
+    if isinstance(model, nn.Module):
+        model.to(dev)
+    kwargs = _to_device(dict(attribute_kwargs or {}), dev)
+    x0, _ = _split_item(dataset[0])
+    identity = {
+        "method": method or type(attribution).__name__,
+        "method_class": f"{type(attribution).__module__}.{type(attribution).__qualname__}",
+        "method_args": jsonable(dict(method_args or {})),
+        "attribute_kwargs": jsonable(dict(attribute_kwargs or {})),
+        "model": model_fingerprint(model),
+        "seed": seed,
+        "randomness": randomness,
+        "target": target,
+        "dataset": dataset_description or type(dataset).__name__,
+        "float16": bool(float16),
+        "delta": want_delta,
+    }
+    store = ShardStore(
+        out, "attributions", identity, n, shard_size,
+        info=dict(info or {}, input_shape=list(x0.shape), attribution_shape=list(x0.shape)),
+    )
+    store.check_directory()  # every rank: refuse a wrong directory before any work
+    group = Group(dev)
+    try:
+        if group.rank == 0:
+            store.create()
+            store.remove_temporaries()
+        group.barrier()
+        manifest = store.check_directory()
+        assert manifest is not None
+        done = store.finished(manifest)
+        group.barrier()  # nobody writes before every rank has seen the same finished set
+        pending = [k for k in range(store.n_shards) if k not in done]
+        mine = pending[group.rank :: group.world]
+        runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
+        total = sum(len(store.shard_range(k)) for k in mine)
+        bar = tqdm(
+            total=total, unit="ex", disable=not progress or group.rank != 0, dynamic_ncols=True,
+            desc=f"explain rank 0/{group.world}" if group.world > 1 else "explain",
+        )
+        for k in mine:
+            rows = list(store.shard_range(k))
+            parts: Dict[str, List[Tensor]] = {"target": [], "attributions": [], "delta": []}
+            for b in range(0, len(rows), batch_size):
+                idx = rows[b : b + batch_size]
+                x, y = _load_batch(dataset, idx)
+                x = x.to(dev)
+                t = _targets(target, model, x, y)
+                a, d = runner(x, t.to(dev), idx)
+                parts["attributions"].append(a.to("cpu", torch.float16 if float16 else torch.float32))
+                parts["target"].append(t.to("cpu", torch.long))
+                if d is not None:
+                    parts["delta"].append(d)
+                bar.update(len(idx))
+            tensors = {
+                "index": torch.tensor(rows, dtype=torch.long),
+                "target": torch.cat(parts["target"]),
+                "attributions": torch.cat(parts["attributions"]),
+            }
+            if parts["delta"]:
+                tensors["delta"] = torch.cat(parts["delta"])
+            done[k] = store.write_shard(k, tensors)
+            if group.rank == 0:
+                store.record(manifest, done)
+        bar.close()
+        group.barrier()
+        if group.rank == 0:
+            final = store.finished(manifest)
+            missing = [k for k in range(store.n_shards) if k not in final]
+            if missing:
+                raise RuntimeError(f"shards {missing[:5]} were not written; rerun the same command to finish them")
+            store.record(manifest, final, complete=True)
+        group.barrier()
+    finally:
+        group.close()
+    return os.fspath(out)
