@@ -288,6 +288,7 @@ def plot_curves(
     panel_size: Tuple[float, float] = (4.6, 3.4),
     fontsize: float = 9.0,
     sharey: bool = True,
+    sample_name: str = "examples",
 ):
     r"""Mean curve per method, with a band over examples and a legend.
 
@@ -310,6 +311,9 @@ def plot_curves(
         panel_size ((float, float), optional): inches per panel.
         fontsize (float, optional): Default: 9
         sharey (bool, optional): panels share the y axis. Default: True
+        sample_name (str, optional): what the rows of a curve are, for the
+                    band's note (e.g. ``"bootstrap repeats"``).
+                    Default: ``"examples"``
 
     Returns:
         matplotlib.figure.Figure
@@ -347,7 +351,7 @@ def plot_curves(
     axes[0].set_ylabel(ylabel, fontsize=fontsize)
     note = {"ci": f"shaded: {confidence:.0%} CI of the mean", "sd": "shaded: ± 1 s.d."}.get(str(band))
     n_ex = max(_as_2d(c).shape[0] for p in panels.values() for c in p.values())
-    suffix = f"{note} over {n_ex} examples" if note and n_ex > 1 else None
+    suffix = f"{note} over {n_ex} {sample_name}" if note and n_ex > 1 else None
     full = "\n".join(t for t in (title, suffix) if t)
     if full:
         fig.suptitle(full, fontsize=fontsize + 1)
@@ -371,6 +375,7 @@ def plot_intervals(
     panel_size: Tuple[float, float] = (3.4, 0.45),
     fontsize: float = 9.0,
     better: Optional[Mapping[str, str]] = None,
+    legend: Optional[bool] = None,
 ):
     r"""Point estimates with intervals: one row per item, one panel per metric.
 
@@ -389,6 +394,9 @@ def plot_intervals(
                     row, in inches.
         better (dict, optional): panel -> ``"higher"`` or ``"lower"``, added
                     to the panel title.  Default: None
+        legend (bool, optional): a legend of the items, one colour each.
+                    Default: None (a legend when there are several panels;
+                    one panel is labelled by its y axis and drawn in one colour)
 
     Returns:
         matplotlib.figure.Figure
@@ -403,9 +411,11 @@ def plot_intervals(
     ncols = min(len(panels), 3)
     nrows = (len(panels) + ncols - 1) // ncols
     h = max(1.6, panel_size[1] * len(items) + 0.9)
-    fig = _new_figure((panel_size[0] * ncols + 1.8, h * nrows + 0.6))
+    if legend is None:
+        legend = len(panels) > 1
+    fig = _new_figure((panel_size[0] * ncols + (1.8 if legend else 1.2), h * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    colors = [f"C{i % 10}" for i in range(len(items))]
+    colors = [f"C{i % 10}" for i in range(len(items))] if legend else ["C0"] * len(items)
     for k, ax in enumerate(axes.flat):
         if k >= len(panels):
             ax.axis("off")
@@ -428,8 +438,9 @@ def plot_intervals(
             extra = f" ({better[ptitle]} is better)" if better and ptitle in better else ""
             ax.set_title(f"{ptitle}{extra}", fontsize=fontsize + 1)
     handles = [Line2D([], [], marker="o", color=c, ls="-", label=it) for it, c in zip(items, colors)]
-    fig.legend(handles=handles, loc="outside right center", fontsize=fontsize - 1, title=legend_title,
-               title_fontsize=fontsize - 1)
+    if legend:
+        fig.legend(handles=handles, loc="outside right center", fontsize=fontsize - 1, title=legend_title,
+                   title_fontsize=fontsize - 1)
     if title:
         fig.suptitle(title, fontsize=fontsize + 1)
     return fig

@@ -146,3 +146,11 @@ def test_library_never_uses_pyplot():
     plot_attributions(images, attrs)
     plot_curves(np.arange(3), {"a": np.ones(3)})
     assert plt.get_fignums() == before
+
+
+def test_single_panel_intervals_are_labelled_by_their_axis():
+    fig = plot_intervals({"a": (1.0, 0.5, 1.5), "b": (0.0, -1.0, 1.0)}, reference=0.0)
+    assert not fig.legends
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b"]
+    fig = plot_intervals({"a": (1.0, 0.5, 1.5)}, legend=True)
+    assert len(fig.legends) == 1
