@@ -1,20 +1,452 @@
-"""Figures: side-by-side attribution grids (Captum's ``visualize_image_attr``)
-and plain image grids."""
+"""Figures for attributions, prior maps, metric curves and intervals.
+
+One convention everywhere:
+
+- **Signed attributions** use :data:`DIVERGING_CMAP` (``"RdBu_r"``): positive
+  (evidence *for* the target) is red, negative (evidence *against*) is blue,
+  zero is white.  The colour scale is symmetric around zero, so white always
+  means zero.
+- **Non-negative maps** (absolute attributions, prior maps, heat maps of
+  ranks) use :data:`SEQUENTIAL_CMAP` (``"Reds"``, white = 0).
+- Every heat map has a colour bar in the map's own units.  By default all the
+  heat-map panels of a grid share **one** scale (the ``100 - outlier_perc``
+  percentile of ``|A|`` over the whole grid), so panels can be compared;
+  ``scale="per_panel"`` gives each panel its own scale and colour bar and says
+  so in the figure title.
+- Curves and interval plots always have a legend.
+
+Every ``plot_*`` function returns a :class:`matplotlib.figure.Figure` built
+without pyplot (the backend and pyplot's figure list are left alone, and the
+library never calls ``plt.show()``).  In a notebook, ``display(fig)`` or
+leaving the figure as the cell's last expression shows it; ``save_figure``
+writes it to a file.
+
+Why not Captum's ``visualize_image_attr`` for the heat maps: it normalises
+every map to ``[-1, 1]`` by that map's own percentile, so two panels drawn
+with it cannot share a scale and its colour bar shows normalised units.  The
+maps here are reduced the same way Captum's ``heat_map`` does (attributions
+summed over channels, an outlier percentile clipped), then drawn on one
+symmetric scale in attribution units.  :func:`attribution_grid` and
+:func:`image_grid` keep their old call forms (they save a PNG and return its
+path) and are built on the functions below.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+DIVERGING_CMAP = "RdBu_r"
+SEQUENTIAL_CMAP = "Reds"
+SIGNS = ("all", "positive", "negative", "absolute_value")
+SCALES = ("shared", "per_panel")
 
-def _hwc(t: Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+__all__ = [
+    "DIVERGING_CMAP",
+    "SEQUENTIAL_CMAP",
+    "attribution_grid",
+    "image_grid",
+    "plot_attributions",
+    "plot_curves",
+    "plot_images",
+    "plot_intervals",
+    "save_figure",
+]
 
 
+# --------------------------------------------------------------------- helpers
+def _new_figure(figsize: Tuple[float, float]):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, layout="constrained")  # no pyplot
+
+
+def _hwc(t: Union[Tensor, np.ndarray]) -> np.ndarray:
+    if isinstance(t, Tensor):
+        t = t.detach().to("cpu", torch.float32).numpy()
+    a = np.asarray(t, dtype=np.float32)
+    if a.ndim == 2:
+        return a[..., None]
+    if a.ndim != 3:
+        raise ValueError(f"expected a C x H x W (or H x W) image, got shape {a.shape}")
+    return np.transpose(a, (1, 2, 0))
+
+
+def _show_image(ax, img: Union[Tensor, np.ndarray]) -> None:
+    a = _hwc(img)
+    if a.shape[-1] == 1:
+        ax.imshow(a[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        ax.imshow(a.clip(0.0, 1.0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _reduce(attr: Union[Tensor, np.ndarray], sign: str) -> np.ndarray:
+    """Captum's ``heat_map`` reduction: sum over channels, then the sign option."""
+    a = _hwc(attr).sum(-1)
+    if sign == "positive":
+        return np.clip(a, 0.0, None)
+    if sign == "negative":
+        return np.clip(-a, 0.0, None)
+    if sign == "absolute_value":
+        return np.abs(a)
+    return a
+
+
+def _limit(maps: Sequence[np.ndarray], outlier_perc: float) -> float:
+    vals = np.concatenate([np.abs(m).ravel() for m in maps]) if maps else np.zeros(1)
+    v = float(np.percentile(vals, 100.0 - outlier_perc)) if vals.size else 0.0
+    if not np.isfinite(v) or v <= 0:
+        v = float(vals.max()) if vals.size and np.isfinite(vals.max()) else 0.0
+    return v if v > 0 else 1.0
+
+
+def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def save_figure(fig, path: Union[str, os.PathLike], dpi: int = 110) -> str:
+    """Write ``fig`` to ``path`` (format from the extension); returns the path."""
+    fig.savefig(path, dpi=dpi)
+    return str(path)
+
+
+# ---------------------------------------------------------------- heat maps
+def plot_attributions(
+    images: Optional[Tensor],
+    attributions: Mapping[str, Union[Tensor, np.ndarray]],
+    row_titles: Optional[Sequence[str]] = None,
+    *,
+    sign: str = "all",
+    scale: str = "shared",
+    outlier_perc: float = 1.0,
+    cmap: Optional[str] = None,
+    colorbar_label: Optional[str] = None,
+    title: Optional[str] = None,
+    overlay: bool = False,
+    panel_size: float = 2.1,
+    fontsize: float = 9.0,
+):
+    r"""One row per image: the image, then one heat map per method.
+
+    Args:
+        images (Tensor or None): ``N x C x H x W`` in ``[0, 1]`` (``C`` = 1 or
+                    3), drawn in the first column; None omits that column.
+        attributions (dict[str, Tensor]): column title (the method) -> maps
+                    shaped ``N x C x H x W`` (or ``N x H x W``); channels are
+                    summed, as Captum's ``heat_map`` does.
+        row_titles (sequence of str, optional): a label per row, e.g.
+                    ``"pred: Sneaker"``. Default: None
+        sign (str, optional): ``"all"`` (signed, :data:`DIVERGING_CMAP`,
+                    symmetric scale), ``"positive"``, ``"negative"`` or
+                    ``"absolute_value"`` (non-negative,
+                    :data:`SEQUENTIAL_CMAP`, scale from 0). Default: ``"all"``
+        scale (str, optional): ``"shared"``: every heat map of the grid on one
+                    scale with one colour bar; ``"per_panel"``: each panel on
+                    its own scale with its own colour bar (the title says
+                    so). Default: ``"shared"``
+        outlier_perc (float, optional): the scale ends at the
+                    ``100 - outlier_perc`` percentile of ``|A|`` (of the whole
+                    grid, or of the panel); larger values saturate. As in
+                    Captum. Default: 1.0
+        cmap (str, optional): overrides the colour map (keep the convention
+                    unless the maps are not attributions). Default: None
+        colorbar_label (str, optional): Default: ``"attribution"`` (with
+                    ``"shared scale"`` or ``"per-panel scale"`` appended)
+        title (str, optional): figure title. Default: None
+        overlay (bool, optional): draw each heat map semi-transparent over the
+                    grey-scale image. Default: False
+        panel_size (float, optional): inches per panel. Default: 2.1
+        fontsize (float, optional): titles and labels. Default: 9
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    from matplotlib.colors import Normalize
+
+    _check_choice(sign, "sign", SIGNS)
+    _check_choice(scale, "scale", SCALES)
+    if not attributions:
+        raise ValueError("attributions must name at least one method")
+    if not 0.0 <= outlier_perc < 100.0:
+        raise ValueError(f"outlier_perc must be in [0, 100), got {outlier_perc}")
+    names = list(attributions)
+    n = int(next(iter(attributions.values())).shape[0])
+    for k, a in attributions.items():
+        if int(a.shape[0]) != n:
+            raise ValueError(f"attributions[{k!r}] has {a.shape[0]} rows, expected {n}")
+    if images is not None and int(images.shape[0]) != n:
+        raise ValueError(f"images has {images.shape[0]} rows, attributions have {n}")
+    if row_titles is not None and len(row_titles) != n:
+        raise ValueError(f"row_titles has {len(row_titles)} entries, expected {n}")
+    maps = {k: [_reduce(a[i], sign) for i in range(n)] for k, a in attributions.items()}
+    signed = sign == "all"
+    cmap = cmap or (DIVERGING_CMAP if signed else SEQUENTIAL_CMAP)
+    label = colorbar_label or "attribution"
+
+    def norm_for(ms):
+        v = _limit(ms, outlier_perc)
+        return Normalize(-v, v) if signed else Normalize(0.0, v)
+
+    shared = norm_for([m for ms in maps.values() for m in ms]) if scale == "shared" else None
+    img_col = 1 if images is not None else 0
+    cols = img_col + len(names)
+    extra = 0.6 if scale == "shared" else 0.5 * len(names)
+    fig = _new_figure((panel_size * cols + extra, panel_size * n + 0.5))
+    axes = fig.subplots(n, cols, squeeze=False)
+    last = None
+    for i in range(n):
+        if images is not None:
+            ax = axes[i, 0]
+            _show_image(ax, images[i])
+            if i == 0:
+                ax.set_title("input", fontsize=fontsize)
+        for j, name in enumerate(names):
+            ax = axes[i, img_col + j]
+            m = maps[name][i]
+            norm = shared if shared is not None else norm_for([m])
+            if overlay and images is not None:
+                grey = _hwc(images[i]).mean(-1)
+                ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+                last = ax.imshow(m, cmap=cmap, norm=norm, alpha=0.65)
+            else:
+                last = ax.imshow(m, cmap=cmap, norm=norm)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=fontsize)
+            if shared is None:
+                cb = fig.colorbar(last, ax=ax, fraction=0.046, pad=0.02)
+                cb.ax.tick_params(labelsize=fontsize - 2)
+        if row_titles is not None:
+            axes[i, 0].set_ylabel(row_titles[i], fontsize=fontsize)
+    if shared is not None:
+        cb = fig.colorbar(last, ax=axes[:, img_col:].ravel().tolist(), shrink=min(1.0, 0.9 / max(n, 1) + 0.5))
+        cb.set_label(f"{label} (shared scale)", fontsize=fontsize)
+        cb.ax.tick_params(labelsize=fontsize - 1)
+    note = None if shared is not None else f"each panel on its own {label} scale"
+    full = "\n".join(t for t in (title, note) if t)
+    if full:
+        fig.suptitle(full, fontsize=fontsize + 1)
+    return fig
+
+
+def plot_images(
+    images: Tensor,
+    titles: Optional[Sequence[str]] = None,
+    ncols: int = 8,
+    suptitle: Optional[str] = None,
+    panel_size: float = 1.6,
+    fontsize: float = 8.0,
+):
+    """``N x C x H x W`` images in ``[0, 1]`` as a grid with optional titles.
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    n = int(images.shape[0])
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles has {len(titles)} entries, expected {n}")
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig = _new_figure((panel_size * ncols, (panel_size + 0.3) * nrows + (0.3 if suptitle else 0)))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            _show_image(ax, images[k])
+            if titles is not None:
+                ax.set_title(titles[k], fontsize=fontsize)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=fontsize + 2)
+    return fig
+
+
+# ------------------------------------------------------------------- curves
+def _as_2d(v: Union[Tensor, np.ndarray, Sequence[float]]) -> np.ndarray:
+    a = v.detach().cpu().double().numpy() if isinstance(v, Tensor) else np.asarray(v, dtype=float)
+    return a[None] if a.ndim == 1 else a.reshape(a.shape[0], -1)
+
+
+def plot_curves(
+    x: Union[Tensor, np.ndarray, Sequence[float], Mapping[str, Any]],
+    curves: Mapping[str, Any],
+    *,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: Optional[str] = None,
+    band: Optional[str] = "ci",
+    confidence: float = 0.95,
+    label_values: Optional[Mapping[str, Any]] = None,
+    panel_size: Tuple[float, float] = (4.6, 3.4),
+    fontsize: float = 9.0,
+    sharey: bool = True,
+    sample_name: str = "examples",
+):
+    r"""Mean curve per method, with a band over examples and a legend.
+
+    Args:
+        x (Tensor, array or dict): the x values of every curve, or
+                    panel -> x values when ``curves`` has panels.
+        curves (dict): label -> values ``N x K`` (``N`` examples, the mean is
+                    drawn) or ``K``; or panel title -> such a dict, one
+                    subplot per panel.
+        xlabel, ylabel (str, optional): axis labels. Default: ``""``
+        title (str, optional): figure title. Default: None
+        band (str or None, optional): ``"ci"``: normal-approximation
+                    ``confidence`` interval of the mean over examples;
+                    ``"sd"``: ± one standard deviation; None: no band.
+                    Default: ``"ci"``
+        confidence (float, optional): for ``band="ci"``. Default: 0.95
+        label_values (dict, optional): label -> number appended to the legend
+                    entry (e.g. the AUC); or panel -> such a dict.
+                    Default: None
+        panel_size ((float, float), optional): inches per panel.
+        fontsize (float, optional): Default: 9
+        sharey (bool, optional): panels share the y axis. Default: True
+        sample_name (str, optional): what the rows of a curve are, for the
+                    band's note (e.g. ``"bootstrap repeats"``).
+                    Default: ``"examples"``
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    from scipy.stats import norm as _norm
+
+    _check_choice(str(band), "band", ("ci", "sd", "None"))
+    first = next(iter(curves.values()), None)
+    if first is None:
+        raise ValueError("curves must hold at least one curve")
+    panels = curves if isinstance(first, Mapping) else {"": curves}
+    fig = _new_figure((panel_size[0] * len(panels), panel_size[1]))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=sharey)[0]
+    z = float(_norm.ppf(0.5 + confidence / 2))
+    for ax, (ptitle, pcurves) in zip(axes, panels.items()):
+        px = x[ptitle] if isinstance(x, Mapping) else x
+        px = _as_2d(px)[0]
+        vals = label_values.get(ptitle, label_values) if label_values is not None else None
+        for label, c in pcurves.items():
+            a = _as_2d(c)
+            mean = a.mean(0)
+            text = str(label)
+            if vals is not None and isinstance(vals, Mapping) and label in vals:
+                text += f" ({float(vals[label]):.3f})"
+            (line,) = ax.plot(px, mean, label=text, lw=1.8)
+            if band is not None and a.shape[0] > 1:
+                half = a.std(0, ddof=1) * (z / np.sqrt(a.shape[0]) if band == "ci" else 1.0)
+                ax.fill_between(px, mean - half, mean + half, color=line.get_color(), alpha=0.15, lw=0)
+        if ptitle:
+            ax.set_title(ptitle, fontsize=fontsize + 1)
+        ax.set_xlabel(xlabel, fontsize=fontsize)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=fontsize - 1)
+        ax.legend(fontsize=fontsize - 1)
+    axes[0].set_ylabel(ylabel, fontsize=fontsize)
+    note = {"ci": f"shaded: {confidence:.0%} CI of the mean", "sd": "shaded: ± 1 s.d."}.get(str(band))
+    n_ex = max(_as_2d(c).shape[0] for p in panels.values() for c in p.values())
+    suffix = f"{note} over {n_ex} {sample_name}" if note and n_ex > 1 else None
+    full = "\n".join(t for t in (title, suffix) if t)
+    if full:
+        fig.suptitle(full, fontsize=fontsize + 1)
+    return fig
+
+
+def _interval(v: Any) -> Tuple[float, float, float]:
+    if isinstance(v, Mapping):
+        return float(v["mean"]), float(v["low"]), float(v["high"])
+    m, lo, hi = v
+    return float(m), float(lo), float(hi)
+
+
+def plot_intervals(
+    estimates: Mapping[str, Any],
+    *,
+    xlabel: str = "",
+    title: Optional[str] = None,
+    reference: Optional[float] = None,
+    legend_title: Optional[str] = None,
+    panel_size: Tuple[float, float] = (3.4, 0.45),
+    fontsize: float = 9.0,
+    better: Optional[Mapping[str, str]] = None,
+    legend: Optional[bool] = None,
+):
+    r"""Point estimates with intervals: one row per item, one panel per metric.
+
+    Args:
+        estimates (dict): item -> ``(mean, low, high)`` or a dict with keys
+                    ``mean, low, high`` (e.g. from
+                    :func:`captum_prior.metrics.stats.mean_ci`); or panel
+                    title (a metric) -> such a dict.  In a panel dict the items
+                    (methods) are drawn in one colour each, with a legend.
+        xlabel (str, optional): Default: ``""``
+        title (str, optional): figure title. Default: None
+        reference (float, optional): a vertical reference line (e.g. 0).
+                    Default: None
+        legend_title (str, optional): Default: None
+        panel_size ((float, float), optional): width per panel and height per
+                    row, in inches.
+        better (dict, optional): panel -> ``"higher"`` or ``"lower"``, added
+                    to the panel title.  Default: None
+        legend (bool, optional): a legend of the items, one colour each.
+                    Default: None (a legend when there are several panels;
+                    one panel is labelled by its y axis and drawn in one colour)
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    from matplotlib.lines import Line2D
+
+    first = next(iter(estimates.values()), None)
+    if first is None:
+        raise ValueError("estimates must hold at least one item")
+    panels = estimates if isinstance(first, Mapping) and "mean" not in first else {"": estimates}
+    items = list(dict.fromkeys(k for p in panels.values() for k in p))
+    ncols = min(len(panels), 3)
+    nrows = (len(panels) + ncols - 1) // ncols
+    h = max(1.6, panel_size[1] * len(items) + 0.9)
+    if legend is None:
+        legend = len(panels) > 1
+    fig = _new_figure((panel_size[0] * ncols + (1.8 if legend else 1.2), h * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    colors = [f"C{i % 10}" for i in range(len(items))] if legend else ["C0"] * len(items)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(panels):
+            ax.axis("off")
+            continue
+        ptitle, pvals = list(panels.items())[k]
+        for r, item in enumerate(items):
+            if item not in pvals:
+                continue
+            m, lo, hi = _interval(pvals[item])
+            ax.errorbar(m, r, xerr=[[m - lo], [hi - m]], fmt="o", color=colors[r], capsize=3, ms=5)
+        if reference is not None:
+            ax.axvline(reference, color="0.4", lw=0.8, ls="--")
+        ax.set_yticks(range(len(items)))
+        ax.set_yticklabels(items if k % ncols == 0 else [], fontsize=fontsize)
+        ax.set_ylim(len(items) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=fontsize - 1)
+        ax.set_xlabel(xlabel, fontsize=fontsize)
+        if ptitle:
+            extra = f" ({better[ptitle]} is better)" if better and ptitle in better else ""
+            ax.set_title(f"{ptitle}{extra}", fontsize=fontsize + 1)
+    handles = [Line2D([], [], marker="o", color=c, ls="-", label=it) for it, c in zip(items, colors)]
+    if legend:
+        fig.legend(handles=handles, loc="outside right center", fontsize=fontsize - 1, title=legend_title,
+                   title_fontsize=fontsize - 1)
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 1)
+    return fig
+
+
+# ------------------------------------------------------- file-writing forms
 def attribution_grid(
     images: Tensor,
     attributions: Dict[str, Tensor],
@@ -23,57 +455,31 @@ def attribution_grid(
     method: str = "heat_map",
     sign: str = "all",
     dpi: int = 110,
+    scale: str = "shared",
+    title: Optional[str] = None,
 ) -> str:
-    r"""Save a grid: one row per image, the image then one column per method.
+    r"""Save :func:`plot_attributions` as a PNG and return its path.
 
     Args:
         images (Tensor): ``N x C x H x W`` in ``[0, 1]``.
-        attributions (dict[str, Tensor]): method name -> attributions shaped
-                    like ``images``.
+        attributions (dict[str, Tensor]): method name -> attributions.
         path (str or PathLike): the PNG to write.
         row_titles (sequence of str, optional): a label per row. Default: None
-        method (str, optional): Captum ``visualize_image_attr`` method.
+        method (str, optional): ``"heat_map"`` or ``"blended_heat_map"``
+                    (heat map over the grey-scale image), Captum's names.
                     Default: ``"heat_map"``
-        sign (str, optional): Captum sign option. Default: ``"all"``
+        sign (str, optional): as in :func:`plot_attributions`. Default: ``"all"``
         dpi (int, optional): resolution. Default: 110
+        scale (str, optional): ``"shared"`` or ``"per_panel"``. Default: ``"shared"``
+        title (str, optional): figure title. Default: None
 
     Returns:
         the path written, as a string.
     """
-    from captum.attr import visualization as viz
-    from matplotlib.figure import Figure
-
-    n = images.shape[0]
-    cols = 1 + len(attributions)
-    fig = Figure(figsize=(2.2 * cols, 2.2 * n))  # no pyplot: leaves the backend alone
-    axes = fig.subplots(n, cols, squeeze=False)
-    for i in range(n):
-        img = _hwc(images[i])
-        ax = axes[i, 0]
-        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if row_titles is not None:
-            ax.set_ylabel(row_titles[i], fontsize=8)
-        if i == 0:
-            ax.set_title("input", fontsize=9)
-        for j, (name, attr) in enumerate(attributions.items(), 1):
-            a = _hwc(attr[i])
-            ax = axes[i, j]
-            if np.abs(a).sum() == 0:
-                ax.imshow(np.zeros(a.shape[:2]), cmap="gray")
-            else:
-                viz.visualize_image_attr(
-                    a, img, method=method, sign=sign, plt_fig_axis=(fig, ax),
-                    use_pyplot=False, show_colorbar=False,
-                )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    return str(path)
+    _check_choice(method, "method", ("heat_map", "blended_heat_map"))
+    fig = plot_attributions(images, attributions, row_titles, sign=sign, scale=scale, title=title,
+                            overlay=method == "blended_heat_map")
+    return save_figure(fig, path, dpi)
 
 
 def image_grid(
@@ -84,23 +490,5 @@ def image_grid(
     suptitle: Optional[str] = None,
     dpi: int = 110,
 ) -> str:
-    """Save ``N x C x H x W`` images in ``[0, 1]`` as a grid with optional titles."""
-    from matplotlib.figure import Figure
-
-    n = images.shape[0]
-    ncols = max(1, min(ncols, n))
-    nrows = (n + ncols - 1) // ncols
-    fig = Figure(figsize=(1.6 * ncols, 1.8 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k < n:
-            img = _hwc(images[k])
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img.clip(0, 1), cmap="gray")
-            if titles is not None:
-                ax.set_title(titles[k], fontsize=7)
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    return str(path)
+    """Save :func:`plot_images` as a PNG and return its path."""
+    return save_figure(plot_images(images, titles, ncols, suptitle), path, dpi)
