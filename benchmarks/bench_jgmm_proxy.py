@@ -109,8 +109,8 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
     ex_sp = JGMMExplainer(model, "conv2", **pooling(args), spatial=True, random_state=args.seed,
                           progress=False, keep_inputs=False, batch_size=1000,
                           max_iter=args.max_iter, tol=1e-3)
-    tr = ex_sp.extract(xtr)[:3]
     te = ex_sp.extract(xte)[:3]
+    tr = ex_sp.extract(xtr)[:3]  # last: the linear decoder is fitted on these maps
     res["feature_extraction_s"] = round(time.perf_counter() - t0, 1)
     ytr_m, yte_m = tr[2].argmax(1).numpy(), te[2].argmax(1).numpy()
     res["model_decision_class_counts_test"] = np.bincount(yte_m, minlength=10).tolist()

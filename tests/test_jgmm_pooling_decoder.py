@@ -165,3 +165,23 @@ def test_unpooled_decoding_is_exact():
                            progress=False, max_iter=2).fit(x[:60])
     assert ex.decoder_ is None and ex.grid_ == (7, 7)
     assert ex.decoder_fidelity(x[60:120]) == 1.0
+
+
+def test_fit_features_fits_the_decoder_on_the_latest_extract_and_can_repeat():
+    model = load_fashion_cnn()
+    x, _ = load_fashion_mnist_sample()
+    ex = JGMMExplainer(model, "conv2", n_lower=2, random_state=0, progress=False, max_iter=2,
+                       decoder_examples=50)
+    ex.extract(x[300:340])  # held-out data first
+    low, high, out, _ = ex.extract(x[:60])  # the training data last
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "nearest upsampling" fallback warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ex.fit_features(low, high, out)
+        w1 = ex.decoder_.weight.clone()
+        ex.fit_features(low, high, out)  # a second fit reuses the same statistics
+    torch.testing.assert_close(ex.decoder_.weight, w1)
+    fmap = layer_features(model, model.conv2, x[:50])
+    st = _InverseStats((2, 2), 50)
+    st.add(fmap)
+    torch.testing.assert_close(w1, st.solve())

@@ -556,7 +556,9 @@ class JGMMExplainer:
         self, lower: Tensor, higher: Tensor, outputs: Tensor, inputs: Optional[Tensor] = None
     ) -> "JGMMExplainer":
         """Fit from features already returned by :meth:`extract` of this
-        explainer (so that one extraction can serve several fits)."""
+        explainer (so that one extraction can serve several fits).  The linear
+        decoder is fitted on the full-resolution maps seen by the latest
+        :meth:`extract` call, so extract the training data last."""
         if getattr(self, "_input_meta", None) is None:
             raise ValueError("call extract(data) on this explainer before fit_features")
         if not (lower.shape[0] == higher.shape[0] == outputs.shape[0]):
@@ -615,7 +617,6 @@ class JGMMExplainer:
                     CaptumPriorWarning, stacklevel=3,
                 )
             return _PoolInverse(cell, tuple(layer_shape[1:]))
-        self._inverse_stats = None
         return _PoolInverse(cell, tuple(layer_shape[1:]), stats.solve(), stats.neighbourhood)
 
     def _check_fitted(self) -> None:
