@@ -230,9 +230,15 @@ def attribute_dataset(
       first that applies of the above, ``"none"`` only for Captum's
       deterministic classes (IntegratedGradients, Saliency, DeepLift, ...).
 
-    Seeded methods are called one example at a time (on the 2-core CPU
-    benchmark this is no slower than batched calls; see
-    ``benchmarks/results/runner_overhead.md``).
+    Seeded methods are called one example at a time, which keeps the results
+    bit-identical whatever the batching.  On the 2-core CPU this costs about
+    1.8x for ExpectedGradients with ``n_samples=4`` but is *faster* than one
+    call per batch of 64 from ``n_samples=16`` on (0.68x; 0.38x at 50, where
+    a batch's 3,200 rows no longer fit in cache): see
+    ``benchmarks/results/runner_per_example.md`` and
+    ``benchmarks/results/runner_overhead.md``.  On a GPU, small per-example
+    calls underuse the device; pass ``internal_batch_size`` / larger
+    ``n_samples`` there.
 
     **Several processes.** Under ``torchrun`` each rank takes every
     ``world_size``-th unfinished shard (gloo on CPU, NCCL on CUDA with one
