@@ -621,7 +621,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                 "draws). Run more sweeps (n_iter), more chains, or thin less; "
                 "see diagnostics_ and to_inference_data() for ArviZ plots.",
                 ConvergenceDiagnosticWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def to_inference_data(self) -> Any:
