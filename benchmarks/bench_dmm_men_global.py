@@ -212,13 +212,13 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
         }
         if side is not None:
             side.write_text(json.dumps(out[key], indent=1, default=float))
-        plot_insights(
-            gi.insights(150),
-            RESULTS / f"dmm_men_insights_class{args.target}{tag}_seed{seed}.png",
-            f"DMM-MEN insights, class {args.target} ({cls}): top-150 of "
-            f"{args.n_features} pixels per component by |beta| (brightest = most "
-            "important)",
-        )
+    plot_insights(
+        gi.insights(150),
+        RESULTS / f"dmm_men_insights_class{args.target}{tag}_seed{seed}.png",
+        f"DMM-MEN insights, class {args.target} ({cls}): top-150 of "
+        f"{args.n_features} pixels per component by |beta| (brightest = most "
+        "important)",
+    )
     return gi
 
 
