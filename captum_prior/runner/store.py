@@ -249,7 +249,7 @@ class ShardStore:
         """Delete temporary files a killed run left behind (call before any
         rank starts writing)."""
         for f in os.listdir(self.path):
-            if f.startswith(".shard-") and f.endswith(".tmp"):
+            if f.startswith((".shard-", ".manifest.json.")) and f.endswith(".tmp"):
                 try:
                     os.unlink(os.path.join(self.path, f))
                 except OSError:
