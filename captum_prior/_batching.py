@@ -37,13 +37,22 @@ from captum_prior._validation import (
     check_target,
     check_value_range,
     expected_input_range,
+    model_name,
 )
 
 RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
 
 
 def chunk_slices(n_rows: int, chunk_size: Optional[int]) -> Iterator[slice]:
-    """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``."""
+    """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``.
+
+    With ``n_rows == 0`` (an empty batch) one empty slice, so that the model
+    is run once on an empty chunk and every method returns an empty result
+    of the right shape, the same way (as torch does), without special cases.
+    """
+    if n_rows == 0:
+        yield slice(0, 0)
+        return
     step = n_rows if not chunk_size else max(1, int(chunk_size))
     for start in range(0, n_rows, max(step, 1)):
         yield slice(start, min(start + step, n_rows))
@@ -149,13 +158,20 @@ class RowRunner:
         try:
             out = self.forward_func(*inputs, *(args or ()))
         except RuntimeError as exc:
-            msg = str(exc)
+            if self.n_calls:  # the first chunk worked: not a problem of the inputs
+                raise
+            msg = str(exc).split("\n")[0]
             if "dtype" in msg or ("type (" in msg and "should be the same" in msg):
                 raise TypeError(
                     f"the model failed on inputs of dtype {inputs[0].dtype} ({msg}); "
                     "pass inputs and baselines in the model's dtype, e.g. .float()"
                 ) from exc
-            raise
+            raise ValueError(
+                f"the model ({model_name(self.forward_func)}) failed on the first rows, "
+                f"built from the inputs (rows of shape {tuple(inputs[0].shape)}): "
+                f"{msg}. Check that the inputs have the shape the model expects "
+                "(e.g. N x C x H x W with the channel dimension)"
+            ) from exc
         self.n_calls += 1
         out = check_model_output(out, inputs[0].shape[0])
         check_finite_output(out, self.forward_func, index)

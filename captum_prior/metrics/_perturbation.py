@@ -94,7 +94,7 @@ class UnitLayout:
         for a, cd in zip(attributions, self.channel_dims, strict=True):
             if cd is not None:
                 a = a.sum(dim=cd)
-            parts.append(a.reshape(a.shape[0], -1))
+            parts.append(a.reshape(a.shape[0], a.shape[1:].numel()))
         return torch.cat(parts, dim=1)
 
     def expand(self, unit_mask: Tensor) -> Tuple[Tensor, ...]:
@@ -158,7 +158,7 @@ def resolve_chunk_size(max_examples_per_batch: Optional[int], inputs: Tuple[Tens
     """Rows per forward call: ``max_examples_per_batch`` or a memory-bounded default."""
     if max_examples_per_batch is not None:
         return check_int(max_examples_per_batch, "max_examples_per_batch", 1)
-    row_bytes = sum(t[0].numel() * t.element_size() for t in inputs)
+    row_bytes = sum(t.shape[1:].numel() * t.element_size() for t in inputs)
     return max(1, DEFAULT_CHUNK_BYTES // max(row_bytes, 1))
 
 
@@ -195,12 +195,14 @@ def make_runner(
                 )
             return F.softmax(out, dim=1)
 
+        prob.__wrapped__ = forward_func  # type: ignore[attr-defined]  # error messages name the model
         return RowRunner(prob, n_examples, target, additional_forward_args)
 
     def max_logit(*args: Any) -> Tensor:
         out = _checked(forward_func(*args), args)
         return out if out.dim() == 1 else out.max(dim=1).values
 
+    max_logit.__wrapped__ = forward_func  # type: ignore[attr-defined]
     return RowRunner(max_logit, n_examples, None, additional_forward_args)
 
 
