@@ -348,6 +348,13 @@ class BayLime(Lime):
         self.random_state = random_state
         if random_state is not None:
             check_int(random_state, "random_state", 0)
+        if noise_precision is not None:
+            check_float(noise_precision, "noise_precision", low=0.0, low_inclusive=False)
+        check_int(max_iter, "max_iter", 1)
+        check_float(tol, "tol", low=0.0)
+        for name, fn in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
         self._generator = torch.Generator()
         if perturb_func is None and random_state is not None:
             perturb_func = self._seeded_perturb
