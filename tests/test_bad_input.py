@@ -603,3 +603,15 @@ def test_trainer_options():
         AttributionPriorTrainer(cnn(), torch.optim.SGD(cnn().parameters(), lr=0.1), penalty="l1")
     with pytest.raises(TypeError, match="optimizer"):
         AttributionPriorTrainer(cnn(), "sgd")
+
+
+def test_optimized_baseline_warns_once_about_its_clip_range():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(H * H, 3)).eval()  # range unknown to the project
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        OptimizedBaseline(model, max_iter=1).compute(images() * 255)
+    ranges = [w for w in caught if issubclass(w.category, InputRangeWarning)]
+    assert len(ranges) == 1 and "clip" in str(ranges[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputRangeWarning)
+        OptimizedBaseline(model, max_iter=1).compute(images())  # in range: silent
