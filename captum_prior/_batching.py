@@ -158,8 +158,8 @@ class RowRunner:
         try:
             out = self.forward_func(*inputs, *(args or ()))
         except RuntimeError as exc:
-            if self.n_calls:  # the first chunk worked: not a problem of the inputs
-                raise
+            if self.n_calls or isinstance(exc, torch.OutOfMemoryError):
+                raise  # the first chunk worked / out of memory: not the inputs' shape
             msg = str(exc).split("\n")[0]
             if "dtype" in msg or ("type (" in msg and "should be the same" in msg):
                 raise TypeError(
