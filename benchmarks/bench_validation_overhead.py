@@ -13,8 +13,11 @@ Two figures:
    and ``overhead_paired``: the median over rounds of on/off - 1 (each
    round's two calls run back to back, in alternating order);
 2. ``overhead_direct``: the time spent *inside* the check functions during the
-   checked calls (each check wrapped in a timer), divided by the median time
-   of a call: an estimate that contention noise cannot swamp.
+   checked calls (each check wrapped in a timer), median over rounds divided
+   by the median time of a call; ``overhead_direct_min``: the least time
+   inside the checks over the fastest unchecked call (on a shared machine a
+   pre-empted check counts the wait too, so the minimum is the
+   least-disturbed estimate).
 
 Usage::
 
@@ -137,6 +140,7 @@ def main() -> None:
         "overhead_paired": statistics.median(a / b - 1.0 for a, b in zip(on, off)),
         "seconds_inside_checks_per_call": direct_calls,
         "overhead_direct": statistics.median(direct_calls) / med_off,
+        "overhead_direct_min": min(direct_calls) / min(off),
         "budget": 0.02,
     }
     return result
@@ -146,7 +150,8 @@ if __name__ == "__main__":
     load0 = os.getloadavg()
     res = main()
     res["loadavg_start_end"] = [load0, os.getloadavg()]
-    res["within_budget"] = bool(res["overhead_direct"] <= res["budget"])
+    res["within_budget_median"] = bool(res["overhead_direct"] <= res["budget"])
+    res["within_budget_min"] = bool(res["overhead_direct_min"] <= res["budget"])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "validation_overhead.json").write_text(json.dumps(res, indent=2))
     md = [
@@ -167,11 +172,15 @@ if __name__ == "__main__":
         f"| median time, checks off | {res['median_off_s'] * 1e3:.1f} ms |",
         f"| wall-clock overhead (median on / median off - 1) | {res['overhead_wall'] * 100:+.2f} % |",
         f"| wall-clock overhead, median of per-round pairs | {res['overhead_paired'] * 100:+.2f} % |",
-        f"| time inside the checks / median call (direct) | {res['overhead_direct'] * 100:.3f} % |",
+        f"| time inside the checks, median / median call (direct) | {res['overhead_direct'] * 100:.3f} % |",
+        f"| time inside the checks, least / fastest call (direct, min) | {res['overhead_direct_min'] * 100:.3f} % |",
         f"| budget | {res['budget'] * 100:.0f} % |",
         "",
-        "The wall-clock difference is within the noise of a shared machine; the direct figure times the",
-        "check functions themselves during checked calls and is the one compared with the budget.",
+        "The wall-clock differences are within the noise of a shared machine (they even come out negative).",
+        "The direct figures time the check functions themselves during checked calls; under contention a",
+        "check that is pre-empted counts the wait too, so the per-call times inside the checks spread widely",
+        "(see the JSON); the least one (min over rounds, over the fastest call) is the least-disturbed",
+        "estimate of what the checks cost.",
     ]
     (RESULTS / "validation_overhead.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
