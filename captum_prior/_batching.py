@@ -38,6 +38,7 @@ from captum_prior._validation import (
     check_target,
     check_value_range,
     expected_input_range,
+    model_name,
 )
 
 RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
@@ -45,7 +46,15 @@ RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
 
 def chunk_slices(n_rows: int, chunk_size: Optional[int]) -> Iterator[slice]:
     """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``
-    (``chunk_size=None``: sized from the model's activations, :mod:`captum_prior._chunking`)."""
+    (``chunk_size=None``: sized from the model's activations, :mod:`captum_prior._chunking`).
+
+    With ``n_rows == 0`` (an empty batch) one empty slice, so that the model
+    is run once on an empty chunk and every method returns an empty result
+    of the right shape, the same way (as torch does), without special cases.
+    """
+    if n_rows == 0:
+        yield slice(0, 0)
+        return
     if chunk_size is None:
         yield from auto_slices(n_rows)
         return
@@ -180,13 +189,20 @@ class RowRunner:
         try:
             out = self.forward_func(*inputs, *(args or ()))
         except RuntimeError as exc:
-            msg = str(exc)
+            if self.n_calls or isinstance(exc, torch.OutOfMemoryError):
+                raise  # the first chunk worked / out of memory: not the inputs' shape
+            msg = str(exc).split("\n")[0]
             if "dtype" in msg or ("type (" in msg and "should be the same" in msg):
                 raise TypeError(
                     f"the model failed on inputs of dtype {inputs[0].dtype} ({msg}); "
                     "pass inputs and baselines in the model's dtype, e.g. .float()"
                 ) from exc
-            raise
+            raise ValueError(
+                f"the model ({model_name(self.forward_func)}) failed on the first rows, "
+                f"built from the inputs (rows of shape {tuple(inputs[0].shape)}): "
+                f"{msg}. Check that the inputs have the shape the model expects "
+                "(e.g. N x C x H x W with the channel dimension)"
+            ) from exc
         self.n_calls += 1
         out = check_model_output(out, inputs[0].shape[0])
         check_finite_output(out, self.forward_func, index)

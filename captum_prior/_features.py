@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from captum_prior._validation import check_finite_output
+from captum_prior._validation import check_finite_output, check_input_dtype
 
 
 def resolve_layer(
@@ -123,7 +123,8 @@ def last_spatial_layer(
 def capture(model: nn.Module, layer: nn.Module, eval_mode: bool = True) -> Iterator[List[Tensor]]:
     """Context manager: every forward of ``model`` appends ``layer``'s output.
 
-    The features are checked for NaN/Inf as they are captured
+    The features and the model's outputs are checked for NaN/Inf as they are
+    computed
     (:class:`~captum_prior.errors.ModelOutputError` naming the model and the
     first offending example, counted over every forward inside the context).
     """
@@ -138,14 +139,30 @@ def capture(model: nn.Module, layer: nn.Module, eval_mode: bool = True) -> Itera
             check_finite_output(f, model, index, what=f"feature map of layer {type(layer).__name__}")
         store.append(f)
 
+    def out_hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+        if isinstance(out, Tensor) and out.dim() > 0:
+            index = torch.arange(done[0], done[0] + out.shape[0])
+            done[0] += out.shape[0]
+            check_finite_output(out, model, index)
+
+    done = [0]
+
+    def pre_hook(_m: nn.Module, inp: Any) -> None:
+        if not done[0] and inp and isinstance(inp[0], Tensor):
+            check_input_dtype(inp[0], model)
+
     was_training = model.training
     handle = layer.register_forward_hook(hook)
+    out_handle = model.register_forward_hook(out_hook)
+    pre_handle = model.register_forward_pre_hook(pre_hook)
     try:
         if eval_mode:
             model.eval()
         yield store
     finally:
         handle.remove()
+        out_handle.remove()
+        pre_handle.remove()
         model.train(was_training)
 
 

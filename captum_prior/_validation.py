@@ -360,10 +360,16 @@ def check_reference_set(
         if tuple(b.shape) == tuple(x.shape[1:]):
             b = b.unsqueeze(0)
         if tuple(b.shape[1:]) != tuple(x.shape[1:]):
+            hint = ""
+            if b.dim() == x.dim() + 1 and tuple(b.shape[2:]) == tuple(x.shape[1:]):
+                hint = (
+                    "; the inputs may lack a dimension the baselines have (a channel "
+                    "dimension? inputs.unsqueeze(1))"
+                )
             raise ValueError(
                 f"{label} has trailing shape {tuple(b.shape[1:])} but the inputs "
-                f"have {tuple(x.shape[1:])}; each reference must have the shape of "
-                "one input example"
+                f"(shape {tuple(x.shape)}) have {tuple(x.shape[1:])}; each reference "
+                f"must have the shape of one input example{hint}"
             )
         if b.shape[0] == 0:
             raise ValueError(f"{label} is an empty reference set; pass at least one row")

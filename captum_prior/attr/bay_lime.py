@@ -25,9 +25,21 @@ from captum_prior._compat import (
     Model,
     TargetType,
     TensorOrTupleOfTensorsGeneric,
+    _format_output,
     construct_feature_mask,
 )
-from captum_prior._validation import check_finite, check_float, check_int
+from captum_prior._validation import (
+    as_tensor_tuple,
+    check_finite,
+    check_finite_output,
+    check_float,
+    check_input_dtype,
+    check_int,
+    check_model_mode,
+    check_target,
+    check_value_range,
+    expected_input_range,
+)
 
 PriorType = Union[float, Tensor, None]
 
@@ -336,6 +348,13 @@ class BayLime(Lime):
         self.random_state = random_state
         if random_state is not None:
             check_int(random_state, "random_state", 0)
+        if noise_precision is not None:
+            check_float(noise_precision, "noise_precision", low=0.0, low_inclusive=False)
+        check_int(max_iter, "max_iter", 1)
+        check_float(tol, "tol", low=0.0)
+        for name, fn in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
         self._generator = torch.Generator()
         if perturb_func is None and random_state is not None:
             perturb_func = self._seeded_perturb
@@ -400,10 +419,44 @@ class BayLime(Lime):
         """
         z = _z_value(credible_level)
         n_samples = check_int(n_samples, "n_samples", 2)
-        is_tuple = isinstance(inputs, tuple)
-        formatted = inputs if is_tuple else (inputs,)
+        perturbations_per_eval = check_int(perturbations_per_eval, "perturbations_per_eval", 1)
+        # the checks every other method gets from the shared helpers
+        formatted, is_tuple = as_tensor_tuple(inputs, "inputs")
         bsz = formatted[0].shape[0]
+        if bsz == 0:  # an empty batch: empty attributions (and intervals)
+            empty = _format_output(is_tuple, tuple(t.clone() for t in formatted))
+            return (empty, (empty, empty)) if return_intervals else empty
+        original = self.forward_func
+        check_input_dtype(formatted[0], original)
+        check_model_mode(original)
+        rng = expected_input_range(original)
+        if rng is not None:
+            check_value_range(formatted[0], rng[0], rng[1], "inputs", "the model")
         model: BayesianLinearModel = self.interpretable_model  # type: ignore[assignment]
+        first = [True]
+
+        def checked(*args: Any) -> Any:
+            """Captum's Lime calls the model itself: check what it returns."""
+            try:
+                out = original(*args)
+            except RuntimeError as exc:
+                if not first[0]:
+                    raise
+                raise ValueError(
+                    f"the model failed on the first perturbed inputs (shape "
+                    f"{tuple(formatted[0].shape[1:])} per example): "
+                    f"{str(exc).splitlines()[0]}. Check that the inputs have the shape "
+                    "the model expects (e.g. N x C x H x W with the channel dimension)"
+                ) from exc
+            if isinstance(out, Tensor) and out.dim() > 0:
+                if first[0] and out.dim() == 2:
+                    check_target(target, bsz, out.shape[1])
+                first[0] = False
+                example = torch.full((out.shape[0],), min(len(model.fits_), bsz - 1))
+                check_finite_output(out, original, example)
+            return out
+
+        checked.__wrapped__ = original  # type: ignore[attr-defined]
         model.reset_history()
         mask_tuple, n_interp = construct_feature_mask(feature_mask, tuple(formatted))
         if prior_mean is not None:
@@ -412,6 +465,7 @@ class BayLime(Lime):
             )
         if self.random_state is not None:
             self._generator.manual_seed(int(self.random_state))
+        self.forward_func = checked
         try:
             attrs = super().attribute(
                 inputs,
@@ -426,6 +480,7 @@ class BayLime(Lime):
             )
         finally:
             model._pending_prior_means = []
+            self.forward_func = original
         if not return_intervals:
             return attrs
         lowers, uppers = [], []

@@ -20,6 +20,8 @@ from captum_prior._validation import (
     check_float,
     check_int,
     check_model_output,
+    check_value_range,
+    expected_input_range,
 )
 
 #: Default hyper-parameters (pixels in ``[0, 1]``), chosen by the
@@ -373,6 +375,12 @@ class OptimizedBaseline:
             per-example baseline usable by any Captum method.
         """
         xs, is_tuple = as_tensor_tuple(inputs)
+        if self.clip is not None and expected_input_range(self.forward_func) is None:
+            # a known range: warn once if far outside it (the shared helper
+            # warns instead when it knows the model's own range)
+            for i, x in enumerate(xs):
+                check_value_range(x, self.clip[0], self.clip[1],
+                                  f"inputs[{i}]" if is_tuple else "inputs", f"clip={self.clip}")
         xs = tuple(x.detach() for x in xs)
         N = xs[0].shape[0]
         B = len(self.sigmas)

@@ -94,7 +94,7 @@ class UnitLayout:
         for a, cd in zip(attributions, self.channel_dims, strict=True):
             if cd is not None:
                 a = a.sum(dim=cd)
-            parts.append(a.reshape(a.shape[0], -1))
+            parts.append(a.reshape(a.shape[0], a.shape[1:].numel()))
         return torch.cat(parts, dim=1)
 
     def expand(self, unit_mask: Tensor) -> Tuple[Tensor, ...]:
@@ -195,12 +195,14 @@ def make_runner(
                 )
             return F.softmax(out, dim=1)
 
+        prob.__wrapped__ = forward_func  # type: ignore[attr-defined]  # error messages name the model
         return RowRunner(prob, n_examples, target, additional_forward_args)
 
     def max_logit(*args: Any) -> Tensor:
         out = _checked(forward_func(*args), args)
         return out if out.dim() == 1 else out.max(dim=1).values
 
+    max_logit.__wrapped__ = forward_func  # type: ignore[attr-defined]
     return RowRunner(max_logit, n_examples, None, additional_forward_args)
 
 
