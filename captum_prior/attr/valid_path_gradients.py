@@ -87,6 +87,26 @@ class ValidPathGradients(GradientAttribution):
     to valid path features, averaged over the baselines as in Expected
     Gradients.
 
+    **Path points** (``method``). The paper samples ``alpha ~ U(0, 1)``
+    (``method="monte_carlo"``). At equal ``n_steps`` that is far noisier than
+    Captum IG's quadrature, so the default is Captum's ``"gausslegendre"``
+    (any of Captum's ``riemann_*`` rules can be chosen): the ``K`` nodes
+    ``alpha_k`` with weights ``w_k`` replace the random draws and line 11
+    becomes the weighted mean ``sum_k w_k valid_k g_k / sum_k w_k valid_k``.
+    Where every path feature is valid this is exactly IG with the same
+    nodes (``tests/test_vpg_quadrature.py``; error against ``n_steps`` in
+    ``benchmarks/results/vpg_error_vs_steps_*.md``). The validity test is
+    written in its gradient form, ``sgn(g_i) = sgn(grad_i F(x))`` and
+    ``(1 - alpha)|g_i| < |grad_i F(x)|``: identical to Definition 7 wherever
+    ``x_i != x'_i`` and ``alpha < 1``, and it counts the end point
+    ``alpha = 1`` (the input itself, used by ``riemann_right`` and
+    ``riemann_trapezoid``) as valid, where the product form would drop it.
+
+    **Input range.** Optimized baselines (``baselines=None``) are kept inside
+    the valid input range (Algorithm 1 line 7). It is ``input_range`` when
+    given, otherwise inferred from the inputs with an
+    :class:`~captum_prior.errors.InputRangeWarning`; never silently (0, 1).
+
     **Which reading of Algorithm 2 is implemented.** As printed, Algorithm 2
     sets ``rho <- grad_x F`` (line 1) but resets ``rho <- 0`` for every
     baseline (line 4), then compares the *running accumulator* ``rho`` with
