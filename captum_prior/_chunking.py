@@ -7,7 +7,7 @@ convolution streams from memory, and 520 rows of a small 64 x 64 CNN ran
 per-call overhead instead.  So when ``internal_batch_size`` /
 ``max_examples_per_batch`` is None, :func:`auto_slices`
 
-1. sends a short *probe* chunk (:data:`PROBE_ROWS` rows) and, while the
+1. sends a *probe* chunk (at most :data:`PROBE_ROWS` rows) and, while the
    caller evaluates it, measures the activations the model produces per row
    (the tensors every ``nn.Module`` call takes and returns, seen through a
    global forward hook: the largest one, and the sum of all outputs);
@@ -31,8 +31,10 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import Tensor
 
-#: Rows in the probe chunk that measures the activations.
-PROBE_ROWS = 8
+#: Rows in the first (probe) chunk, which measures the activations: large
+#: enough that a small call (one image's samples) is one model call, small
+#: enough to bound the first chunk's memory (the old default was every row).
+PROBE_ROWS = 64
 #: CPU: the largest single activation of one chunk stays under this many bytes.
 CPU_ACTIVATION_BUDGET = int(os.environ.get("CAPTUM_PRIOR_ACTIVATION_BUDGET", 16 << 20))
 #: Input rows built per chunk stay under this many bytes (any device).

@@ -50,10 +50,10 @@ def test_default_sizes_chunks_from_the_activation_and_explicit_is_obeyed():
 
 def test_small_rows_go_in_few_calls_and_gradients_match():
     m = Recording(width=4)
-    x = torch.rand(100, 3, 8, 8)
-    out = [g[0] for _, _, _, g, _ in gradient_rows(RowRunner(m, 100, 2), rows_of(x), 100)]
-    assert m.sizes == [_chunking.PROBE_ROWS, 92]
-    ref = [g[0] for _, _, _, g, _ in gradient_rows(RowRunner(m, 100, 2), rows_of(x), 100, chunk_size=100)]
+    x = torch.rand(200, 3, 8, 8)
+    out = [g[0] for _, _, _, g, _ in gradient_rows(RowRunner(m, 200, 2), rows_of(x), 200)]
+    assert m.sizes == [_chunking.PROBE_ROWS, 200 - _chunking.PROBE_ROWS]
+    ref = [g[0] for _, _, _, g, _ in gradient_rows(RowRunner(m, 200, 2), rows_of(x), 200, chunk_size=200)]
     torch.testing.assert_close(torch.cat(out), torch.cat(ref))
 
 
@@ -87,9 +87,9 @@ def test_plain_tensor_functions_get_one_chunk_after_the_probe():
         calls.append(x.shape[0])
         return x.flatten(1).sum(1, keepdim=True).repeat(1, 3)
 
-    x = torch.rand(50, 2, 4, 4)
-    forward_rows(RowRunner(f, 50, 0), rows_of(x), 50)
-    assert calls == [_chunking.PROBE_ROWS, 42]
+    x = torch.rand(50 + _chunking.PROBE_ROWS, 2, 4, 4)
+    forward_rows(RowRunner(f, len(x), 0), rows_of(x), len(x))
+    assert calls == [_chunking.PROBE_ROWS, 50]
 
 
 def test_default_insertion_deletion_and_eg_are_not_the_slow_all_at_once_call():
