@@ -217,7 +217,8 @@ def rows_attribution(model_name: str, device, quick: bool) -> List[Dict[str, Any
     out = []
     rows = x.repeat_interleave(n, 0)
     rt = t.repeat_interleave(n)
-    floors = grad_floors(model, rows, rt)
+    chunks = (25, None) if eff else CHUNKS
+    floors = {c or "all": bare_grad(model, rows, rt, c) for c in chunks}
     if not eff or not quick:
         out.append(dict(
             method="ExpectedGradients", peer_name="Captum IntegratedGradients", model=model_name,
@@ -244,7 +245,7 @@ def rows_attribution(model_name: str, device, quick: bool) -> List[Dict[str, Any
                 xx, refs, target=tt, n_samples=n, generator=torch.Generator(device).manual_seed(0))
         return run
 
-    one_floors = {c or "all": bare_grad(model, x[:1].repeat_interleave(n, 0), t[:1], c) for c in CHUNKS}
+    one_floors = {c or "all": bare_grad(model, x[:1].repeat_interleave(n, 0), t[:1], c) for c in chunks}
 
     def floor_per_image(key):
         def run():
@@ -304,7 +305,7 @@ def rows_insertion_deletion(device, quick: bool) -> List[Dict[str, Any]]:
         with torch.no_grad():
             pred = model(x).argmax(1)
         blur = gaussian_blur(x, 11, 5.0)
-        rows = build_rows(x, sal.mean(1, keepdim=True).expand_as(x), n_steps, blur)
+        rows = build_rows(x, sal.mean(1, keepdim=True), n_steps, blur)
         prob = nn.Sequential(model, nn.Softmax(1)).eval()
 
         def loop(model=prob, x=x, sal=sal, pred=pred, blur=blur, n_steps=n_steps):
@@ -453,6 +454,14 @@ def memory_flatness(threads: int) -> Dict[str, Any]:
     return out
 
 
+#: which builder (by index) can produce rows whose method contains a --only text
+ONLY_HINTS = {
+    0: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"), 1: ("insertion_deletion",),
+    2: ("ValidPathGradients",), 3: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"),
+    4: ("JointGaussianMixture",), 5: ("DMM-MEN (per explanation)",),
+}
+
+
 # -- main -------------------------------------------------------------------------
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -480,36 +489,47 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         previous = {f"{r['method']} | {r['model']}": r["ratio_to_peer"]["median"] for r in prev["rows"]}
     builders = [
         lambda: rows_attribution("fashion_cnn", device, quick),
-        lambda: rows_attribution("efficientnet_lite0", device, quick),
-        lambda: rows_vpg(device, quick),
         lambda: rows_insertion_deletion(device, quick),
+        lambda: rows_vpg(device, quick),
+        lambda: rows_attribution("efficientnet_lite0", device, quick),
         lambda: rows_jgmm(device, quick),
         lambda: rows_dmm_men(device, quick),
     ]
     load0 = os.getloadavg()
     t_start = time.perf_counter()
-    results = []
-    for build in builders:
-        for row in build():
-            if args.only and args.only not in row["method"]:
-                continue
-            r = measure(row, args.repeats, device)
-            label = f"{r['method']} | {r['model']}"
-            r["before_ratio_to_peer"] = before_ratio(r.pop("before_key"), previous, label)
-            results.append(r)
-            print(f"{label}: x peer {r['ratio_to_peer']['median']:.2f}, x floor "
-                  f"{r['ratio_to_floor']['median']:.2f} (before {r['before_ratio_to_peer']})", flush=True)
-    mem = memory_flatness(args.threads) if device.type == "cpu" and not args.only else {}
+    results: List[Dict[str, Any]] = []
     report = {
         "command": "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
         "threads": torch.get_num_threads(), "repeats": args.repeats, "device": str(device),
         "torch": torch.__version__, "machine": platform.platform(), "cpus": os.cpu_count(),
-        "loadavg_start": load0, "loadavg_end": os.getloadavg(),
-        "wall_s": time.perf_counter() - t_start, "rows": results, "memory_flatness": mem,
+        "loadavg_start": load0, "rows": results, "memory_flatness": {},
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    out_path.with_suffix(".md").write_text(render(report))
+
+    def write(final: bool = False) -> None:
+        report["loadavg_end"] = os.getloadavg()
+        report["wall_s"] = time.perf_counter() - t_start
+        report["complete"] = final
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        out_path.with_suffix(".md").write_text(render(report))
+
+    for build in builders:
+        if args.only and not any(args.only in m for m in ONLY_HINTS.get(builders.index(build), ())):
+            continue
+        for row in build():
+            if args.only and args.only not in row["method"]:
+                continue
+            reps = min(args.repeats, 3) if row["model"] == "efficientnet_lite0" else args.repeats
+            r = measure(row, reps, device)
+            label = f"{r['method']} | {r['model']}"
+            r["before_ratio_to_peer"] = before_ratio(r.pop("before_key"), previous, label)
+            results.append(r)
+            write()
+            print(f"{label}: x peer {r['ratio_to_peer']['median']:.2f}, x floor "
+                  f"{r['ratio_to_floor']['median']:.2f} (before {r['before_ratio_to_peer']})", flush=True)
+    if device.type == "cpu" and not args.only:
+        report["memory_flatness"] = memory_flatness(args.threads)
+    write(final=True)
     print(render(report))
     return report
 
@@ -527,7 +547,7 @@ def render(rep: Dict[str, Any]) -> str:
         f"Command: `{rep['command']}`  ",
         f"torch {rep['torch']} on {rep['device']}, {rep['threads']} thread(s) per measurement, {rep['repeats']} "
         f"interleaved repeats per row (order rotated), {rep['cpus']} CPUs, {rep['machine']}; wall "
-        f"{rep['wall_s'] / 60:.1f} min.  ",
+        f"{rep['wall_s'] / 60:.1f} min{'' if rep.get('complete') else ' (INCOMPLETE: the run was still going)'}.  ",
         f"Load average {la0[0]:.1f} / {la0[1]:.1f} / {la0[2]:.1f} at the start, {la1[0]:.1f} at the end: "
         "**the machine was shared with other jobs**, so absolute seconds are inflated and noisy; the ratios "
         "compare runs interleaved under the same load.", "",
