@@ -6,7 +6,9 @@ seeds, settings: 500 Fashion-MNIST test images, 16 samples, KPM..RAM and
 insertion/deletion) and compares it, image by image, with the scikit-learn
 fit: by default the committed per-image values
 ``results/metrics_tables_fashion_cnn_DeepBGMM-EG.json`` (produced with the
-scikit-learn backend), or with ``--rerun-sklearn`` a fresh scikit-learn run.
+scikit-learn backend, with OpenCV's Telea masker), or with ``--rerun-sklearn``
+a fresh scikit-learn run (needed without OpenCV: keep_remove then falls back
+to the mean masker and the committed values are not comparable).
 Paired differences (torch - sklearn) with BCa 95 % CIs
 (:func:`captum_prior.metrics.stats.paired_difference`).
 

@@ -486,7 +486,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     previous: Dict[str, float] = {}
     if out_path.with_suffix(".json").exists():
         prev = json.loads(out_path.with_suffix(".json").read_text())
-        previous = {f"{r['method']} | {r['model']}": r["ratio_to_peer"]["median"] for r in prev["rows"]}
+        prev_rows = prev["rows"] if prev.get("complete") else []  # an interrupted run is no baseline
+        previous = {f"{r['method']} | {r['model']}": r["ratio_to_peer"]["median"] for r in prev_rows}
     builders = [
         lambda: rows_attribution("fashion_cnn", device, quick),
         lambda: rows_insertion_deletion(device, quick),
