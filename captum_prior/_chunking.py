@@ -7,10 +7,10 @@ convolution streams from memory, and 520 rows of a small 64 x 64 CNN ran
 per-call overhead instead.  So when ``internal_batch_size`` /
 ``max_examples_per_batch`` is None, :func:`auto_slices`
 
-1. sends a short *probe* chunk (:data:`PROBE_ROWS` rows) and, while the
+1. sends a *probe* chunk (at most :data:`PROBE_ROWS` rows) and, while the
    caller evaluates it, measures the activations the model produces per row
-   (every tensor an operator returns, seen through a
-   ``TorchDispatchMode``: the largest one, and the sum of all);
+   (the tensors every ``nn.Module`` call takes and returns, seen through a
+   global forward hook: the largest one, and the sum of all outputs);
 2. sizes the remaining chunks so that the largest activation of a chunk fits
    the budget (:data:`CPU_ACTIVATION_BUDGET`, about the size of a last-level
    cache; on CUDA, a quarter of the free device memory over the sum of all
@@ -31,8 +31,10 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import Tensor
 
-#: Rows in the probe chunk that measures the activations.
-PROBE_ROWS = 8
+#: Rows in the first (probe) chunk, which measures the activations: large
+#: enough that a small call (one image's samples) is one model call, small
+#: enough to bound the first chunk's memory (the old default was every row).
+PROBE_ROWS = 64
 #: CPU: the largest single activation of one chunk stays under this many bytes.
 CPU_ACTIVATION_BUDGET = int(os.environ.get("CAPTUM_PRIOR_ACTIVATION_BUDGET", 16 << 20))
 #: Input rows built per chunk stay under this many bytes (any device).
@@ -42,43 +44,42 @@ MAX_ROWS = 4096
 #: The last automatic choice (diagnostics for benchmarks and tests; not thread-safe).
 last_choice: dict = {}
 
-try:  # the public-facing home of dispatch modes since torch 2.0
-    from torch.utils._python_dispatch import TorchDispatchMode
-except ImportError:  # pragma: no cover - very old torch
-    TorchDispatchMode = None  # type: ignore[assignment,misc]
-
-
 def _nbytes(t: Any) -> int:
     if isinstance(t, Tensor) and not t.is_meta:
         return t.numel() * t.element_size()
     return 0
 
 
-if TorchDispatchMode is not None:
+class ActivationMeter:
+    """Records the largest and the total bytes of the tensors that the
+    modules called while it is active take and return (a global module
+    forward hook: removing it is order-independent and cannot disturb other
+    hooks or modes, even when the caller abandons the chunk loop)."""
 
-    class ActivationMeter(TorchDispatchMode):
-        """Records the largest and the total bytes of the tensors that the
-        operators called inside the ``with`` block return."""
+    def __init__(self) -> None:
+        self.largest = 0
+        self.total = 0
+        self.device: Optional[torch.device] = None
+        self._handle: Any = None
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.largest = 0
-            self.total = 0
-            self.device: Optional[torch.device] = None
+    def _hook(self, module: Any, inputs: Any, output: Any) -> None:
+        for t in inputs if isinstance(inputs, tuple) else (inputs,):
+            self.largest = max(self.largest, _nbytes(t))
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            b = _nbytes(t)
+            if b:
+                self.largest = max(self.largest, b)
+                self.total += b
+                if self.device is None:
+                    self.device = t.device
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                b = _nbytes(t)
-                if b:
-                    self.largest = max(self.largest, b)
-                    self.total += b
-                    if self.device is None:
-                        self.device = t.device
-            return out
+    def start(self) -> None:
+        self._handle = torch.nn.modules.module.register_module_forward_hook(self._hook)
 
-else:  # pragma: no cover
-    ActivationMeter = None  # type: ignore[assignment,misc]
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
 
 def choose_chunk(
@@ -89,6 +90,8 @@ def choose_chunk(
 ) -> int:
     """Rows per chunk for activations of ``largest_per_row`` (largest single
     tensor) and ``total_per_row`` (all tensors) bytes per row."""
+    if largest_per_row <= 0:  # no module ran: a plain tensor function, cheap per row
+        return int(max(1, min(n_rows, MAX_ROWS)))
     if device is not None and device.type == "cuda":
         try:
             free, _ = torch.cuda.mem_get_info(device)
@@ -108,15 +111,13 @@ def auto_slices(n_rows: int) -> Iterator[slice]:
     if n_rows <= 0:
         return
     probe = min(n_rows, PROBE_ROWS)
-    meter = ActivationMeter() if ActivationMeter is not None else None
-    if meter is None:
+    meter = ActivationMeter()
+    meter.start()
+    try:
         yield slice(0, probe)
-        largest = total = 0.0
-        device = None
-    else:
-        with meter:
-            yield slice(0, probe)
-        largest, total, device = meter.largest / probe, meter.total / probe, meter.device
+    finally:
+        meter.stop()
+    largest, total, device = meter.largest / probe, meter.total / probe, meter.device
     rest = n_rows - probe
     if rest <= 0:
         return

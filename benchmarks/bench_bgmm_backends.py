@@ -1,0 +1,133 @@
+"""Does the torch BGMM change DeepBGMM-EG's faithfulness row? (issue 16)
+
+Runs DeepBGMM-EG with ``BGMMPrior(backend="torch")`` (the new default) on the
+faithfulness-table protocol of ``bench_metrics_tables.py`` (same images,
+seeds, settings: 500 Fashion-MNIST test images, 16 samples, KPM..RAM and
+insertion/deletion) and compares it, image by image, with the scikit-learn
+fit: by default the committed per-image values
+``results/metrics_tables_fashion_cnn_DeepBGMM-EG.json`` (produced with the
+scikit-learn backend, with OpenCV's Telea masker), or with ``--rerun-sklearn``
+a fresh scikit-learn run (needed without OpenCV: keep_remove then falls back
+to the mean masker and the committed values are not comparable).
+Paired differences (torch - sklearn) with BCa 95 % CIs
+(:func:`captum_prior.metrics.stats.paired_difference`).
+
+Usage::
+
+    python benchmarks/bench_bgmm_backends.py [--n-images 500] [--rerun-sklearn]
+
+Writes ``results/bgmm_backends_fashion_cnn.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's package, then the benchmarks
+RESULTS = HERE / "results"
+COMMITTED = RESULTS / "metrics_tables_fashion_cnn_DeepBGMM-EG.json"
+
+
+def run(backend: str, args) -> dict:
+    import warnings
+
+    from bench_metrics_tables import COLS, KR, setup
+
+    from captum_prior.attr import DeepPriorExpectedGradients
+    from captum_prior.metrics import insertion_deletion, keep_remove
+    from captum_prior.priors import BGMMPrior
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    model, x, y, refs, _ = setup("fashion_cnn", args.n_images)
+    with torch.no_grad():
+        pred = torch.cat([model(x[i : i + 100]).argmax(1) for i in range(0, len(x), 100)])
+    prior = BGMMPrior(model, random_state=args.seed, backend=backend)
+    vals = {k: [] for k in COLS}
+    t_attr = 0.0
+    for i in range(0, len(x), args.batch):
+        xb, tb = x[i : i + args.batch], pred[i : i + args.batch]
+        t0 = time.perf_counter()
+        a = DeepPriorExpectedGradients(model, prior).attribute(
+            xb, refs, target=tb, n_samples=args.n_samples, internal_batch_size=1000,
+            generator=torch.Generator().manual_seed(args.seed + i)).detach()
+        t_attr += time.perf_counter() - t0
+        kr = keep_remove(model, xb, a, target=tb, percent=args.percent, max_examples_per_batch=512)
+        for k in KR:
+            vals[k] += getattr(kr, k).tolist()
+        res = insertion_deletion(model, xb, a, target=tb, n_steps=args.n_steps, max_examples_per_batch=512)
+        vals["insertion"] += res.insertion.tolist()
+        vals["deletion"] += res.deletion.tolist()
+        vals["ins-del"] += res.difference.tolist()
+        print(backend, i + len(xb), f"{t_attr:.0f}s", flush=True)
+    return {"values": vals, "seconds_attribution": t_attr, "masker": kr.masker}
+
+
+def main() -> None:
+    from bench_metrics_tables import COLS
+
+    from captum_prior.metrics.stats import paired_difference
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n-images", type=int, default=500)
+    p.add_argument("--n-samples", type=int, default=16)
+    p.add_argument("--percent", type=float, default=0.1)
+    p.add_argument("--n-steps", type=int, default=14)
+    p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rerun-sklearn", action="store_true")
+    args = p.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()
+    ours = run("torch", args)
+    if args.rerun_sklearn:
+        ref = run("sklearn", args)
+        ref_src = "a fresh scikit-learn run in this process"
+    else:
+        ref = json.loads(COMMITTED.read_text())
+        ref_src = f"the committed `{COMMITTED.relative_to(HERE.parent)}` ({ref['command']})"
+    n = args.n_images
+    rows = {}
+    for k in COLS:
+        a = np.asarray(ours["values"][k][:n])
+        b = np.asarray(ref["values"][k][:n])
+        rows[k] = {"torch": float(a.mean()), "sklearn": float(b.mean()), **paired_difference(a, b)}
+    report = {"command": "python " + " ".join(sys.argv), "threads": torch.get_num_threads(),
+              "loadavg_start": load0, "loadavg_end": os.getloadavg(), "n_images": n,
+              "reference": ref_src, "seconds_attribution_torch": ours["seconds_attribution"],
+              "seconds_attribution_sklearn": ref.get("seconds_attribution"), "rows": rows,
+              "values_torch": ours["values"]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bgmm_backends_fashion_cnn.json").write_text(json.dumps(report))
+    better = {"KPM": 1, "KNM": 1, "KAM": 1, "RPM": 1, "RNM": 1, "RAM": 1, "insertion": 1, "deletion": -1, "ins-del": 1}
+    lines = ["# DeepBGMM-EG faithfulness: torch BGMM (default) vs scikit-learn BGMM, fashion_cnn", "",
+             f"Command: `{report['command']}`  ",
+             f"{n} images, keep/remove masker `{ours['masker']}`, protocol of `bench_metrics_tables.py` (n_samples {args.n_samples}, {args.percent:.0%} "
+             f"keep/remove steps, {args.n_steps} insertion/deletion steps, seed {args.seed}); {report['threads']} "
+             f"thread(s); load average {load0[0]:.1f} -> {report['loadavg_end'][0]:.1f} on a shared 2-core machine.  ",
+             f"scikit-learn side: {ref_src}.  ",
+             f"Attribution time (all {n} images): torch {ours['seconds_attribution']:.0f} s, scikit-learn "
+             f"{ref.get('seconds_attribution', float('nan')):.0f} s (different runs and loads).", "",
+             "Paired difference torch - sklearn per image, mean [95 % BCa CI]; 'worse' = CI entirely on the "
+             "worse side (higher is better except deletion):", "",
+             "| metric | torch | sklearn | torch - sklearn [95 % CI] | significantly worse? |", "|---|---|---|---|---|"]
+    for k, r in rows.items():
+        worse = (r["high"] < 0) if better[k] > 0 else (r["low"] > 0)
+        lines.append(f"| {k} | {r['torch']:.4f} | {r['sklearn']:.4f} | {r['mean']:+.4f} [{r['low']:+.4f}, "
+                     f"{r['high']:+.4f}] | {'yes' if worse else 'no'} |")
+    (RESULTS / "bgmm_backends_fashion_cnn.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
