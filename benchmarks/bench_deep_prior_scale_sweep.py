@@ -129,6 +129,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--note", default="", help="a sentence added to the merged report (e.g. what was cut)")
     args = p.parse_args()
     args.n_images = {"fashion_cnn": args.fashion_images, "efficientnet_lite0": args.photos}
     torch.manual_seed(args.seed)
@@ -186,6 +187,7 @@ def main():
               "", f"**Chosen default scale: {best}** (rule above).", "",
               "Layers (layer=None): " + "; ".join(
                   f"{n}: {d['layers']}" for n, d in out["datasets"].items()), "",
+              args.note, "",
               f"Machine shared with other jobs (load average {out['loadavg']}); timings not reported."]
     (RESULTS / f"deep_prior_scale_sweep{suffix}.json").write_text(json.dumps(out, indent=1))
     (RESULTS / f"deep_prior_scale_sweep{suffix}.md").write_text("\n".join(lines) + "\n")

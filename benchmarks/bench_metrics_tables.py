@@ -320,6 +320,12 @@ def merge(args) -> None:
                 parts[name] = part
     if not parts:
         raise SystemExit("no per-method results to merge")
+    excluded = {}
+    if "EG" in parts:  # only runs with the same metric protocol (masker, steps) are comparable
+        proto = parts["EG"]["settings"].get("keep_remove")
+        for n in list(parts):
+            if parts[n]["settings"].get("keep_remove") != proto:
+                excluded[n] = f"{parts.pop(n)['settings'].get('keep_remove')} (EG: {proto})"
     refs = [r for r in ("EG", "IG") if r in parts]
     summary = {}
     for name, part in parts.items():
@@ -360,7 +366,10 @@ def merge(args) -> None:
               "KPM..RAM: higher is better for KPM, KAM, RPM, RAM; with the max-logit score KNM/RNM "
               "measure the same max-logit gain/drop with sign -1, as in the paper. Insertion: higher is "
               "better; deletion: lower is better; ins-del: higher is better.", "",
-              "Mean [95 % BCa bootstrap CI over images] (`captum_prior.metrics.stats`):", "",
+              "Not merged (run with another metric protocol, e.g. before OpenCV was missing): "
+              + ("; ".join(f"{n}: {v}" for n, v in excluded.items()) or "none") + ".", "",
+              "Mean [95 % BCa bootstrap CI over images] (`captum_prior.metrics.stats`); n = images "
+              "finished (CIs from n < 5 images are not meaningful):", "",
               "| method | n | " + " | ".join(COLS) + " |", "|---|---" + "|---" * len(COLS) + "|"]
     for name, sm in summary.items():
         lines.append(f"| {name} | {sm['ins-del']['n']} | " + " | ".join(

@@ -39,7 +39,7 @@ ORIENTATIONS = ("object", "paper")
 #: standard deviations of the data (per channel). Chosen by the sweep in
 #: ``benchmarks/bench_deep_prior_scale_sweep.py`` on the development data only
 #: (Fashion-MNIST + the 20 bundled photos); see the README's DeepPrior-EG section.
-DEFAULT_SCALE = 0.5
+DEFAULT_SCALE = 1.0
 
 ClampType = Union[str, None, Tuple[Any, Any]]
 

@@ -152,7 +152,7 @@ class MGMPrior(DeepFeaturePrior):
                     dimensions before fitting (must be below the number of
                     rows). Default: None (no PCA; shrinkage)
         scale (float, optional): the largest shift, in standard deviations of
-                    the data. Default: ``DEFAULT_SCALE`` (0.5, chosen on the
+                    the data. Default: ``DEFAULT_SCALE`` (1.0, chosen on the
                     development data, see the README)
         mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
         batch_size (int, optional): images per feature-extraction forward. Default: 64
