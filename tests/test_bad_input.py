@@ -541,8 +541,10 @@ def test_invalid_content_raises_file_format_error(tmp_path, fitted_jgmm, fitted_
                       else (fitted_dmm[0], DMMMEN, "DMMMEN"))
     path = tmp_path / "m.safetensors"
     est.save(path)
-    tensors, meta = load_state(path, name, (1,))
-    version = 1
+    from captum_prior.proxy import dmm_men, jgmm
+
+    version = (dmm_men if kind == "dmm" else jgmm)._FORMAT_VERSION
+    tensors, meta = load_state(path, name, (version,))
     first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
     if edit == "wrong_kind":
         name = "DMMMEN" if kind == "jgmm" else "JointGaussianMixture"

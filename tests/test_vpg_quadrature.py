@@ -96,9 +96,12 @@ def test_input_range_inferred_with_warning_explicit_without(cnn):
     bpm = vpg.last_info_["baselines"]
     assert bpm.min() < 0.0 and bpm.min() >= -1.0 and bpm.max() <= 1.0
 
-    # an explicit range: no warning, and the baselines stay inside it
+    # an explicit range: no warning from ValidPathGradients' range inference, and
+    # the baselines stay inside it (the bundled CNN itself declares [0, 1], so the
+    # shared model-range check still warns about [-1, 1] inputs; that one is allowed)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", InputRangeWarning)
+        warnings.filterwarnings("error", category=InputRangeWarning)
+        warnings.filterwarnings("ignore", category=InputRangeWarning, message=".*the model expects")
         vpg.attribute(xpm, input_range=(-1.0, 1.0), **_opt_kwargs())
         torch.testing.assert_close(vpg.last_info_["baselines"], bpm)
         vpg.attribute(x01, input_range=None, **_opt_kwargs())  # unbounded
