@@ -248,10 +248,10 @@ def test_0_255_images_warn_for_the_bundled_model(name):
             pass  # what happens next is secondary; the warning came first
 
 
-# Empty batches flow through the shared helper (one empty chunk); the priors'
-# feature loop (priors/_base.py, issue 15) and DMMMENAttribution's design
-# stacking (issue 12) still need their own guard, so they are not listed here.
-EMPTY_OK = sorted(set(MODEL_RUNNERS) - {"MGMPrior", "BGMMPrior", "DMMMENAttribution"})
+# Empty batches flow through the shared helper (one empty chunk); the priors
+# and DMMMENAttribution, which loop over examples before any model call,
+# return the empty result themselves.
+EMPTY_OK = sorted(MODEL_RUNNERS)
 
 
 @pytest.mark.parametrize("name", EMPTY_OK)
@@ -617,3 +617,9 @@ def test_optimized_baseline_warns_once_about_its_clip_range():
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputRangeWarning)
         OptimizedBaseline(model, max_iter=1).compute(images())  # in range: silent
+
+
+def test_valid_path_gradients_rejects_integer_baselines_with_the_fix():
+    b = (images() * 255).to(torch.uint8)
+    with pytest.raises(TypeError, match=r"baselines.*\.float\(\) / 255"):
+        ValidPathGradients(cnn()).attribute(images(), baselines=b, target=0, n_steps=4)

@@ -160,6 +160,10 @@ class DMMMENAttribution(PerturbationAttribution):
                 f"random_state must be an int or None, got {random_state!r}"
             )
         N = inputs_t[0].shape[0]
+        if N == 0:  # an empty batch: an empty result of the right shape, as torch does
+            if not return_input_shape:
+                return torch.zeros(0, 0, dtype=inputs_t[0].dtype, device=inputs_t[0].device)  # type: ignore[return-value]
+            return _format_output(is_tuple, tuple(torch.zeros_like(x) for x in inputs_t))
         bases = self._baselines(resolve_callable_baselines(baselines, inputs), inputs_t)
         masks = self._masks(feature_mask, inputs_t)
         template = (

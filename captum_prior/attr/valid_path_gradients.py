@@ -679,6 +679,11 @@ class ValidPathGradients(GradientAttribution):
             if isinstance(b, numbers.Real) and not isinstance(b, bool):
                 t = torch.full_like(x, float(b)).unsqueeze(0)
             elif isinstance(b, Tensor):
+                if not b.is_floating_point():
+                    raise TypeError(
+                        f"{label} must be a floating-point tensor, got {b.dtype}; convert "
+                        "it as you converted the inputs (e.g. .float() / 255 for 0..255 images)"
+                    )
                 check_finite(b, label)
                 b = b.to(device=x.device, dtype=x.dtype)
                 if b.shape == x.shape[1:]:

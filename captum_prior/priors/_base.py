@@ -202,6 +202,8 @@ class DeepFeaturePrior:
         """The oriented prior map ``B x 1 x H x W`` in ``[0, 1]`` (``mode="paper"``)
         before ``scale`` and units: high = the object (``orientation="object"``)."""
         x = self._check_images(inputs)
+        if x.shape[0] == 0:  # an empty batch: an empty map of the right shape, as torch does
+            return x.new_zeros((0, 1) + tuple(x.shape[-2:]))
         feats, evid = self.features(x, target, evidence=self._needs_evidence)
         maps = self._maps(feats, evid)  # B x h' x w'
         if self.mode == "paper" and self.orientation == "object" and not self._map_is_oriented():
@@ -219,6 +221,8 @@ class DeepFeaturePrior:
         Shape ``B x 1 x H x W`` for one channel (or one ``data_std``), else
         ``B x C x H x W``."""
         x = self._check_images(inputs)
+        if x.shape[0] == 0:  # an empty batch: an empty shift of the right shape
+            return x.new_zeros((0, 1) + tuple(x.shape[-2:]))
         m = self.prior_map(x, target) * self.scale
         return m * self.units(x, references).to(device=x.device, dtype=x.dtype)
 
