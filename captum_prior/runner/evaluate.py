@@ -192,11 +192,7 @@ def evaluate_attributions(
         bar.close()
         group.barrier()
         if group.rank == 0:
-            final = store.finished(manifest)
-            missing = [k for k in range(store.n_shards) if k not in final]
-            if missing:
-                raise RuntimeError(f"metric shards {missing[:5]} were not written; rerun to finish them")
-            store.record(manifest, final, complete=True)
+            store.finalize(manifest)
             summarize_run(out)
         group.barrier()
     finally:

@@ -386,11 +386,7 @@ def attribute_dataset(
         bar.close()
         group.barrier()
         if group.rank == 0:
-            final = store.finished(manifest)
-            missing = [k for k in range(store.n_shards) if k not in final]
-            if missing:
-                raise RuntimeError(f"shards {missing[:5]} were not written; rerun the same command to finish them")
-            store.record(manifest, final, complete=True)
+            store.finalize(manifest)
         group.barrier()
     finally:
         group.close()

@@ -323,6 +323,18 @@ class ShardStore:
         manifest["complete"] = bool(complete)
         self.write_manifest(manifest)
 
+    def finalize(self, manifest: Dict[str, Any]) -> None:
+        """Mark the run complete once every shard is on disk (rank 0, after
+        the barrier that follows the last shard); an error names the missing ones."""
+        final = self.finished(manifest)
+        missing = [k for k in range(self.n_shards) if k not in final]
+        if missing:
+            raise RuntimeError(
+                f"{self.kind} shards {missing[:5]} were not written; rerun the same "
+                "command to finish them"
+            )
+        self.record(manifest, final, complete=True)
+
 
 def read_manifest(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Read and check ``path/manifest.json``."""
