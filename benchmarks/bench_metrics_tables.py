@@ -192,7 +192,8 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
         # 3 optimized baselines sharing n_samples path steps (as many gradients as EG)
         return ValidPathGradients(model).attribute(
             xb, target=tb, n_steps=max(args.n_samples, 3), n_baselines=3, internal_batch_size=ibs,
-            generator=torch.Generator().manual_seed(args.seed + i))
+            generator=torch.Generator().manual_seed(args.seed + i),
+            method="monte_carlo", input_range=(0.0, 1.0))  # the paper's sampling, as in the committed results
 
     def eg_with(prior):
         def run(xb, tb, i):

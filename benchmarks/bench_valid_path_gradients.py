@@ -367,13 +367,13 @@ def run_method(m: str, c: dict, t: dict) -> torch.Tensor:
         return t["eg_run"](x, pred, c["seed"])
     gen = torch.Generator().manual_seed(c["seed"])
     if m == "vpg":
-        return t["vpg"].attribute(x, c["b3"], generator=gen, **kw)
+        return t["vpg"].attribute(x, c["b3"], generator=gen, method="monte_carlo", **kw)
     if m == "vpg_single":
-        return t["vpg"].attribute(x, c["b_mid"][0], generator=gen, **kw)
+        return t["vpg"].attribute(x, c["b_mid"][0], generator=gen, method="monte_carlo", **kw)
     if m == "vpg_black":
-        return t["vpg"].attribute(x, 0.0, generator=gen, **kw)
+        return t["vpg"].attribute(x, 0.0, generator=gen, method="monte_carlo", **kw)
     if m == "vpg_nofilter":
-        return t["vpg_nf"].attribute(x, c["b3"], generator=gen, **kw)
+        return t["vpg_nf"].attribute(x, c["b3"], generator=gen, method="monte_carlo", **kw)
     raise ValueError(m)
 
 

@@ -192,6 +192,7 @@ def main() -> None:
                 base,
                 target=pred,
                 n_steps=a.n_steps,
+                method="monte_carlo",  # the paper's sampling, as in the committed results
                 internal_batch_size=bs,
                 generator=torch.Generator().manual_seed(a.seed),
             ),
