@@ -102,6 +102,15 @@ def torchrun(nproc: int, data: str, n: int, method: str, extra: List[str], batch
             "in_command_examples_per_s": n / inner, "command": " ".join(shlex.quote(c) for c in shown)}
 
 
+def _load_range(result: Dict[str, Any]) -> str:
+    """min–max of the load averages recorded before/after every run."""
+    loads = [r[k] for m in result["overhead"].values() for r in m["runs"]
+             for k in ("load_before", "load_after")]
+    loads += [r[k] for m in result["throughput"].values() for rs in m.values()
+              for r in rs["runs"] for k in ("load_before", "load_after")]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
+
+
 def save(result: Dict[str, Any], tag: str) -> None:
     """Write the JSON and Markdown results (called after every measurement)."""
     os.makedirs(RESULTS, exist_ok=True)
@@ -115,9 +124,10 @@ def save(result: Dict[str, Any], tag: str) -> None:
         "",
         f"Status: {result['status']}.",
         "",
-        f"Machine: {result['machine']}. Timings were taken while other jobs ran "
-        "(load averages per run are in the JSON); plain and runner runs are interleaved "
-        "and the medians of the repeats are reported.",
+        f"Machine: {result['machine']}; 1-minute load average during the runs "
+        f"{_load_range(result)} (per run in the JSON; above ~2 the 2 cores were shared "
+        "with other jobs). Plain and runner runs are interleaved and the medians of the "
+        "repeats are reported.",
         "",
         "## Overhead: runner vs a plain `attribute` loop (same method, batch size, 1 thread)",
         "",
@@ -168,7 +178,7 @@ def main() -> None:
     refs = load_fashion_mnist("train")[0][:100]
     result: Dict[str, Any] = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; SHARED with other jobs",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "n_images": args.n_images, "batch_size": args.batch_size,
         "overhead": {}, "throughput": {},
         "status": "partial: written after every measurement, the run had not finished",
