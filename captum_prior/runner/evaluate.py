@@ -158,15 +158,7 @@ def evaluate_attributions(
     store.check_directory()
     group = Group(dev)
     try:
-        if group.rank == 0:
-            store.create()
-            store.remove_temporaries()
-        group.barrier()
-        manifest = store.check_directory()
-        assert manifest is not None
-        done = store.finished(manifest)
-        group.barrier()
-        mine = [k for k in range(store.n_shards) if k not in done][group.rank :: group.world]
+        manifest, done, mine = store.start(group)
         bar = tqdm(total=sum(len(store.shard_range(k)) for k in mine), unit="ex",
                    disable=not progress or group.rank != 0, desc="evaluate", dynamic_ncols=True)
         for k in mine:

@@ -343,16 +343,7 @@ def attribute_dataset(
     store.check_directory()  # every rank: refuse a wrong directory before any work
     group = Group(dev)
     try:
-        if group.rank == 0:
-            store.create()
-            store.remove_temporaries()
-        group.barrier()
-        manifest = store.check_directory()
-        assert manifest is not None
-        done = store.finished(manifest)
-        group.barrier()  # nobody writes before every rank has seen the same finished set
-        pending = [k for k in range(store.n_shards) if k not in done]
-        mine = pending[group.rank :: group.world]
+        manifest, done, mine = store.start(group)
         runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
         total = sum(len(store.shard_range(k)) for k in mine)
         bar = tqdm(

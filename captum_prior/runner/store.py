@@ -33,6 +33,7 @@ from typing import (
     NamedTuple,
     Optional,
     Sequence,
+    Tuple,
     Union,
 )
 
@@ -322,6 +323,23 @@ class ShardStore:
         }
         manifest["complete"] = bool(complete)
         self.write_manifest(manifest)
+
+    def start(self, group: Any) -> Tuple[Dict[str, Any], Dict[int, str], List[int]]:
+        """Open the directory for the ranks of ``group`` (a
+        :class:`~captum_prior.runner._dist.Group`): rank 0 creates it (or checks
+        it) and removes what a killed run left behind; every rank then sees the
+        same finished shards before anyone writes. Returns ``(manifest, done,
+        mine)``: the finished shards' checksums and this rank's pending shards."""
+        if group.rank == 0:
+            self.create()
+            self.remove_temporaries()
+        group.barrier()
+        manifest = self.check_directory()
+        assert manifest is not None
+        done = self.finished(manifest)
+        group.barrier()  # nobody writes before every rank has seen the same finished set
+        pending = [k for k in range(self.n_shards) if k not in done]
+        return manifest, done, pending[group.rank :: group.world]
 
     def finalize(self, manifest: Dict[str, Any]) -> None:
         """Mark the run complete once every shard is on disk (rank 0, after
