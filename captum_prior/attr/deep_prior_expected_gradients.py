@@ -34,7 +34,14 @@ class DeepPriorExpectedGradients(ExpectedGradients):
         \partial_i f(x' - p + \alpha (x - x' + p))\big].
 
     The prior is computed once per call, for the explained inputs (never per
-    draw), and subtracted from every drawn reference.
+    draw), and subtracted from every drawn reference. ``generator`` may be a
+    list of one generator per example, as for :class:`ExpectedGradients`:
+    then the references and :math:`\alpha` of example ``j`` come from
+    ``generator[j]`` only, but the prior is still computed for the whole
+    batch, so with a prior that couples the images of a batch (the torch
+    backend of :class:`~captum_prior.priors.BGMMPrior` seeds all its k-means
+    initialisations from one generator) the result for an example still
+    depends on the rest of the batch.
 
     ``path`` selects how the shift enters:
 
@@ -75,6 +82,15 @@ class DeepPriorExpectedGradients(ExpectedGradients):
         >>> attr = dp.attribute(images, baselines=refs, target=labels,
         ...                     n_samples=200, generator=torch.Generator().manual_seed(0))
     """
+
+    #: ``attribute`` accepts one generator per example (as
+    #: :class:`ExpectedGradients`), but the prior is evaluated on the whole
+    #: batch, and a prior may couple the examples of a batch (e.g.
+    #: :class:`~captum_prior.priors.BGMMPrior`'s torch backend draws the
+    #: k-means initialisations of all images of the batch from one
+    #: generator), so :func:`captum_prior.runner.attribute_dataset` keeps
+    #: calling it one example at a time.
+    _per_example_generators = False
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_prior import _random
 from captum_prior._batching import RowRunner, forward_rows, gradient_rows
 from captum_prior._compat import (
     TargetType,
@@ -56,7 +57,9 @@ class ExpectedGradients(GradientAttribution):
       drawn references.
 
     All draws are made before chunking, so the result does not depend on
-    ``internal_batch_size``.
+    ``internal_batch_size``. ``generator`` may also be a list of one
+    generator per example, which makes each example's draws independent of
+    the batch it is in (see :meth:`attribute`).
 
     Args:
         forward_func (Callable): the model or any function returning
@@ -74,6 +77,12 @@ class ExpectedGradients(GradientAttribution):
         ...                     n_samples=200, internal_batch_size=256,
         ...                     generator=torch.Generator().manual_seed(0))
     """
+
+    #: Read by :func:`captum_prior.runner.attribute_dataset`: ``attribute``
+    #: accepts one generator per example and example ``j``'s result depends
+    #: only on ``inputs[j]`` and ``generator[j]``, so the runner calls it once
+    #: per batch instead of once per example.
+    _per_example_generators = True
 
     def __init__(
         self, forward_func: Callable[..., Tensor], multiply_by_inputs: bool = True
@@ -95,7 +104,7 @@ class ExpectedGradients(GradientAttribution):
         *,
         return_convergence_delta: Literal[True],
         internal_batch_size: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: _random.GeneratorArg = None,
         delta_per_example: bool = False,
     ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
 
@@ -112,7 +121,7 @@ class ExpectedGradients(GradientAttribution):
         additional_forward_args: Optional[object] = None,
         return_convergence_delta: Literal[False] = False,
         internal_batch_size: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: _random.GeneratorArg = None,
         delta_per_example: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric: ...
 
@@ -129,7 +138,7 @@ class ExpectedGradients(GradientAttribution):
         additional_forward_args: Optional[object] = None,
         return_convergence_delta: bool = False,
         internal_batch_size: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: _random.GeneratorArg = None,
         delta_per_example: bool = False,
     ) -> Union[TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]]:
         r"""
@@ -177,8 +186,19 @@ class ExpectedGradients(GradientAttribution):
             internal_batch_size (int, optional): the most rows per
                         forward/backward pass; ``None`` runs all
                         ``n_examples * n_samples`` rows at once. Default: None
-            generator (torch.Generator, optional): source of every random
-                        draw; ``None`` uses torch's global RNG. Default: None
+            generator (torch.Generator or list of torch.Generator, optional):
+                        source of every random draw. One generator: all
+                        draws of the call come from it. A list (or tuple) of
+                        one generator per example: example ``j``'s draws
+                        (references, :math:`\alpha`, noise) come from
+                        ``generator[j]`` only, exactly as in the one-example
+                        call ``attribute(inputs[j:j+1], ...,
+                        generator=generator[j])``, so its attribution does not
+                        depend on the rest of the batch (up to floating-point
+                        rounding of batched kernels); this is how
+                        :func:`~captum_prior.runner.attribute_dataset` seeds
+                        each example while calling once per batch. ``None``
+                        uses torch's global RNG. Default: None
             delta_per_example (bool, optional): return the delta averaged over
                         each example's draws, shape ``(n_examples,)``, instead
                         of one value per draw. Default: False
@@ -244,7 +264,7 @@ class ExpectedGradients(GradientAttribution):
         n_samples: int,
         internal_batch_size: Optional[int],
         return_convergence_delta: bool,
-        generator: Optional[torch.Generator],
+        generator: _random.GeneratorArg,
         shift: Optional[Tuple[Callable[[Tensor], Tensor], ...]] = None,
         path: str = "paper",
         create_graph: bool = False,
@@ -264,30 +284,32 @@ class ExpectedGradients(GradientAttribution):
         with attribution priors, :mod:`captum_prior.training`).
         """
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
+        generator = _random.check_generator(generator, x[0].shape[0])
         baselines = resolve_callable_baselines(baselines, inputs)
         refs = check_reference_set(baselines, x)
         shift, clamp = self._bind_references(shift, refs)
         n_samples = check_int(n_samples, "n_samples", 1)
         internal_batch_size = check_optional_int(internal_batch_size, "internal_batch_size")
         sd = _check_stdevs(stdevs, len(x))
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
         bsz = x[0].shape[0]
         n_ref = refs[0].shape[0]
         device = x[0].device
         n_rows = bsz * n_samples
 
         # Every draw up front (cheap), so chunking cannot change the result.
-        gdev = generator.device if generator is not None else torch.device("cpu")
-        ref_idx = torch.randint(n_ref, (n_rows,), generator=generator, device=gdev).to(device)
-        alpha = torch.rand(n_rows, generator=generator, device=gdev).to(device)
+        # Rows are example-major (the n_samples draws of example 0, then of
+        # example 1, ...), so each draw is made as (bsz, n_samples, ...) with
+        # the examples on dim 0: one call for one generator, one block per
+        # example for a list of per-example generators (captum_prior._random).
+        ref_idx = _random.randint(n_ref, generator, (bsz, n_samples)).reshape(n_rows).to(device)
+        alpha = _random.rand(generator, (bsz, n_samples)).reshape(n_rows).to(device)
         noise = tuple(
             None
             if s == 0.0
             else (
-                torch.randn((n_rows,) + tuple(xi.shape[1:]), generator=generator, device=gdev)
+                _random.randn(generator, (bsz, n_samples) + tuple(xi.shape[1:])).reshape(
+                    (n_rows,) + tuple(xi.shape[1:])
+                )
                 * s
             ).to(device=device, dtype=xi.dtype)
             for s, xi in zip(sd, x)

@@ -13,6 +13,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_prior import _random
 from captum_prior._batching import RowRunner, forward_rows, gradient_rows
 from captum_prior._compat import (
     TargetType,
@@ -179,6 +180,24 @@ class ValidPathGradients(GradientAttribution):
     def multiplies_by_inputs(self) -> bool:
         return self._multiply_by_inputs
 
+    def _per_example_generators(self, attribute_kwargs: Dict[str, Any]) -> bool:
+        """Read by :func:`captum_prior.runner.attribute_dataset`: with these
+        ``attribute`` arguments and one generator per example, does example
+        ``j``'s result depend only on ``inputs[j]`` and ``generator[j]``
+        (so one call per batch gives each example's own result)? Not when
+        optimized baselines are clipped to a range inferred from the
+        whole batch (``baselines=None`` with ``input_range="auto"`` and no
+        ``baseline_kwargs["clip"]``), nor with callable baselines."""
+        baselines = attribute_kwargs.get("baselines")
+        if callable(baselines):
+            return False
+        if baselines is None:
+            return (
+                attribute_kwargs.get("input_range", "auto") != "auto"
+                or "clip" in (attribute_kwargs.get("baseline_kwargs") or {})
+            )
+        return True
+
     def has_convergence_delta(self) -> bool:
         return True
 
@@ -195,7 +214,7 @@ class ValidPathGradients(GradientAttribution):
         *,
         return_convergence_delta: Literal[True],
         n_baselines: int = 3,
-        generator: Optional[torch.Generator] = None,
+        generator: _random.GeneratorArg = None,
         baseline_kwargs: Optional[Dict[str, Any]] = None,
         input_range: Union[str, None, Tuple[float, float]] = "auto",
     ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
@@ -212,7 +231,7 @@ class ValidPathGradients(GradientAttribution):
         internal_batch_size: Optional[int] = None,
         return_convergence_delta: Literal[False] = False,
         n_baselines: int = 3,
-        generator: Optional[torch.Generator] = None,
+        generator: _random.GeneratorArg = None,
         baseline_kwargs: Optional[Dict[str, Any]] = None,
         input_range: Union[str, None, Tuple[float, float]] = "auto",
     ) -> TensorOrTupleOfTensorsGeneric: ...
@@ -229,7 +248,7 @@ class ValidPathGradients(GradientAttribution):
         internal_batch_size: Optional[int] = None,
         return_convergence_delta: bool = False,
         n_baselines: int = 3,
-        generator: Optional[torch.Generator] = None,
+        generator: _random.GeneratorArg = None,
         baseline_kwargs: Optional[Dict[str, Any]] = None,
         input_range: Union[str, None, Tuple[float, float]] = "auto",
     ) -> Union[
@@ -335,11 +354,21 @@ class ValidPathGradients(GradientAttribution):
                         when ``baselines=None`` (one blur width each, see
                         :func:`~captum_prior.attr.optimized_baseline.default_sigmas`);
                         must not exceed ``n_steps``. Default: 3
-            generator (torch.Generator, optional): source of the path positions
-                        ``alpha`` of ``method="monte_carlo"``, drawn in one call
-                        ``torch.rand((B, K, N), generator=generator)``; ``None``
-                        uses torch's global RNG. Same generator state, same
-                        result. The quadratures draw nothing. Default: None
+            generator (torch.Generator or list of torch.Generator, optional):
+                        source of the path positions ``alpha`` of
+                        ``method="monte_carlo"``. One generator: drawn in one
+                        call ``torch.rand((B, K, N), generator=generator)``.
+                        A list (or tuple) of one generator per example:
+                        example ``j``'s ``(B, K)`` positions are drawn from
+                        ``generator[j]``, exactly as in the one-example call
+                        ``attribute(inputs[j:j+1], ...,
+                        generator=generator[j])``, so its attribution does not
+                        depend on the rest of the batch (up to floating-point
+                        rounding; with ``baselines=None`` and
+                        ``input_range="auto"`` the inferred range still comes
+                        from the whole batch). ``None`` uses torch's global
+                        RNG. Same generator state, same result. The
+                        quadratures draw nothing. Default: None
             baseline_kwargs (dict, optional): keyword arguments for
                         :class:`OptimizedBaseline` (``sigmas``, ``eta``, ``eps``,
                         ``delta``, ``max_iter``, ``clip``, ``objective``) when
@@ -392,10 +421,7 @@ class ValidPathGradients(GradientAttribution):
             if internal_batch_size is None
             else check_int(internal_batch_size, "internal_batch_size", 1)
         )
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
+        generator = _random.check_generator(generator, N)
         if not isinstance(return_convergence_delta, bool):
             raise TypeError("return_convergence_delta must be True or False")
         args = _format_additional_forward_args(additional_forward_args)
@@ -413,11 +439,11 @@ class ValidPathGradients(GradientAttribution):
             )
         dev, dtype = xs[0].device, xs[0].dtype
         if method == "monte_carlo":
-            alphas = torch.rand(
-                (B, K, N),
-                generator=generator,
-                device=generator.device if generator is not None else dev,
-            ).to(device=dev, dtype=dtype)
+            # examples on the last dimension: per-example generators each
+            # draw their (B, K, 1) block, as a one-example call would
+            alphas = _random.rand(generator, (B, K, N), example_dim=2, device=dev).to(
+                device=dev, dtype=dtype
+            )
             weights = torch.ones(K, device=dev, dtype=dtype)
         else:
             step_sizes, alpha_list = approximation_parameters(method)

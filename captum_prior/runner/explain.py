@@ -18,7 +18,7 @@ from captum_prior.runner.store import ShardStore, jsonable
 __all__ = ["attribute_dataset", "example_seed", "model_fingerprint", "RANDOMNESS"]
 
 #: How the runner makes each example's random draws depend only on (seed, index).
-RANDOMNESS = ("auto", "none", "generator", "random_state", "object_random_state", "global")
+RANDOMNESS = ("auto", "none", "generators", "generator", "random_state", "object_random_state", "global")
 
 # Captum classes whose attributions draw nothing at random: run batched.
 _DETERMINISTIC = (
@@ -47,10 +47,21 @@ def model_fingerprint(model: Any) -> str:
     return f"{type(model).__module__}.{type(model).__qualname__}@{h.hexdigest()[:16]}"
 
 
-def _detect_randomness(attribution: Any) -> str:
+def _takes_generator_list(attribution: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether ``attribution`` declares that, with these ``attribute`` arguments,
+    one call with one generator per example gives every example the result of
+    its own one-example call (``_per_example_generators``: a bool, or a method
+    of the arguments; see ExpectedGradients and ValidPathGradients)."""
+    flag = getattr(attribution, "_per_example_generators", False)
+    if callable(flag):
+        flag = flag(dict(kwargs))
+    return bool(flag) and not callable(kwargs.get("baselines"))
+
+
+def _detect_randomness(attribution: Any, kwargs: Mapping[str, Any]) -> str:
     params = inspect.signature(attribution.attribute).parameters
     if "generator" in params:
-        return "generator"
+        return "generators" if _takes_generator_list(attribution, kwargs) else "generator"
     if "random_state" in params:
         return "random_state"
     if getattr(attribution, "random_state", None) is not None:
@@ -124,8 +135,9 @@ def _to_device(value: Any, device: torch.device) -> Any:
 
 class _Attributor:
     """Calls ``attribution.attribute`` so that example ``i``'s draws depend
-    only on ``(seed, i)``: batched for deterministic methods, one example per
-    call with a per-example seed for the others."""
+    only on ``(seed, i)``: batched for deterministic methods and for methods
+    taking one generator per example, one example per call with a
+    per-example seed for the others."""
 
     def __init__(self, attribution: Any, kwargs: Mapping[str, Any], seed: int,
                  randomness: str, want_delta: bool) -> None:
@@ -154,6 +166,9 @@ class _Attributor:
     def __call__(self, x: Tensor, target: Tensor, index: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
         if self.randomness == "none":
             return self._call(x, target, {})
+        if self.randomness == "generators":
+            gens = [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]
+            return self._call(x, target, {"generator": gens})
         attrs, deltas = [], []
         for j, i in enumerate(index):
             s = example_seed(self.seed, i)
@@ -217,8 +232,15 @@ def attribute_dataset(
     number of processes.  ``randomness`` says how the seed reaches the method:
 
     - ``"none"``: deterministic method, called on whole batches;
-    - ``"generator"``: ``attribute(..., generator=torch.Generator().manual_seed(s_i))``
-      (this project's EG, DeepPrior-EG, ValidPathGradients);
+    - ``"generators"``: one call per batch with one generator per example,
+      ``attribute(x, ..., generator=[torch.Generator().manual_seed(s_i) for
+      i in batch])`` (this project's ExpectedGradients and
+      ValidPathGradients): example ``i``'s draws come from its own
+      generator, exactly as in a one-example call;
+    - ``"generator"``: one call per example with
+      ``attribute(..., generator=torch.Generator().manual_seed(s_i))``
+      (DeepPrior-EG, whose prior may couple the images of a batch; any other
+      method with a ``generator`` argument);
     - ``"random_state"``: ``attribute(..., random_state=s_i)`` (DMM-MEN);
     - ``"object_random_state"``: ``attribution.random_state = s_i`` before the
       call (BayLime constructed with a ``random_state``);
@@ -227,18 +249,31 @@ def attribute_dataset(
       else that draws from the global generators between calls (another
       thread) breaks reproducibility;
     - ``"auto"`` (default) picks from the signature of ``attribute``: the
-      first that applies of the above, ``"none"`` only for Captum's
-      deterministic classes (IntegratedGradients, Saliency, DeepLift, ...).
+      first that applies of the above, ``"generators"`` when the class
+      declares (``_per_example_generators``) that with these arguments an
+      example's result depends only on the example and its generator
+      (ValidPathGradients: not with optimized baselines clipped to a range
+      inferred from the batch, ``input_range="auto"``; no method with
+      callable ``baselines``), ``"none"`` only for Captum's deterministic
+      classes (IntegratedGradients, Saliency, DeepLift, ...).
 
-    Seeded methods are called one example at a time, which keeps the results
-    bit-identical whatever the batching.  On the 2-core CPU this costs about
-    1.8x for ExpectedGradients with ``n_samples=4`` but is *faster* than one
-    call per batch of 64 from ``n_samples=16`` on (0.68x; 0.38x at 50, where
-    a batch's 3,200 rows no longer fit in cache): see
-    ``benchmarks/results/runner_per_example.md`` and
-    ``benchmarks/results/runner_overhead.md``.  On a GPU, small per-example
-    calls underuse the device; pass ``internal_batch_size`` / larger
-    ``n_samples`` there.
+    The modes that call one example at a time (``"generator"``,
+    ``"random_state"``, ``"object_random_state"``, ``"global"``) give
+    bit-identical results whatever the batching. The batched modes
+    (``"none"``, ``"generators"``) give every example the same draws
+    whatever the batching, but batched kernels may round differently with a
+    different number of rows: results across batch sizes agree to
+    floating-point rounding (about 1e-6 relative), and bit for bit for the
+    same ``batch_size`` and ``shard_size`` (any number of processes,
+    resumed or not, since every rank cuts a shard into the same batches).
+    Calling per example cost ExpectedGradients 1.57x a plain batched loop
+    with ``n_samples=8`` on 10,000 images
+    (``benchmarks/results/runner_overhead_10k_quiet.md``, before
+    ``"generators"``); one call per batch of 64 with per-example generators
+    costs what the plain loop does. Small per-example calls also underuse a
+    GPU. With large ``n_samples``, pass ``internal_batch_size`` so that a
+    batch's ``batch_size * n_samples`` rows are cut into cache-sized chunks
+    (``benchmarks/results/runner_per_example.md``).
 
     **Several processes.** Under ``torchrun`` each rank takes every
     ``world_size``-th unfinished shard (gloo on CPU, NCCL on CUDA with one
@@ -258,8 +293,9 @@ def attribute_dataset(
                     Default: None
         target (str or int, optional): ``"pred"`` (the model's top class),
                     ``"label"`` or a class index. Default: ``"pred"``
-        batch_size (int, optional): examples per model call (targets,
-                    deterministic methods). Not part of the call's identity.
+        batch_size (int, optional): examples per ``attribute`` call (for the
+                    batched modes ``"none"`` and ``"generators"``) and per
+                    target prediction. Not part of the call's identity.
                     Default: 32
         shard_size (int, optional): examples per shard file. Default: 256
         seed (int, optional): seed of every random draw. Default: 0
@@ -305,7 +341,13 @@ def attribute_dataset(
     seed = check_int(seed, "seed", 0)
     randomness = check_choice(randomness, "randomness", RANDOMNESS)
     if randomness == "auto":
-        randomness = _detect_randomness(attribution)
+        randomness = _detect_randomness(attribution, dict(attribute_kwargs or {}))
+    elif randomness == "generators" and "generator" not in inspect.signature(attribution.attribute).parameters:
+        raise ValueError(
+            f"randomness='generators' passes a list of generators, but "
+            f"{type(attribution).__name__}.attribute has no 'generator' argument; "
+            "use randomness='auto'"
+        )
     if return_convergence_delta == "auto":
         want_delta = "return_convergence_delta" in inspect.signature(attribution.attribute).parameters
     elif isinstance(return_convergence_delta, bool):
