@@ -426,8 +426,9 @@ class OptimizedBaseline:
         rows_n = B * N
         dev = xs[0].device
         iterations = torch.zeros(rows_n, dtype=torch.long, device=dev)
-        best_dist = torch.full((rows_n,), float("inf"), device=dev)
-        init_dist = torch.full((rows_n,), float("nan"), device=dev)
+        # logit distances in the logits' dtype (float64 models too)
+        best_dist = torch.full((rows_n,), float("inf"), device=dev, dtype=ref.dtype)
+        init_dist = torch.full((rows_n,), float("nan"), device=dev, dtype=ref.dtype)
         best = tuple(t.clone() for t in xp)
         active = torch.arange(rows_n, device=dev)
 
