@@ -13,7 +13,11 @@ import torch
 from torch import nn
 
 from captum_prior import _random
-from captum_prior.attr import DeepPriorExpectedGradients, ExpectedGradients, ValidPathGradients
+from captum_prior.attr import (
+    DeepPriorExpectedGradients,
+    ExpectedGradients,
+    ValidPathGradients,
+)
 
 N = 5
 TOL = dict(rtol=1e-5, atol=1e-6)
