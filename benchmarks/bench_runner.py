@@ -5,7 +5,12 @@
    ``attribute``, keep the result in memory) and once through
    :func:`captum_prior.runner.attribute_dataset` (targets, per-example seeding
    for stochastic methods, atomic shards with checksums, manifest), in one
-   thread, interleaved, repeated; the median ratio is reported.
+   thread, interleaved, repeated; the median ratio is reported. The plain
+   loop seeds one generator per batch; the runner seeds every example
+   (``example_seed(seed, i)``): ExpectedGradients takes them as a list, one
+   call per batch (``randomness="generators"``).
+   ``expected-gradients-per-example`` is the runner's previous way, kept for
+   comparison: one call per example (``randomness="generator"``).
 2. Throughput: wall-clock examples/s of the whole command
    ``torchrun --standalone --nproc_per_node=P -m captum_prior explain ...`` for
    P = 1 and 2 (one thread per process), interleaved, repeated.
@@ -44,9 +49,11 @@ def _methods(model, refs, n_steps: int, n_samples: int) -> Dict[str, Any]:
 
     from captum_prior.attr import ExpectedGradients
 
-    return {
-        "integrated-gradients": (IntegratedGradients(model), {"baselines": 0.0, "n_steps": n_steps}),
-        "expected-gradients": (ExpectedGradients(model), {"baselines": refs, "n_samples": n_samples}),
+    eg = (ExpectedGradients(model), {"baselines": refs, "n_samples": n_samples})
+    return {  # name: (attribution, attribute kwargs, runner randomness)
+        "integrated-gradients": (IntegratedGradients(model), {"baselines": 0.0, "n_steps": n_steps}, "auto"),
+        "expected-gradients": eg + ("auto",),
+        "expected-gradients-per-example": eg + ("generator",),
     }
 
 
@@ -64,7 +71,7 @@ def plain_loop(attribution, kwargs, model, x, batch: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
-def runner(attribution, kwargs, ds, batch: int, seed: int) -> float:
+def runner(attribution, kwargs, ds, batch: int, seed: int, randomness: str = "auto") -> float:
     from captum_prior.runner import attribute_dataset
 
     d = tempfile.mkdtemp(prefix="bench_runner_")
@@ -74,7 +81,7 @@ def runner(attribution, kwargs, ds, batch: int, seed: int) -> float:
         # IG and EG run extra forward passes for f(x) and f(baseline))
         attribute_dataset(attribution, ds, os.path.join(d, "out"), kwargs, batch_size=batch,
                           shard_size=256, seed=seed, progress=False, device="cpu",
-                          return_convergence_delta=False)
+                          return_convergence_delta=False, randomness=randomness)
         return time.perf_counter() - t0
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -111,6 +118,13 @@ def _load_range(result: Dict[str, Any]) -> str:
     return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
 
 
+def _cpu(e: Dict[str, Any]) -> str:
+    """The median CPU-time ratio (less sensitive than wall time to other jobs
+    sharing the cores); absent in results written before it was recorded."""
+    r = e.get("median_cpu_ratio")
+    return "not recorded" if r is None else f"{r:.3f} ({100 * (r - 1):+.1f} %)"
+
+
 def save(result: Dict[str, Any], tag: str) -> None:
     """Write the JSON and Markdown results (called after every measurement)."""
     os.makedirs(RESULTS, exist_ok=True)
@@ -127,16 +141,20 @@ def save(result: Dict[str, Any], tag: str) -> None:
         f"Machine: {result['machine']}; 1-minute load average during the runs "
         f"{_load_range(result)} (per run in the JSON; above ~2 the 2 cores were shared "
         "with other jobs). Plain and runner runs are interleaved and the medians of the "
-        "repeats are reported.",
+        "repeats are reported. Wall time is the target's measure; the CPU time of the "
+        "(single) thread is shown too, as it varies less when other jobs share the cores.",
         "",
         "## Overhead: runner vs a plain `attribute` loop (same method, batch size, 1 thread)",
         "",
-        "| method | plain loop (s) | runner (s) | runner / plain (median of per-repeat ratios) |",
-        "|---|---|---|---|",
+        "| method | plain loop (s) | runner (s) | runner / plain (median of per-repeat ratios) "
+        "| same, CPU time of the thread |",
+        "|---|---|---|---|---|",
     ]
     for name, e in result["overhead"].items():
-        lines.append(f"| {name} {e['kwargs']} | {e['median_plain_s']:.1f} | {e['median_runner_s']:.1f} "
-                     f"| {e['median_ratio']:.3f} ({100 * (e['median_ratio'] - 1):+.1f} %) |")
+        how = f", randomness={e['randomness']!r}" if e.get("randomness", "auto") != "auto" else ""
+        lines.append(f"| {name} {e['kwargs']}{how} | {e['median_plain_s']:.1f} | {e['median_runner_s']:.1f} "
+                     f"| {e['median_ratio']:.3f} ({100 * (e['median_ratio'] - 1):+.1f} %) "
+                     f"| {_cpu(e)} |")
     lines += ["", "## Throughput: whole `torchrun ... explain` command, wall clock incl. start-up", "",
               "examples/s = examples / wall-clock time of the whole command (Python and torch start-up, "
           "rendezvous, loading included); 'in command' excludes the interpreter start-up and imports "
@@ -187,26 +205,31 @@ def main() -> None:
     if not args.skip_overhead:
         all_m = _methods(model, refs, args.n_steps, args.n_samples)
         for name in methods:
-            attribution, kw = all_m[name]
+            attribution, kw, randomness = all_m[name]
             rows: List[Dict[str, float]] = []
             for r in range(args.repeats):
                 order = ("plain", "runner") if r % 2 == 0 else ("runner", "plain")
                 rec: Dict[str, float] = {"load_before": os.getloadavg()[0]}
                 for which in order:
+                    c0 = time.thread_time()
                     if which == "plain":
                         rec["plain_s"] = plain_loop(attribution, kw, model, x, args.batch_size, 0)
                     else:
-                        rec["runner_s"] = runner(attribution, kw, ds, args.batch_size, 0)
+                        rec["runner_s"] = runner(attribution, kw, ds, args.batch_size, 0, randomness)
+                    rec[f"{which}_cpu_s"] = time.thread_time() - c0
                 rec["load_after"] = os.getloadavg()[0]
                 rec["ratio"] = rec["runner_s"] / rec["plain_s"]
+                rec["cpu_ratio"] = rec["runner_cpu_s"] / rec["plain_cpu_s"]
                 rows.append(rec)
                 print(name, rec, flush=True)
                 result["overhead"][name] = {
                     "kwargs": {k: (v if not torch.is_tensor(v) else f"tensor{tuple(v.shape)}") for k, v in kw.items()},
+                    "randomness": randomness,
                     "runs": rows,
                     "median_ratio": statistics.median(r["ratio"] for r in rows),
                     "median_plain_s": statistics.median(r["plain_s"] for r in rows),
                     "median_runner_s": statistics.median(r["runner_s"] for r in rows),
+                    "median_cpu_ratio": statistics.median(r["cpu_ratio"] for r in rows),
                 }
                 save(result, args.tag)
     # torchrun throughput: data file so every rank reads the same tensors
@@ -220,6 +243,8 @@ def main() -> None:
              "expected-gradients": ["--n-samples", str(args.n_samples)]}
     tmethods = methods if args.throughput_methods is None else [
         m for m in args.throughput_methods.split(",") if m]
+    # the CLI has no per-example variant (its EG always takes per-example generators)
+    tmethods = [m for m in tmethods if m in extra]
     for name in tmethods if procs else []:
         runs: Dict[int, List[Dict[str, Any]]] = {p: [] for p in procs}
         for r in range(args.repeats):

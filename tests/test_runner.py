@@ -91,9 +91,12 @@ def test_batched_generators_match_one_call_per_example(setup, tmp_path):
 
 
 def test_randomness_choice_per_method(setup, tmp_path):
-    """auto: batched with per-example generators for EG and for VPG with a
-    known input range; per example for DeepPrior-EG (the prior may couple a
-    batch's images) and for VPG inferring its range from the batch."""
+    """auto: batched with per-example generators for EG and for VPG without
+    its discrete valid-feature filter and with fixed baselines; per example
+    for DeepPrior-EG (the prior may couple a batch's images) and for the
+    other VPG settings (a filter flip or an optimized-baseline sign step can
+    amplify a batched kernel's rounding; the range may be inferred from the
+    batch)."""
     from captum_prior.attr import DeepPriorExpectedGradients, ValidPathGradients
     from captum_prior.runner.explain import _detect_randomness
 
@@ -104,11 +107,13 @@ def test_randomness_choice_per_method(setup, tmp_path):
     dp = DeepPriorExpectedGradients(model, 0.0)
     assert _detect_randomness(dp, {"baselines": x[:6]}) == "generator"
     vpg = ValidPathGradients(model)
-    assert _detect_randomness(vpg, {"input_range": (0.0, 1.0)}) == "generators"
-    assert _detect_randomness(vpg, {"baseline_kwargs": {"clip": (0.0, 1.0)}}) == "generators"
-    assert _detect_randomness(vpg, {"baselines": 0.0}) == "generators"
+    assert _detect_randomness(vpg, {"input_range": (0.0, 1.0)}) == "generator"
+    assert _detect_randomness(vpg, {"baselines": 0.0}) == "generator"
     assert _detect_randomness(vpg, {}) == "generator"
-    assert _detect_randomness(vpg, {"input_range": "auto"}) == "generator"
+    ig_like = ValidPathGradients(model, filter_path_features=False)
+    assert _detect_randomness(ig_like, {"baselines": 0.0}) == "generators"
+    assert _detect_randomness(ig_like, {"baselines": lambda: 0.0}) == "generator"
+    assert _detect_randomness(ig_like, {"input_range": (0.0, 1.0)}) == "generator"
     with pytest.raises(ValueError, match="randomness='generators'.*'generator' argument"):
         attribute_dataset(Saliency(model), ds, tmp_path / "s", randomness="generators",
                           progress=False)
@@ -118,12 +123,11 @@ def test_vpg_monte_carlo_batched_matches_per_example(setup, tmp_path):
     from captum_prior.attr import ValidPathGradients
 
     model, ds, x = setup
-    kw = {"method": "monte_carlo", "n_steps": 6, "n_baselines": 2, "input_range": (0.0, 1.0),
-          "baseline_kwargs": {"max_iter": 2}}
+    kw = {"method": "monte_carlo", "n_steps": 6, "baselines": 0.0}
     sub = torch.utils.data.Subset(ds, range(8))
     for name, rnd in (("b", "auto"), ("s", "generator")):
-        attribute_dataset(ValidPathGradients(model), sub, tmp_path / name, kw, batch_size=4,
-                          shard_size=8, randomness=rnd, progress=False)
+        attribute_dataset(ValidPathGradients(model, filter_path_features=False), sub, tmp_path / name,
+                          kw, batch_size=4, shard_size=8, randomness=rnd, progress=False)
     a, b = load_attributions(tmp_path / "b"), load_attributions(tmp_path / "s")
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["identity"]["randomness"] == "generators"
     torch.testing.assert_close(a.attributions, b.attributions, **_ROUNDING)
