@@ -234,13 +234,15 @@ def attribute_dataset(
     - ``"none"``: deterministic method, called on whole batches;
     - ``"generators"``: one call per batch with one generator per example,
       ``attribute(x, ..., generator=[torch.Generator().manual_seed(s_i) for
-      i in batch])`` (this project's ExpectedGradients and
-      ValidPathGradients): example ``i``'s draws come from its own
-      generator, exactly as in a one-example call;
+      i in batch])`` (this project's ExpectedGradients): example ``i``'s
+      draws come from its own generator, exactly as in a one-example call;
     - ``"generator"``: one call per example with
       ``attribute(..., generator=torch.Generator().manual_seed(s_i))``
-      (DeepPrior-EG, whose prior may couple the images of a batch; any other
-      method with a ``generator`` argument);
+      (DeepPrior-EG, whose prior may couple the images of a batch;
+      ValidPathGradients with its valid-feature filter or optimized
+      baselines, whose discrete tests and sign steps can turn a batched
+      kernel's last-bit rounding into a flipped feature; any other method
+      with a ``generator`` argument);
     - ``"random_state"``: ``attribute(..., random_state=s_i)`` (DMM-MEN);
     - ``"object_random_state"``: ``attribution.random_state = s_i`` before the
       call (BayLime constructed with a ``random_state``);
@@ -251,9 +253,9 @@ def attribute_dataset(
     - ``"auto"`` (default) picks from the signature of ``attribute``: the
       first that applies of the above, ``"generators"`` when the class
       declares (``_per_example_generators``) that with these arguments an
-      example's result depends only on the example and its generator
-      (ValidPathGradients: not with optimized baselines clipped to a range
-      inferred from the batch, ``input_range="auto"``; no method with
+      example's result depends only on the example and its generator, up
+      to float rounding (ExpectedGradients; ValidPathGradients only with
+      ``filter_path_features=False`` and fixed baselines; never with
       callable ``baselines``), ``"none"`` only for Captum's deterministic
       classes (IntegratedGradients, Saliency, DeepLift, ...).
 
@@ -263,7 +265,7 @@ def attribute_dataset(
     (``"none"``, ``"generators"``) give every example the same draws
     whatever the batching, but batched kernels may round differently with a
     different number of rows: results across batch sizes agree to
-    floating-point rounding (about 1e-6 relative), and bit for bit for the
+    floating-point rounding (about 1e-7 relative), and bit for bit for the
     same ``batch_size`` and ``shard_size`` (any number of processes,
     resumed or not, since every rank cuts a shard into the same batches).
     Calling per example cost ExpectedGradients 1.57x a plain batched loop
