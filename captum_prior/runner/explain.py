@@ -235,7 +235,10 @@ def attribute_dataset(
     - ``"generators"``: one call per batch with one generator per example,
       ``attribute(x, ..., generator=[torch.Generator().manual_seed(s_i) for
       i in batch])`` (this project's ExpectedGradients): example ``i``'s
-      draws come from its own generator, exactly as in a one-example call;
+      draws come from its own generator, exactly as in a one-example call.
+      Pass it explicitly for another method whose ``attribute`` accepts such
+      a list when its examples do not interact (e.g. DeepPrior-EG with
+      :class:`~captum_prior.priors.MGMPrior`);
     - ``"generator"``: one call per example with
       ``attribute(..., generator=torch.Generator().manual_seed(s_i))``
       (DeepPrior-EG, whose prior may couple the images of a batch;
