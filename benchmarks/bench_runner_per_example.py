@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--internal-batch-size", type=int, default=None,
                     help="rows per forward/backward pass of the batched calls (default: all)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from captum_prior.attr import ExpectedGradients
@@ -96,7 +97,7 @@ def main() -> None:
     out["rows"] = rows_out
     loads = [r[key] for e in rows_out.values() for r in e["runs"]  # type: ignore[union-attr]
              for key in ("load_before", "load_after")]
-    res = os.path.join(ROOT, "benchmarks", "results", "runner_per_example")
+    res = os.path.join(ROOT, "benchmarks", "results", "runner_per_example" + args.tag)
     with open(res + ".json", "w") as fh:
         json.dump(out, fh, indent=1)
     lines = [

@@ -35,6 +35,7 @@ from torch import Tensor
 
 __all__ = [
     "GeneratorArg",
+    "Generators",
     "check_generator",
     "draw",
     "rand",
@@ -80,11 +81,6 @@ def check_generator(generator: object, n_examples: int, name: str = "generator")
             "for the whole batch"
         )
     return tuple(generator)
-
-
-def is_per_example(generator: Generators) -> bool:
-    """Whether a checked ``generator`` holds one generator per example."""
-    return isinstance(generator, tuple)
 
 
 def draw(
