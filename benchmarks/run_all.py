@@ -591,7 +591,8 @@ def render(rep: Dict[str, Any]) -> str:
         "**the machine was shared with other jobs**, so absolute seconds are inflated and noisy; the ratios "
         "compare runs interleaved under the same load.", "",
         "Ratios: median over repeats of (ours / peer) and (ours / floor) of the same repeat, [min, max]; "
-        "'× peer (CPU s)': the same on process CPU time (user + system), less sensitive to the other jobs. "
+        "'× peer (CPU s)': the same on this process's CPU time (user + system; not its child processes), less "
+        "sensitive to the other jobs. "
         "Floor: bare forward (or forward+backward) passes over the same rows at the fastest of a few chunk "
         "sizes (found in the warm-up), or the bare arithmetic of the fit. Peak memory: increase of the "
         "resident set (VmHWM) over one call of ours. 'before': the same ratio in the previous summary or "
