@@ -8,6 +8,9 @@ here
 
 - build the rows chunk by chunk (``make_rows(slice) -> (inputs, example_index)``),
   so memory is bounded by ``chunk_size`` rows however many rows the method needs;
+  ``make_rows`` must be a pure function of the slice (draw every random number
+  before the loop): with the default chunking it is also called once on the
+  first row, to size the first chunk by the bytes of a row;
 - select each row's target (every Captum target form) and its slice of the
   additional forward arguments;
 - validate the model's output and the target on the first chunk (shape,
