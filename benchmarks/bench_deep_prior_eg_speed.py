@@ -7,12 +7,18 @@ model (default FashionCNN, EfficientNet-Lite0):
   with ``MGMPrior`` and ``BGMMPrior`` (prior computation included) and
   Captum's ``GradientShap(stdevs=0.0)`` at equal ``n_samples``, and of the
   bare forward+backward passes over the same number of rows (the limit);
-- peak memory (RSS increase, each in a fresh subprocess) at ``n_samples`` 50
-  and 400 with ``internal_batch_size`` fixed, and GradientShap's for contrast.
+- peak memory (RSS increase over the RSS before the call, each in a fresh
+  subprocess warmed up with one sample per image) at ``n_samples`` 50 and 400
+  with the default ``internal_batch_size``, with glibc's default allocator
+  and, on the CNN, with ``MALLOC_MMAP_THRESHOLD_=65536`` (the resident set
+  then follows the live tensors), and GradientShap's for contrast.
+
+Every timing is recorded as wall and process CPU time (user + system; less
+sensitive to other jobs on a shared machine), with the load average.
 
 Usage::
 
-    python benchmarks/bench_deep_prior_eg_speed.py [--quick]
+    python benchmarks/bench_deep_prior_eg_speed.py [--quick] [--threads 1] [--effnet-images 2]
 
 Writes ``benchmarks/results/deep_prior_eg_speed.{json,md}``.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -91,29 +98,44 @@ def methods(model, refs, n_samples, ibs, seed=0):
     }
 
 
-def time_model(model_name, n_samples, rounds):
+def time_model(model_name, n_samples, rounds, n_images=None):
     model, x, refs = load(model_name)
+    x = x[:n_images]
     with torch.no_grad():
         t = model(x).argmax(1)
     ms = methods(model, refs, n_samples, ibs=None)
-    ms["ExpectedGradients"](x[:1], t[:1])  # warm-up
+    for fn in ms.values():  # warm-up
+        fn(x[:1], t[:1])
+    load0 = os.getloadavg()[0]
     times = {k: [] for k in ms}
-    for _ in range(rounds):
-        for name, fn in ms.items():
-            for i in range(x.shape[0]):  # one image at a time: time per image
-                t0 = time.perf_counter()
-                fn(x[i : i + 1], t[i : i + 1])
+    cpu = {k: [] for k in ms}
+    names = list(ms)
+    for r in range(rounds):
+        for i in range(x.shape[0]):  # one image at a time: time per image
+            k = (r + i) % len(names)
+            for name in names[k:] + names[:k]:  # interleaved, order rotated
+                c0, t0 = time.process_time(), time.perf_counter()
+                ms[name](x[i : i + 1], t[i : i + 1])
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    ref = med["GradientShap(stdevs=0)"]
-    bare = med["bare forward+backward"]
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+
+    def ratios(v, ref):  # median of the per-call ratios (same image, same round)
+        return {k: statistics.median([a / b for a, b in zip(v[k], v[ref])]) for k in v}
+
     return {
         "n_images": int(x.shape[0]),
         "rounds": rounds,
         "n_samples": n_samples,
+        "loadavg": [load0, os.getloadavg()[0]],
         "seconds_per_image_median": med,
-        "ratio_to_gradient_shap": {k: v / ref for k, v in med.items()},
-        "ratio_to_bare_passes": {k: v / bare for k, v in med.items()},
+        "cpu_seconds_per_image_median": med_cpu,
+        "ratio_to_gradient_shap": ratios(times, "GradientShap(stdevs=0)"),
+        "ratio_to_bare_passes": ratios(times, "bare forward+backward"),
+        "cpu_ratio_to_gradient_shap": ratios(cpu, "GradientShap(stdevs=0)"),
+        "times": times,
+        "cpu_times": cpu,
     }
 
 
@@ -130,8 +152,9 @@ model, x, refs = load({model!r})
 x = x[:{n_img}]
 with torch.no_grad():
     t = model(x).argmax(1)
+torch.set_num_threads({threads})
 ms = methods(model, refs, {n}, {ibs})
-ms[{method!r}](x[:1], t[:1])  # warm-up (lazy allocations, thread pools)
+methods(model, refs, 1, {ibs})[{method!r}](x, t)  # warm-up (thread pools, kernels): one sample per image
 import gc; gc.collect()
 with open('/proc/self/clear_refs', 'w') as f:  # reset the peak (VmHWM) to the current RSS
     f.write('5')
@@ -142,10 +165,11 @@ print(json.dumps({{"peak_increase_bytes": max(peak - base, 0), "base": base, "pe
 """
 
 
-def memory(model_name, method, n, ibs, n_img):
+def memory(model_name, method, n, ibs, n_img, threads=1, live=False):
     code = CHILD.format(bench=str(Path(__file__).resolve().parent), model=model_name,
-                        n=n, ibs=ibs, method=method, n_img=n_img)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                        n=n, ibs=ibs, method=method, n_img=n_img, threads=threads)
+    env = dict(os.environ, **({"MALLOC_MMAP_THRESHOLD_": "65536"} if live else {}))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -154,14 +178,23 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--n-samples", type=int, default=50)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--effnet-images", type=int, default=2, help="EfficientNet-Lite0 images (of 4)")
+    p.add_argument("--effnet-rounds", type=int, default=2)
     p.add_argument("--memory-only", action="store_true",
                    help="rerun only the memory part, keeping the speed part of the JSON")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        _limits = threadpool_limits(args.threads)  # noqa: F841 (scikit-learn's BLAS too)
+    except ImportError:  # pragma: no cover
+        pass
     models = ["fashion_cnn"] if args.quick else ["fashion_cnn", "efficientnet_lite0"]
     report = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__,
               "machine": platform.platform(), "threads": torch.get_num_threads(),
-              "speed": {}, "memory": {}}
+              "loadavg_start": os.getloadavg(), "speed": {}, "memory": {}}
     if args.memory_only:
         old_path = RESULTS / "deep_prior_eg_speed.json"
         old = json.loads(old_path.read_text()) if old_path.exists() else {"speed": {}, "command": "none"}
@@ -170,11 +203,12 @@ def main():
     else:
         report["speed_command"] = report["command"]
     for m in models if not args.memory_only else []:
-        rounds = 1 if args.quick else (args.rounds if m == "fashion_cnn" else 2)
-        report["speed"][m] = time_model(m, args.n_samples, rounds)
+        rounds = 1 if args.quick else (args.rounds if m == "fashion_cnn" else args.effnet_rounds)
+        report["speed"][m] = time_model(m, args.n_samples, rounds,
+                                        None if m == "fashion_cnn" else args.effnet_images)
         print(m, json.dumps(report["speed"][m]["ratio_to_gradient_shap"], indent=1), flush=True)
     for m in models:
-        ibs = 100 if m == "fashion_cnn" else 50
+        ibs = None  # the default chunking
         n_img = 8 if m == "fashion_cnn" else 1
         rows = {}
         # GradientShap holds all n_samples rows at once: ~10 GB at 400 samples on
@@ -182,25 +216,37 @@ def main():
         mem_methods = (("ExpectedGradients", "DeepBGMM-EG", "GradientShap(stdevs=0)") if m == "fashion_cnn"
                        else ("ExpectedGradients",))
         for method in mem_methods:
-            r = {n: memory(m, method, n, ibs, n_img)["peak_increase_bytes"] for n in (50, 400)}
-            rows[method] = {"peak_increase_MB_n50": r[50] / 2**20, "peak_increase_MB_n400": r[400] / 2**20,
-                            "ratio_400_to_50": r[400] / max(r[50], 1)}
-            print(m, method, rows[method], flush=True)
-        report["memory"][m] = {"internal_batch_size": ibs, "n_images": n_img, "methods": rows}
+            for live in (False, True) if m == "fashion_cnn" and "Shap" not in method else (False,):
+                r = {n: memory(m, method, n, ibs, n_img, args.threads, live)["peak_increase_bytes"]
+                     for n in (50, 400)}
+                key = method + (" (live)" if live else "")
+                rows[key] = {"peak_increase_MB_n50": r[50] / 2**20, "peak_increase_MB_n400": r[400] / 2**20,
+                             "ratio_400_to_50": r[400] / max(r[50], 1)}
+                print(m, key, rows[key], flush=True)
+            report["memory"][m] = {"internal_batch_size": ibs, "n_images": n_img, "methods": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "deep_prior_eg_speed.json").write_text(json.dumps(report, indent=2))
     lines = ["# ExpectedGradients / DeepPrior-EG speed and memory", "",
              f"Speed command: `{report['speed_command']}`  ", f"Memory command: `{report['command']}`  ",
-             "Peak memory = VmHWM after resetting it (/proc/self/clear_refs) minus RSS before the call, in a fresh process per cell.  ",
-             f"torch {report['torch']}, {report['threads']} threads, {report['machine']}", ""]
+             "Peak memory = VmHWM after resetting it (/proc/self/clear_refs) minus RSS before the call, in a fresh "
+             "process per cell (warmed up with one sample per image); '(live)': under glibc "
+             "MALLOC_MMAP_THRESHOLD_=65536, so that the resident set follows the live tensors (without it, it "
+             "includes the allocator's cache).  ",
+             f"torch {report['torch']}, {report['threads']} thread(s), {report['machine']}; load average "
+             f"{report['loadavg_start'][0]:.1f} at the start (shared machine: the ratios are of calls interleaved "
+             "image by image, median of the per-call ratios; 'CPU' = process CPU time).", ""]
     for m, r in report["speed"].items():
-        lines += [f"## Time per image, {m} (n_samples={r['n_samples']}, {r['n_images']} images x {r['rounds']} rounds, median)", "",
-                  "| method | s / image | × GradientShap | × bare fwd+bwd |", "|---|---|---|---|"]
+        lines += [f"## Time per image, {m} (n_samples={r['n_samples']}, {r['n_images']} images x {r['rounds']} "
+                  f"rounds, median; load {r['loadavg'][0]:.1f} -> {r['loadavg'][1]:.1f})", "",
+                  "| method | s / image | CPU s / image | × GradientShap | × GradientShap (CPU) | × bare fwd+bwd |",
+                  "|---|---|---|---|---|---|"]
         for k, v in r["seconds_per_image_median"].items():
-            lines.append(f"| {k} | {v:.3f} | {r['ratio_to_gradient_shap'][k]:.2f} | {r['ratio_to_bare_passes'][k]:.2f} |")
+            lines.append(f"| {k} | {v:.3f} | {r['cpu_seconds_per_image_median'][k]:.3f} | "
+                         f"{r['ratio_to_gradient_shap'][k]:.2f} | {r['cpu_ratio_to_gradient_shap'][k]:.2f} | "
+                         f"{r['ratio_to_bare_passes'][k]:.2f} |")
         lines.append("")
     for m, r in report["memory"].items():
-        lines += [f"## Peak memory increase, {m} (internal_batch_size={r['internal_batch_size']}, {r['n_images']} images)", "",
+        lines += [f"## Peak memory increase, {m} (default internal_batch_size, {r['n_images']} images)", "",
                   "| method | n=50 (MB) | n=400 (MB) | ratio |", "|---|---|---|---|"]
         for k, v in r["methods"].items():
             lines.append(f"| {k} | {v['peak_increase_MB_n50']:.1f} | {v['peak_increase_MB_n400']:.1f} | {v['ratio_400_to_50']:.2f} |")

@@ -31,7 +31,9 @@ RESULTS = HERE / "results"
 def labelled(prior):
     """Wrap the prior's phases in record_function labels (instance attributes only)."""
     for name, label in (("features", "prior: feature pass (+ evidence backward)"),
-                        ("_maps", "prior: density fit + map"), ):
+                        ("_maps", "prior: density fit + map"),
+                        ("units", "prior: reference-set std (units)"),
+                        ("baseline_range", "prior: reference-set range (clamp)")):
         fn = getattr(prior, name)
 
         def wrap(*a, _fn=fn, _label=label, **k):
@@ -62,7 +64,15 @@ def run(model_name: str, prior_name: str, per_image: bool, rows: int):
     call()  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         call()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    avg = prof.key_averages()
+    total = {e.key: e.cpu_time_total for e in avg}
+    eg = total.get("EG total (prior + rows)", 0.0)
+    phases = [(k, v) for k, v in total.items() if k.startswith("prior:")]
+    rows_us = eg - sum(v for _, v in phases)
+    summary = ["| phase | CPU ms | share |", "|---|---|---|"]
+    for k, v in phases + [("EG rows (forward/backward chunks, row building, checks)", rows_us)]:
+        summary.append(f"| {k} | {v / 1e3:.1f} | {v / max(eg, 1e-9):.1%} |")
+    return "\n".join(summary), avg.table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def main() -> None:
@@ -81,14 +91,16 @@ def main() -> None:
              f"Command: `python {' '.join(sys.argv)}`  ",
              f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), default arguments, n_samples=50; "
              f"load average {load0[0]:.1f} at the start on a shared 2-core machine (times inflated by other "
-             "jobs; the shares are what matters). Labelled phases: `prior: feature pass (+ evidence backward)`, "
-             "`prior: density fit + map`; the rest of `EG total` is the EG forward/backward rows.", ""]
+             "jobs and by the profiler's per-op overhead; the shares are what matters). Labelled phases: the "
+             "prior's feature pass (+ Grad-CAM evidence backward), density fit + map, reference-set std and "
+             "range; the rest of `EG total` is the EG rows (model forward/backward per chunk, building the rows, "
+             "the output checks).", ""]
     for model_name, prior_name, per_image in cases:
-        table = run(model_name, prior_name, per_image, args.rows)
+        summary, table = run(model_name, prior_name, per_image, args.rows)
         how = "one image per call, 8 images" if per_image else (
             "1 image" if model_name == "efficientnet_lite0" else "8 images in one call")
-        lines += [f"## {prior_name}, {model_name}, {how}", "", "```", table.strip(), "```", ""]
-        print(lines[-4], flush=True)
+        lines += [f"## {prior_name}, {model_name}, {how}", "", summary, "", "```", table.strip(), "```", ""]
+        print("\n".join(lines[-7:]), flush=True)
     lines.append(f"Load average at the end: {os.getloadavg()[0]:.1f}.")
     (RESULTS / "deep_prior_eg_profile.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

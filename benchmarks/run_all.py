@@ -91,12 +91,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
+def timed(fn: Callable[[], Any], device: torch.device, cpu: Optional[List[float]] = None) -> float:
+    """Wall seconds of one call; its process CPU seconds are appended to ``cpu``."""
     _sync(device)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     fn()
     _sync(device)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
+    return wall
 
 
 def best_floor(cands: Dict[Any, Callable[[], Any]], device: torch.device) -> "tuple[Any, Callable]":
@@ -114,14 +119,19 @@ def measure(row: Dict[str, Any], repeats: int, device: torch.device) -> Dict[str
     load0 = os.getloadavg()
     floors = row["floor"] if isinstance(row["floor"], dict) else {"-": row["floor"]}
     floor_key, floor = best_floor(floors, device)
-    fns = {"ours": row["ours"], "peer": row["peer"], "floor": floor}
+    peer, peer_name = row["peer"], row["peer_name"]
+    if isinstance(peer, dict):  # the peer is ours at its best explicit setting
+        peer_key, peer = best_floor(peer, device)
+        peer_name = peer_name.format(best=peer_key)
+    fns = {"ours": row["ours"], "peer": peer, "floor": floor}
     for fn in fns.values():  # warm-up
         fn()
     times: Dict[str, List[float]] = {k: [] for k in fns}
+    cpu: Dict[str, List[float]] = {k: [] for k in fns}
     order = list(fns)
     for r in range(repeats):
         for k in order[r % 3 :] + order[: r % 3]:
-            times[k].append(timed(fns[k], device))
+            times[k].append(timed(fns[k], device, cpu[k]))
     peak = peak_memory_mb(row["ours"], device)
 
     def stats(v: List[float]) -> Dict[str, float]:
@@ -129,12 +139,14 @@ def measure(row: Dict[str, Any], repeats: int, device: torch.device) -> Dict[str
 
     rp = [o / p for o, p in zip(times["ours"], times["peer"])]
     rf = [o / f for o, f in zip(times["ours"], times["floor"])]
+    rp_cpu = [o / p for o, p in zip(cpu["ours"], cpu["peer"])]
     return {
-        "method": row["method"], "peer": row["peer_name"], "model": row["model"],
+        "method": row["method"], "peer": peer_name, "model": row["model"],
         "what": row["what"], "floor_what": f"{row['floor_what']} (chunk {floor_key})" if floor_key != "-"
         else row["floor_what"],
         "seconds": {k: stats(v) for k, v in times.items()}, "times": times,
-        "ratio_to_peer": stats(rp), "ratio_to_floor": stats(rf),
+        "ratio_to_peer": stats(rp), "ratio_to_floor": stats(rf), "cpu_seconds": cpu,
+        "cpu_ratio_to_peer": stats(rp_cpu),
         "peak_memory_MB": peak, "loadavg": [load0[0], os.getloadavg()[0]],
         "before_key": row.get("before_key"),
     }
@@ -217,7 +229,8 @@ def rows_attribution(model_name: str, device, quick: bool) -> List[Dict[str, Any
     out = []
     rows = x.repeat_interleave(n, 0)
     rt = t.repeat_interleave(n)
-    chunks = (25, None) if eff else CHUNKS
+    # 224 x 224 rows: the fastest chunks are small (50 rows at once page-fault fresh memory)
+    chunks = (5, 10, 25) if eff else CHUNKS
     floors = {c or "all": bare_grad(model, rows, rt, c) for c in chunks}
     if not eff or not quick:
         out.append(dict(
@@ -280,14 +293,24 @@ def rows_vpg(device, quick: bool) -> List[Dict[str, Any]]:
         t = model(x).argmax(1)
     n = 150
     rows = x.repeat_interleave(n, 0)
+
+    def vpg(ibs: Optional[int]) -> Callable[[], Any]:
+        return lambda: ValidPathGradients(model).attribute(
+            x, target=t, n_steps=n, internal_batch_size=ibs, generator=torch.Generator(device).manual_seed(0))
+
+    what = f"4 images in one call, n_steps={n}, 3 optimized baselines (optimisation included)"
+    floors = grad_floors(model, rows, t.repeat_interleave(n))
     return [dict(
         method="ValidPathGradients", peer_name="Captum IntegratedGradients", model="fashion_cnn",
-        what=f"4 images in one call, n_steps={n}, 3 optimized baselines (optimisation included), defaults",
-        ours=lambda: ValidPathGradients(model).attribute(x, target=t, n_steps=n,
-                                                         generator=torch.Generator(device).manual_seed(0)),
+        what=what + ", defaults", ours=vpg(None),
         peer=lambda: IntegratedGradients(model).attribute(x, target=t, n_steps=n),
-        floor=grad_floors(model, rows, t.repeat_interleave(n)),
-        floor_what=f"bare fwd+bwd of the {4 * n} path rows", before_key=("vpg", "cnn"))]
+        floor=floors, floor_what=f"bare fwd+bwd of the {4 * n} path rows", before_key=("vpg", "cnn")), dict(
+        method="ValidPathGradients (default chunk)", model="fashion_cnn",
+        peer_name="ValidPathGradients, best internal_batch_size ({best})",
+        what=what + "; ours: internal_batch_size=None, peer: the fastest of "
+        f"{', '.join(str(c or 'all') for c in CHUNKS)} (found in the warm-up)",
+        ours=vpg(None), peer={c or "all": vpg(c) for c in CHUNKS},
+        floor=floors, floor_what=f"bare fwd+bwd of the {4 * n} path rows", before_key=None)]
 
 
 def rows_insertion_deletion(device, quick: bool) -> List[Dict[str, Any]]:
@@ -420,44 +443,59 @@ def before_ratio(key, previous: Dict[str, Any], label: str) -> Optional[float]:
 
 # -- memory flatness --------------------------------------------------------------
 CHILD = r"""
-import json, sys, torch
+import gc, json, sys, torch
 sys.path[:0] = [{root!r}, {bench!r}]
 torch.set_num_threads({threads})
-from run_all import load_model, peak_memory_mb
+from run_all import load_model, _status
 from captum_prior.attr import DeepPriorExpectedGradients, ExpectedGradients
 from captum_prior.priors import BGMMPrior
 model, x, refs = load_model("fashion_cnn", torch.device("cpu"))
 x = x[:8]
 t = model(x).argmax(1)
 m = {method!r}
-def run():
+def run(n):
     g = torch.Generator().manual_seed(0)
     if m == "ExpectedGradients":
-        ExpectedGradients(model).attribute(x, refs, target=t, n_samples={n}, generator=g)
+        ExpectedGradients(model).attribute(x, refs, target=t, n_samples=n, generator=g)
     else:
         DeepPriorExpectedGradients(model, BGMMPrior(model, random_state=0)).attribute(
-            x, refs, target=t, n_samples={n}, generator=g)
-run()
-print(json.dumps(peak_memory_mb(run, torch.device("cpu"))))
+            x, refs, target=t, n_samples=n, generator=g)
+run(1)  # lazy initialisation (thread pools, kernels), one row per example
+gc.collect()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = _status("VmRSS:")
+run({n})
+print(json.dumps((_status("VmHWM:") - base) / 2**20))
 """
+
+#: glibc setting under which the resident set follows the live tensors: every
+#: allocation over 64 KiB is its own mapping, returned when freed
+LIVE_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
 def memory_flatness(threads: int) -> Dict[str, Any]:
+    """Peak RSS increase of one call at n_samples 50 and 400 (8 images, fresh
+    process per cell, measured from before the first big call), with glibc's
+    default allocator (what a user sees, allocator caching included) and with
+    :data:`LIVE_ENV` (the live tensors)."""
     out = {}
     for method in ("ExpectedGradients", "DeepBGMM-EG"):
-        r = {}
-        for n in (50, 400):
-            code = CHILD.format(root=str(ROOT), bench=str(HERE), threads=threads, method=method, n=n)
-            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            r[n] = json.loads(p.stdout.strip().splitlines()[-1])
-        out[method] = {"n50_MB": r[50], "n400_MB": r[400], "ratio": r[400] / max(r[50], 1e-9)}
+        for alloc, extra in (("default malloc", {}), ("live", LIVE_ENV)):
+            r = {}
+            for n in (50, 400):
+                code = CHILD.format(root=str(ROOT), bench=str(HERE), threads=threads, method=method, n=n)
+                p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                   env=dict(os.environ, **extra))
+                r[n] = json.loads(p.stdout.strip().splitlines()[-1])
+            out[f"{method} ({alloc})"] = {"n50_MB": r[50], "n400_MB": r[400], "ratio": r[400] / max(r[50], 1e-9)}
     return out
 
 
 #: which builder (by index) can produce rows whose method contains a --only text
 ONLY_HINTS = {
     0: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"), 1: ("insertion_deletion",),
-    2: ("ValidPathGradients",), 3: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"),
+    2: ("ValidPathGradients", "ValidPathGradients (default chunk)"), 3: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"),
     4: ("JointGaussianMixture",), 5: ("DMM-MEN (per explanation)",),
 }
 
@@ -552,27 +590,34 @@ def render(rep: Dict[str, Any]) -> str:
         f"Load average {la0[0]:.1f} / {la0[1]:.1f} / {la0[2]:.1f} at the start, {la1[0]:.1f} at the end: "
         "**the machine was shared with other jobs**, so absolute seconds are inflated and noisy; the ratios "
         "compare runs interleaved under the same load.", "",
-        "Ratios: median over repeats of (ours / peer) and (ours / floor) of the same repeat, [min, max]. "
+        "Ratios: median over repeats of (ours / peer) and (ours / floor) of the same repeat, [min, max]; "
+        "'× peer (CPU s)': the same on this process's CPU time (user + system; not its child processes), less "
+        "sensitive to the other jobs. "
         "Floor: bare forward (or forward+backward) passes over the same rows at the fastest of a few chunk "
         "sizes (found in the warm-up), or the bare arithmetic of the fit. Peak memory: increase of the "
         "resident set (VmHWM) over one call of ours. 'before': the same ratio in the previous summary or "
         "the committed per-method result files (where a comparable one exists).", "",
-        "| method | peer | model | ours s | peer s | floor s | × peer | × floor | peak MB | before × peer |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | peer | model | ours s | peer s | floor s | × peer | × peer (CPU s) | × floor | peak MB | "
+        "before × peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rep["rows"]:
         s = r["seconds"]
         lines.append(
             f"| {r['method']} | {r['peer']} | {r['model']} | {mm(s['ours'], 3)} | {mm(s['peer'], 3)} | "
-            f"{mm(s['floor'], 3)} | {mm(r['ratio_to_peer'])} | {mm(r['ratio_to_floor'])} | "
+            f"{mm(s['floor'], 3)} | {mm(r['ratio_to_peer'])} | "
+            f"{mm(r['cpu_ratio_to_peer']) if r.get('cpu_ratio_to_peer') else 'n/a'} | {mm(r['ratio_to_floor'])} | "
             f"{f(r['peak_memory_MB'], 0)} | {f(r['before_ratio_to_peer'])} |")
     lines += ["", "What each row runs:", ""]
     for r in rep["rows"]:
         lines.append(f"- **{r['method']}, {r['model']}**: {r['what']}; floor: {r['floor_what']}; "
                      f"load {r['loadavg'][0]:.1f} -> {r['loadavg'][1]:.1f}.")
     if rep.get("memory_flatness"):
-        lines += ["", "Peak memory (MB, fresh process per cell, 8 images, default internal_batch_size) against "
-                  "n_samples:", "", "| method | n_samples=50 | n_samples=400 | ratio |", "|---|---|---|---|"]
+        lines += ["", "Peak memory (MB, increase of the resident set over one call, fresh process per cell, 8 "
+                  "images, default internal_batch_size) against n_samples; 'live': under glibc "
+                  "MALLOC_MMAP_THRESHOLD_=65536, so that freed tensors leave the resident set and the peak is "
+                  "that of the live tensors; 'default malloc' includes the allocator's cache:", "",
+                  "| method | n_samples=50 | n_samples=400 | ratio |", "|---|---|---|---|"]
         for m, v in rep["memory_flatness"].items():
             lines.append(f"| {m} | {v['n50_MB']:.1f} | {v['n400_MB']:.1f} | {v['ratio']:.2f} |")
     return "\n".join(lines) + "\n"

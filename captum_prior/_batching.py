@@ -8,6 +8,9 @@ here
 
 - build the rows chunk by chunk (``make_rows(slice) -> (inputs, example_index)``),
   so memory is bounded by ``chunk_size`` rows however many rows the method needs;
+  ``make_rows`` must be a pure function of the slice (draw every random number
+  before the loop): with the default chunking it is also called once on the
+  first row, to size the first chunk by the bytes of a row;
 - select each row's target (every Captum target form) and its slice of the
   additional forward arguments;
 - validate the model's output and the target on the first chunk (shape,
@@ -44,9 +47,13 @@ from captum_prior._validation import (
 RowBuilder = Callable[[slice], Tuple[Tuple[Tensor, ...], Tensor]]
 
 
-def chunk_slices(n_rows: int, chunk_size: Optional[int]) -> Iterator[slice]:
+def chunk_slices(
+    n_rows: int, chunk_size: Optional[int], make_rows: Optional[RowBuilder] = None
+) -> Iterator[slice]:
     """Consecutive slices of at most ``chunk_size`` rows covering ``range(n_rows)``
-    (``chunk_size=None``: sized from the model's activations, :mod:`captum_prior._chunking`).
+    (``chunk_size=None``: sized from the model's activations, :mod:`captum_prior._chunking`;
+    ``make_rows``, if given, is called once on the first row to size the
+    probe chunk by the bytes of a row, so it must be free of side effects).
 
     With ``n_rows == 0`` (an empty batch) one empty slice, so that the model
     is run once on an empty chunk and every method returns an empty result
@@ -56,11 +63,18 @@ def chunk_slices(n_rows: int, chunk_size: Optional[int]) -> Iterator[slice]:
         yield slice(0, 0)
         return
     if chunk_size is None:
-        yield from auto_slices(n_rows)
+        yield from auto_slices(n_rows, None if make_rows is None else lambda: row_nbytes(make_rows))
         return
     step = max(1, int(chunk_size))
     for start in range(0, n_rows, max(step, 1)):
         yield slice(start, min(start + step, n_rows))
+
+
+def row_nbytes(make_rows: RowBuilder) -> int:
+    """Bytes of the input tensors of the first row built by ``make_rows``."""
+    with torch.no_grad():
+        rows, _ = make_rows(slice(0, 1))
+    return sum(r.numel() * r.element_size() for r in rows if isinstance(r, Tensor))
 
 
 def rows_target(target: TargetType, index: Tensor) -> TargetType:
@@ -233,7 +247,7 @@ def forward_rows(
     """
     outs: List[Tensor] = []
     with torch.no_grad():
-        for sl in chunk_slices(n_rows, chunk_size):
+        for sl in chunk_slices(n_rows, chunk_size, make_rows):
             rows, index = make_rows(sl)
             outs.append(runner.outputs(rows, index) if raw else runner.scores(rows, index))
             if progress is not None:
@@ -256,7 +270,7 @@ def gradient_rows(
     and ``scores`` the (detached) scores.  The caller reduces each chunk
     before the next is built, so peak memory is one chunk.
     """
-    for sl in chunk_slices(n_rows, chunk_size):
+    for sl in chunk_slices(n_rows, chunk_size, make_rows):
         rows, index = make_rows(sl)
         with torch.enable_grad():
             rows = tuple(

@@ -192,18 +192,24 @@ class BatchedBayesianGMM:
         lb = torch.full((b,), -math.inf, device=x.device, dtype=x.dtype)
         done = torch.zeros(b, dtype=torch.bool, device=x.device)
         n_iter = torch.zeros(b, dtype=torch.long, device=x.device)
+        any_done = False  # while no element has converged, no masking is needed
         for _ in range(self.max_iter):
             log_resp = self._log_resp(x, state)
             new = self._m_step(x, log_resp.exp())
             new_lb = self._lower_bound(log_resp, new, d)
-            active = ~done
-            state = {key: _select(active, v, state[key]) for key, v in new.items()}
             change = new_lb - lb
-            lb = torch.where(active, new_lb, lb)
-            n_iter = n_iter + active.long()
+            if any_done:
+                active = ~done
+                state = {key: _select(active, v, state[key]) for key, v in new.items()}
+                lb = torch.where(active, new_lb, lb)
+                n_iter = n_iter + active.long()
+            else:
+                state, lb, n_iter = new, new_lb, n_iter + 1
             done = done | (change.abs() < self.tol)
-            if bool(done.all()):
+            n_done = int(done.sum())
+            if n_done == b:
                 break
+            any_done = n_done > 0
         for key, v in state.items():
             setattr(self, key, v)
         self.lower_bound_ = lb
@@ -305,7 +311,7 @@ class BatchedBayesianGMM:
             prec = pc * pc
             sq = ((mu * mu * prec).sum(-1)[:, None] - 2 * x @ (mu * prec).transpose(1, 2)
                   + (x * x) @ prec.transpose(1, 2))
-        ar = torch.arange(d, device=x.device, dtype=x.dtype)
+        ar = self._ar_d if self._ar_d.shape[0] == d else torch.arange(d, device=x.device, dtype=x.dtype)
         log_lambda = d * math.log(2.0) + torch.digamma(0.5 * (dof[..., None] - ar)).sum(-1)  # B x K
         per_k = (self._log_det_chol(pc) - 0.5 * d * dof.log() + 0.5 * (log_lambda - d / s["mean_precision_"]))
         wc = s["weight_concentration_"]
