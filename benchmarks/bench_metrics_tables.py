@@ -381,7 +381,10 @@ def merge(args) -> None:
               "KPM..RAM: higher is better for KPM, KAM, RPM, RAM; with the max-logit score KNM/RNM "
               "measure the same max-logit gain/drop with sign -1, as in the paper. Insertion: higher is "
               "better; deletion: lower is better; ins-del: higher is better.", "",
-              "Not merged (run with another metric protocol, e.g. before OpenCV was missing): "
+              "Masker: every merged row used the same keep/remove protocol, `"
+              + str(parts[next(iter(parts))]["settings"].get("keep_remove")) + "` (`--masker`; the authors' "
+              "Telea inpainting needs OpenCV, which is not installed here, so no row uses it). "
+              "Not merged (run with another metric protocol): "
               + ("; ".join(f"{n}: {v}" for n, v in excluded.items()) or "none") + ".", "",
               "Mean [95 % BCa bootstrap CI over images] (`captum_prior.metrics.stats`); n = images "
               "finished (CIs from n < 5 images are not meaningful):", "",
