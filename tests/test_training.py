@@ -93,7 +93,7 @@ def test_shared_forward_prior_gives_the_same_steps_as_a_separate_forward(kind):
         if kind == "bgmm":
             prior.fit(x)
         n = [0]
-        model.register_forward_pre_hook(lambda *_: n.__setitem__(0, n[0] + 1))
+        model.register_forward_pre_hook(lambda *_, n=n: n.__setitem__(0, n[0] + 1))
         trainer = AttributionPriorTrainer(model, torch.optim.SGD(model.parameters(), lr=0.5), lam=1.0,
                                           prior=prior, alternating=False, share_forward=share,
                                           generator=torch.Generator().manual_seed(1))
