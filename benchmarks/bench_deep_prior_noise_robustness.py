@@ -93,7 +93,8 @@ def train_one(variant, seed, xtr, ytr, args):
     lam = 0.0 if variant == "no prior" else args.lam
     trainer = AttributionPriorTrainer(model, opt, penalty="total_variation", lam=lam, prior=prior,
                                       n_samples=1, alternating=True,
-                                      generator=torch.Generator().manual_seed(seed))
+                                      generator=torch.Generator().manual_seed(seed),
+                                      share_forward=getattr(args, "prior_forward", "separate") == "shared")
     g = torch.Generator().manual_seed(seed)
     epoch_s, history = [], []
     for _ in range(args.epochs):
@@ -118,6 +119,10 @@ def main():
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lam", type=float, default=1e-3)
+    p.add_argument("--prior-forward", choices=("separate", "shared"), default="separate",
+                   help="deep-feature prior maps from a separate forward after the cross-entropy update (as the "
+                   "committed results were made) or from the step's own forward (AttributionPriorTrainer's "
+                   "default share_forward=True, cheaper)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-test", type=int, default=10000, help="first n test images")
     p.add_argument("--tag", default="")

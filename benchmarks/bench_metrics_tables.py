@@ -257,13 +257,25 @@ def run_methods(args) -> None:
         fn = methods[name]
         vals = {k: [] for k in COLS}
         t_attr = t_metric = 0.0
-        masker = None
-        for i in tqdm(range(0, len(x), args.batch), desc=name, leave=False):
+        masker = args.masker
+        path = RESULTS / f"metrics_tables_{args.model}_{TAGS[name]}.json"
+        start = 0
+        if args.resume and path.exists():  # continue a cut run with the same settings
+            old = json.loads(path.read_text())
+            if old["settings"] != settings(args, masker) or old["n_images_planned"] != len(x):
+                raise SystemExit(f"--resume: {path.name} was made with other settings; rerun without --resume")
+            vals = old["values"]
+            start = old["n_images"]
+            t_attr, t_metric = old["seconds_attribution"], old["seconds_metrics"]
+            if start % args.batch:
+                raise SystemExit(f"--resume: {start} images done is not a multiple of --batch {args.batch}")
+        for i in tqdm(range(start, len(x), args.batch), desc=name, leave=False):
             xb, tb = x[i : i + args.batch], pred[i : i + args.batch]
             t0 = time.perf_counter()
             a = fn(xb, tb, i).detach()
             t1 = time.perf_counter()
-            kr = keep_remove(model, xb, a, target=tb, percent=args.percent, max_examples_per_batch=mb)
+            kr = keep_remove(model, xb, a, target=tb, percent=args.percent, masker=args.masker,
+                             max_examples_per_batch=mb)
             masker = kr.masker
             for k in KR:
                 vals[k] += getattr(kr, k).tolist()
@@ -275,15 +287,17 @@ def run_methods(args) -> None:
             t_metric += time.perf_counter() - t1
             done = len(vals["ins-del"])
             out = {
-                "command": "python " + " ".join(sys.argv), "model": args.model, "method": name,
+                "command": "python " + " ".join(sys.argv) + (f" (resumed at image {start})" if start else ""),
+                "model": args.model, "method": name,
                 "n_images": done, "n_images_planned": int(len(x)), "settings": settings(args, masker),
                 "accuracy_on_images": float((pred[:done] == y[:done]).float().mean()),
                 "seconds_attribution": t_attr, "seconds_metrics": t_metric,
                 "loadavg": os.getloadavg(), "values": vals,
             }
             RESULTS.mkdir(exist_ok=True)  # written after every batch: a cut run keeps its images
-            path = RESULTS / f"metrics_tables_{args.model}_{TAGS[name]}.json"
-            path.write_text(json.dumps(out))
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(out))
+            os.replace(tmp, path)  # atomic
         print(name, {k: round(float(np.mean(v)), 4) for k, v in vals.items()},
               f"attr {t_attr:.0f}s metrics {t_metric:.0f}s", flush=True)
 
@@ -367,7 +381,10 @@ def merge(args) -> None:
               "KPM..RAM: higher is better for KPM, KAM, RPM, RAM; with the max-logit score KNM/RNM "
               "measure the same max-logit gain/drop with sign -1, as in the paper. Insertion: higher is "
               "better; deletion: lower is better; ins-del: higher is better.", "",
-              "Not merged (run with another metric protocol, e.g. before OpenCV was missing): "
+              "Masker: every merged row used the same keep/remove protocol, `"
+              + str(parts[next(iter(parts))]["settings"].get("keep_remove")) + "` (`--masker`; the authors' "
+              "Telea inpainting needs OpenCV, which is not installed here, so no row uses it). "
+              "Not merged (run with another metric protocol): "
               + ("; ".join(f"{n}: {v}" for n, v in excluded.items()) or "none") + ".", "",
               "Mean [95 % BCa bootstrap CI over images] (`captum_prior.metrics.stats`); n = images "
               "finished (CIs from n < 5 images are not meaningful):", "",
@@ -408,6 +425,11 @@ def main() -> None:
     p.add_argument("--dl-refs", type=int, default=None, help="DeepLiftShap references")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--masker", default="mean",
+                   help="keep/remove masker for every method (default mean; the authors' inpaint_telea needs "
+                   "OpenCV); only runs with one masker are merged")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each method's per-method JSON (same settings) from its last finished image")
     p.add_argument("--merge", action="store_true", help="combine per-method results into the tables")
     p.add_argument("--quick", action="store_true", help="smoke test: 10 Fashion images, tiny settings")
     args = p.parse_args()

@@ -68,3 +68,42 @@ def test_trainer_reduces_the_penalised_objective(alternating):
         AttributionPriorTrainer(model, trainer.optimizer, penalty="l3")
     with pytest.raises(ValueError, match="lam must be >= 0"):
         AttributionPriorTrainer(model, trainer.optimizer, lam=-1.0)
+
+
+def pooled_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+
+
+@pytest.mark.parametrize("kind", ["mgm", "bgmm"])
+def test_shared_forward_prior_gives_the_same_steps_as_a_separate_forward(kind):
+    """share_forward takes the prior's features (and BGMM's Grad-CAM evidence)
+    from the cross-entropy forward: with one summed step (alternating=False)
+    and no batch norm or dropout it must reproduce the separate forward."""
+    from captum_prior.priors import BGMMPrior, MGMPrior
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 1, 8, 8, generator=g)
+    y = torch.randint(0, 3, (12,), generator=g)
+    params, calls = {}, {}
+    for share in (True, False):
+        model = pooled_cnn()
+        prior = MGMPrior(model) if kind == "mgm" else BGMMPrior(model, n_components=2, random_state=0)
+        if kind == "bgmm":
+            prior.fit(x)
+        n = [0]
+        model.register_forward_pre_hook(lambda *_, n=n: n.__setitem__(0, n[0] + 1))
+        trainer = AttributionPriorTrainer(model, torch.optim.SGD(model.parameters(), lr=0.5), lam=1.0,
+                                          prior=prior, alternating=False, share_forward=share,
+                                          generator=torch.Generator().manual_seed(1))
+        trainer.fit([(x, y)], epochs=3)
+        params[share] = [p.detach().clone() for p in model.parameters()]
+        calls[share] = n[0]
+    for a, b in zip(params[True], params[False]):
+        torch.testing.assert_close(a, b)
+    assert params[True][0].ne(pooled_cnn()[0].weight).any()  # the steps did move the model
+    assert calls[True] < calls[False]  # and the shared route ran fewer forwards
+    with pytest.raises(TypeError, match="share_forward"):
+        AttributionPriorTrainer(pooled_cnn(), torch.optim.SGD(pooled_cnn().parameters(), lr=0.1),
+                                share_forward="yes")

@@ -29,6 +29,7 @@ from captum_prior._validation import (
 from captum_prior.attr.deep_prior_expected_gradients import DeepPriorExpectedGradients
 from captum_prior.attr.expected_gradients import ExpectedGradients
 from captum_prior.errors import CaptumPriorWarning, ModelOutputError
+from captum_prior.priors._base import DeepFeaturePrior, gradcam_evidence
 
 
 def training_attributions(
@@ -130,6 +131,22 @@ class AttributionPriorTrainer:
         n_samples (int, optional): EG draws per example per step. Default: 1
         alternating (bool, optional): see above. Default: True
         generator (torch.Generator, optional): source of the EG draws. Default: None
+        share_forward (bool, optional): for a deep-feature prior
+                    (:class:`~captum_prior.priors.MGMPrior`,
+                    :class:`~captum_prior.priors.BGMMPrior`), compute its map
+                    from the prior layer's output captured in the step's
+                    cross-entropy forward pass (and the Grad-CAM evidence of
+                    ``"evidence"`` reductions from the same graph), instead of
+                    a separate forward (and backward) of the batch: one forward
+                    less per step. The map is a constant in the penalty either
+                    way (no gradient flows through it). With
+                    ``alternating=True`` the shared map comes from the
+                    parameters *before* the step's cross-entropy update (the
+                    separate one from those after it), and the features are
+                    the training-mode ones (batch-norm batch statistics,
+                    dropout) rather than eval-mode ones; with
+                    ``alternating=False`` and a model without batch norm or
+                    dropout both give the same step. Default: True
         on_nonfinite (str, optional): what a step does when the loss, the
                     penalty or a gradient is NaN/Inf: ``"raise"`` a
                     :class:`~captum_prior.errors.ModelOutputError`, or
@@ -157,6 +174,7 @@ class AttributionPriorTrainer:
         alternating: bool = True,
         generator: Optional[torch.Generator] = None,
         on_nonfinite: str = "raise",
+        share_forward: bool = True,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -171,6 +189,9 @@ class AttributionPriorTrainer:
         self.alternating = bool(alternating)
         self.generator = generator
         self.on_nonfinite = check_choice(on_nonfinite, "on_nonfinite", ("raise", "skip"))
+        if not isinstance(share_forward, bool):
+            raise TypeError(f"share_forward must be True or False, got {share_forward!r}")
+        self.share_forward = share_forward
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -178,10 +199,40 @@ class AttributionPriorTrainer:
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
 
-    def _omega(self, x: Tensor, y: Tensor, references: Tensor) -> Tensor:
-        attr = training_attributions(self.model, x, y, references, self.prior,
+    def _omega(self, x: Tensor, y: Tensor, references: Tensor, prior: Any = None) -> Tensor:
+        attr = training_attributions(self.model, x, y, references,
+                                     self.prior if prior is None else prior,
                                      self.n_samples, generator=self.generator)
         return self.penalty(attr)
+
+    def _shared_layer(self, x: Tensor) -> Optional[nn.Module]:
+        """The deep-feature prior's layer when its map is taken from the
+        step's own forward pass (``share_forward``), else None."""
+        if not (self.share_forward and self.lam > 0 and isinstance(self.prior, DeepFeaturePrior)):
+            return None
+        return self.prior._layer_for(x)
+
+    def _shared_prior(self, x: Tensor, y: Tensor, logits: Tensor, store: List[Any]) -> Any:
+        """The prior for this batch from the features captured in the
+        cross-entropy forward (see ``share_forward``): a :class:`_BatchMap`."""
+        prior = self.prior
+        f = store[-1] if store else None
+        if isinstance(f, (tuple, list)):
+            f = f[0]
+        if not isinstance(f, Tensor) or f.dim() != 4:
+            raise ValueError(
+                "the prior's layer did not output an N x C x h x w feature map in the "
+                "model's forward; pass a Conv2d-like layer to the prior, or share_forward=False"
+            )
+        evid = None
+        if prior._needs_evidence:
+            if not f.requires_grad:  # no graph to the features: the separate route
+                return prior
+            score = logits.gather(1, y.to(logits.device).view(-1, 1)).squeeze(1)
+            evid = gradcam_evidence(score, f, retain_graph=True)
+        with torch.no_grad():
+            maps = prior.map_from_features(f, evid, x)
+        return _BatchMap(prior, maps)
 
     def _check_batch(self, x: Any, y: Any, references: Any) -> Tensor:
         (x,), _ = as_tensor_tuple(x, "x")
@@ -233,7 +284,15 @@ class AttributionPriorTrainer:
         was_training = self.model.training
         self.model.train()
         try:
-            logits = self.model(x)
+            layer = self._shared_layer(x)
+            store: List[Any] = []
+            handle = None if layer is None else layer.register_forward_hook(
+                lambda _m, _i, out: store.append(out))
+            try:
+                logits = self.model(x)
+            finally:
+                if handle is not None:
+                    handle.remove()
             if not isinstance(logits, Tensor) or logits.dim() != 2:
                 raise ValueError(
                     "the model must return N x C logits for the cross-entropy, got "
@@ -248,13 +307,15 @@ class AttributionPriorTrainer:
             ce = F.cross_entropy(logits, y.to(logits.device))
             self._check_finite(ce, "cross-entropy")
             out: Dict[str, Any] = {"cross_entropy": float(ce.detach())}
+            prior = None if layer is None else self._shared_prior(x, y, logits, store)
+            store.clear()
             if self.alternating or self.lam == 0:
                 self.optimizer.zero_grad()
                 ce.backward()
                 self._check_grads("cross-entropy")
                 self.optimizer.step()
                 if self.lam > 0:
-                    omega = self._omega(x, y, refs)
+                    omega = self._omega(x, y, refs, prior)
                     self._check_finite(omega, "penalty")
                     self.optimizer.zero_grad()
                     (self.lam * omega).backward()
@@ -262,7 +323,7 @@ class AttributionPriorTrainer:
                     self.optimizer.step()
                     out["penalty"] = float(omega.detach())
             else:
-                omega = self._omega(x, y, refs)
+                omega = self._omega(x, y, refs, prior)
                 self._check_finite(omega, "penalty")
                 self.optimizer.zero_grad()
                 (ce + self.lam * omega).backward()
@@ -312,6 +373,22 @@ class AttributionPriorTrainer:
             for x, y in tqdm(batches, disable=not show_progress, desc=f"epoch {epoch + 1}"):
                 history.append(self.step(x, y))
         return history
+
+
+class _BatchMap:
+    """A deep-feature prior whose map for the current batch is already
+    computed: shifts in the prior's units and clamps to its range, as the
+    prior itself would (see ``AttributionPriorTrainer(share_forward=True)``)."""
+
+    def __init__(self, prior: DeepFeaturePrior, maps: Tensor) -> None:
+        self.prior, self.maps = prior, maps
+
+    def __call__(self, inputs: Any, target: TargetType = None, references: Optional[Tensor] = None) -> Tensor:
+        x = inputs[0] if isinstance(inputs, tuple) else inputs
+        return self.prior.shift_from_map(self.maps, x, references)
+
+    def baseline_range(self, references: Optional[Tensor] = None) -> Any:
+        return self.prior.baseline_range(references)
 
 
 class _Rejected(Exception):
