@@ -1222,7 +1222,8 @@ def run_chain(
     ``SeedSequence`` spawned from the estimator's ``random_state``).
     ``n_threads`` limits torch and BLAS threads inside the chain (set when the
     chain runs in a worker process).  ``options`` sets sampler switches
-    (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``).
+    (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``,
+    ``collapse_beta_z``, ``split_merge``).
     """
     if n_threads is not None:
         from threadpoolctl import threadpool_limits
@@ -1236,7 +1237,7 @@ def run_chain(
             torch.set_num_threads(old)
     import time
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rng = np.random.default_rng(seed)
     J = hyper.J
     n = X.shape[0]
@@ -1284,6 +1285,9 @@ def run_chain(
         "lam_acc": float(sampler.lam_acc.sum()),
         "lam_tries": float(sampler.lam_tries.sum()),
         "n_swaps": float(sampler.n_swaps),
+        "sm_acc": float(sampler.sm_acc),
+        "sm_tries": float(sampler.sm_tries),
     }
     out["seconds"] = time.perf_counter() - t0
+    out["cpu_seconds"] = time.process_time() - c0
     return out

@@ -56,6 +56,7 @@ _PARAM_NAMES = (
     "init",
     "label_swaps",
     "collapse_allocations",
+    "split_merge",
     "collapse_tau",
     "block_sigma",
     "lambda_steps",
@@ -162,6 +163,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       the truncated stick-breaking model), then beta is redrawn for every
       component (partially collapsed Gibbs, van Dyk & Park 2008).  Exact;
       O(J p^2) per sample and sweep.
+    - **Split-merge moves** (``split_merge > 0``, not in the paper or the
+      code): Metropolis-Hastings proposals that split a component into an
+      empty slot or merge two components (Jain & Neal 2004; sequentially
+      allocated proposal of Dahl 2003), targeting ``z`` with beta and the
+      stick-breaking weights integrated out, followed by fresh draws of both.
     - **Label-invariant monitoring.** A component's coefficients are only
       defined up to the labelling, so R-hat and ESS of them are not
       diagnostics of the sampler.  The convergence warning monitors the
@@ -215,6 +221,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     with beta integrated out (Neal 2000, Algorithm 3),
                     followed by a fresh beta draw; ``False`` draws ``z_i``
                     given beta (paper and code). Both exact. Default: True
+        split_merge (int, optional): split-merge Metropolis-Hastings proposals
+                    for the allocations per sweep (Jain & Neal 2004, with
+                    the sequentially allocated proposal of Dahl 2003; beta
+                    and the sticks integrated out; not in the paper); each
+                    costs O(n_j p^2). Default: 0
         collapse_tau (bool, optional): draw ``c_j`` and lambda from their
                     conditionals with tau integrated out (the Eq. 5 density),
                     each followed by a fresh tau draw (partially collapsed
@@ -321,6 +332,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         init: str = "random",
         label_swaps: bool = False,
         collapse_allocations: bool = True,
+        split_merge: int = 0,
         collapse_tau: bool = True,
         block_sigma: bool = True,
         lambda_steps: int = 5,
@@ -349,6 +361,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.init = init
         self.label_swaps = label_swaps
         self.collapse_allocations = collapse_allocations
+        self.split_merge = split_merge
         self.collapse_tau = collapse_tau
         self.block_sigma = block_sigma
         self.lambda_steps = lambda_steps
@@ -389,6 +402,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         thin = check_int(self.thin, "thin", 1)
         n_chains = check_int(self.n_chains, "n_chains", 1)
         check_int(self.lambda_steps, "lambda_steps", 1)
+        check_int(self.split_merge, "split_merge", 0)
         if self.n_jobs is not None:
             n_jobs = check_int(self.n_jobs, "n_jobs", -(10**6))
             if n_jobs == 0:
@@ -505,6 +519,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         options = {
             "label_swaps": bool(self.label_swaps),
             "collapse_beta_z": bool(self.collapse_allocations),
+            "split_merge": int(self.split_merge),
             "collapse_tau": bool(self.collapse_tau),
             "block_sigma": bool(self.block_sigma),
             "lambda_steps": int(self.lambda_steps),
@@ -618,7 +633,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                 np.mean(np.any(perm != np.arange(J), axis=1))
             ),
             "label_swaps_accepted": int(cnt["n_swaps"]),
+            "split_merge_acceptance": (
+                cnt["sm_acc"] / cnt["sm_tries"] if cnt.get("sm_tries") else None
+            ),
             "chain_seconds": [float(c["seconds"]) for c in chains],
+            "chain_cpu_seconds": [float(c.get("cpu_seconds", np.nan)) for c in chains],
         }
         self.diagnostics_.update(self._convergence_summaries(T, C))
 
@@ -908,8 +927,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         params = dict(meta["params"])
         if "n_chains" not in params:  # format 1: one chain, older sampler
             params.update(n_chains=1, block_sigma=False, lambda_steps=1)
-        # formats 1-2: allocations were drawn given beta
+        # formats 1-2: allocations were drawn given beta, no split-merge
         params.setdefault("collapse_allocations", False)
+        params.setdefault("split_merge", 0)
         est = cls(**params)
         for k, v in tensors.items():
             setattr(est, k, v.numpy())
