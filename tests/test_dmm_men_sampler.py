@@ -416,7 +416,7 @@ def test_collapsed_allocation_matches_brute_force_marginals():
     also after earlier samples moved (the rank-1 bookkeeping), including a
     component that starts empty."""
     smp, st, X0, y0, ivar = _collapsed_problem()
-    for sweep in range(3):
+    for _sweep in range(3):
         smp.extra_record = []
         smp._step_z_collapsed(st)
         assert len(smp.extra_record) == X0.shape[0]

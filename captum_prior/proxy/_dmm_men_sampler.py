@@ -20,6 +20,17 @@ numerically in the tests.  Every update below is the *exact* full conditional
 conditional.  Where the authors' R sampler (``dmm_men.r``) departs from that,
 the departure is named in the step's comment.
 
+Two moves on the allocations that neither the paper nor the code has, both
+exact (tested against brute-force marginals / an enumerated target):
+
+- collapsed allocations (``Sampler.collapse_beta_z``): ``z_i | z_-i`` with
+  every beta integrated out, i.e. the posterior predictive of each
+  component (Neal 2000, Algorithm 3, on the truncated stick-breaking
+  model), then beta redrawn (partially collapsed Gibbs, van Dyk & Park 2008);
+- split-merge (``Sampler.split_merge``): Metropolis-Hastings split or merge
+  proposals with the sequentially allocated proposal of Dahl (2003) (Jain &
+  Neal 2004), on ``z`` with beta and the sticks integrated out.
+
 Internally tau is carried as its odds ``omega = tau / (1 - tau)`` so that
 ``1 / (1 - tau) = 1 + omega`` and ``1 / tau = 1 + 1 / omega`` are exact even
 when tau is within rounding of 0 or 1.  Everything is computed in log space.
@@ -657,16 +668,16 @@ class Sampler:
         # out, all other parameters fixed.  Target:
         #   p(z | alpha, sigma^2, tau, c, lambda, y)
         #     oc p(z | alpha) prod_j p(y_{S_j} | sigma_j^2, tau_j, c_j)
-        # (see _log_prior_z and _log_marglik_set).  Pick an ordered pair i != l.
-        # Same component j: split, l and part of j's samples move to an empty
+        # (see _log_prior_z and _log_marglik_set).  Pick an ordered pair i != i2.
+        # Same component j: split, i2 and part of j's samples move to an empty
         # slot k (chosen uniformly among the empty ones; its sigma^2, tau, c
         # are the ones the state holds for it).  Different components j, k:
         # merge k into j (k becomes empty).  The sticks and beta are redrawn
         # afterwards (partially collapsed Gibbs).  Returns True if accepted.
         rng, J = self.rng, self.h.J
         z = st.z
-        i, l = rng.choice(self.n, size=2, replace=False)
-        j, k0 = int(z[i]), int(z[l])
+        i, i2 = rng.choice(self.n, size=2, replace=False)
+        j, k0 = int(z[i]), int(z[i2])
         counts = np.bincount(z, minlength=J)
         lp_old = self._log_prior_z(counts, st.alpha)
         if j == k0:
@@ -675,11 +686,11 @@ class Sampler:
                 return False
             k = int(empty[rng.integers(empty.size)])
             members = np.flatnonzero(z == j)
-            others = rng.permutation(members[(members != i) & (members != l)])
-            log_q, log_m_new, to_k = self._sams_allocate(st, (j, k), (i, l), others)
+            others = rng.permutation(members[(members != i) & (members != i2)])
+            log_q, log_m_new, to_k = self._sams_allocate(st, (j, k), (i, i2), others)
             log_m_old = self._log_marglik_set(st, j, members)
             z_new = z.copy()
-            z_new[l] = k
+            z_new[i2] = k
             z_new[others[to_k]] = k
             log_q_fwd = log_q - np.log(empty.size)
             log_q_rev = 0.0
@@ -689,10 +700,10 @@ class Sampler:
             z_new = z.copy()
             z_new[Sk] = j
             members = np.concatenate([Sj, Sk])
-            others = rng.permutation(members[(members != i) & (members != l)])
+            others = rng.permutation(members[(members != i) & (members != i2)])
             forced = z[others] == k
             log_q, log_m_split, _ = self._sams_allocate(
-                st, (j, k), (i, l), others, forced=forced
+                st, (j, k), (i, i2), others, forced=forced
             )
             log_m_old = log_m_split
             log_m_new = self._log_marglik_set(st, j, members)
