@@ -274,7 +274,7 @@ def test_loads_format_2_files_written_before_collapsed_allocations(fitted, tmp_p
     back = DMMMEN.load(path)
     assert back.collapse_allocations is False and back.split_merge == 0
     np.testing.assert_array_equal(back.coef_, fitted.coef_)
-    assert fitted.collapse_allocations is True  # the default now
+    assert DMMMEN().split_merge == 0
 
 
 def test_population_map_is_label_invariant(fitted):

@@ -388,7 +388,7 @@ class Sampler:
         self.sig_tries = 0
         self.label_swaps = False
         # allocations drawn with beta integrated out (_step_z_collapsed)
-        self.collapse_beta_z = True
+        self.collapse_beta_z = False
         # split-merge proposals per sweep (_step_split_merge); 0 = none
         self.split_merge = 0
         self.sm_acc = 0
