@@ -5,9 +5,16 @@ The global fit is at the paper's size: every Fashion-MNIST image (train + test)
 of one class (default 1 = Trouser, the authors' repository example, 7 000
 images), the 300 highest-variance pixels, ``y`` = logit of the default CNN's
 probability of the class; DMM-MEN with the code's defaults (J = 6, K = 3).
-Reported: wall time of the fit, ESS and Geweke z of the log posterior, ESS of
-the coefficients, MH acceptance rates, component sizes, in-sample RMSD on the
-probability scale (as the authors' ``Analysis.R``).
+Reported: wall and CPU time of the fit, ArviZ rank split R-hat and bulk/tail
+ESS over the chains of the log posterior, the mixture log-likelihood, the
+number of occupied components, the label-invariant population coefficient
+map ``(1/n) sum_i beta_{z_i}`` (monitored) and the largest component's
+coefficients (label-dependent, reported only); MH acceptance rates, component
+sizes, in-sample RMSD on the probability scale (as the authors'
+``Analysis.R``); top-150 overlaps within a fit and, with ``--compare-seed``,
+between two fits for both the largest component and the population map.
+``--collapse-allocations`` (default 0) and ``--split-merge`` pick the
+allocation moves of the sampler.
 
 Fidelity (Fig. 2): ``--n-fidelity`` test images of all classes, 50 bootstrap
 repeats of 30 %, top 50/75/100/125/150 pixels of the most populated component
@@ -23,7 +30,8 @@ Usage::
 
     python benchmarks/bench_dmm_men_global.py [--target 1] [--n-iter 3000]
         [--n-fidelity 1000] [--repeats 50] [--variants abs:all,positive:all]
-        [--fit-cache FILE] [--seed 0] [--quick]
+        [--fit-cache FILE] [--seed 0] [--compare-seed 1 --compare-cache FILE2]
+        [--collapse-allocations 1] [--split-merge 0] [--quick]
 """
 
 from __future__ import annotations
@@ -122,7 +130,17 @@ def insight_stability(gi, k: int = 150) -> dict:
     pair = [
         len(per_chain[a] & per_chain[b]) / k for a in range(C) for b in range(a + 1, C)
     ]
+    # the label-invariant population map (1/n) sum_i beta_{z_i}
+    pop = e.population_coef_draws().reshape(C, -1, e.coef_.shape[1])
+    p1, p2 = top_set(pop[:, :h].mean((0, 1)), k), top_set(pop[:, h:].mean((0, 1)), k)
+    pc = [top_set(pop[c].mean(0), k) for c in range(C)]
+    ppair = [len(pc[a] & pc[b]) / k for a in range(C) for b in range(a + 1, C)]
     return {
+        "population_top_k_overlap_first_vs_second_half": len(p1 & p2) / k,
+        "population_top_k_overlap_between_chains_min": min(ppair) if ppair else None,
+        "population_top_k_overlap_between_chains_mean": (
+            float(np.mean(ppair)) if ppair else None
+        ),
         "k": k,
         "top_k_overlap_first_vs_second_half": len(t1 & t2) / k,
         "top_k_overlap_first_half_vs_all": len(t1 & t_all) / k,
@@ -158,6 +176,8 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
             n_chains=args.n_chains,
             n_jobs=args.n_jobs,
             n_threads=args.threads,
+            collapse_allocations=bool(args.collapse_allocations),
+            split_merge=args.split_merge,
         )
         gi = DMMMENGlobalInsights(
             model, args.target, n_features=args.n_features, estimator=est
@@ -264,6 +284,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
     ap.add_argument("--tag", default="")
+    ap.add_argument(
+        "--collapse-allocations",
+        type=int,
+        default=0,
+        help="1: z drawn with beta integrated out (Neal 2000 Alg. 3); 0: given beta",
+    )
+    ap.add_argument(
+        "--split-merge", type=int, default=0, help="split-merge proposals per sweep"
+    )
     args = ap.parse_args()
     if args.quick:
         args.n_iter, args.repeats = 400, 10
@@ -308,6 +337,16 @@ def main() -> None:
                 int(gi2.estimator_.component_sizes_.max()),
             ],
             "coef_correlation": float(np.corrcoef(b1, b2)[0, 1]),
+            "population_top_k_overlap": len(
+                top_set(gi.estimator_.population_coef_, k)
+                & top_set(gi2.estimator_.population_coef_, k)
+            )
+            / k,
+            "population_coef_correlation": float(
+                np.corrcoef(
+                    gi.estimator_.population_coef_, gi2.estimator_.population_coef_
+                )[0, 1]
+            ),
         }
         print(out["seed_overlap"])
 
@@ -367,6 +406,7 @@ def _fit_lines(f: dict) -> list:
         )
 
     tc = d.get("top_coef_largest_component", {})
+    tp = d.get("top_population_coef", {})
     st = f.get("insight_stability", {})
     lines = [
         f"Fit: {f['n_images_fit']} images (all train + test of the class), "
@@ -377,9 +417,18 @@ def _fit_lines(f: dict) -> list:
         f"{d.get('n_jobs')}; load average {f['load_average_start_end'][0]:.1f} -> "
         f"{f['load_average_start_end'][1]:.1f} on 2 cores shared with other agents.",
         "",
-        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, CPU time of each chain "
-        f"{', '.join(f'{c / 60:.1f}' for c in d.get('chain_seconds', []))} min (wall "
-        "inside the worker)",
+        f"- sampler: collapsed allocations {est.get('collapse_allocations', False)}, "
+        f"split-merge proposals per sweep {est.get('split_merge', 0)}"
+        + (
+            f" (acceptance {d['split_merge_acceptance']:.3f})"
+            if d.get("split_merge_acceptance") is not None
+            else ""
+        ),
+        f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, fit CPU time "
+        f"{f.get('fit_cpu_seconds', 0) / 60:.1f} min (this process); each chain "
+        f"{', '.join(f'{c / 60:.1f}' for c in d.get('chain_seconds', []))} min wall, "
+        f"{', '.join(f'{c / 60:.1f}' for c in d.get('chain_cpu_seconds', []))} min CPU "
+        "(inside the worker)",
         "",
         "| quantity (kept draws, all chains) | rank split R-hat | bulk ESS | tail ESS | "
         "MCSE of mean |",
@@ -391,9 +440,20 @@ def _fit_lines(f: dict) -> list:
         diag("log posterior, joint (every sampled quantity)", d["log_posterior"]),
         diag("mixture log-likelihood", d["log_likelihood"]),
     ]
+    if "n_occupied" in d:
+        lines.append(diag("number of occupied components", d["n_occupied"]))
+    if tp:
+        lines.append(
+            f"| top-{tp['n']} entries of the population coefficient map "
+            "(1/n) sum_i beta_{z_i} (worst; label-invariant, monitored) | "
+            f"{tp['rhat_max']:.3f} (median {tp['rhat_median']:.3f}) | "
+            f"{tp['ess_bulk_min']:.0f} (median {tp['ess_bulk_median']:.0f}) | "
+            f"{tp['ess_tail_min']:.0f} | max MCSE/sd {tp['mcse_over_sd_max']:.2f} |"
+        )
     if tc:
         lines.append(
-            f"| top-{tc['n']} coefficients of the largest component (worst) | "
+            f"| top-{tc['n']} coefficients of the largest component (worst; "
+            "label-dependent, after relabelling) | "
             f"{tc['rhat_max']:.3f} (median {tc['rhat_median']:.3f}) | "
             f"{tc['ess_bulk_min']:.0f} (median {tc['ess_bulk_median']:.0f}) | "
             f"{tc['ess_tail_min']:.0f} | max MCSE/sd {tc['mcse_over_sd_max']:.2f} |"
@@ -420,6 +480,14 @@ def _fit_lines(f: dict) -> list:
             f"(each chain's own posterior mean) min "
             f"{100 * (st['top_k_overlap_between_chains_min'] or 0):.0f} %, mean "
             f"{100 * (st['top_k_overlap_between_chains_mean'] or 0):.0f} %"
+        )
+    if st and "population_top_k_overlap_first_vs_second_half" in st:
+        lines.append(
+            f"- top-{st['k']} pixels of the population map: first vs second half "
+            f"{100 * st['population_top_k_overlap_first_vs_second_half']:.0f} %; chain "
+            f"vs chain min "
+            f"{100 * (st['population_top_k_overlap_between_chains_min'] or 0):.0f} %, "
+            f"mean {100 * (st['population_top_k_overlap_between_chains_mean'] or 0):.0f} %"
         )
     return lines
 
@@ -449,6 +517,13 @@ def write_markdown(out, path: Path, tag: str) -> None:
             f"vectors {so['coef_correlation']:.3f}; largest component sizes "
             f"{so['largest_component_sizes']}",
         ]
+        if "population_top_k_overlap" in so:
+            lines.append(
+                f"- top-{so['k']} pixels of the label-invariant population map "
+                "(1/n) sum_i beta_{z_i} overlap "
+                f"**{100 * so['population_top_k_overlap']:.0f} %**; correlation of "
+                f"the two maps {so['population_coef_correlation']:.3f}"
+            )
     lines += [
         "",
         f"![insights](dmm_men_insights_class{f['class']}{tag}_seed"

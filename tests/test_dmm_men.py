@@ -249,6 +249,49 @@ def test_save_load_roundtrip(fitted, data, tmp_path):
     save_state(other, "DMMMEN", 99, {"a": torch.zeros(1)}, {})
     with pytest.raises(ValueError, match="version"):
         DMMMEN.load(other)
+    from captum_prior.errors import FileFormatError
+
+    with pytest.raises(FileFormatError, match="version"):
+        DMMMEN.load(other)
+    # population map: label-invariant, also derived after loading
+    np.testing.assert_allclose(back.population_coef_, fitted.population_coef_)
+
+
+def test_loads_format_2_files_written_before_collapsed_allocations(fitted, tmp_path):
+    """Format 2 (before collapse_allocations / split_merge existed) still
+    loads, with the sampler switches it was written with (both off)."""
+    from captum_prior._serialization import save_state
+
+    tensors, meta = fitted._state()
+    meta = dict(meta)
+    meta["params"] = {
+        k: v
+        for k, v in meta["params"].items()
+        if k not in ("collapse_allocations", "split_merge")
+    }
+    path = tmp_path / "v2.safetensors"
+    save_state(path, "DMMMEN", 2, tensors, meta)
+    back = DMMMEN.load(path)
+    assert back.collapse_allocations is False and back.split_merge == 0
+    np.testing.assert_array_equal(back.coef_, fitted.coef_)
+    assert DMMMEN().split_merge == 0
+
+
+def test_population_map_is_label_invariant(fitted):
+    """Permuting the component labels of every draw leaves the population
+    coefficient map (1/n) sum_i beta_{z_i} unchanged."""
+    est = clone(fitted)
+    for k in ("beta_draws_", "counts_draws_", "fit_intercept"):
+        setattr(est, k, getattr(fitted, k))
+    est.coef_ = fitted.coef_
+    rng = np.random.default_rng(0)
+    perm = np.stack([rng.permutation(est.n_components) for _ in est.beta_draws_])
+    ref = fitted.population_coef_draws()
+    est.beta_draws_ = np.take_along_axis(fitted.beta_draws_, perm[:, :, None], axis=1)
+    est.counts_draws_ = np.take_along_axis(fitted.counts_draws_, perm, axis=1)
+    np.testing.assert_allclose(est.population_coef_draws(), ref, atol=1e-12)
+    d = fitted.diagnostics_
+    assert {"top_population_coef", "n_occupied", "top_coef_largest_component"} <= set(d)
 
 
 def test_sklearn_params_and_clone():

@@ -93,6 +93,11 @@ def test_insights_recover_key_pixels(fitted):
     np.testing.assert_allclose(gi.estimator_.coef_[comp][key_cols], 4.0, atol=0.15)
     with pytest.raises(ValueError, match="rank_by"):
         gi.insights(5, rank_by="value")
+    # the label-invariant population map finds the same key pixels
+    pop = gi.population_top_pixels(8)
+    assert set(pop.tolist()) == set(KEY.tolist())
+    with pytest.raises(ValueError, match="k"):
+        gi.population_top_pixels(0)
 
 
 def test_fidelity_tests_separate_top_from_random(fitted):

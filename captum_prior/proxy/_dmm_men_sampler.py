@@ -20,6 +20,17 @@ numerically in the tests.  Every update below is the *exact* full conditional
 conditional.  Where the authors' R sampler (``dmm_men.r``) departs from that,
 the departure is named in the step's comment.
 
+Two moves on the allocations that neither the paper nor the code has, both
+exact (tested against brute-force marginals / an enumerated target):
+
+- collapsed allocations (``Sampler.collapse_beta_z``): ``z_i | z_-i`` with
+  every beta integrated out, i.e. the posterior predictive of each
+  component (Neal 2000, Algorithm 3, on the truncated stick-breaking
+  model), then beta redrawn (partially collapsed Gibbs, van Dyk & Park 2008);
+- split-merge (``Sampler.split_merge``): Metropolis-Hastings split or merge
+  proposals with the sequentially allocated proposal of Dahl (2003) (Jain &
+  Neal 2004), on ``z`` with beta and the sticks integrated out.
+
 Internally tau is carried as its odds ``omega = tau / (1 - tau)`` so that
 ``1 / (1 - tau) = 1 + omega`` and ``1 / tau = 1 + 1 / omega`` are exact even
 when tau is within rounding of 0 or 1.  Everything is computed in log space.
@@ -376,6 +387,13 @@ class Sampler:
         self.sig_acc = 0
         self.sig_tries = 0
         self.label_swaps = False
+        # allocations drawn with beta integrated out (_step_z_collapsed)
+        self.collapse_beta_z = False
+        # split-merge proposals per sweep (_step_split_merge); 0 = none
+        self.split_merge = 0
+        self.sm_acc = 0
+        self.sm_tries = 0
+        self.extra_record: Optional[list] = None  # tests: per-sample z log-probs
         self.collapse_tau = True
         # blocked (sigma^2, beta) draw: sigma^2 from its conditional with beta
         # integrated out, then beta | sigma^2 (see _step_sig2_beta)
@@ -472,6 +490,241 @@ class Sampler:
         g = -np.log(-np.log(self.rng.random(logp.shape)))
         st.z = np.argmax(logp + g, axis=1)
 
+    def _collapsed_inverse(self, st: State) -> Tuple[np.ndarray, np.ndarray]:
+        """``(Ainv, m)`` for every component: ``Ainv_j = (X_j'X_j + D_j)^-1``
+        and the conjugate posterior mean ``m_j = Ainv_j X_j'y_j`` of beta_j
+        given ``z, sigma^2, tau, c, lambda`` (``D_j`` = the prior precision of
+        beta_j times sigma_j^2; empty components: ``Ainv_j = D_j^-1``, m = 0)."""
+        self._update_gram(st.z)
+        q, off, J = self.q, self.off, self.h.J
+        d = np.empty((J, q))
+        if off:
+            d[:, 0] = st.sig2 / self.h.intercept_var
+        d[:, off:] = st.lam2[st.c][:, None] * (1.0 + st.omega)
+        A = self.G.copy()
+        idx = np.arange(q)
+        A[:, idx, idx] += d
+        L = torch.linalg.cholesky(torch.from_numpy(A))
+        Ainv = np.ascontiguousarray(torch.cholesky_inverse(L).numpy())
+        Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
+        m = np.einsum("jab,jb->ja", Ainv, self.Xy)
+        return np.ascontiguousarray(Ainv), m
+
+    def _step_z_collapsed(
+        self, st: State, order: Optional[np.ndarray] = None
+    ) -> None:
+        # Collapsed allocation update (Neal 2000, Algorithm 3, on the truncated
+        # stick-breaking model; not in the paper or the code, which draw z_i
+        # given beta).  With beta integrated out under its conditionally
+        # conjugate prior N(0, sigma_j^2 D_j^-1) (Eq. 6 given tau; the
+        # intercept's N(0, s^2)), z_i | z_-i, pi, sigma^2, tau, c, lambda has
+        #   P(z_i = j) oc pi_j N(y_i | x_i'm_j, sigma_j^2 (1 + x_i'Ainv_j x_i)),
+        # the posterior predictive of component j given its other members
+        # (m_j, Ainv_j computed without sample i).  Ainv_j and m_j are kept
+        # current with Sherman-Morrison rank-1 updates as samples move.  beta
+        # must then be redrawn from its conditional (_step_beta_all) before
+        # anything conditions on it (partially collapsed Gibbs, van Dyk & Park
+        # 2008).  O(J q^2) per sample.
+        from scipy.linalg.blas import dger
+
+        Ainv, m = self._collapsed_inverse(st)
+        J, q = self.h.J, self.q
+        A2 = Ainv.reshape(J * q, q)
+        X, y, z = self.X, self.y, st.z.copy()
+        log_pi, sig2 = st.log_pi, st.sig2
+        rec = self.extra_record
+        if order is None:
+            order = self.rng.permutation(self.n)
+        gum = -np.log(-np.log(self.rng.random((len(order), J))))
+        for t, i in enumerate(order):
+            x, yi, k = X[i], y[i], z[i]
+            V = (A2 @ x).reshape(J, q)
+            s = V @ x
+            mean = m @ x
+            # sample i removed from its component k
+            rk = 1.0 / (1.0 - s[k])
+            ek = mean[k] - yi
+            s_ = s.copy()
+            mean_ = mean.copy()
+            s_[k] = s[k] * rk
+            mean_[k] = mean[k] + s[k] * ek * rk
+            var = sig2 * (1.0 + s_)
+            r = yi - mean_
+            logp = log_pi - 0.5 * np.log(var) - r * r / (2.0 * var)
+            if rec is not None:
+                rec.append((int(i), z.copy(), logp - np.logaddexp.reduce(logp)))
+            j = int(np.argmax(logp + gum[t]))
+            if j == k:
+                continue
+            # remove i from k, add it to j (symmetric rank-1 updates in place)
+            dger(rk, V[k], V[k], a=Ainv[k].T, overwrite_a=1)
+            m[k] += V[k] * (ek * rk)
+            rj = 1.0 / (1.0 + s[j])
+            dger(-rj, V[j], V[j], a=Ainv[j].T, overwrite_a=1)
+            m[j] += V[j] * ((yi - mean[j]) * rj)
+            z[i] = j
+        st.z = z
+
+    # ------------------------------------------------------ split-merge
+    def _prior_precision(self, st: State, j: int) -> np.ndarray:
+        """``diag(D_j)``: prior precision of beta_j times sigma_j^2."""
+        d = np.empty(self.q)
+        if self.off:
+            d[0] = st.sig2[j] / self.h.intercept_var
+        d[self.off :] = st.lam2[st.c[j]] * (1.0 + st.omega[j])
+        return d
+
+    def _log_marglik_set(self, st: State, j: int, idx: np.ndarray) -> float:
+        """``log p(y_S | sigma_j^2, tau_j, c_j, lambda)`` with beta_j integrated
+        out, for the samples ``S = idx`` under component ``j``'s parameters:
+        ``-n/2 log(2 pi sigma^2) + 1/2 log|D| - 1/2 log|A|
+        - (y'y - h'A^-1 h) / (2 sigma^2)``, ``A = X_S'X_S + D``, ``h = X_S'y_S``."""
+        if idx.size == 0:
+            return 0.0
+        Xs, ys = self.X[idx], self.y[idx]
+        d = self._prior_precision(st, j)
+        A = Xs.T @ Xs
+        A[np.diag_indices(self.q)] += d
+        h = Xs.T @ ys
+        L = np.linalg.cholesky(A)
+        v = np.linalg.solve(L, h)  # triangular, small q
+        s2 = st.sig2[j]
+        return float(
+            -0.5 * idx.size * (LOG_2PI + np.log(s2))
+            + 0.5 * np.sum(np.log(d))
+            - np.sum(np.log(np.diag(L)))
+            - (ys @ ys - v @ v) / (2.0 * s2)
+        )
+
+    def _log_prior_z(self, counts: np.ndarray, alpha: float) -> float:
+        """``log p(z | alpha)`` with the sticks integrated out:
+        ``prod_{j<J} B(1 + n_j, alpha + n_{>j}) / B(1, alpha)``."""
+        n_gt = np.cumsum(counts[::-1])[::-1]
+        n_after = np.append(n_gt[1:], 0)[: self.h.J - 1].astype(float)
+        a = 1.0 + counts[: self.h.J - 1].astype(float)
+        b = alpha + n_after
+        lb = gammaln(a) + gammaln(b) - gammaln(a + b)
+        return float(np.sum(lb - (gammaln(1.0) + gammaln(alpha) - gammaln(1.0 + alpha))))
+
+    def _sams_allocate(
+        self,
+        st: State,
+        jk: Tuple[int, int],
+        seeds: Tuple[int, int],
+        others: np.ndarray,
+        forced: Optional[np.ndarray] = None,
+    ) -> Tuple[float, float, np.ndarray]:
+        """Sequential allocation of ``others`` (in this order) to components
+        ``jk`` that start with the samples ``seeds`` (Dahl 2003): each sample
+        goes to either with probability proportional to its posterior
+        predictive given the samples already placed (beta integrated out).
+        ``forced`` (bool per sample, True = second component) evaluates the
+        probability of that allocation instead of drawing one.  Returns
+        ``(log q, log marginal likelihood of both sets, to_second)``."""
+        from scipy.linalg.blas import dger
+
+        q = self.q
+        Ainv = np.zeros((2, q, q))
+        m = np.zeros((2, q))
+        s2 = st.sig2[list(jk)]
+        for c in (0, 1):
+            Ainv[c][np.diag_indices(q)] = 1.0 / self._prior_precision(st, jk[c])
+        A2 = Ainv.reshape(2 * q, q)
+        log_q = 0.0
+        log_m = 0.0
+        to_second = np.zeros(others.size, dtype=bool)
+        u = self.rng.random(others.size) if forced is None else None
+        pts = np.concatenate([np.asarray(seeds), others])
+        for t, i in enumerate(pts):
+            x, yi = self.X[i], self.y[i]
+            V = (A2 @ x).reshape(2, q)
+            sv = V @ x
+            mean = m @ x
+            var = s2 * (1.0 + sv)
+            r = yi - mean
+            lp = -0.5 * (LOG_2PI + np.log(var)) - r * r / (2.0 * var)
+            if t < 2:
+                c = t
+            else:
+                p1 = 1.0 / (1.0 + np.exp(np.clip(lp[0] - lp[1], -700, 700)))
+                if forced is None:
+                    c = int(u[t - 2] < p1)
+                else:
+                    c = int(forced[t - 2])
+                to_second[t - 2] = bool(c)
+                log_q += float(np.log(p1 if c else 1.0 - p1)) if 0 < p1 < 1 else (
+                    0.0 if (p1 == 1.0) == bool(c) else -np.inf
+                )
+            log_m += float(lp[c])
+            rc = 1.0 / (1.0 + sv[c])
+            dger(-rc, V[c], V[c], a=Ainv[c].T, overwrite_a=1)
+            m[c] += V[c] * (r[c] * rc)
+        return log_q, log_m, to_second
+
+    def _step_split_merge(self, st: State) -> bool:
+        # Split-merge move for the allocations (Jain & Neal 2004; sequentially
+        # allocated proposal of Dahl 2003; not in the paper or the code), a
+        # Metropolis-Hastings step on z with beta AND the sticks u integrated
+        # out, all other parameters fixed.  Target:
+        #   p(z | alpha, sigma^2, tau, c, lambda, y)
+        #     oc p(z | alpha) prod_j p(y_{S_j} | sigma_j^2, tau_j, c_j)
+        # (see _log_prior_z and _log_marglik_set).  Pick an ordered pair i != i2.
+        # Same component j: split, i2 and part of j's samples move to an empty
+        # slot k (chosen uniformly among the empty ones; its sigma^2, tau, c
+        # are the ones the state holds for it).  Different components j, k:
+        # merge k into j (k becomes empty).  The sticks and beta are redrawn
+        # afterwards (partially collapsed Gibbs).  Returns True if accepted.
+        rng, J = self.rng, self.h.J
+        z = st.z
+        i, i2 = rng.choice(self.n, size=2, replace=False)
+        j, k0 = int(z[i]), int(z[i2])
+        counts = np.bincount(z, minlength=J)
+        lp_old = self._log_prior_z(counts, st.alpha)
+        if j == k0:
+            empty = np.flatnonzero(counts == 0)
+            if empty.size == 0:
+                return False
+            k = int(empty[rng.integers(empty.size)])
+            members = np.flatnonzero(z == j)
+            others = rng.permutation(members[(members != i) & (members != i2)])
+            log_q, log_m_new, to_k = self._sams_allocate(st, (j, k), (i, i2), others)
+            log_m_old = self._log_marglik_set(st, j, members)
+            z_new = z.copy()
+            z_new[i2] = k
+            z_new[others[to_k]] = k
+            log_q_fwd = log_q - np.log(empty.size)
+            log_q_rev = 0.0
+        else:
+            k = k0
+            Sj, Sk = np.flatnonzero(z == j), np.flatnonzero(z == k)
+            z_new = z.copy()
+            z_new[Sk] = j
+            members = np.concatenate([Sj, Sk])
+            others = rng.permutation(members[(members != i) & (members != i2)])
+            forced = z[others] == k
+            log_q, log_m_split, _ = self._sams_allocate(
+                st, (j, k), (i, i2), others, forced=forced
+            )
+            log_m_old = log_m_split
+            log_m_new = self._log_marglik_set(st, j, members)
+            n_empty_new = int(np.sum(counts == 0)) + 1
+            log_q_fwd = 0.0
+            log_q_rev = log_q - np.log(n_empty_new)
+        lp_new = self._log_prior_z(np.bincount(z_new, minlength=J), st.alpha)
+        log_r = lp_new - lp_old + log_m_new - log_m_old + log_q_rev - log_q_fwd
+        self.sm_tries += 1
+        if np.log(rng.random()) < log_r:
+            st.z = z_new
+            self.sm_acc += 1
+            return True
+        return False
+
+    def _step_beta_all(self, st: State) -> None:
+        # exact: beta_j | z, sigma^2, tau, c, lambda for EVERY component (empty
+        # ones: their prior N(0, sigma_j^2 D_j^-1)); needed after the collapsed
+        # allocation update, which integrated all of beta out.
+        self._step_beta(st, all_components=True)
+
     def _stick_breaking(self, st: State) -> None:
         # exact: u_j | z, alpha ~ Beta(1 + n_j, alpha + n_{>j}), j < J (Ishwaran & James 2001)
         J = self.h.J
@@ -521,14 +774,17 @@ class Sampler:
         lg = log_gamma_rv(self.rng, 1.0 / K + cnt)
         st.log_w = lg - np.logaddexp.reduce(lg)
 
-    def _step_beta(self, st: State) -> None:
+    def _step_beta(self, st: State, all_components: bool = False) -> None:
         # exact: beta_j ~ N(A^-1 X_j'y_j, sig2_j A^-1), A = X_j'X_j + diag(d_j),
         # d = lam2_{c_j} / (1 - tau_j) (and sig2_j / intercept_var for the intercept).
         # Only occupied components: empty ones are redrawn from their prior as
         # one block (_step_empty) later in the same sweep.
         self._update_gram(st.z)
         q, off = self.q, self.off
-        occ = np.flatnonzero(np.bincount(st.z, minlength=self.h.J) > 0)
+        if all_components:
+            occ = np.arange(self.h.J)
+        else:
+            occ = np.flatnonzero(np.bincount(st.z, minlength=self.h.J) > 0)
         J = occ.size
         d = np.empty((J, q))
         if off:
@@ -835,8 +1091,19 @@ class Sampler:
             self.n_swaps += 1
 
     def sweep(self, st: State, adapt: bool, it: int) -> None:
-        """One full sweep in the order of the reference code (methods.md §5.3)."""
-        self._step_z(st)
+        """One full sweep in the order of the reference code (methods.md §5.3);
+        with ``collapse_beta_z`` the allocation step is the collapsed one
+        followed by a fresh beta draw."""
+        if self.collapse_beta_z:
+            self._step_z_collapsed(st)
+        else:
+            self._step_z(st)
+        for _ in range(int(self.split_merge)):
+            self._step_split_merge(st)
+        if self.collapse_beta_z or self.split_merge:
+            # beta was integrated out: redraw it for every component (the
+            # sticks are redrawn next, by _stick_breaking)
+            self._step_beta_all(st)
         self._stick_breaking(st)
         if self.label_swaps:
             self._step_label_swaps(st)
@@ -966,7 +1233,8 @@ def run_chain(
     ``SeedSequence`` spawned from the estimator's ``random_state``).
     ``n_threads`` limits torch and BLAS threads inside the chain (set when the
     chain runs in a worker process).  ``options`` sets sampler switches
-    (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``).
+    (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``,
+    ``collapse_beta_z``, ``split_merge``).
     """
     if n_threads is not None:
         from threadpoolctl import threadpool_limits
@@ -980,7 +1248,7 @@ def run_chain(
             torch.set_num_threads(old)
     import time
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rng = np.random.default_rng(seed)
     J = hyper.J
     n = X.shape[0]
@@ -1028,6 +1296,9 @@ def run_chain(
         "lam_acc": float(sampler.lam_acc.sum()),
         "lam_tries": float(sampler.lam_tries.sum()),
         "n_swaps": float(sampler.n_swaps),
+        "sm_acc": float(sampler.sm_acc),
+        "sm_tries": float(sampler.sm_tries),
     }
     out["seconds"] = time.perf_counter() - t0
+    out["cpu_seconds"] = time.process_time() - c0
     return out

@@ -34,7 +34,10 @@ from captum_prior.proxy._dmm_men_sampler import LOG_2PI, Hyper, run_chain
 ArrayLike = Union[np.ndarray, torch.Tensor, Any]
 
 _KIND = "DMMMEN"
-_FORMAT_VERSION = 2
+# 3: the ``collapse_allocations`` parameter (sampler switch) is saved; format
+# 1 and 2 files were written by the sampler without it and load with
+# ``collapse_allocations=False``.
+_FORMAT_VERSION = 3
 _PARAM_NAMES = (
     "n_components",
     "n_penalties",
@@ -52,6 +55,8 @@ _PARAM_NAMES = (
     "intercept_scale",
     "init",
     "label_swaps",
+    "collapse_allocations",
+    "split_merge",
     "collapse_tau",
     "block_sigma",
     "lambda_steps",
@@ -150,6 +155,29 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       slow drift of the allocations between overlapping components, which
       dominates the global fit's mixing
       (``benchmarks/results/dmm_men_mixing_*.md``).
+    - **Collapsed allocations** (``collapse_allocations=True``, not in the
+      paper or the code, which draw ``z_i`` given beta): ``z_i`` is drawn
+      with every beta integrated out under its conditionally conjugate
+      Gaussian prior (Eq. 6 given tau), i.e. from the posterior predictive
+      of each component given its other members (Neal 2000, Algorithm 3, on
+      the truncated stick-breaking model), then beta is redrawn for every
+      component (partially collapsed Gibbs, van Dyk & Park 2008).  Exact;
+      O(J p^2) per sample and sweep.  Off by default: it speeds up the
+      birth and death of small components on small data, but not the slow
+      moves between partitions into large components that limit the global
+      fit (``benchmarks/results/dmm_men_mixing_remedies.md``).
+    - **Split-merge moves** (``split_merge > 0``, not in the paper or the
+      code): Metropolis-Hastings proposals that split a component into an
+      empty slot or merge two components (Jain & Neal 2004; sequentially
+      allocated proposal of Dahl 2003), targeting ``z`` with beta and the
+      stick-breaking weights integrated out, followed by fresh draws of both.
+    - **Label-invariant monitoring.** A component's coefficients are only
+      defined up to the labelling, so R-hat and ESS of them are not
+      diagnostics of the sampler.  The convergence warning monitors the
+      marginal log posterior and the top ``n_top_monitored`` entries of the
+      label-invariant *population coefficient map*
+      ``(1/n) sum_i beta_{z_i}`` (``population_coef_``); the largest
+      component's coefficients are still reported in ``diagnostics_``.
     - **lambda prior shapes.** The paper writes ``lambda_1 ~ Gamma(R, V/2)``,
       ``lambda_2 ~ Gamma(L, V/2)``; the code swaps them.  ``lambda_prior``
       picks one (``"paper"``, the default, or ``"code"``); the numeric
@@ -192,6 +220,21 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     the labels of adjacent components (not in the paper; the
                     chain then visits label orderings and relies on the
                     relabelling). Default: False
+        collapse_allocations (bool, optional): draw the allocations ``z_i``
+                    with beta integrated out (Neal 2000, Algorithm 3),
+                    followed by a fresh beta draw; ``False`` draws ``z_i``
+                    given beta (paper and code). Both exact.  On 1 000 of the
+                    class-1 images (4 x 200 sweeps) it moved the log
+                    posterior's R-hat from 1.60 to 1.25 at ~7x the cost per
+                    sweep; at the paper's 7 000 images (every component
+                    large) it did not change R-hat or ESS and costs ~15x
+                    (``benchmarks/results/dmm_men_mixing_remedies.md``), hence
+                    off by default. Default: False
+        split_merge (int, optional): split-merge Metropolis-Hastings proposals
+                    for the allocations per sweep (Jain & Neal 2004, with
+                    the sequentially allocated proposal of Dahl 2003; beta
+                    and the sticks integrated out; not in the paper); each
+                    costs O(n_j p^2). Default: 0
         collapse_tau (bool, optional): draw ``c_j`` and lambda from their
                     conditionals with tau integrated out (the Eq. 5 density),
                     each followed by a fresh tau draw (partially collapsed
@@ -218,8 +261,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     :class:`~captum_prior.errors.ConvergenceDiagnosticWarning`
                     when the rank-normalised split R-hat exceeds 1.01 or the
                     bulk ESS is below 400 for the (marginal) log posterior or
-                    the ``n_top_monitored`` largest coefficients of the most
-                    populated component. Default: True
+                    the ``n_top_monitored`` largest entries of the
+                    label-invariant population coefficient map
+                    (``population_coef_``). Default: True
         thin (int, optional): keep every ``thin``-th sweep after burn-in. Default: 1
         random_state (int or numpy Generator, optional): seed; the same seed
                     gives the same fit. Default: None
@@ -240,6 +284,11 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     (averaged like ``coef_``).
         penalty_ (ndarray): ``(n_components, 2)`` posterior means of
                     ``(lambda_1, lambda_2)`` of each component's elastic net.
+        population_coef_ (ndarray): ``(n_features,)`` posterior mean of the
+                    label-invariant coefficient map ``(1/n) sum_i beta_{z_i}``
+                    (each training sample's allocated component's
+                    coefficients, averaged over samples); see
+                    :meth:`population_coef_draws`.
         labels_ (ndarray): ``(n_samples,)`` posterior modal (relabelled) component of each sample.
         component_sizes_ (ndarray): number of samples per component in ``labels_``.
         trace_ (ndarray): ``(n_chains, n_iter)`` joint log posterior of every
@@ -261,10 +310,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     (``arviz_stats.base.array_stats``: rank-normalised split
                     R-hat, bulk and tail ESS, MCSE of the mean, sd) of
                     ``log_posterior_marginal``, ``log_posterior`` (joint) and
-                    ``log_likelihood``; their worst case over the
-                    ``n_top_monitored`` largest coefficients of the most
-                    populated component (``top_coef_largest_component``);
-                    ``converged`` (both thresholds met); MH acceptance
+                    ``log_likelihood`` and the number of occupied
+                    components ``n_occupied``; the worst case over the
+                    ``n_top_monitored`` largest entries of the population
+                    coefficient map (``top_population_coef``, monitored)
+                    and of the most populated component's coefficients
+                    (``top_coef_largest_component``: label-dependent,
+                    reported only); ``converged`` (both thresholds met for
+                    the marginal log posterior and ``top_population_coef``); MH acceptance
                     rates, relabelling iterations, chain and fit seconds.
                     (Replaces the hand-written ESS and Geweke z.)
     """
@@ -287,6 +340,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         intercept_scale: Optional[float] = None,
         init: str = "random",
         label_swaps: bool = False,
+        collapse_allocations: bool = False,
+        split_merge: int = 0,
         collapse_tau: bool = True,
         block_sigma: bool = True,
         lambda_steps: int = 5,
@@ -314,6 +369,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.intercept_scale = intercept_scale
         self.init = init
         self.label_swaps = label_swaps
+        self.collapse_allocations = collapse_allocations
+        self.split_merge = split_merge
         self.collapse_tau = collapse_tau
         self.block_sigma = block_sigma
         self.lambda_steps = lambda_steps
@@ -354,13 +411,20 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         thin = check_int(self.thin, "thin", 1)
         n_chains = check_int(self.n_chains, "n_chains", 1)
         check_int(self.lambda_steps, "lambda_steps", 1)
+        check_int(self.split_merge, "split_merge", 0)
         if self.n_jobs is not None:
             n_jobs = check_int(self.n_jobs, "n_jobs", -(10**6))
             if n_jobs == 0:
                 raise ValueError(
                     "n_jobs must be a positive int, -1 (all cores) or None"
                 )
-        for nm in ("block_sigma", "collapse_tau", "label_swaps", "check_convergence"):
+        for nm in (
+            "block_sigma",
+            "collapse_tau",
+            "collapse_allocations",
+            "label_swaps",
+            "check_convergence",
+        ):
             if not isinstance(getattr(self, nm), (bool, np.bool_)):
                 raise TypeError(f"{nm} must be a bool, got {getattr(self, nm)!r}")
         return dict(
@@ -463,6 +527,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         ).spawn(n_chains)
         options = {
             "label_swaps": bool(self.label_swaps),
+            "collapse_beta_z": bool(self.collapse_allocations),
+            "split_merge": int(self.split_merge),
             "collapse_tau": bool(self.collapse_tau),
             "block_sigma": bool(self.block_sigma),
             "lambda_steps": int(self.lambda_steps),
@@ -556,6 +622,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.weights_ = pi_d.mean(axis=0)
         self.sigma2_ = np.einsum("tj,tj->j", occ_w, sig_d)
         self.penalty_ = lam_d.mean(axis=0)
+        self.population_coef_ = self.population_coef_draws().mean(axis=0)
         self.labels_ = labels
         self.component_sizes_ = np.bincount(labels, minlength=J)
         self.trace_ = trace
@@ -575,9 +642,27 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                 np.mean(np.any(perm != np.arange(J), axis=1))
             ),
             "label_swaps_accepted": int(cnt["n_swaps"]),
+            "split_merge_acceptance": (
+                cnt["sm_acc"] / cnt["sm_tries"] if cnt.get("sm_tries") else None
+            ),
             "chain_seconds": [float(c["seconds"]) for c in chains],
+            "chain_cpu_seconds": [float(c.get("cpu_seconds", np.nan)) for c in chains],
         }
         self.diagnostics_.update(self._convergence_summaries(T, C))
+
+    def population_coef_draws(self) -> np.ndarray:
+        """Label-invariant coefficient map of every kept draw, ``(n_kept, n_features)``.
+
+        Draw ``t``: ``(1/n) sum_i beta_{z_i}`` over the training samples, i.e.
+        each sample's allocated component's coefficients averaged over samples
+        (``sum_j (n_j / n) beta_j``).  Unlike a single component's
+        coefficients it does not depend on the labelling, so its R-hat and
+        ESS are meaningful without relabelling (Stephens 2000)."""
+        self._check_fitted()
+        off = 1 if self.fit_intercept else 0
+        cnt = self.counts_draws_.astype(float)
+        w = cnt / np.maximum(cnt.sum(axis=1, keepdims=True), 1.0)
+        return np.einsum("tj,tjq->tq", w, self.beta_draws_[:, :, off:])
 
     def _convergence_summaries(self, T: int, C: int) -> Dict[str, Any]:
         """ArviZ diagnostics (rank-normalised split R-hat, bulk/tail ESS,
@@ -588,7 +673,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "log_posterior_marginal": scalar_summary(self.marginal_trace_[:, keep]),
             "log_likelihood": scalar_summary(self.log_likelihood_trace_[:, keep]),
         }
+        occ = (self.counts_draws_ > 0).sum(axis=1).reshape(C, T)
+        out["n_occupied"] = scalar_summary(occ)
         if T >= 4:
+            k = min(self.n_top_monitored, self.coef_.shape[1])
+            top = np.argsort(-np.abs(self.population_coef_), kind="stable")[:k]
+            pop = self.population_coef_draws()[:, top].reshape(C, T, k)
+            out["top_population_coef"] = vector_summary(pop)
+            # label-dependent (after relabelling): reported, not monitored
             big = int(np.argmax(self.component_sizes_))
             off = 1 if self.fit_intercept else 0
             k = min(self.n_top_monitored, self.coef_.shape[1])
@@ -600,15 +692,15 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         out["ess_bulk_threshold"] = ESS_BULK_MIN
         return out
 
-    #: the number of largest coefficients (of the most populated component)
-    #: whose R-hat and ESS are monitored in ``diagnostics_``
+    #: the number of largest entries of the population coefficient map (and
+    #: of the most populated component) whose R-hat and ESS are in ``diagnostics_``
     n_top_monitored = 20
 
     def _warn_convergence(self) -> None:
         d = self.diagnostics_
         mon = {
             k: d[k]
-            for k in ("log_posterior_marginal", "top_coef_largest_component")
+            for k in ("log_posterior_marginal", "top_population_coef")
             if k in d
         }
         problems = convergence_problems(mon)
@@ -833,7 +925,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "DMMMEN":
         """Read a model written by :meth:`save`."""
-        tensors, meta = load_state(path, _KIND, (1, _FORMAT_VERSION))
+        tensors, meta = load_state(path, _KIND, (1, 2, _FORMAT_VERSION))
         with reading(path):
             return cls._from_state(tensors, meta)
 
@@ -844,6 +936,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         params = dict(meta["params"])
         if "n_chains" not in params:  # format 1: one chain, older sampler
             params.update(n_chains=1, block_sigma=False, lambda_steps=1)
+        # formats 1-2: allocations were drawn given beta, no split-merge
+        params.setdefault("collapse_allocations", False)
+        params.setdefault("split_merge", 0)
         est = cls(**params)
         for k, v in tensors.items():
             setattr(est, k, v.numpy())
@@ -856,4 +951,5 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         est.n_features_in_ = int(meta["n_features_in_"])
         est.burn_in_ = int(meta["burn_in_"])
         est.diagnostics_ = dict(meta["diagnostics_"])
+        est.population_coef_ = est.population_coef_draws().mean(axis=0)
         return est

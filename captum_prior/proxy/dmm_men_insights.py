@@ -276,6 +276,31 @@ class DMMMENGlobalInsights:
         return self.insights(k, [comp], rank_by)[0]["pixels"]
 
 
+    def population_top_pixels(self, k: int, rank_by: str = "abs") -> Tensor:
+        """Top-``k`` pixels of the label-invariant population coefficient map
+        ``(1/n) sum_i beta_{z_i}`` (:attr:`DMMMEN.population_coef_`: every
+        image's allocated component's coefficients, averaged over the
+        images).  Not in the paper, whose insights are per component; unlike
+        those it does not depend on how the mixture is labelled or split, so
+        it is the more reproducible summary across chains and seeds.
+
+        Args:
+            k (int): number of pixels.
+            rank_by (str, optional): ``"abs"`` (by ``|coefficient|``) or
+                        ``"positive"``. Default: ``"abs"``
+
+        Returns:
+            Flat pixel indices into one image, most important first.
+        """
+        self._check_fitted()
+        k = check_int(k, "k", 1, self.n_features)
+        check_choice(rank_by, "rank_by", ("abs", "positive"))
+        beta = self.estimator_.population_coef_
+        score = np.abs(beta) if rank_by == "abs" else beta
+        order = np.argsort(-score, kind="stable")[:k]
+        return self.pixel_index_[torch.as_tensor(order)].clone()
+
+
 def _summary(pcr: np.ndarray) -> Dict[str, List[float]]:
     if pcr.shape[0] == 0:  # no positives (or negatives) in any repeat
         nan = [float("nan")] * pcr.shape[1]
