@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captum_prior.data import load_fashion_mnist
-from captum_prior.models import load_fashion_cnn
 from captum_prior.proxy._dmm_men_post import scalar_summary, vector_summary
-from captum_prior.proxy._dmm_men_sampler import Hyper, Sampler
-from captum_prior.proxy.dmm_men_insights import class_logit, top_variance_pixels
+from captum_prior.proxy._dmm_men_sampler import Sampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dmm_men_mixing import apply_options, class_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,29 +64,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = load_fashion_cnn()
-    xtr, ytr = load_fashion_mnist("train")
-    xte, yte = load_fashion_mnist("test")
-    imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
-    idx = top_variance_pixels(imgs, 300)
-    y_all = class_logit(model, imgs, args.target).numpy()
-    X_all = imgs.reshape(len(imgs), -1)[:, idx].double().numpy()
-    sub = np.sort(np.random.default_rng(123).choice(len(X_all), args.n, replace=False))
-    X, y = X_all[sub], y_all[sub]
-    Xd = np.column_stack([np.ones(len(X)), X])
-    n, J = len(X), 6
-    h = Hyper(
-        J=J,
-        K=3,
-        a=0.5,
-        b=0.5,
-        e=5.0,
-        f=1.0,
-        s1=4.0,
-        s2=1.0,
-        V=1.0,
-        intercept_var=(10 * np.sqrt(np.mean(y * y))) ** 2,
-    )
+    Xd, y, h = class_problem(args.target, args.n)
+    n, J = len(y), h.J
     seeds = np.random.SeedSequence(args.seed).spawn(args.n_chains)
     opts: dict = {}
     half = args.n_iter // 2
@@ -97,11 +76,7 @@ def main() -> None:
     for sd in seeds:
         rng = np.random.default_rng(sd)
         smp = Sampler(Xd, y, h, rng)
-        for item in [o for o in args.options.split(",") if o]:
-            k, v = item.split("=")
-            cur = getattr(smp, k)
-            opts[k] = bool(int(v)) if isinstance(cur, bool) else type(cur)(float(v))
-            setattr(smp, k, opts[k])
+        opts = apply_options(smp, args.options)
         st = smp.initial_state(rng.integers(0, J, size=n))
         rec = {k: [] for k in scal}
         pm, zs, bs = [], [], []

@@ -41,24 +41,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", type=int, default=1)
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--n-iter", type=int, default=600)
-    ap.add_argument("--options", default="")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
+def class_problem(target: int, n: int):
+    """The global fit's problem for class ``target``: all its Fashion-MNIST
+    images, the 300 highest-variance pixels, y = the default CNN's class logit,
+    subsampled (seed 123) to ``n`` images.  Returns ``(Xd, y, hyper)`` with an
+    intercept column in ``Xd`` and the global benchmark's hyper-parameters."""
     model = load_fashion_cnn()
     xtr, ytr = load_fashion_mnist("train")
     xte, yte = load_fashion_mnist("test")
-    imgs = torch.cat([xtr[ytr == args.target], xte[yte == args.target]])
+    imgs = torch.cat([xtr[ytr == target], xte[yte == target]])
     idx = top_variance_pixels(imgs, 300)
-    y_all = class_logit(model, imgs, args.target).numpy()
+    y_all = class_logit(model, imgs, target).numpy()
     X_all = imgs.reshape(len(imgs), -1)[:, idx].double().numpy()
-    sub = np.sort(np.random.default_rng(123).choice(len(X_all), args.n, replace=False))
+    sub = np.sort(np.random.default_rng(123).choice(len(X_all), n, replace=False))
     X, y = X_all[sub], y_all[sub]
     Xd = np.column_stack([np.ones(len(X)), X])
     h = Hyper(
@@ -73,14 +68,35 @@ def main() -> None:
         V=1.0,
         intercept_var=(10 * np.sqrt(np.mean(y * y))) ** 2,
     )
-    rng = np.random.default_rng(args.seed)
-    smp = Sampler(Xd, y, h, rng)
-    opts = {}
-    for item in [o for o in args.options.split(",") if o]:
+    return Xd, y, h
+
+
+def apply_options(smp: Sampler, options: str) -> dict:
+    """Set the sampler switches given as ``name=value,...``; returns them."""
+    opts: dict = {}
+    for item in [o for o in options.split(",") if o]:
         k, v = item.split("=")
         cur = getattr(smp, k)
         opts[k] = bool(int(v)) if isinstance(cur, bool) else type(cur)(float(v))
         setattr(smp, k, opts[k])
+    return opts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", type=int, default=1)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--n-iter", type=int, default=600)
+    ap.add_argument("--options", default="")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    Xd, y, h = class_problem(args.target, args.n)
+    X = Xd[:, 1:]
+    rng = np.random.default_rng(args.seed)
+    smp = Sampler(Xd, y, h, rng)
+    opts = apply_options(smp, args.options)
     st = smp.initial_state(rng.integers(0, 6, size=len(X)))
     names = ["lp_marginal", "lp_joint", "loglik", "alpha", "sigma2_big", "n_big"]
     names += ["lambda1_min", "lambda2_min"]

@@ -388,6 +388,21 @@ def _collapsed_problem(seed=0, n=7, J=3):
     return smp, st, X0, y0, ivar
 
 
+def _brute_force_log_marginal_y(st, X0, y0, ivar, z):
+    """sum_j log N(y_{S_j} | 0, X_S Cov(beta_j) X_S' + sigma_j^2 I) over the
+    occupied components of the allocation ``z`` (beta integrated out; scipy)."""
+    lp = 0.0
+    for k in range(st.sig2.size):
+        S = z == k
+        if not S.any():
+            continue
+        tau = st.omega[k] / (1 + st.omega[k])
+        cov_b = np.diag([ivar, *(st.sig2[k] * (1 - tau) / st.lam2[st.c[k]])])
+        cov = X0[S] @ cov_b @ X0[S].T + st.sig2[k] * np.eye(int(S.sum()))
+        lp += stats.multivariate_normal(np.zeros(int(S.sum())), cov).logpdf(y0[S])
+    return lp
+
+
 def _brute_force_z_logprobs(st, X0, y0, ivar, i, z):
     """log P(z_i = j | z_-i, pi, sigma^2, tau, c, lambda) with beta integrated
     out, by brute force: pi_{z_i} x prod_j N(y_{S_j} | 0, X_S Cov(beta_j) X_S' +
@@ -397,16 +412,7 @@ def _brute_force_z_logprobs(st, X0, y0, ivar, i, z):
     for j in range(J):
         zz = z.copy()
         zz[i] = j
-        lp = st.log_pi[j]
-        for k in range(J):
-            S = zz == k
-            if not S.any():
-                continue
-            tau = st.omega[k] / (1 + st.omega[k])
-            cov_b = np.diag([ivar, *(st.sig2[k] * (1 - tau) / st.lam2[st.c[k]])])
-            cov = X0[S] @ cov_b @ X0[S].T + st.sig2[k] * np.eye(int(S.sum()))
-            lp += stats.multivariate_normal(np.zeros(int(S.sum())), cov).logpdf(y0[S])
-        out[j] = lp
+        out[j] = st.log_pi[j] + _brute_force_log_marginal_y(st, X0, y0, ivar, zz)
     return out - np.logaddexp.reduce(out)
 
 
@@ -472,15 +478,7 @@ def _brute_force_log_target_z(st, X0, y0, ivar, z):
             1,
         )
         lp += np.log(val)
-    for k in range(J):
-        S = z == k
-        if not S.any():
-            continue
-        tau = st.omega[k] / (1 + st.omega[k])
-        cov_b = np.diag([ivar, *(st.sig2[k] * (1 - tau) / st.lam2[st.c[k]])])
-        cov = X0[S] @ cov_b @ X0[S].T + st.sig2[k] * np.eye(int(S.sum()))
-        lp += stats.multivariate_normal(np.zeros(int(S.sum())), cov).logpdf(y0[S])
-    return lp
+    return lp + _brute_force_log_marginal_y(st, X0, y0, ivar, z)
 
 
 def test_split_merge_leaves_exact_target_invariant():
