@@ -86,7 +86,9 @@ class BGMMPrior(DeepFeaturePrior):
     Args:
         model (nn.Module): the model being explained.
         layer (str or nn.Module, optional): the layer whose ``N x C x h x w``
-                    output is modelled. Default: None (last ``Conv2d``)
+                    output is modelled. Default: None (the output of the last
+                    module whose output is spatial, found by running the model
+                    once with hooks; stored as ``layer_name_``)
         n_components (int, optional): truncation level of the Dirichlet
                     process (an upper bound on the clusters used). Default: 5
         reduction (str, optional): one of ``"center"``, ``"max"``,
