@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -121,8 +121,6 @@ def evaluate_attributions(
     Returns:
         str: ``out``.
     """
-    from tqdm.auto import tqdm
-
     from captum_prior._validation import check_int
 
     names = _parse_metrics(metrics)
@@ -158,11 +156,7 @@ def evaluate_attributions(
     store.check_directory()
     group = Group(dev)
     try:
-        manifest, done, mine = store.start(group)
-        bar = tqdm(total=sum(len(store.shard_range(k)) for k in mine), unit="ex",
-                   disable=not progress or group.rank != 0, desc="evaluate", dynamic_ncols=True)
-        for k in mine:
-            rows = list(store.shard_range(k))
+        def shard_tensors(rows: List[int], advance: Callable[[int], Any]) -> Dict[str, Tensor]:
             parts: Dict[str, List[Tensor]] = {}
             for b in range(0, len(rows), batch_size):
                 idx = rows[b : b + batch_size]
@@ -174,19 +168,14 @@ def evaluate_attributions(
                 )
                 for key, v in res.items():
                     parts.setdefault(key, []).append(v)
-                bar.update(len(idx))
+                advance(len(idx))
             tensors = {"index": torch.tensor(rows, dtype=torch.long)}
             for key, vs in parts.items():
                 tensors[key] = vs[0] if key == "fractions" else torch.cat(vs)
-            done[k] = store.write_shard(k, tensors)
-            if group.rank == 0:
-                store.record(manifest, done)
-        bar.close()
-        group.barrier()
-        if group.rank == 0:
-            store.finalize(manifest)
-            summarize_run(out)
-        group.barrier()
+            return tensors
+
+        store.run(group, shard_tensors, desc="evaluate", progress=progress,
+                  after_finalize=lambda: summarize_run(out))
     finally:
         group.close()
     return os.fspath(out)

@@ -333,8 +333,6 @@ def attribute_dataset(
     Returns:
         str: ``out``.
     """
-    from tqdm.auto import tqdm
-
     from captum_prior._validation import check_choice, check_int
 
     if not hasattr(attribution, "attribute"):
@@ -396,15 +394,9 @@ def attribute_dataset(
     store.check_directory()  # every rank: refuse a wrong directory before any work
     group = Group(dev)
     try:
-        manifest, done, mine = store.start(group)
         runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
-        total = sum(len(store.shard_range(k)) for k in mine)
-        bar = tqdm(
-            total=total, unit="ex", disable=not progress or group.rank != 0, dynamic_ncols=True,
-            desc=f"explain rank 0/{group.world}" if group.world > 1 else "explain",
-        )
-        for k in mine:
-            rows = list(store.shard_range(k))
+
+        def shard_tensors(rows: List[int], advance: Callable[[int], Any]) -> Dict[str, Tensor]:
             parts: Dict[str, List[Tensor]] = {"target": [], "attributions": [], "delta": []}
             for b in range(0, len(rows), batch_size):
                 idx = rows[b : b + batch_size]
@@ -416,7 +408,7 @@ def attribute_dataset(
                 parts["target"].append(t.to("cpu", torch.long))
                 if d is not None:
                     parts["delta"].append(d)
-                bar.update(len(idx))
+                advance(len(idx))
             tensors = {
                 "index": torch.tensor(rows, dtype=torch.long),
                 "target": torch.cat(parts["target"]),
@@ -424,14 +416,12 @@ def attribute_dataset(
             }
             if parts["delta"]:
                 tensors["delta"] = torch.cat(parts["delta"])
-            done[k] = store.write_shard(k, tensors)
-            if group.rank == 0:
-                store.record(manifest, done)
-        bar.close()
-        group.barrier()
-        if group.rank == 0:
-            store.finalize(manifest)
-        group.barrier()
+            return tensors
+
+        store.run(
+            group, shard_tensors, progress=progress,
+            desc=f"explain rank 0/{group.world}" if group.world > 1 else "explain",
+        )
     finally:
         group.close()
     return os.fspath(out)

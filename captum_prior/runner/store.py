@@ -26,6 +26,7 @@ import os
 import tempfile
 from typing import (
     Any,
+    Callable,
     Dict,
     Iterator,
     List,
@@ -340,6 +341,43 @@ class ShardStore:
         group.barrier()  # nobody writes before every rank has seen the same finished set
         pending = [k for k in range(self.n_shards) if k not in done]
         return manifest, done, pending[group.rank :: group.world]
+
+    def run(
+        self,
+        group: Any,
+        shard_tensors: Callable[[List[int], Callable[[int], Any]], Mapping[str, Tensor]],
+        desc: str,
+        progress: bool = True,
+        after_finalize: Optional[Callable[[], None]] = None,
+    ) -> None:
+        """Compute and write every pending shard of this rank, then finish.
+
+        The loop shared by ``explain`` and ``evaluate``: :meth:`start`, then
+        for each of this rank's shards ``shard_tensors(rows, advance)``
+        (``rows``: the shard's dataset positions; ``advance(n)`` moves the
+        tqdm bar, shown on rank 0 only) gives the tensors that
+        :meth:`write_shard` writes atomically, rank 0 recording each in the
+        manifest; after a barrier rank 0 :meth:`finalize` s the manifest and
+        calls ``after_finalize`` (if given), and all ranks meet at a last barrier.
+        """
+        from tqdm.auto import tqdm
+
+        manifest, done, mine = self.start(group)
+        bar = tqdm(
+            total=sum(len(self.shard_range(k)) for k in mine), unit="ex",
+            disable=not progress or group.rank != 0, desc=desc, dynamic_ncols=True,
+        )
+        for k in mine:
+            done[k] = self.write_shard(k, shard_tensors(list(self.shard_range(k)), bar.update))
+            if group.rank == 0:
+                self.record(manifest, done)
+        bar.close()
+        group.barrier()
+        if group.rank == 0:
+            self.finalize(manifest)
+            if after_finalize is not None:
+                after_finalize()
+        group.barrier()
 
     def finalize(self, manifest: Dict[str, Any]) -> None:
         """Mark the run complete once every shard is on disk (rank 0, after
