@@ -16,6 +16,28 @@ from torch import Tensor, nn
 from captum_prior._validation import check_finite_output, check_input_dtype
 
 
+@contextmanager
+def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """Context manager: ``model`` in eval mode inside, and every submodule's
+    ``training`` flag exactly as found afterwards (also when the body raises),
+    e.g. a training model whose frozen batch norms are kept in eval mode.
+
+    A model already in eval mode is not touched (``model.eval()`` walks every
+    submodule, a cost comparable to the forward of a small CNN on one image).
+    ``enabled=False`` leaves the mode alone."""
+    modules = list(model.modules()) if enabled else []
+    flags = [m.training for m in modules]
+    if not any(flags):
+        yield model
+        return
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, flag in zip(modules, flags):
+            m.training = flag
+
+
 def resolve_layer(
     model: nn.Module,
     layer: Union[str, nn.Module, None],
@@ -91,15 +113,12 @@ def last_spatial_layer(
         seen.append((m, out))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(example[:1])
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     spatial = [(m, o) for m, o in seen if _is_spatial(o)]
     if not spatial:
         raise ValueError(
@@ -120,13 +139,15 @@ def last_spatial_layer(
 
 
 @contextmanager
-def capture(model: nn.Module, layer: nn.Module, eval_mode: bool = True) -> Iterator[List[Tensor]]:
+def capture(model: nn.Module, layer: nn.Module, set_eval: bool = True) -> Iterator[List[Tensor]]:
     """Context manager: every forward of ``model`` appends ``layer``'s output.
 
     The features and the model's outputs are checked for NaN/Inf as they are
     computed
     (:class:`~captum_prior.errors.ModelOutputError` naming the model and the
     first offending example, counted over every forward inside the context).
+    With ``set_eval`` (default) the model runs in eval mode inside the
+    context (:func:`eval_mode`).
     """
     store: List[Tensor] = []
     seen = [0]
@@ -151,19 +172,16 @@ def capture(model: nn.Module, layer: nn.Module, eval_mode: bool = True) -> Itera
         if not done[0] and inp and isinstance(inp[0], Tensor):
             check_input_dtype(inp[0], model)
 
-    was_training = model.training
     handle = layer.register_forward_hook(hook)
     out_handle = model.register_forward_hook(out_hook)
     pre_handle = model.register_forward_pre_hook(pre_hook)
     try:
-        if eval_mode:
-            model.eval()
-        yield store
+        with eval_mode(model, set_eval):
+            yield store
     finally:
         handle.remove()
         out_handle.remove()
         pre_handle.remove()
-        model.train(was_training)
 
 
 def layer_features(

@@ -242,3 +242,28 @@ def test_prior_bad_input():
         MGMPrior(model, data_std=0.0)
     with pytest.raises(ValueError, match="unknown orientation"):
         MGMPrior(model, orientation="up")
+
+
+@pytest.mark.parametrize("name", sorted(PRIORS))
+def test_mixed_train_eval_modes_are_restored_exactly(name):
+    """A training model whose batch norms are frozen in eval mode (a common
+    fine-tuning set-up) is left with every submodule's flag as found; an
+    eval-mode model is not switched at all (no ``train()`` call)."""
+    model = cnn().train()
+    frozen = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert frozen
+    for m in frozen:
+        m.eval()
+    flags = [m.training for m in model.modules()]
+    x = torch.rand(2, 1, 28, 28)
+    PRIORS[name](model)(x, target=1)
+    assert [m.training for m in model.modules()] == flags
+    model.eval()
+    calls = []
+    orig = type(model).train
+    type(model).train = lambda self, mode=True: calls.append(mode) or orig(self, mode)
+    try:
+        PRIORS[name](model)(x, target=1)
+    finally:
+        type(model).train = orig
+    assert calls == [] and not any(m.training for m in model.modules())

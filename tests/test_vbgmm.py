@@ -31,13 +31,14 @@ def sklearn_from(resp0, **kw):
 @pytest.mark.parametrize("cov", ["full", "diag"])
 @pytest.mark.parametrize("weights", ["dirichlet_process", "dirichlet_distribution"])
 @pytest.mark.parametrize("max_iter", [1, 3, 200])
-def test_lower_bound_and_responsibilities_match_sklearn(cov, weights, max_iter):
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_lower_bound_and_responsibilities_match_sklearn(cov, weights, max_iter, engine):
     x = blobs(0)
     resp0 = np.eye(5)[np.random.default_rng(1).integers(0, 5, len(x))]
     kw = dict(n_components=5, covariance_type=cov, weight_concentration_prior_type=weights,
               max_iter=max_iter, tol=1e-3, reg_covar=1e-4)
     ref = sklearn_from(resp0, **kw).fit(x)
-    ours = BatchedBayesianGMM(**kw).fit(torch.tensor(x), torch.tensor(resp0))
+    ours = BatchedBayesianGMM(engine=engine, **kw).fit(torch.tensor(x), torch.tensor(resp0))
     assert ours.n_iter_.item() == ref.n_iter_
     assert bool(ours.converged_.item()) == ref.converged_
     np.testing.assert_allclose(ours.lower_bound_.item(), ref.lower_bound_, rtol=1e-9)
@@ -46,13 +47,14 @@ def test_lower_bound_and_responsibilities_match_sklearn(cov, weights, max_iter):
     np.testing.assert_allclose(ours.weights_[0].numpy(), ref.weights_, atol=1e-8)
 
 
-def test_batch_fits_each_element_as_if_alone():
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_batch_fits_each_element_as_if_alone(engine):
     xs = [blobs(s) for s in range(3)]
     r = [np.eye(4)[np.random.default_rng(s).integers(0, 4, 49)] for s in range(3)]
-    batch = BatchedBayesianGMM(4, max_iter=300).fit(torch.tensor(np.stack(xs)), torch.tensor(np.stack(r)))
+    batch = BatchedBayesianGMM(4, max_iter=300, engine=engine).fit(torch.tensor(np.stack(xs)), torch.tensor(np.stack(r)))
     post = batch.predict_proba(torch.tensor(np.stack(xs)))
     for i in range(3):
-        one = BatchedBayesianGMM(4, max_iter=300).fit(torch.tensor(xs[i]), torch.tensor(r[i]))
+        one = BatchedBayesianGMM(4, max_iter=300, engine=engine).fit(torch.tensor(xs[i]), torch.tensor(r[i]))
         assert one.n_iter_.item() == batch.n_iter_[i].item()
         torch.testing.assert_close(one.lower_bound_[0], batch.lower_bound_[i], rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(one.predict_proba(torch.tensor(xs[i]))[0], post[i], rtol=0, atol=1e-10)
@@ -74,6 +76,26 @@ def test_kmeans_init_finds_sklearns_partition_and_is_seeded():
     torch.testing.assert_close(a.predict_proba(xt), g.predict_proba(xt), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_numpy_and_torch_engines_agree(cov):
+    """The CPU default (NumPy) and the torch engine run the same updates:
+    same iterations, lower bounds and posteriors to rounding, torch tensors
+    out either way."""
+    xt = torch.tensor(np.stack([blobs(s) for s in range(4)]))
+    fits = {e: BatchedBayesianGMM(5, covariance_type=cov, random_state=3, engine=e).fit(xt)
+            for e in ("numpy", "torch")}
+    a, b = fits["numpy"], fits["torch"]
+    assert torch.equal(a.n_iter_, b.n_iter_) and a.n_iter_.dtype == torch.long
+    torch.testing.assert_close(a.lower_bound_, b.lower_bound_, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(a.predict_proba(xt), b.predict_proba(xt), rtol=0, atol=1e-10)
+    for key in BatchedBayesianGMM._KEYS:
+        va, vb = getattr(a, key), getattr(b, key)
+        for u, v in zip(va if isinstance(va, tuple) else (va,), vb if isinstance(vb, tuple) else (vb,)):
+            assert isinstance(u, torch.Tensor) and u.dtype == v.dtype == torch.float64
+            torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-12)
+    assert BatchedBayesianGMM(5, engine="auto").fit(xt).converged_.dtype == torch.bool
+
+
 def test_bad_input():
     gm = BatchedBayesianGMM(3)
     with pytest.raises(NotFittedError):
@@ -88,6 +110,8 @@ def test_bad_input():
         gm.fit(np.zeros((5, 2)))
     with pytest.raises(ValueError, match="covariance_type"):
         BatchedBayesianGMM(3, covariance_type="tied")
+    with pytest.raises(ValueError, match="engine"):
+        BatchedBayesianGMM(3, engine="jax")
     with pytest.raises(ValueError, match="backend='sklearn'"):
         BGMMPrior(torch.nn.Conv2d(1, 1, 1), covariance_type="tied")
 

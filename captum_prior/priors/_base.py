@@ -14,6 +14,7 @@ baselines are clamped to.
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
@@ -256,7 +257,7 @@ class DeepFeaturePrior:
                 )
             return t.view(1, -1, *([1] * (inputs.dim() - 2))).to(inputs.dtype)
         if references is not None:
-            std = _channel_stats(references)[0]
+            std = self._reference_stats(references)[0]
         elif self.data_std_ is not None:
             std = self.data_std_
         else:
@@ -278,10 +279,21 @@ class DeepFeaturePrior:
             return None
         if isinstance(self.clamp, str):  # "auto"
             if references is not None:
-                _, lo, hi = _channel_stats(references)
+                _, lo, hi = self._reference_stats(references)
                 return lo, hi
             return self.data_range_
         return tuple(self.clamp)  # type: ignore[return-value]
+
+    def _reference_stats(self, references: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """:func:`_channel_stats` of ``references``, reused while the same,
+        unmodified tensor is passed again (:meth:`units` and
+        :meth:`baseline_range` both need them on every attribution call)."""
+        cached = getattr(self, "_ref_cache", None)
+        if cached is not None and cached[0]() is references and cached[1] == references._version:
+            return cached[2]
+        stats = _channel_stats(references)
+        self._ref_cache = (weakref.ref(references), references._version, stats)
+        return stats
 
     def _check_images(self, inputs: Any) -> Tensor:
         if isinstance(inputs, tuple):

@@ -92,7 +92,7 @@ from sklearn.exceptions import NotFittedError
 from torch import Tensor, nn
 
 from captum_prior._batching import RowRunner, forward_rows
-from captum_prior._features import capture, layer_features, resolve_layer
+from captum_prior._features import capture, eval_mode, layer_features, resolve_layer
 from captum_prior._validation import check_choice, check_finite, check_float, check_int
 from captum_prior.errors import CaptumPriorWarning
 from captum_prior.proxy.jgmm import JointGaussianMixture, _generator
@@ -281,14 +281,12 @@ class _UpperNetwork:
             return full.to(ref.dtype)
 
         dummy = torch.zeros((fmap.shape[0],) + self.input_shape, dtype=self.input_dtype, device=self.device)
-        was_training = self.model.training
         handle = self.layer.register_forward_hook(hook)
         try:
-            self.model.eval()
-            return self.model(dummy)
+            with eval_mode(self.model):
+                return self.model(dummy)
         finally:
             handle.remove()
-            self.model.train(was_training)
 
 
 class JGMMExplainer:
