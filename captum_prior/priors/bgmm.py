@@ -108,7 +108,10 @@ class BGMMPrior(DeepFeaturePrior):
         batch_size (int, optional): images per feature-extraction forward. Default: 64
         tol (float, optional): the fit stops when the lower bound changes by
                     less than ``tol`` (scikit-learn's default). Default: 1e-3
-        backend (str, optional): ``"torch"`` (batched, on the inputs' device)
+        backend (str, optional): ``"torch"`` (batched, on the inputs' device;
+                    for CPU inputs its updates run through NumPy, which
+                    dispatches small-array operations ~2.5x faster; see
+                    :class:`~captum_prior.priors._vbgmm.BatchedBayesianGMM`)
                     or ``"sklearn"`` (``BayesianGaussianMixture`` per image,
                     on the CPU). The two use different k-means seedings, so
                     the maps agree in distribution, not bit for bit.
