@@ -240,6 +240,19 @@ def rows_attribution(model_name: str, device, quick: bool) -> List[Dict[str, Any
                 x, refs, target=t, n_samples=n, generator=torch.Generator(device).manual_seed(0)),
             peer=lambda: IntegratedGradients(model).attribute(x, target=t, n_steps=n),
             floor=floors, floor_what=f"bare fwd+bwd of the {n_img * n} rows", before_key=None))
+    if not eff:
+        def eg(ibs: Optional[int]) -> Callable[[], Any]:
+            return lambda: ExpectedGradients(model).attribute(
+                x, refs, target=t, n_samples=n, internal_batch_size=ibs,
+                generator=torch.Generator(device).manual_seed(0))
+
+        out.append(dict(
+            method="ExpectedGradients (default chunk)", model=model_name,
+            peer_name="ExpectedGradients, best internal_batch_size ({best})",
+            what=f"{n_img} images in one call, n_samples={n}; ours: internal_batch_size=None, peer: the "
+            f"fastest of {', '.join(str(c or 'all') for c in CHUNKS)} (found in the warm-up)",
+            ours=eg(None), peer={c or "all": eg(c) for c in CHUNKS},
+            floor=floors, floor_what=f"bare fwd+bwd of the {n_img * n} rows", before_key=None))
 
     def per_image(fn):
         def run():
@@ -494,7 +507,7 @@ def memory_flatness(threads: int) -> Dict[str, Any]:
 
 #: which builder (by index) can produce rows whose method contains a --only text
 ONLY_HINTS = {
-    0: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"), 1: ("insertion_deletion",),
+    0: ("ExpectedGradients", "ExpectedGradients (default chunk)", "DeepMGM-EG", "DeepBGMM-EG"), 1: ("insertion_deletion",),
     2: ("ValidPathGradients", "ValidPathGradients (default chunk)"), 3: ("ExpectedGradients", "DeepMGM-EG", "DeepBGMM-EG"),
     4: ("JointGaussianMixture",), 5: ("DMM-MEN (per explanation)",),
 }

@@ -166,6 +166,7 @@ def _build_parser() -> _Parser:
     p.add_argument("--std", default=None, help="image folder: per-channel std")
     p.add_argument("--limit", type=_positive_int, default=None, help="explain only the first N examples")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-tune-allocator", action="store_true", help=TUNE_HELP)
 
     p = sub.add_parser(
         "evaluate", help="score stored attributions; compare runs; HTML report",
@@ -185,7 +186,22 @@ def _build_parser() -> _Parser:
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-tune-allocator", action="store_true", help=TUNE_HELP)
     return parser
+
+
+TUNE_HELP = ("leave glibc's malloc thresholds alone (by default they are fixed for this process, "
+             "captum_prior.allocator.tune_cpu_allocator, unless MALLOC_*_THRESHOLD_ or GLIBC_TUNABLES is set)")
+
+
+def _tune_allocator(args: argparse.Namespace) -> None:
+    from captum_prior.allocator import (
+        allocator_chosen_by_environment,
+        tune_cpu_allocator,
+    )
+
+    if not args.no_tune_allocator and not allocator_chosen_by_environment():
+        tune_cpu_allocator()
 
 
 def _probe(model, dataset, args: argparse.Namespace) -> None:
@@ -228,6 +244,7 @@ def _explain(args: argparse.Namespace) -> str:
 
     if args.method not in METHODS:  # before loading anything
         raise SpecError(f"--method {args.method!r} is unknown; choose one of: {', '.join(METHODS)}")
+    _tune_allocator(args)
     try:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
@@ -264,6 +281,7 @@ def _evaluate(args: argparse.Namespace) -> str:
     from captum_prior.runner.store import read_manifest
 
     metrics = _parse_metrics(args.metric)
+    _tune_allocator(args)
     manifests = []
     for d in args.attributions:
         try:
