@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run_once(tree: Path, only: str, repeats: int, out: Path) -> List[dict]:
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def run_once(tree: Path, only: str, repeats: int, out: Path, extra_env: Dict[str, str]) -> List[dict]:
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra_env)
     cmd = [sys.executable, "-m", "benchmarks", "--only", only, "--repeats", str(repeats), "--out", str(out)]
     subprocess.run(cmd, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.with_suffix(".json").read_text())["rows"]
@@ -48,7 +48,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3, help="repeats inside each python -m benchmarks")
     p.add_argument("--tag", required=True)
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for both sides (repeatable)")
     a = p.parse_args()
+    extra_env = dict(kv.split("=", 1) for kv in a.env)
     old_sha = subprocess.run(["git", "rev-parse", "--short", a.old], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.strip()
     new_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
@@ -64,7 +66,7 @@ def main() -> None:
         try:
             for r in range(a.rounds):
                 for label, tree in (("old", old_tree), ("new", ROOT)):
-                    for row in run_once(tree, a.only, a.repeats, Path(tmp) / f"{label}{r}"):
+                    for row in run_once(tree, a.only, a.repeats, Path(tmp) / f"{label}{r}", extra_env):
                         key = f"{row['method']} | {row['model']}"
                         per.setdefault(key, {"old": [], "new": []})[label].append(row)
                     load.append(os.getloadavg()[0])
@@ -78,8 +80,9 @@ def main() -> None:
     lines = [
         f"# Old vs new code, side by side: `--only {a.only}`",
         "",
-        f"Command: `python benchmarks/bench_versions_side_by_side.py --old {a.old} --only {a.only} "
-        f"--rounds {a.rounds} --repeats {a.repeats} --tag {a.tag}`  ",
+        f"Command: `python benchmarks/bench_versions_side_by_side.py --old {a.old} --only '{a.only}' "
+        f"--rounds {a.rounds} --repeats {a.repeats} --tag {a.tag}"
+        + "".join(f" --env {kv}" for kv in a.env) + "`  ",
         f"old = {old_sha}, new = {new_sha}{' + uncommitted changes' if dirty else ''}; "
         f"{a.rounds} rounds of `python -m benchmarks --only {a.only} --repeats {a.repeats}` "
         "alternating old, new; 1 thread; "
@@ -90,7 +93,7 @@ def main() -> None:
         "| row | old × peer | new × peer | old × floor | new × floor |",
         "|---|---|---|---|---|",
     ]
-    out = {"command": sys.argv, "old": old_sha, "new": new_sha, "dirty": dirty, "load": load, "rows": {}}
+    out = {"command": sys.argv, "env": extra_env, "old": old_sha, "new": new_sha, "dirty": dirty, "load": load, "rows": {}}
     for key, d in per.items():
         cells = []
         for field in ("ratio_to_peer", "ratio_to_floor"):

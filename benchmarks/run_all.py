@@ -522,7 +522,24 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--only", default=None, help="run the rows whose method contains this text")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(RESULTS / "summary"))
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's adaptive malloc thresholds alone (default: fix them, tune_cpu_allocator)")
     args = p.parse_args(argv)
+    from captum_prior.allocator import (
+        allocator_chosen_by_environment,
+        tune_cpu_allocator,
+    )
+
+    # page-fault churn of glibc's adaptive thresholds differs from process to
+    # process (results/cpu_allocator.md) and would decide the ratios
+    if allocator_chosen_by_environment():
+        allocator = "thresholds set through the environment (" + ", ".join(
+            f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+            if os.environ.get(k)) + ")"
+    elif not args.default_malloc and tune_cpu_allocator():
+        allocator = "glibc thresholds fixed by tune_cpu_allocator() (mmap 32 MiB, trim 256 MiB)"
+    else:
+        allocator = "default malloc"
     torch.set_num_threads(args.threads)
     try:
         from threadpoolctl import threadpool_limits
@@ -554,7 +571,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "command": "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
         "threads": torch.get_num_threads(), "repeats": args.repeats, "device": str(device),
         "torch": torch.__version__, "machine": platform.platform(), "cpus": os.cpu_count(),
-        "loadavg_start": load0, "rows": results, "memory_flatness": {},
+        "loadavg_start": load0, "rows": results, "memory_flatness": {}, "allocator": allocator,
     }
 
     def write(final: bool = False) -> None:
@@ -602,7 +619,8 @@ def render(rep: Dict[str, Any]) -> str:
         f"{rep['wall_s'] / 60:.1f} min{'' if rep.get('complete') else ' (INCOMPLETE: the run was still going)'}.  ",
         f"Load average {la0[0]:.1f} / {la0[1]:.1f} / {la0[2]:.1f} at the start, {la1[0]:.1f} at the end: "
         "**the machine was shared with other jobs**, so absolute seconds are inflated and noisy; the ratios "
-        "compare runs interleaved under the same load.", "",
+        "compare runs interleaved under the same load.  ",
+        f"Allocator: {rep.get('allocator', 'default malloc')}.", "",
         "Ratios: median over repeats of (ours / peer) and (ours / floor) of the same repeat, [min, max]; "
         "'× peer (CPU s)': the same on this process's CPU time (user + system; not its child processes), less "
         "sensitive to the other jobs. "
