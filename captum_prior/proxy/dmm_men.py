@@ -208,7 +208,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       highest log posterior, then iterated (Cron & West) until stable.
 
     Args:
-        n_components (int, optional): DP truncation level J. Default: 6
+        n_components (int, optional): DP truncation level J (the paper's
+                    code: 6).  A larger J (e.g. 12) leaves empty slots for
+                    ``split_merge`` to split into, a departure from the
+                    paper's model; at the paper's size (7 000 images) J = 12
+                    with one split-merge proposal per sweep did not mix
+                    better (acceptance 0.001, ~4x the cost per sweep;
+                    ``benchmarks/results/dmm_men_mixing_remedies.md``).
+                    Default: 6
         n_penalties (int, optional): number of elastic-net prior components K. Default: 3
         n_iter (int, optional): MCMC sweeps in total (the code uses 20 000). Default: 2000
         burn_in (int, optional): sweeps discarded (and used to adapt the
@@ -256,7 +263,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     after every sweep and keeps the ``T = 1`` replica's
                     draws.  ``None`` (or ``(1,)``) = no tempering.  The
                     swap acceptance per adjacent pair is in
-                    ``diagnostics_["swap_acceptance"]``. Default: None
+                    ``diagnostics_["swap_acceptance"]``.  The ladder must be
+                    fine where the complete-data log-likelihood varies a
+                    lot: on the paper's 7 000-image global fit (its sd ~200
+                    nats) adjacent temperatures ~0.8 % apart swap ~30 % of
+                    the time, so 8 temperatures reach only T = 1.06, and at
+                    the same CPU cost that ladder mixed no better than the
+                    plain sampler (``dmm_men_mixing_remedies.md``), hence off
+                    by default. Default: None
         collapse_tau (bool, optional): draw ``c_j`` and lambda from their
                     conditionals with tau integrated out (the Eq. 5 density),
                     each followed by a fresh tau draw (partially collapsed
