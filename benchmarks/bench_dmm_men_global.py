@@ -14,7 +14,10 @@ sizes, in-sample RMSD on the probability scale (as the authors'
 ``Analysis.R``); top-150 overlaps within a fit and, with ``--compare-seed``,
 between two fits for both the largest component and the population map.
 ``--collapse-allocations`` (default 0) and ``--split-merge`` pick the
-allocation moves of the sampler.
+allocation moves of the sampler, ``--n-components`` the truncation J
+(default 6, the paper's), ``--temperatures`` a parallel-tempering ladder
+(e.g. ``1,1.03,1.06``; default none) and ``--init`` the initial allocations;
+the CPU seconds per sweep (all replicas) are reported.
 
 Fidelity (Fig. 2): ``--n-fidelity`` test images of all classes, 50 bootstrap
 repeats of 30 %, top 50/75/100/125/150 pixels of the most populated component
@@ -31,7 +34,8 @@ Usage::
     python benchmarks/bench_dmm_men_global.py [--target 1] [--n-iter 3000]
         [--n-fidelity 1000] [--repeats 50] [--variants abs:all,positive:all]
         [--fit-cache FILE] [--seed 0] [--compare-seed 1 --compare-cache FILE2]
-        [--collapse-allocations 1] [--split-merge 0] [--quick]
+        [--collapse-allocations 1] [--split-merge 0] [--n-components 6]
+        [--temperatures 1,1.03,1.06] [--init random] [--quick]
 """
 
 from __future__ import annotations
@@ -178,6 +182,13 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
             n_threads=args.threads,
             collapse_allocations=bool(args.collapse_allocations),
             split_merge=args.split_merge,
+            n_components=args.n_components,
+            temperatures=(
+                tuple(float(t) for t in args.temperatures.split(","))
+                if args.temperatures
+                else None
+            ),
+            init=args.init,
         )
         gi = DMMMENGlobalInsights(
             model, args.target, n_features=args.n_features, estimator=est
@@ -208,6 +219,7 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
             "fit_seconds": fit_s,
             "fit_cpu_seconds": fit_cpu,
             "sweeps_per_second": args.n_iter * args.n_chains / fit_s,
+            "cpu_seconds_per_sweep": fit_cpu / (args.n_iter * args.n_chains),
             "n_chains": args.n_chains,
             "insight_stability": insight_stability(gi),
             "diagnostics": dict(e.diagnostics_),
@@ -293,6 +305,15 @@ def main() -> None:
     ap.add_argument(
         "--split-merge", type=int, default=0, help="split-merge proposals per sweep"
     )
+    ap.add_argument(
+        "--n-components", type=int, default=6, help="DP truncation J (paper: 6)"
+    )
+    ap.add_argument(
+        "--temperatures",
+        default="",
+        help="parallel tempering ladder, comma-separated, starting at 1 (default: none)",
+    )
+    ap.add_argument("--init", default="random", choices=("random", "kmeans"))
     args = ap.parse_args()
     if args.quick:
         args.n_iter, args.repeats = 400, 10
@@ -410,8 +431,8 @@ def _fit_lines(f: dict) -> list:
     st = f.get("insight_stability", {})
     lines = [
         f"Fit: {f['n_images_fit']} images (all train + test of the class), "
-        f"{f['n_features']} highest-variance pixels, y = logit p(class); DMM-MEN J=6, "
-        f"K=3, **{C} chains x {est['n_iter']} sweeps** (burn-in {est['burn_in']} each; "
+        f"{f['n_features']} highest-variance pixels, y = logit p(class); DMM-MEN "
+        f"J={est.get('n_components', 6)}, K=3, **{C} chains x {est['n_iter']} sweeps** (burn-in {est['burn_in']} each; "
         f"{C * est['n_iter']} sweeps in all, {d['n_kept_draws']} kept draws), seed "
         f"{est['random_state']}, {f['threads']} thread per chain, n_jobs "
         f"{d.get('n_jobs')}; load average {f['load_average_start_end'][0]:.1f} -> "
@@ -423,7 +444,17 @@ def _fit_lines(f: dict) -> list:
             f" (acceptance {d['split_merge_acceptance']:.3f})"
             if d.get("split_merge_acceptance") is not None
             else ""
-        ),
+        )
+        + (
+            f"; parallel tempering, temperatures {d['temperatures']}, swap "
+            f"acceptance per adjacent pair "
+            f"{[round(a, 2) for a in d['swap_acceptance']]}"
+            if d.get("temperatures")
+            else ""
+        )
+        + f"; init {est.get('init', 'random')}",
+        f"- CPU seconds per sweep (all replicas): "
+        f"{f.get('cpu_seconds_per_sweep', float('nan')):.3f}",
         f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, fit CPU time "
         f"{f.get('fit_cpu_seconds', 0) / 60:.1f} min (this process); each chain "
         f"{', '.join(f'{c / 60:.1f}' for c in d.get('chain_seconds', []))} min wall, "

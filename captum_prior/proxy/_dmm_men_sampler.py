@@ -31,6 +31,20 @@ exact (tested against brute-force marginals / an enumerated target):
   proposals with the sequentially allocated proposal of Dahl (2003) (Jain &
   Neal 2004), on ``z`` with beta and the sticks integrated out.
 
+Parallel tempering (``run_chain(..., options={"temperatures": [1, T2, ...]})``,
+Geyer 1991; Earl & Deem 2005) runs one :class:`Sampler` per temperature T on
+the tempered target ``p(y | z, beta, sigma^2)^(1/T) x prior``: the
+complete-data likelihood is raised to ``1/T`` and the prior is left alone.
+A sampler with ``inv_temp = 1/T`` works on the data scaled by
+``sqrt(1/T)``: ``N(y | x beta, s^2)^(1/T) = (2 pi s^2)^((1 - 1/T)/2)
+N(y / sqrt(T) | x beta / sqrt(T), s^2)``, so every update is the untempered
+one on the scaled data plus that per-sample constant (see
+``Sampler._tcorr``); beta and sigma^2 keep their meaning.  After every sweep
+adjacent temperatures propose to exchange their states (even pairs on even
+sweeps, odd pairs on odd sweeps) with the exact replica-exchange ratio
+``exp((1/T_a - 1/T_b) (l(x_b) - l(x_a)))``, ``l`` = complete-data
+log-likelihood; only the T = 1 replica is recorded.
+
 Internally tau is carried as its odds ``omega = tau / (1 - tau)`` so that
 ``1 / (1 - tau) = 1 + omega`` and ``1 / tau = 1 + 1 / omega`` are exact even
 when tau is within rounding of 0 or 1.  Everything is computed in log space.
@@ -370,11 +384,23 @@ class Sampler:
     """
 
     def __init__(
-        self, X: np.ndarray, y: np.ndarray, hyper: Hyper, rng: np.random.Generator
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        hyper: Hyper,
+        rng: np.random.Generator,
+        inv_temp: float = 1.0,
     ) -> None:
         # copies: the arrays may be read-only joblib memmaps
         self.X = np.array(X, dtype=np.float64, order="C")
         self.y = np.array(y, dtype=np.float64, order="C")
+        # tempered likelihood (parallel tempering): the data are scaled by
+        # sqrt(inv_temp) and _tcorr adds the per-sample constant
+        self.inv_temp = float(inv_temp)
+        if self.inv_temp != 1.0:
+            sc = np.sqrt(self.inv_temp)
+            self.X *= sc
+            self.y *= sc
         self.h = hyper
         self.rng = rng
         self.n, self.q = self.X.shape
@@ -404,6 +430,24 @@ class Sampler:
         self._sweeps_since_full = 0
         self.G = np.zeros((hyper.J, self.q, self.q))
         self.Xy = np.zeros((hyper.J, self.q))
+
+    def _tcorr(self, sig2: np.ndarray) -> np.ndarray:
+        """Per-sample log-likelihood constant of the tempered likelihood on the
+        scaled data: ``log N(y | mu, s^2)^t - log N(sqrt(t) y | sqrt(t) mu, s^2)
+        = (1 - t)/2 log(2 pi s^2)``, ``t = inv_temp`` (0 when t = 1)."""
+        return 0.5 * (1.0 - self.inv_temp) * (LOG_2PI + np.log(sig2))
+
+    def complete_loglik(self, st: State) -> float:
+        """Untempered complete-data log-likelihood
+        ``sum_i log N(y_i | x_i beta_{z_i}, sigma_{z_i}^2)`` of the state (on
+        the original data scale), the energy of the replica-exchange ratio."""
+        r = self.y - self._mu(st)[np.arange(self.n), st.z]
+        s2z = st.sig2[st.z]
+        return float(
+            np.sum(
+                -0.5 * (LOG_2PI + np.log(s2z)) - r * r / (2.0 * s2z * self.inv_temp)
+            )
+        )
 
     # ---------------------------------------------------------------- init
     def initial_state(self, z0: np.ndarray) -> State:
@@ -479,10 +523,13 @@ class Sampler:
     def loglik_matrix(self, st: State) -> np.ndarray:
         """``log N(y_i | x_i beta_j, sigma_j^2)``, shape ``(n, J)``."""
         r = self.y[:, None] - self._mu(st)
-        return (
+        out = (
             -0.5 * (LOG_2PI + np.log(st.sig2))[None, :]
             - r * r / (2.0 * st.sig2)[None, :]
         )
+        if self.inv_temp != 1.0:  # tempered: log N(y_i | ...)^inv_temp
+            out += self._tcorr(st.sig2)[None, :]
+        return out
 
     def _step_z(self, st: State) -> None:
         # exact: P(z_i = j) oc pi_j N(y_i | x_i beta_j, sigma_j^2); Gumbel-max draw
@@ -532,6 +579,8 @@ class Sampler:
         A2 = Ainv.reshape(J * q, q)
         X, y, z = self.X, self.y, st.z.copy()
         log_pi, sig2 = st.log_pi, st.sig2
+        if self.inv_temp != 1.0:  # tempered predictive (see _tcorr)
+            log_pi = log_pi + self._tcorr(sig2)
         rec = self.extra_record
         if order is None:
             order = self.rng.permutation(self.n)
@@ -591,6 +640,7 @@ class Sampler:
         s2 = st.sig2[j]
         return float(
             -0.5 * idx.size * (LOG_2PI + np.log(s2))
+            + idx.size * float(self._tcorr(s2))
             + 0.5 * np.sum(np.log(d))
             - np.sum(np.log(np.diag(L)))
             - (ys @ ys - v @ v) / (2.0 * s2)
@@ -627,6 +677,7 @@ class Sampler:
         Ainv = np.zeros((2, q, q))
         m = np.zeros((2, q))
         s2 = st.sig2[list(jk)]
+        tc = self._tcorr(s2)  # tempered likelihood constant (0 when T = 1)
         for c in (0, 1):
             Ainv[c][np.diag_indices(q)] = 1.0 / self._prior_precision(st, jk[c])
         A2 = Ainv.reshape(2 * q, q)
@@ -642,7 +693,7 @@ class Sampler:
             mean = m @ x
             var = s2 * (1.0 + sv)
             r = yi - mean
-            lp = -0.5 * (LOG_2PI + np.log(var)) - r * r / (2.0 * var)
+            lp = -0.5 * (LOG_2PI + np.log(var)) - r * r / (2.0 * var) + tc
             if t < 2:
                 c = t
             else:
@@ -867,7 +918,7 @@ class Sampler:
             return (
                 -h.a * sv
                 - h.b / sig2
-                - 0.5 * n_j * sv
+                - 0.5 * n_j * self.inv_temp * sv
                 + 0.5 * logd
                 - 0.5 * logdetA
                 - S / (2.0 * sig2)
@@ -901,7 +952,7 @@ class Sampler:
             Lref, torch.from_numpy(self.Xy[occ])[:, :, None], upper=False
         )
         mAm = (v * v).sum(dim=(1, 2)).numpy()
-        A_approx = h.a + 0.5 * n_j + 0.5 * p
+        A_approx = h.a + 0.5 * n_j * self.inv_temp + 0.5 * p
         B_approx = (
             h.b
             + 0.5 * np.maximum(yy - mAm, 0.0)
@@ -954,7 +1005,7 @@ class Sampler:
         h, p = self.h, self.p
         stats = self._stats(st)
         L1, L2 = st.lam1[st.c], st.lam2[st.c]
-        A = h.a + 0.5 * n_j + p
+        A = h.a + 0.5 * n_j * self.inv_temp + p
         B = (
             h.b
             + 0.5 * resid_ss
@@ -1234,7 +1285,11 @@ def run_chain(
     ``n_threads`` limits torch and BLAS threads inside the chain (set when the
     chain runs in a worker process).  ``options`` sets sampler switches
     (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``,
-    ``collapse_beta_z``, ``split_merge``).
+    ``collapse_beta_z``, ``split_merge``) and ``temperatures``: a ladder
+    ``[1, T_2, ...]`` (increasing) for parallel tempering (Geyer 1991; Earl &
+    Deem 2005), one replica per temperature, swaps between adjacent ones
+    after every sweep (:func:`replica_exchange`); only the T = 1 replica is
+    recorded.  Every replica starts from its own random allocation.
     """
     if n_threads is not None:
         from threadpoolctl import threadpool_limits
@@ -1253,14 +1308,23 @@ def run_chain(
     J = hyper.J
     n = X.shape[0]
     off = 0 if hyper.intercept_var is None else 1
-    sampler = Sampler(X, y, hyper, rng)
-    for k, v in (options or {}).items():
-        setattr(sampler, k, v)
-    if init == "random" or J == 1:
-        z0 = rng.integers(0, J, size=n)
-    else:
-        z0 = _kmeans_init(X[:, off:], y, J, rng)
-    st = sampler.initial_state(z0)
+    options = dict(options or {})
+    temps = options.pop("temperatures", None)
+    temps = [1.0] if temps is None else [float(t) for t in temps]
+    samplers, states = [], []
+    for t in temps:
+        smp = Sampler(X, y, hyper, rng, inv_temp=1.0 / t)
+        for k, v in options.items():
+            setattr(smp, k, v)
+        if init == "random" or J == 1:
+            z0 = rng.integers(0, J, size=n)
+        else:
+            z0 = _kmeans_init(X[:, off:], y, J, rng)
+        samplers.append(smp)
+        states.append(smp.initial_state(z0))
+    sampler, st = samplers[0], states[0]
+    swap_acc = np.zeros(max(len(temps) - 1, 0))
+    swap_tries = np.zeros(max(len(temps) - 1, 0))
     keep_idx = np.arange(burn, n_iter, thin)
     T, q = keep_idx.size, X.shape[1]
     zdtype = np.uint8 if J < 256 else np.int32
@@ -1276,7 +1340,11 @@ def run_chain(
     }
     slot = 0
     for it in range(n_iter):
-        sampler.sweep(st, adapt=it < burn, it=it)
+        for smp, s_ in zip(samplers, states):
+            smp.sweep(s_, adapt=it < burn, it=it)
+        if len(temps) > 1:
+            replica_exchange(samplers, states, it % 2, swap_acc, swap_tries)
+        st = states[0]
         lp = sampler.log_posterior(st)
         out["trace"][it] = lp["log_posterior"]
         out["marginal_trace"][it] = lp["log_posterior_marginal"]
@@ -1299,6 +1367,47 @@ def run_chain(
         "sm_acc": float(sampler.sm_acc),
         "sm_tries": float(sampler.sm_tries),
     }
+    if len(temps) > 1:
+        out["swap_acceptance"] = (swap_acc / np.maximum(swap_tries, 1)).tolist()
+        out["temperatures"] = temps
     out["seconds"] = time.perf_counter() - t0
     out["cpu_seconds"] = time.process_time() - c0
     return out
+
+
+def replica_exchange(
+    samplers: list,
+    states: list,
+    parity: int,
+    acc: Optional[np.ndarray] = None,
+    tries: Optional[np.ndarray] = None,
+) -> None:
+    """Replica-exchange moves of parallel tempering (Geyer 1991; Earl & Deem
+    2005) between adjacent temperatures ``(k, k+1)`` with ``k % 2 ==
+    parity`` (the deterministic even/odd scheme).  Replica ``k`` targets
+    ``p(y | x)^t_k p(x)`` (``t_k = samplers[k].inv_temp``, ``l(x) = log p(y |
+    x)`` the complete-data log-likelihood); exchanging the states ``x_k``
+    and ``x_{k+1}`` is accepted with probability
+    ``min(1, exp((t_k - t_{k+1}) (l(x_{k+1}) - l(x_k))))``, which leaves the
+    product of the tempered targets exactly invariant.  The per-component
+    Gram caches travel with the states, rescaled to the receiving replica's
+    data scale.  ``acc``/``tries`` (per pair) count the proposals."""
+    for k in range(parity, len(samplers) - 1, 2):
+        a, b = samplers[k], samplers[k + 1]
+        la, lb = a.complete_loglik(states[k]), b.complete_loglik(states[k + 1])
+        log_r = (a.inv_temp - b.inv_temp) * (lb - la)
+        if tries is not None:
+            tries[k] += 1
+        if not np.log(a.rng.random()) < log_r:
+            continue
+        if acc is not None:
+            acc[k] += 1
+        states[k], states[k + 1] = states[k + 1], states[k]
+        for s_ in (states[k], states[k + 1]):
+            s_.mu = None  # X beta on the other replica's data scale
+        ra, rb = a.inv_temp / b.inv_temp, b.inv_temp / a.inv_temp
+        Ga, Xya, za, na = a.G, a.Xy, a._gram_z, a._sweeps_since_full
+        a.G, a.Xy = b.G * ra, b.Xy * ra
+        a._gram_z, a._sweeps_since_full = b._gram_z, b._sweeps_since_full
+        b.G, b.Xy = Ga * rb, Xya * rb
+        b._gram_z, b._sweeps_since_full = za, na

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -37,7 +37,9 @@ _KIND = "DMMMEN"
 # 3: the ``collapse_allocations`` parameter (sampler switch) is saved; format
 # 1 and 2 files were written by the sampler without it and load with
 # ``collapse_allocations=False``.
-_FORMAT_VERSION = 3
+# 4: the ``temperatures`` parameter (parallel tempering) is saved; formats
+# 1-3 load with ``temperatures=None``.
+_FORMAT_VERSION = 4
 _PARAM_NAMES = (
     "n_components",
     "n_penalties",
@@ -57,6 +59,7 @@ _PARAM_NAMES = (
     "label_swaps",
     "collapse_allocations",
     "split_merge",
+    "temperatures",
     "collapse_tau",
     "block_sigma",
     "lambda_steps",
@@ -171,6 +174,15 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       empty slot or merge two components (Jain & Neal 2004; sequentially
       allocated proposal of Dahl 2003), targeting ``z`` with beta and the
       stick-breaking weights integrated out, followed by fresh draws of both.
+    - **Parallel tempering** (``temperatures``, not in the paper or the code):
+      every chain runs one replica per temperature ``T`` on the tempered
+      target ``p(y | z, beta, sigma^2)^(1/T) x prior`` (the complete-data
+      likelihood flattened, the prior untouched), each with the sweep
+      above, and after every sweep adjacent replicas propose to exchange
+      their states with the exact replica-exchange acceptance (Geyer 1991;
+      Earl & Deem 2005).  Only the ``T = 1`` replica is kept, so the target
+      is unchanged; the cost per sweep grows with the number of
+      temperatures.
     - **Label-invariant monitoring.** A component's coefficients are only
       defined up to the labelling, so R-hat and ESS of them are not
       diagnostics of the sampler.  The convergence warning monitors the
@@ -196,7 +208,14 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       highest log posterior, then iterated (Cron & West) until stable.
 
     Args:
-        n_components (int, optional): DP truncation level J. Default: 6
+        n_components (int, optional): DP truncation level J (the paper's
+                    code: 6).  A larger J (e.g. 12) leaves empty slots for
+                    ``split_merge`` to split into, a departure from the
+                    paper's model; at the paper's size (7 000 images) J = 12
+                    with one split-merge proposal per sweep did not mix
+                    better (acceptance 0.001, ~4x the cost per sweep;
+                    ``benchmarks/results/dmm_men_mixing_remedies.md``).
+                    Default: 6
         n_penalties (int, optional): number of elastic-net prior components K. Default: 3
         n_iter (int, optional): MCMC sweeps in total (the code uses 20 000). Default: 2000
         burn_in (int, optional): sweeps discarded (and used to adapt the
@@ -235,6 +254,23 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     the sequentially allocated proposal of Dahl 2003; beta
                     and the sticks integrated out; not in the paper); each
                     costs O(n_j p^2). Default: 0
+        temperatures (sequence of float, optional): parallel tempering
+                    (replica exchange; Geyer 1991, Earl & Deem 2005): the
+                    temperature ladder, starting at 1 and strictly
+                    increasing, e.g. ``(1, 1.3, 1.7, 2.2)``; each chain runs
+                    one replica per temperature (so ``len(temperatures)``
+                    times the cost per sweep), swaps adjacent replicas
+                    after every sweep and keeps the ``T = 1`` replica's
+                    draws.  ``None`` (or ``(1,)``) = no tempering.  The
+                    swap acceptance per adjacent pair is in
+                    ``diagnostics_["swap_acceptance"]``.  The ladder must be
+                    fine where the complete-data log-likelihood varies a
+                    lot: on the paper's 7 000-image global fit (its sd ~200
+                    nats) adjacent temperatures ~0.8 % apart swap ~30 % of
+                    the time, so 8 temperatures reach only T = 1.06, and at
+                    the same CPU cost that ladder mixed no better than the
+                    plain sampler (``dmm_men_mixing_remedies.md``), hence off
+                    by default. Default: None
         collapse_tau (bool, optional): draw ``c_j`` and lambda from their
                     conditionals with tau integrated out (the Eq. 5 density),
                     each followed by a fresh tau draw (partially collapsed
@@ -342,6 +378,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         label_swaps: bool = False,
         collapse_allocations: bool = False,
         split_merge: int = 0,
+        temperatures: Optional[Sequence[float]] = None,
         collapse_tau: bool = True,
         block_sigma: bool = True,
         lambda_steps: int = 5,
@@ -371,6 +408,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         self.label_swaps = label_swaps
         self.collapse_allocations = collapse_allocations
         self.split_merge = split_merge
+        self.temperatures = temperatures
         self.collapse_tau = collapse_tau
         self.block_sigma = block_sigma
         self.lambda_steps = lambda_steps
@@ -412,6 +450,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         n_chains = check_int(self.n_chains, "n_chains", 1)
         check_int(self.lambda_steps, "lambda_steps", 1)
         check_int(self.split_merge, "split_merge", 0)
+        temps = self._temperatures()
         if self.n_jobs is not None:
             n_jobs = check_int(self.n_jobs, "n_jobs", -(10**6))
             if n_jobs == 0:
@@ -428,8 +467,41 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             if not isinstance(getattr(self, nm), (bool, np.bool_)):
                 raise TypeError(f"{nm} must be a bool, got {getattr(self, nm)!r}")
         return dict(
-            J=J, K=K, n_iter=n_iter, burn=burn, thin=thin, n_chains=n_chains, **hyper
+            J=J,
+            K=K,
+            n_iter=n_iter,
+            burn=burn,
+            thin=thin,
+            n_chains=n_chains,
+            temperatures=temps,
+            **hyper,
         )
+
+    def _temperatures(self) -> Optional[List[float]]:
+        """The validated ladder (``None`` = no tempering)."""
+        t = self.temperatures
+        if t is None:
+            return None
+        if isinstance(t, (str, bytes)) or not hasattr(t, "__len__"):
+            raise ValueError(
+                "temperatures must be None or a sequence of floats starting at 1, "
+                f"got {t!r}"
+            )
+        try:
+            ts = [float(v) for v in t]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"temperatures must be a sequence of floats, got {t!r}"
+            ) from None
+        if not ts or ts[0] != 1.0:
+            raise ValueError(
+                f"temperatures must start at 1 (the kept replica), got {t!r}"
+            )
+        if not all(np.isfinite(ts)) or any(b <= a for a, b in zip(ts, ts[1:])):
+            raise ValueError(
+                f"temperatures must be finite and strictly increasing, got {t!r}"
+            )
+        return ts if len(ts) > 1 else None
 
     def _rng(self) -> np.random.Generator:
         rs = self.random_state
@@ -533,6 +605,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "block_sigma": bool(self.block_sigma),
             "lambda_steps": int(self.lambda_steps),
         }
+        if cfg["temperatures"] is not None:
+            options["temperatures"] = list(cfg["temperatures"])
         n_jobs = self._n_jobs(n_chains)
         args = (Xd, ya, hyper)
         kw = dict(n_iter=n_iter, burn=burn, thin=thin, init=self.init, options=options)
@@ -648,6 +722,12 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "chain_seconds": [float(c["seconds"]) for c in chains],
             "chain_cpu_seconds": [float(c.get("cpu_seconds", np.nan)) for c in chains],
         }
+        if "swap_acceptance" in chains[0]:
+            # replica exchange: acceptance per adjacent pair, mean over chains
+            self.diagnostics_["temperatures"] = list(chains[0]["temperatures"])
+            self.diagnostics_["swap_acceptance"] = np.mean(
+                [c["swap_acceptance"] for c in chains], axis=0
+            ).tolist()
         self.diagnostics_.update(self._convergence_summaries(T, C))
 
     def population_coef_draws(self) -> np.ndarray:
@@ -912,6 +992,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             v = getattr(self, k)
             if isinstance(v, np.random.Generator):
                 v = None
+            if k == "temperatures" and v is not None:
+                v = [float(t) for t in v]
             params[k] = v.item() if isinstance(v, np.generic) else v
         meta = {
             "params": params,
@@ -925,7 +1007,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "DMMMEN":
         """Read a model written by :meth:`save`."""
-        tensors, meta = load_state(path, _KIND, (1, 2, _FORMAT_VERSION))
+        tensors, meta = load_state(path, _KIND, (1, 2, 3, _FORMAT_VERSION))
         with reading(path):
             return cls._from_state(tensors, meta)
 
@@ -939,6 +1021,10 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         # formats 1-2: allocations were drawn given beta, no split-merge
         params.setdefault("collapse_allocations", False)
         params.setdefault("split_merge", 0)
+        # formats 1-3: no tempering
+        params.setdefault("temperatures", None)
+        if params["temperatures"] is not None:
+            params["temperatures"] = tuple(params["temperatures"])
         est = cls(**params)
         for k, v in tensors.items():
             setattr(est, k, v.numpy())
