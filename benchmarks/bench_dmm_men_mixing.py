@@ -41,6 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def paper_hyper(J: int, y: np.ndarray) -> Hyper:
+    """The sampler's hyper-parameters as DMMMEN's defaults set them for the
+    global fit (K = 3 penalties, the paper's priors, a vague intercept)."""
+    return Hyper(J=J, K=3, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0,
+                 intercept_var=(10 * np.sqrt(np.mean(y * y))) ** 2)
+
+
 def class_problem(target: int, n: int):
     """The global fit's problem for class ``target``: all its Fashion-MNIST
     images, the 300 highest-variance pixels, y = the default CNN's class logit,
@@ -56,18 +63,7 @@ def class_problem(target: int, n: int):
     sub = np.sort(np.random.default_rng(123).choice(len(X_all), n, replace=False))
     X, y = X_all[sub], y_all[sub]
     Xd = np.column_stack([np.ones(len(X)), X])
-    h = Hyper(
-        J=6,
-        K=3,
-        a=0.5,
-        b=0.5,
-        e=5.0,
-        f=1.0,
-        s1=4.0,
-        s2=1.0,
-        V=1.0,
-        intercept_var=(10 * np.sqrt(np.mean(y * y))) ** 2,
-    )
+    h = paper_hyper(6, y)
     return Xd, y, h
 
 

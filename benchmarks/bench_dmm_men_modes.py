@@ -40,12 +40,14 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from captum_prior.proxy._dmm_men_post import scalar_summary
-from captum_prior.proxy._dmm_men_sampler import Hyper, run_chain
+from captum_prior.proxy._dmm_men_sampler import run_chain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+from bench_dmm_men_mixing import paper_hyper  # noqa: E402
 
 
 def problem(target: int, n: int, cache: str):
@@ -90,18 +92,7 @@ def main() -> None:
     torch.set_num_threads(1)
     Xd, y = problem(args.target, args.n, args.cache)
     n = len(y)
-    h = Hyper(
-        J=args.J,
-        K=3,
-        a=0.5,
-        b=0.5,
-        e=5.0,
-        f=1.0,
-        s1=4.0,
-        s2=1.0,
-        V=1.0,
-        intercept_var=(10 * np.sqrt(np.mean(y * y))) ** 2,
-    )
+    h = paper_hyper(args.J, y)
     opts = parse_options(args.options)
     seeds = np.random.SeedSequence(args.seed).spawn(args.n_chains)
     burn = args.n_iter // 2

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from captum_prior.proxy._dmm_men_post import scalar_summary
-from captum_prior.proxy._dmm_men_sampler import Hyper, Sampler, log_orthant_normal
+from captum_prior.proxy._dmm_men_sampler import Sampler, log_orthant_normal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dmm_men_mixing import paper_hyper  # noqa: E402
 from bench_dmm_men_modes import problem  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -43,18 +44,7 @@ def main() -> None:
     torch.set_num_threads(1)
     Xd, y = problem(1, 7000, args.cache)
     n, J = len(y), args.J
-    h = Hyper(
-        J=J,
-        K=3,
-        a=0.5,
-        b=0.5,
-        e=5.0,
-        f=1.0,
-        s1=4.0,
-        s2=1.0,
-        V=1.0,
-        intercept_var=(10 * np.sqrt(np.mean(y * y))) ** 2,
-    )
+    h = paper_hyper(J, y)
     rng = np.random.default_rng(args.seed)
     smp = Sampler(Xd, y, h, rng)
     st = smp.initial_state(rng.integers(0, J, size=n))

@@ -360,7 +360,9 @@ def test_blocked_sigma2_beta_targets_exact_marginal():
     assert stats.kstest(z.ravel(), "norm").pvalue > 1e-3
 
 
-def _collapsed_problem(seed=0, n=7, J=3):
+def _collapsed_problem(seed=0, n=7, J=3, inv_temp=1.0):
+    """A small sampler and state (component J-1 empty) for the exactness tests;
+    ``inv_temp`` tempers the likelihood (``tests/test_dmm_men_tempering.py``)."""
     rng = np.random.default_rng(seed)
     X0 = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
     y0 = X0 @ np.array([0.5, 1.0, -2.0]) + rng.normal(size=n)
@@ -368,7 +370,7 @@ def _collapsed_problem(seed=0, n=7, J=3):
     h = Hyper(
         J=J, K=2, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0, intercept_var=ivar
     )
-    smp = Sampler(X0, y0, h, np.random.default_rng(seed + 1))
+    smp = Sampler(X0, y0, h, np.random.default_rng(seed + 1), inv_temp=inv_temp)
     z = rng.integers(0, J - 1, size=n)  # component J-1 starts empty
     st = State(
         z=z,

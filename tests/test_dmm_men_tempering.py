@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import log_ndtr
+from test_dmm_men_sampler import _collapsed_problem  # noqa: E402 (tests/ is on sys.path)
 
 from captum_prior.proxy import DMMMEN
 from captum_prior.proxy._dmm_men_sampler import (
@@ -35,30 +36,7 @@ def _const(n, s2, t):
 
 
 def _problem(seed=0, n=7, J=3, t=T_INV):
-    rng = np.random.default_rng(seed)
-    X0 = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
-    y0 = X0 @ np.array([0.5, 1.0, -2.0]) + rng.normal(size=n)
-    ivar = 4.0
-    h = Hyper(
-        J=J, K=2, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0, intercept_var=ivar
-    )
-    smp = Sampler(X0, y0, h, np.random.default_rng(seed + 1), inv_temp=t)
-    st = State(
-        z=rng.integers(0, J - 1, size=n),  # component J-1 starts empty
-        log_pi=np.log(rng.dirichlet(np.ones(J))),
-        log_1mu=np.zeros(J - 1),
-        log_u=np.zeros(J - 1),
-        alpha=1.0,
-        c=rng.integers(0, 2, size=J),
-        log_w=np.log(np.full(2, 0.5)),
-        beta=rng.normal(size=(J, 3)),
-        omega=rng.gamma(2.0, 1.0, size=(J, 2)),
-        sig2=rng.gamma(2.0, 0.5, size=J),
-        lam1=np.array([1.7, 0.4]),
-        lam2=np.array([0.8, 2.0]),
-    )
-    smp._refresh_gram(st.z)
-    return smp, st, X0, y0, ivar
+    return _collapsed_problem(seed, n, J, inv_temp=t)
 
 
 def _bf_log_marginal_y(st, X0, y0, ivar, z, t):
