@@ -6,9 +6,9 @@ above the *mmap threshold* are mapped fresh and unmapped on free, and free
 memory at the top of the heap above the *trim threshold* is given back to the
 system. Both move with the history of the process, so the same call can fault
 all its activations in afresh on every chunk in one process and not at all in
-the next: expected gradients on 8 Fashion-MNIST images x 50 samples took 290-
-320 ms with 40 000-50 000 page faults a call in fresh processes, and
-243-256 ms with none once both thresholds were fixed
+the next: expected gradients on 8 Fashion-MNIST images x 50 samples took 282-
+310 ms with 24 000-33 000 page faults a call in fresh processes, and
+250-264 ms with none once both thresholds were fixed
 (``benchmarks/results/cpu_allocator.md``).
 
 :func:`tune_cpu_allocator` fixes them (``mallopt``), as the environment
