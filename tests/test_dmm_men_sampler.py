@@ -285,10 +285,10 @@ def test_non_mixing_chains_are_flagged():
         chain_diagnostics(np.ones(10))
 
 
-def _block_sampler(M=300, n0=12, seed=9):
+def _block_sampler(M=300, n0=12, seed=9, inv_temp=1.0):
     """M components with identical data (n0 rows, intercept + 2 features),
     fixed allocations, tau and lambda: M independent copies of the
-    (sigma^2, beta) block."""
+    (sigma^2, beta) block; ``inv_temp`` tempers the likelihood."""
     rng = np.random.default_rng(seed)
     x0 = rng.standard_normal((n0, 2))
     X0 = np.column_stack([np.ones(n0), x0])
@@ -299,7 +299,7 @@ def _block_sampler(M=300, n0=12, seed=9):
     h = Hyper(
         J=M, K=1, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0, intercept_var=ivar
     )
-    smp = Sampler(X, y, h, np.random.default_rng(seed + 1))
+    smp = Sampler(X, y, h, np.random.default_rng(seed + 1), inv_temp=inv_temp)
     omega = np.array([0.6, 2.5])
     st = State(
         z=np.repeat(np.arange(M), n0),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import log_ndtr
-from test_dmm_men_sampler import _collapsed_problem  # noqa: E402 (tests/ is on sys.path)
+from test_dmm_men_sampler import _block_sampler, _collapsed_problem  # noqa: E402 (tests/ is on sys.path)
 
 from captum_prior.proxy import DMMMEN
 from captum_prior.proxy._dmm_men_sampler import (
@@ -98,31 +98,7 @@ def test_tempered_sigma2_beta_block_targets_exact_conditional():
     integrated out (KS against the variance-inflated brute force), then
     beta | sigma^2 with the tempered conjugate mean and covariance."""
     M, n0, t = 300, 12, T_INV
-    rng = np.random.default_rng(9)
-    x0 = rng.standard_normal((n0, 2))
-    X0 = np.column_stack([np.ones(n0), x0])
-    y0 = 0.7 + x0 @ np.array([1.2, -0.4]) + 0.5 * rng.standard_normal(n0)
-    ivar = 4.0
-    h = Hyper(
-        J=M, K=1, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0, intercept_var=ivar
-    )
-    smp = Sampler(np.tile(X0, (M, 1)), np.tile(y0, M), h, rng, inv_temp=t)
-    omega = np.array([0.6, 2.5])
-    st = State(
-        z=np.repeat(np.arange(M), n0),
-        log_pi=np.full(M, -np.log(M)),
-        log_1mu=np.zeros(M - 1),
-        log_u=np.zeros(M - 1),
-        alpha=1.0,
-        c=np.zeros(M, dtype=np.int64),
-        log_w=np.zeros(1),
-        beta=np.zeros((M, 3)),
-        omega=np.tile(omega, (M, 1)),
-        sig2=np.full(M, 30.0),
-        lam1=np.array([1.7]),
-        lam2=np.array([0.8]),
-    )
-    smp._refresh_gram(st.z)
+    smp, st, X0, y0, omega, ivar = _block_sampler(M, n0, inv_temp=t)
     for _ in range(12):
         smp._step_sig2_beta(st)
     lam1, lam2 = 1.7, 0.8
