@@ -15,8 +15,12 @@ import itertools
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.special import log_ndtr
-from test_dmm_men_sampler import _block_sampler, _collapsed_problem  # noqa: E402 (tests/ is on sys.path)
+from test_dmm_men_sampler import (
+    _block_draws_pvalues,
+    _block_sampler,
+    _collapsed_problem,
+    _tempering_const,
+)  # noqa: E402 (tests/ is on sys.path)
 
 from captum_prior.proxy import DMMMEN
 from captum_prior.proxy._dmm_men_sampler import (
@@ -28,11 +32,6 @@ from captum_prior.proxy._dmm_men_sampler import (
 )
 
 T_INV = 0.4  # inverse temperature of the tempered checks
-
-
-def _const(n, s2, t):
-    """log of the variance-inflation constant for n samples."""
-    return n * (0.5 * np.log(2 * np.pi * s2 / t) - 0.5 * t * np.log(2 * np.pi * s2))
 
 
 def _problem(seed=0, n=7, J=3, t=T_INV):
@@ -52,7 +51,7 @@ def _bf_log_marginal_y(st, X0, y0, ivar, z, t):
         cov_b = np.diag([ivar, *(st.sig2[k] * (1 - tau) / st.lam2[st.c[k]])])
         cov = X0[S] @ cov_b @ X0[S].T + st.sig2[k] / t * np.eye(m)
         lp += stats.multivariate_normal(np.zeros(m), cov).logpdf(y0[S])
-        lp += _const(m, st.sig2[k], t)
+        lp += _tempering_const(m, st.sig2[k], t)
     return lp
 
 
@@ -97,40 +96,10 @@ def test_tempered_sigma2_beta_block_targets_exact_conditional():
     """(sigma^2, beta) block at t = 0.4: sigma^2 | z, tau, lambda with beta
     integrated out (KS against the variance-inflated brute force), then
     beta | sigma^2 with the tempered conjugate mean and covariance."""
-    M, n0, t = 300, 12, T_INV
-    smp, st, X0, y0, omega, ivar = _block_sampler(M, n0, inv_temp=t)
+    smp, st, X0, y0, omega, ivar = _block_sampler(inv_temp=T_INV)
     for _ in range(12):
         smp._step_sig2_beta(st)
-    lam1, lam2 = 1.7, 0.8
-    tau = omega / (1 + omega)
-
-    def logpdf_s(s):
-        out = np.empty_like(s)
-        for i, sv in enumerate(s):
-            s2 = np.exp(sv)
-            cov_b = np.diag([ivar, *(s2 * (1 - tau) / lam2)])
-            cov_y = X0 @ cov_b @ X0.T + s2 / t * np.eye(n0)
-            lik = stats.multivariate_normal(np.zeros(n0), cov_y).logpdf(y0)
-            lik += _const(n0, s2, t)
-            gam = lam1**2 / (8 * lam2 * s2)
-            tig = np.sum(0.5 * np.log(gam) - 1.5 * np.log(tau) - gam / tau) - 2 * (
-                log_ndtr(-np.sqrt(2 * gam))
-            )
-            out[i] = stats.invgamma.logpdf(s2, 0.5, scale=0.5) + sv + lik + tig
-        return out
-
-    draws = np.log(st.sig2)
-    x = np.linspace(draws.min() - 3, draws.max() + 3, 4001)
-    w = np.exp(logpdf_s(x) - logpdf_s(x).max())
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(x))])
-    cdf /= cdf[-1]
-    assert stats.kstest(draws, lambda v: np.interp(v, x, cdf)).pvalue > 1e-3
-    zz = np.empty_like(st.beta)
-    for j in range(M):
-        A = t * X0.T @ X0 + np.diag([st.sig2[j] / ivar, *(lam2 / (1 - tau))])
-        L = np.linalg.cholesky(np.linalg.inv(A) * st.sig2[j])
-        zz[j] = np.linalg.solve(L, st.beta[j] - np.linalg.solve(A, t * X0.T @ y0))
-    assert stats.kstest(zz.ravel(), "norm").pvalue > 1e-3
+    assert _block_draws_pvalues(st, X0, y0, omega, ivar, t=T_INV) > 1e-3
 
 
 def test_replica_exchange_leaves_product_target_invariant():
