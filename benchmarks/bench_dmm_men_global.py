@@ -175,7 +175,7 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
         load0 = os.getloadavg()[0]
         est = DMMMEN(
             n_iter=args.n_iter,
-            burn_in=args.n_iter // 2,
+            burn_in=args.n_iter // 2 if args.burn_in is None else args.burn_in,
             random_state=seed,
             n_chains=args.n_chains,
             n_jobs=args.n_jobs,
@@ -189,6 +189,7 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
                 else None
             ),
             init=args.init,
+            thin=args.thin,
         )
         gi = DMMMENGlobalInsights(
             model, args.target, n_features=args.n_features, estimator=est
@@ -314,6 +315,12 @@ def main() -> None:
         help="parallel tempering ladder, comma-separated, starting at 1 (default: none)",
     )
     ap.add_argument("--init", default="random", choices=("random", "kmeans"))
+    ap.add_argument(
+        "--thin", type=int, default=1, help="keep every thin-th sweep after burn-in"
+    )
+    ap.add_argument(
+        "--burn-in", type=int, default=None, help="sweeps discarded (default: half)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.n_iter, args.repeats = 400, 10

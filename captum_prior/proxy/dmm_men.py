@@ -183,6 +183,12 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       Earl & Deem 2005).  Only the ``T = 1`` replica is kept, so the target
       is unchanged; the cost per sweep grows with the number of
       temperatures.
+    - **Not adopted: Hamiltonian Monte Carlo.**  A probe ran NUTS on the
+      model with z, tau, c and w summed or integrated out, with whitened
+      coefficients.  At the paper's size it mixed no better per CPU second
+      than this Gibbs sampler: every draw hit the maximum tree depth (255
+      leapfrog steps), and the log-posterior ESS was about 10 from 300
+      draws (``benchmarks/results/dmm_men_nuts_probe.md``).
     - **Label-invariant monitoring.** A component's coefficients are only
       defined up to the labelling, so R-hat and ESS of them are not
       diagnostics of the sampler.  The convergence warning monitors the
