@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -84,6 +85,12 @@ def main() -> None:
     ap.add_argument("--n-chains", type=int, default=4)
     ap.add_argument("--J", type=int, default=6)
     ap.add_argument("--options", default="")
+    ap.add_argument(
+        "--hyper",
+        default="",
+        help="hyper-parameter overrides, name=value,... (e.g. e=1,f=20: "
+        "alpha ~ Gamma(1, rate 20) instead of the paper's Gamma(5, 1))",
+    )
     ap.add_argument("--init", default="random")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="/tmp/i18b/problem_class1.npz")
@@ -92,7 +99,7 @@ def main() -> None:
     torch.set_num_threads(1)
     Xd, y = problem(args.target, args.n, args.cache)
     n = len(y)
-    h = paper_hyper(args.J, y)
+    h = dataclasses.replace(paper_hyper(args.J, y), **parse_options(args.hyper))
     opts = parse_options(args.options)
     seeds = np.random.SeedSequence(args.seed).spawn(args.n_chains)
     burn = args.n_iter // 2
@@ -183,6 +190,7 @@ def main() -> None:
         "n": n,
         "J": args.J,
         "options": opts,
+        "hyper": dataclasses.asdict(h),
         "init": args.init,
         "n_iter": args.n_iter,
         "load_average_start_end": [load0, os.getloadavg()[0]],
