@@ -189,6 +189,13 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       than this Gibbs sampler: every draw hit the maximum tree depth (255
       leapfrog steps), and the log-posterior ESS was about 10 from 300
       draws (``benchmarks/results/dmm_men_nuts_probe.md``).
+    - **Not a remedy: a sparse concentration or a smaller truncation.**
+      With ``e=1, f=200`` (alpha of prior mean 0.005) all six components
+      stay filled with hundreds of images each, so the overlap is not an
+      over-fitted mixture's; ``n_components=3`` or ``2`` mixes no better
+      (``benchmarks/results/dmm_men_mixing_remedies.md`` §5).  At the
+      paper's size, the R-hat / ESS thresholds would take at least 90-170
+      CPU-hours of this sampler, by the 60 000-sweep run's autocorrelation.
     - **Label-invariant monitoring.** A component's coefficients are only
       defined up to the labelling, so R-hat and ESS of them are not
       diagnostics of the sampler.  The convergence warning monitors the
