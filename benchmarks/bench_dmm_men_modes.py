@@ -22,7 +22,11 @@ marginal log posterior and the mixture log-likelihood over the chains.
 Usage::
 
     python benchmarks/bench_dmm_men_modes.py [--n-iter 600] [--n-chains 4]
-        [--J 6] [--options split_merge=1] [--init random] [--tag plain]
+        [--J 6] [--options split_merge=1] [--hyper e=1,f=20] [--init random]
+        [--tag plain]
+
+``--hyper`` overrides the sampler's hyper-parameters (the fields of
+``Hyper``: e, f, a, b, ...), e.g. a sparse concentration.
 """
 
 from __future__ import annotations
