@@ -64,6 +64,9 @@ def summary(path):
     )
 
 
+HESSIAN = "--hessian-metric" in sys.argv
+if HESSIAN:
+    sys.argv.remove("--hessian-metric")
 if sys.argv[1] == "--summary":
     summary(sys.argv[2])
     sys.exit(0)
@@ -167,12 +170,57 @@ kern = NUTS(
     max_tree_depth=maxdepth,
     dense_mass=False,
 )
-mcmc = MCMC(kern, num_warmup=n_warm, num_samples=n_samp, progress_bar=False)
 t0, c0 = time.perf_counter(), time.process_time()
-mcmc.run(
-    jax.random.PRNGKey(seed),
-    extra_fields=("potential_energy", "num_steps", "diverging"),
-)
+if HESSIAN:
+    # Phase 1: diagonal-metric warm-up only (N_WARMUP draws) to reach the
+    # typical set.  Phase 2: a dense metric from the curvature there, the
+    # inverse of the potential's Hessian at the last warm-up state (its
+    # eigenvalues floored at 1e-6 of the largest, negatives flipped, so it
+    # is positive definite), kept fixed; the step size is adapted in another
+    # N_WARMUP // 2 draws, then N_DRAWS are kept.
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import initialize_model
+
+    warm = MCMC(kern, num_warmup=n_warm, num_samples=1, progress_bar=False)
+    warm.run(jax.random.PRNGKey(seed))
+    z_last = warm.last_state.z
+    info = initialize_model(jax.random.PRNGKey(seed), model)
+    flat, unravel = ravel_pytree(z_last)
+
+    def pot(f):
+        return info.potential_fn(unravel(f))
+
+    hvp = jax.jit(lambda v: jax.jvp(jax.grad(pot), (flat,), (v,))[1])
+    eye = jnp.eye(flat.size)
+    H = np.stack([np.asarray(hvp(eye[i])) for i in range(flat.size)])
+    H = 0.5 * (H + H.T)
+    ev, evec = np.linalg.eigh(H)
+    print(
+        "Hessian eigenvalues: min", ev.min(), "max", ev.max(),
+        "negative", int((ev < 0).sum()), "of", ev.size, flush=True,
+    )
+    ev = np.maximum(np.abs(ev), 1e-6 * np.abs(ev).max())
+    minv = (evec / ev) @ evec.T
+    print("Hessian phase wall s", time.perf_counter() - t0, flush=True)
+    kern = NUTS(
+        model,
+        inverse_mass_matrix=jnp.asarray(minv),
+        dense_mass=True,
+        adapt_mass_matrix=False,
+        max_tree_depth=maxdepth,
+    )
+    mcmc = MCMC(kern, num_warmup=max(1, n_warm // 2), num_samples=n_samp, progress_bar=False)
+    mcmc.run(
+        jax.random.PRNGKey(seed + 1),
+        init_params=z_last,
+        extra_fields=("potential_energy", "num_steps", "diverging"),
+    )
+else:
+    mcmc = MCMC(kern, num_warmup=n_warm, num_samples=n_samp, progress_bar=False)
+    mcmc.run(
+        jax.random.PRNGKey(seed),
+        extra_fields=("potential_energy", "num_steps", "diverging"),
+    )
 ex = mcmc.get_extra_fields()
 s = mcmc.get_samples()
 # JAX dispatches asynchronously: wait for the draws before reading the clocks
