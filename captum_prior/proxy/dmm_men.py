@@ -188,7 +188,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
       coefficients.  At the paper's size it mixed no better per CPU second
       than this Gibbs sampler: every draw hit the maximum tree depth (255
       leapfrog steps), and the log-posterior ESS was about 10 from 300
-      draws (``benchmarks/results/dmm_men_nuts_probe.md``).
+      draws (``benchmarks/results/dmm_men_nuts_probe.md``); a dense metric from
+      the posterior's Hessian did worse (ESS ~2), as a fifth of its
+      eigenvalues are negative at a typical point.
     - **Not a remedy: a sparse concentration or a smaller truncation.**
       With ``e=1, f=200`` (alpha of prior mean 0.005) all six components
       stay filled with hundreds of images each, so the overlap is not an
