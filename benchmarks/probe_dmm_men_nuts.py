@@ -18,7 +18,12 @@ centred intercepts; NUTS with a diagonal metric adapted in warm-up.
 Usage::
 
     /tmp/jaxenv/bin/python benchmarks/probe_dmm_men_nuts.py N_WARMUP N_DRAWS SEED MAX_TREE_DEPTH [PROBLEM.npz] [OUT.npz]
+    /tmp/jaxenv/bin/python benchmarks/probe_dmm_men_nuts.py --hessian-metric N_WARMUP N_DRAWS SEED MAX_TREE_DEPTH [PROBLEM.npz] [OUT.npz]
     /tmp/jaxenv/bin/python benchmarks/probe_dmm_men_nuts.py --summary OUT.npz
+
+``--hessian-metric``: after the diagonal warm-up, a fixed dense metric, the
+inverse of the potential's Hessian at the last warm-up state (made positive
+definite), with N_WARMUP // 2 more draws to adapt the step size.
 
 The second form prints the single-chain bulk ESS (ArviZ) of the potential
 energy, the mixture log-likelihood and the population map's top-20 entries
