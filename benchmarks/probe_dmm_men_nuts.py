@@ -176,6 +176,7 @@ kern = NUTS(
     dense_mass=False,
 )
 t0, c0 = time.perf_counter(), time.process_time()
+run_key, run_init, run_warm = seed, None, n_warm
 if HESSIAN:
     # Phase 1: diagonal-metric warm-up only (N_WARMUP draws) to reach the
     # typical set.  Phase 2: a dense metric from the curvature there, the
@@ -214,18 +215,13 @@ if HESSIAN:
         adapt_mass_matrix=False,
         max_tree_depth=maxdepth,
     )
-    mcmc = MCMC(kern, num_warmup=max(1, n_warm // 2), num_samples=n_samp, progress_bar=False)
-    mcmc.run(
-        jax.random.PRNGKey(seed + 1),
-        init_params=z_last,
-        extra_fields=("potential_energy", "num_steps", "diverging"),
-    )
-else:
-    mcmc = MCMC(kern, num_warmup=n_warm, num_samples=n_samp, progress_bar=False)
-    mcmc.run(
-        jax.random.PRNGKey(seed),
-        extra_fields=("potential_energy", "num_steps", "diverging"),
-    )
+    run_key, run_init, run_warm = seed + 1, z_last, max(1, n_warm // 2)
+mcmc = MCMC(kern, num_warmup=run_warm, num_samples=n_samp, progress_bar=False)
+mcmc.run(
+    jax.random.PRNGKey(run_key),
+    init_params=run_init,
+    extra_fields=("potential_energy", "num_steps", "diverging"),
+)
 ex = mcmc.get_extra_fields()
 s = mcmc.get_samples()
 # JAX dispatches asynchronously: wait for the draws before reading the clocks
