@@ -7,6 +7,7 @@ re-exported here because it is the comparator of the metrics issue.
 from captum_prior.attr.bay_lime import BayLime
 from captum_prior.metrics.insertion_deletion import diff_id, insertion_deletion
 from captum_prior.metrics.keep_remove import keep_remove
+from captum_prior.metrics.road import road
 from captum_prior.metrics.sensitivity_n import sensitivity_n
 
-__all__ = ["BayLime", "diff_id", "insertion_deletion", "keep_remove", "sensitivity_n"]
+__all__ = ["BayLime", "diff_id", "insertion_deletion", "keep_remove", "road", "sensitivity_n"]
