@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from captum_prior.metrics import keep_remove
-from captum_prior.metrics._masking import inpaint_telea, telea_available
+from captum_prior.metrics._masking import inpaint_telea
 from captum_prior.metrics.keep_remove import _intlogspace
 from captum_prior.models import FashionCNN
 
@@ -155,19 +155,19 @@ def test_subset_of_metrics_and_shared_channel_map(linear_images):
     torch.testing.assert_close(only.RPM, full.RPM)
 
 
-def test_default_masker_never_falls_back_without_opencv(linear_images, monkeypatch):
-    import sys
-
-    kr = sys.modules["captum_prior.metrics.keep_remove"]
+def test_default_call_uses_telea_inpainting(linear_images):
+    """``keep_remove(model, x, attributions)`` with every default runs the
+    papers' protocol: OpenCV is a dependency, so Telea needs no extra."""
     model, x, _, attr = linear_images
-    monkeypatch.setattr(kr, "telea_available", lambda: False)
-    for kw in ({}, {"masker": "auto"}, {"masker": "inpaint_telea"}):
-        with pytest.raises(ValueError, match="masker.*opencv-python-headless"):
-            keep_remove(model, x, attr, metrics=["KPM"], **kw)
-    assert keep_remove(model, x, attr, metrics=["KPM"], masker="mean").masker == "mean"
+    res = keep_remove(model, x, attr)
+    assert res.masker == "inpaint_telea" and res.protocol == "image"
+    assert all(torch.isfinite(getattr(res, m)).all() for m in NAMES)
+    assert keep_remove(model, x, attr, metrics=["KPM"], masker="auto").masker == "inpaint_telea"
+    # Telea fills differ from the mean colour, so the numbers differ too
+    mean = keep_remove(model, x, attr, metrics=["KPM"], masker="mean")
+    assert mean.masker == "mean" and not torch.allclose(mean.KPM, res.KPM)
 
 
-@pytest.mark.skipif(not telea_available(), reason="optional OpenCV not installed")
 def test_telea_inpainting_masker(linear_images):
     model, x, _, attr = linear_images
     masked = torch.zeros(2, 1, 8, 8, dtype=torch.bool)

@@ -21,7 +21,7 @@ from captum_prior._batching import forward_rows
 from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
 from captum_prior._image import gaussian_blur
 from captum_prior._validation import check_choice, check_float, check_int
-from captum_prior.metrics._masking import inpaint_telea, telea_available
+from captum_prior.metrics._masking import inpaint_telea
 from captum_prior.metrics._perturbation import (
     UnitLayout,
     broadcast_fill,
@@ -124,10 +124,9 @@ def keep_remove(
     ``masker``: OpenCV Telea inpainting with radius 3 (``"inpaint_telea"``;
     a fully masked image becomes its per-channel mean colour), the per-channel
     ``"mean"`` colour, a ``"blur"`` of the image, ``"zero"``, a number or a
-    tensor.  The default, Telea (the authors' choice), needs the optional
-    OpenCV; without it the call raises a ``ValueError`` naming the package
-    rather than silently switching to another masker, whose numbers could
-    not be compared (``"auto"`` is an alias of ``"inpaint_telea"``).
+    tensor.  The default, Telea (the authors' choice), uses OpenCV
+    (``opencv-python-headless``, a dependency of the package); ``"auto"`` is
+    an alias of ``"inpaint_telea"``.
     ``result.masker`` records the masker used.  Each step flips
     ``max(1, int(percent * U))`` pixels of ``U``; the recorded value is the
     ``score`` (default the maximum logit over all classes, as the authors'
@@ -176,7 +175,7 @@ def keep_remove(
                     (image when every input is ``N x C x H x W``).
                     Default: ``"auto"``
         masker (str, number or Tensor, optional): image protocol only.
-                    Default: ``"inpaint_telea"`` (needs OpenCV)
+                    Default: ``"inpaint_telea"``
         percent (float, optional): image protocol: fraction of pixels per
                     step, in ``(0, 1]``. Default: 0.01
         score (str, optional): ``"max_logit"``, ``"logit"`` (target output) or
@@ -300,14 +299,6 @@ def _image_protocol(
         if masker == "auto":  # alias; never depends on what is installed
             masker = "inpaint_telea"
         if masker == "inpaint_telea":
-            if not telea_available():
-                raise ValueError(
-                    "masker='inpaint_telea' (the default: the papers' Telea "
-                    "inpainting) needs OpenCV, which is not installed: pip install "
-                    "opencv-python-headless (the [telea] extra), or choose another "
-                    "masker explicitly (masker='mean', 'blur' or 'zero'); results "
-                    "with different maskers are not comparable"
-                )
             if len(inputs_t) != 1:
                 raise ValueError("masker='inpaint_telea' supports a single image input tensor")
     masker_name = masker if isinstance(masker, str) else "value"
