@@ -383,7 +383,8 @@ def merge(args) -> None:
               "better; deletion: lower is better; ins-del: higher is better.", "",
               "Masker: every merged row used the same keep/remove protocol, `"
               + str(parts[next(iter(parts))]["settings"].get("keep_remove")) + "` (`--masker`; the authors' "
-              "Telea inpainting needs OpenCV, which is not installed here, so no row uses it). "
+              "masker is inpaint_telea; benchmarks/bench_keep_remove_maskers.py puts Telea and mean side "
+              "by side on the same attributions). "
               "Not merged (run with another metric protocol): "
               + ("; ".join(f"{n}: {v}" for n, v in excluded.items()) or "none") + ".", "",
               "Mean [95 % BCa bootstrap CI over images] (`captum_prior.metrics.stats`); n = images "
@@ -425,9 +426,9 @@ def main() -> None:
     p.add_argument("--dl-refs", type=int, default=None, help="DeepLiftShap references")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--masker", default="mean",
-                   help="keep/remove masker for every method (default mean; the authors' inpaint_telea needs "
-                   "OpenCV); only runs with one masker are merged")
+    p.add_argument("--masker", default="inpaint_telea",
+                   help="keep/remove masker for every method (default: the authors' inpaint_telea); only "
+                   "runs with one masker are merged")
     p.add_argument("--resume", action="store_true",
                    help="continue each method's per-method JSON (same settings) from its last finished image")
     p.add_argument("--merge", action="store_true", help="combine per-method results into the tables")

@@ -33,6 +33,7 @@ from captum_prior.attr import (
     ValidPathGradients,
 )
 from captum_prior.metrics import diff_id, insertion_deletion, keep_remove, sensitivity_n
+from captum_prior.metrics.road import road
 from captum_prior.models import FashionCNN
 from captum_prior.priors import BGMMPrior, MaskPrior, MGMPrior
 from captum_prior.proxy import DMMMEN, JointGaussianMixture
@@ -123,6 +124,11 @@ def run_keep_remove(model, x, **kw):
                        score="logit", **kw)
 
 
+def run_road(model, x, **kw):  # ROAD (issue 26)
+    return road(model, x, attr_of(x), target=kw.pop("target", 1), fractions=(0.25, 0.5),
+                generator=torch.Generator().manual_seed(0), **kw)
+
+
 def run_sens_n(model, x, **kw):
     return sensitivity_n(model, x, attr_of(x), target=kw.pop("target", 1), fractions=(0.5,), n_subsets=3,
                          random_state=0, **kw)
@@ -153,6 +159,7 @@ MODEL_RUNNERS: Dict[str, Callable] = {
     "insertion_deletion": run_ins_del,
     "diff_id": run_diff_id,
     "keep_remove": run_keep_remove,
+    "road": run_road,
     "sensitivity_n": run_sens_n,
     "MGMPrior": run_mgm,
     "BGMMPrior": run_bgmm,
@@ -357,6 +364,10 @@ def test_missing_channel_blames_the_inputs_not_the_baselines():
         (lambda: keep_remove(cnn(), images(), images(), target=1, masker="telea"), ValueError, "masker"),
         (lambda: keep_remove(cnn(), images(), images(), target=1, masker="mean", metrics=["KPX"]), ValueError, "metrics"),
         (lambda: keep_remove(cnn(), images(), images(), target=1, masker="mean", percent=0), ValueError, "percent"),
+        (lambda: road(cnn(), images(), images(), target=1, fractions=(1.0,)), ValueError, "fractions"),
+        (lambda: road(cnn(), images(), images(), target=1, order="all"), ValueError, "order"),
+        (lambda: road(cnn(), images(), images(), target=1, noise=-1.0), ValueError, "noise"),
+        (lambda: road(cnn(), images(), images(), target=(1, 0)), ValueError, "target"),
         (lambda: sensitivity_n(cnn(), images(), images(), target=1, fractions=(1.5,)), ValueError, "fractions"),
         (lambda: sensitivity_n(cnn(), images(), images(), target=1, sampling="random"), ValueError, "sampling"),
         (lambda: diff_id(cnn(), images(), images(), target=1, ratios=(0.0,)), ValueError, "ratios"),
