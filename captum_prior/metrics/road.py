@@ -26,7 +26,7 @@ from captum_prior.metrics._perturbation import (
 
 ORDERS = ("morf", "lerf")
 
-#: The removal fractions of the authors' experiments.
+#: The removal fractions of the authors' experiments (their released configurations).
 PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 
 
@@ -153,9 +153,10 @@ def road(
     - ties in the attribution are broken by pixel order (deterministic),
       where the authors add a small random jitter to the map;
     - imputation and noise act on the inputs as the model receives them; the
-      authors impute ``[0, 1]`` pixels before normalising, so for a model
-      that normalises outside ``forward_func`` pass ``noise = 0.01 / std``
-      to reproduce their noise level;
+      authors impute ``[0, 1]`` pixels before normalising.  The weighted mean
+      commutes with a per-channel ``(x - mean) / std``, so only the noise
+      scale differs: for normalised inputs pass ``noise = 0.01 / std`` to
+      reproduce their noise level;
     - LeRF at fraction :math:`p` removes the :math:`p` least relevant
       pixels, so both curves share one x-axis (the authors' code keeps the
       :math:`p` most relevant pixels instead, i.e. our :math:`1 - p`);
@@ -167,67 +168,74 @@ def road(
       together; a tensor whose every pixel is removed has no neighbour to
       impute from and becomes zero plus the noise.
 
-    Args:
-        forward_func (Callable): the model, returning ``N x C`` class scores
-                    (logits; a softmax is taken for the probability).
-        inputs (Tensor or tuple of Tensor): ``N x C x H x W`` images.
-        attributions (Tensor or tuple of Tensor): of the inputs' shape, or
-                    ``N x 1 x H x W`` (one map for all channels).
-        target (int, Tensor or list of int, optional): the class tracked per
-                    example; None takes the model's top class on the
-                    unperturbed inputs (one extra forward row per example).
-                    Default: None
-        additional_forward_args (Any, optional): passed to ``forward_func``
-                    after the inputs; per-example tensors are sliced per row.
-                    Default: None
-        fractions (sequence of float, optional): removal fractions in
-                    ``(0, 1)``. Default: the paper's 0.1, 0.2, 0.3, 0.4,
-                    0.5, 0.7, 0.9
-        order (str or sequence of str, optional): ``"morf"``, ``"lerf"`` or
-                    both. Default: both
-        noise (float, optional): standard deviation σ of the imputation
-                    noise, ``>= 0`` (0 gives the plain linear imputation).
-                    Default: 0.01
-        generator (torch.Generator or list of them, optional): source of the
-                    noise; one generator per example makes each example's
-                    result independent of the batch. Default: None (torch's
-                    global generator)
-        max_examples_per_batch (int, optional): imputed images per forward
-                    call; None sizes chunks from the model's activations.
-                    Default: None
-        show_progress (bool, optional): progress bar over rows.
-                    Default: False
+    Parameters
+    ----------
+    forward_func : Callable
+        The model, returning ``N x C`` class scores (logits; a softmax is
+        taken for the probability).
+    inputs : Tensor or tuple of Tensor
+        ``N x C x H x W`` images.
+    attributions : Tensor or tuple of Tensor
+        Of the inputs' shape, or ``N x 1 x H x W`` (one map for all channels).
+    target : int, Tensor or list of int, optional
+        The class tracked per example; None takes the model's top class on
+        the unperturbed inputs (one extra forward row per example).
+        Default: None
+    additional_forward_args : Any, optional
+        Passed to ``forward_func`` after the inputs; per-example tensors are
+        sliced per row. Default: None
+    fractions : sequence of float, optional
+        Removal fractions in ``(0, 1)``. Default: the authors' 0.1, 0.2, 0.3,
+        0.4, 0.5, 0.7, 0.9
+    order : str or sequence of str, optional
+        ``"morf"``, ``"lerf"`` or both. Default: both
+    noise : float, optional
+        Standard deviation σ of the imputation noise, ``>= 0`` (0 gives the
+        plain linear imputation). Default: 0.01
+    generator : torch.Generator or list of torch.Generator, optional
+        Source of the noise; one generator per example makes each example's
+        result independent of the rest of the batch. Default: None (torch's
+        global generator)
+    max_examples_per_batch : int, optional
+        Imputed images per forward call; None sizes chunks from the model's
+        activations. Default: None
+    show_progress : bool, optional
+        Progress bar over rows. Default: False
 
-    Returns:
-        RoadResult: per-example accuracy and probability curves
-        (``N x K``) for each order, their per-example means ``morf`` and
-        ``lerf`` over the fractions, the ``fractions`` and the ``target``
-        classes.
+    Returns
+    -------
+    RoadResult
+        Per-example accuracy and probability curves (``N x K``) for each
+        order, their per-example means ``morf`` and ``lerf`` over the
+        fractions, the ``fractions`` and the ``target`` classes.
 
-    Raises:
-        ValueError: inputs that are not ``N x C x H x W`` images, attributions
-            of another shape, fractions outside ``(0, 1)``, an unknown
-            ``order``, a negative ``noise``, a target with one entry per
-            output dimension, or a model that does not return ``N x C``
-            scores.
-        TypeError: inputs that are not floating-point tensors, or a target
-            or generator of the wrong type.
+    Raises
+    ------
+    ValueError
+        Inputs that are not ``N x C x H x W`` images, attributions of another
+        shape, fractions outside ``(0, 1)``, an unknown ``order``, a negative
+        ``noise``, a target with one entry per output dimension, a target out
+        of range, or a model that does not return ``N x C`` scores.
+    TypeError
+        Inputs that are not floating-point tensors, or a target, noise or
+        generator of the wrong type.
 
-    Notes:
-        Rows: ``N * (len(order) * K + [target is None])``. The imputation
-        costs one banded/sparse factorisation per chunk of rows; the forward
-        passes are the same as for any removal metric.
+    Notes
+    -----
+    Rows: ``N * (len(order) * K + [target is None])``.  The imputation costs
+    one banded or sparse factorisation per chunk of rows, shared by the
+    channels; the forward passes are those of any removal metric.
 
-    References:
-        Y. Rong, T. Leemann, V. Borisov, G. Kasneci, E. Kasneci, "A
-        Consistent and Efficient Evaluation Strategy for Attribution
-        Methods", ICML 2022.
+    References
+    ----------
+    Y. Rong, T. Leemann, V. Borisov, G. Kasneci, E. Kasneci, "A Consistent
+    and Efficient Evaluation Strategy for Attribution Methods", ICML 2022.
 
-    Examples::
-
-        >>> from captum_prior.metrics import road
-        >>> res = road(model, x, attributions, target=labels)
-        >>> res.morf_accuracy.mean(0), res.lerf_accuracy.mean(0)  # the paper's curves
+    Examples
+    --------
+    >>> from captum_prior.metrics import road
+    >>> res = road(model, x, attributions, target=labels)
+    >>> res.morf_accuracy.mean(0), res.lerf_accuracy.mean(0)  # the paper's curves
     """
     inputs_t, attrs, _ = format_inputs_attributions(inputs, attributions)
     layout = UnitLayout(inputs_t, "auto")
