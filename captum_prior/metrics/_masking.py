@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from scipy.linalg import solveh_banded
 from scipy.sparse.linalg import splu
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
 #: ROAD's neighbour weights: ``(dy, dx, weight)``; the four direct neighbours
@@ -80,9 +80,10 @@ def inpaint_telea(x: Tensor, masked: Tensor, radius: float = 3.0) -> Tensor:
 class LinearSystem(NamedTuple):
     """ROAD's imputation system of a batch of images (see :func:`linear_system`).
 
-    ``A = diag(diag) + offdiag`` with ``offdiag[rows[e], cols[e]] = values[e]``
-    (both triangles stored); ``b`` the ``M x C`` right-hand sides; ``flat`` the
-    flat ``R*H*W`` index of each of the ``M`` unknowns, in increasing order.
+    ``A = diag(diag) + U + Uᵀ`` with the strictly upper triangle
+    ``U[rows[e], cols[e]] = values[e]``; ``b`` the ``M x C`` right-hand
+    sides; ``flat`` the flat ``R*H*W`` index of each of the ``M`` unknowns,
+    in increasing order.
     """
 
     diag: np.ndarray
@@ -91,6 +92,10 @@ class LinearSystem(NamedTuple):
     values: np.ndarray
     b: np.ndarray
     flat: np.ndarray
+
+
+#: The neighbours after a pixel in row-major order (the upper triangle).
+_FORWARD = tuple(n for n in NEIGHBOUR_WEIGHTS if n[0] > 0 or (n[0] == 0 and n[1] > 0))
 
 
 def linear_system(removed: np.ndarray, images: np.ndarray) -> LinearSystem:
@@ -102,7 +107,8 @@ def linear_system(removed: np.ndarray, images: np.ndarray) -> LinearSystem:
     :data:`NEIGHBOUR_WEIGHTS`), i.e. each removed value is the weighted mean
     of its neighbours.  The matrix is symmetric, and positive definite as long
     as every image keeps at least one pixel; with the unknowns in row-major
-    order its bandwidth is at most ``W + 1``.
+    order its bandwidth is at most ``W + 1``.  Built with whole-array shifts
+    of the masks and images (no per-pixel loop).
 
     Args:
         removed (ndarray): ``R x H x W`` booleans, True where a pixel is removed.
@@ -114,34 +120,44 @@ def linear_system(removed: np.ndarray, images: np.ndarray) -> LinearSystem:
     m = flat.size
     var = np.full(r_ * h * w, -1, dtype=np.int64)
     var[flat] = np.arange(m)
-    rr, rem = np.divmod(flat, h * w)
-    yy, xx = np.divmod(rem, w)
-    # channel-last view so that the values of one pixel are one row
-    vals = np.ascontiguousarray(np.moveaxis(images, 1, -1)).reshape(r_ * h * w, c)
-    removed_flat = removed.reshape(-1)
-    diag = np.zeros(m)
-    b = np.zeros((m, c))
+    # right-hand side: the weighted sum of the kept neighbours (zero-padded shifts)
+    kept = np.pad(images * ~removed[:, None], ((0, 0), (0, 0), (1, 1), (1, 1)))
+    acc = np.zeros((r_, h, w, c))
+    acc_c = np.moveaxis(acc, -1, 1)  # a channel-first view of acc
+    inside = np.zeros((h + 2, w + 2))
+    inside[1:-1, 1:-1] = 1.0
+    diag_grid = np.zeros((h, w))
+    for dy, dx, wt in NEIGHBOUR_WEIGHTS:
+        acc_c += wt * kept[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+        diag_grid += wt * inside[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    b = acc.reshape(r_ * h * w, c)[flat]
+    diag = diag_grid.reshape(-1)[flat % (h * w)]
+    # upper triangle: pairs of removed pixels, neighbour after the pixel
+    rem_pad = np.pad(removed, ((0, 0), (1, 1), (1, 1)))
     rows: List[np.ndarray] = []
     cols: List[np.ndarray] = []
     data: List[np.ndarray] = []
-    for dy, dx, wt in NEIGHBOUR_WEIGHTS:
-        ny, nx = yy + dy, xx + dx
-        k = np.flatnonzero((ny >= 0) & (ny < h) & (nx >= 0) & (nx < w))
-        q = flat[k] + (dy * w + dx)  # flat index of the in-image neighbour
-        diag[k] += wt
-        unknown = removed_flat[q]
-        ku = k[unknown]
-        rows.append(ku)
-        cols.append(var[q[unknown]])
-        data.append(np.full(ku.size, -wt))
-        known = ~unknown
-        b[k[known]] += wt * vals[q[known]]  # k holds each unknown once per offset
+    for dy, dx, wt in _FORWARD:
+        p = np.flatnonzero(removed & rem_pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
+        rows.append(var[p])
+        cols.append(var[p + (dy * w + dx)])
+        data.append(np.full(p.size, -wt))
     return LinearSystem(diag, np.concatenate(rows), np.concatenate(cols), np.concatenate(data), b, flat)
 
 
 #: Widest band solved as a banded Cholesky system; wider ones use a sparse LU
 #: with a fill-reducing ordering.
 MAX_BANDWIDTH = 64
+
+_BLAS = None
+
+
+def _one_blas_thread():
+    """A context that runs BLAS/LAPACK on one thread (the library scan is done once)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def solve_system(system: LinearSystem) -> np.ndarray:
@@ -156,19 +172,17 @@ def solve_system(system: LinearSystem) -> np.ndarray:
     m = system.diag.size
     if m == 0:
         return np.zeros_like(system.b)
-    upper = system.cols > system.rows
-    r, c, v = system.rows[upper], system.cols[upper], system.values[upper]
+    r, c, v = system.rows, system.cols, system.values
     u = int((c - r).max()) if c.size else 0
     if u <= MAX_BANDWIDTH:
         ab = np.zeros((u + 1, m))
         ab[u] = system.diag
         ab[u + r - c, c] = v
-        with threadpool_limits(1, user_api="blas"):
+        with _one_blas_thread():
             return solveh_banded(ab, system.b, check_finite=False)
     idx = np.arange(m)
     a = sp.csc_matrix(
-        (np.concatenate([system.values, system.diag]),
-         (np.concatenate([system.rows, idx]), np.concatenate([system.cols, idx]))),
+        (np.concatenate([v, v, system.diag]), (np.concatenate([r, c, idx]), np.concatenate([c, r, idx]))),
         shape=(m, m),
     )
     return splu(a, permc_spec="MMD_AT_PLUS_A").solve(system.b)
@@ -216,7 +230,7 @@ def noisy_linear_imputation(
         raise ValueError("noisy linear imputation needs at least one kept pixel per image")
     x = images.detach().to("cpu", torch.float64).numpy()
     counts = rem.reshape(n_rows, -1).sum(1)
-    filled = np.array(x, copy=True)
+    filled = np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(n_rows * h * w, n_ch)  # pixel rows
     start = 0
     while start < n_rows:  # block-diagonal batches of bounded size
         stop, total = start, 0
@@ -224,14 +238,9 @@ def noisy_linear_imputation(
             total += counts[stop]
             stop += 1
         system = linear_system(rem[start:stop], x[start:stop])
-        sol = solve_system(system)  # M x C
-        flat = system.flat
-        rr, rest = np.divmod(flat, h * w)
-        yy, xx = np.divmod(rest, w)
-        block = filled[start:stop]
-        block[rr[:, None], np.arange(n_ch)[None, :], yy[:, None], xx[:, None]] = sol
+        filled[start * h * w + system.flat] = solve_system(system)  # M x C
         start = stop
-    result = torch.from_numpy(filled)
+    result = torch.from_numpy(filled.reshape(n_rows, h, w, n_ch)).permute(0, 3, 1, 2)
     if noise > 0:
         if generators is None:
             eps = torch.randn(result.shape, dtype=torch.float64)
@@ -241,4 +250,4 @@ def noisy_linear_imputation(
             )
         mask = torch.from_numpy(rem).unsqueeze(1)
         result = torch.where(mask, result + noise * eps, result)
-    return result.to(device=images.device, dtype=images.dtype)
+    return result.to(device=images.device, dtype=images.dtype).contiguous()
