@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -33,8 +32,8 @@ MAX_UNKNOWNS_PER_SOLVE = 1 << 17
 def inpaint_telea(x: Tensor, masked: Tensor, radius: float = 3.0) -> Tensor:
     """Fill the ``masked`` pixels of images with OpenCV's Telea inpainting.
 
-    As shap's ``Image("inpaint_telea")`` masker behind DeepPrior-EG's tables
-    (methods.md §1.5 b): each image is mapped to 8-bit (``0..255`` over its
+    As shap's ``Image("inpaint_telea")`` masker behind DeepPrior-EG's tables:
+    each image is mapped to 8-bit (``0..255`` over its
     own value range, since models here take ``[0, 1]`` or normalised pixels
     rather than raw bytes), inpainted with radius 3, mapped back; only masked
     pixels change.  A fully masked image becomes its per-channel mean colour.
@@ -44,6 +43,8 @@ def inpaint_telea(x: Tensor, masked: Tensor, radius: float = 3.0) -> Tensor:
         masked (Tensor): ``R x 1 x H x W`` (or ``R x H x W``) boolean masks.
         radius (float): inpainting radius in pixels. Default: 3.0
     """
+    import cv2  # a dependency; imported on first use (it adds ~0.15 s to importing the package)
+
     if masked.dim() == 4:
         masked = masked[:, 0]
     out = x.clone()
