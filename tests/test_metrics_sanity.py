@@ -190,3 +190,31 @@ def test_bad_input():
         model_randomization_test(Saliency, model, (x, x), y)
     m2 = copy.deepcopy(model)
     assert all(torch.equal(a, b) for a, b in zip(m2.state_dict().values(), model.state_dict().values()))
+
+
+def test_figure_layout(cnn_result):
+    from captum_prior.models.fashion_cnn import FASHION_CLASSES
+    from captum_prior.visualization import (
+        plot_model_randomization,
+        plot_similarity_curves,
+    )
+
+    _, _, res = cnn_result
+    fig = plot_model_randomization(res, n_examples=2, class_names=FASHION_CLASSES)
+    top, bottom = fig.subfigs
+    maps = [ax for ax in top.axes if ax.images]
+    # 2 examples x 3 methods rows, input + trained + 4 layers columns, plus the colour bar
+    assert len(maps) == 2 * 3 * 6
+    assert any("per map" in ax.get_ylabel() for ax in top.axes)
+    ylabels = [ax.get_ylabel() for ax in top.axes]
+    assert any(FASHION_CLASSES[int(res.target[0])] in t for t in ylabels)
+    assert len(bottom.axes) == len(res.measures)
+    for ax in top.axes:
+        for im in ax.images[1:] if ax.images else []:
+            assert im.norm.vmin == -1 and im.norm.vmax == 1
+    with pytest.raises(ValueError, match="mode"):
+        plot_model_randomization(res, mode="sideways")
+    fig = plot_similarity_curves(res.layers, {"IG": res.similarity["cascading"]["IG"]["ssim"]}, threshold=0.5)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["trained"] + res.layers
+    with pytest.raises(ValueError, match="steps"):
+        plot_similarity_curves(["a"], {"IG": np.zeros((2, 3))})
