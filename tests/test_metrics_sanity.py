@@ -119,6 +119,7 @@ def test_seeded_and_table(cnn_result):
     t = cnn_result[2].table()
     assert "up to conv1.0" in t and t.count("\n") == 1 + 3 * 4
     assert a.n_calls == {"Saliency": 5}
+    assert a.verdict["Saliency"]["status"] == "n too small"  # 4 examples < min_examples
     d = cnn_result[2].to_dict()
     assert d["verdict"]["edges"]["status"] == "fails" and d["n_examples"] == 12
 

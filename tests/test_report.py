@@ -134,7 +134,8 @@ def test_report_flags_model_independent_method_and_small_n(small):
     compare_runs(runs, d / "cmp", dataset=ds)
     page = (d / "cmp" / "report.html").read_text()
     assert "Too few examples to decide" in page and "6 paired" in page
-    assert "edges FAILS" in page
+    sanity = page[page.index("<h2>Sanity check"):page.index("<h2>Means and")]
+    assert "<td>edges</td><td>1.000 [1.000, 1.000] (n = 6)</td><td class='warn'>n too small" in sanity
     assert "n too small" in page
 
 

@@ -371,7 +371,7 @@ class ModelRandomizationResult:
                     the full cascade is above ``threshold`` (the maps stay
                     similar to those of the trained model), ``"passes"``
                     when the upper bound is below it, ``"inconclusive"``
-                    otherwise.
+                    otherwise, ``"n too small"`` below ``min_examples``.
         threshold (float): the similarity the verdict compares with.
         inputs (Tensor): the explained inputs (CPU), for the figure.
         target (Tensor or None): the explained targets.
@@ -534,6 +534,7 @@ def model_randomization_test(
     attribute_kwargs: Optional[Mapping[str, Any]] = None,
     threshold: float = 0.5,
     verdict_measure: str = "spearman_abs",
+    min_examples: int = 10,
     random_logit: bool = False,
     confidence: float = 0.95,
     n_resamples: int = 2000,
@@ -595,6 +596,10 @@ def model_randomization_test(
         The verdict's similarity threshold (see Returns). Default 0.5.
     verdict_measure : str, optional
         The measure the verdict reads. Default ``"spearman_abs"``.
+    min_examples : int, optional
+        With fewer examples the verdict is ``"n too small"`` whatever the
+        interval (a bootstrap interval of a handful of values is too narrow
+        to trust). Default 10.
     random_logit : bool, optional
         Also run :func:`random_logit_test` (its result in ``.random_logit``).
     confidence, n_resamples : optional
@@ -611,7 +616,8 @@ def model_randomization_test(
         ``verdict_measure`` after the full cascade (or after the last
         independent step when only that mode runs) is above ``threshold``,
         ``"passes"`` when the upper bound is below it, ``"inconclusive"``
-        when the interval contains it (too few examples to decide).
+        when the interval contains it (more examples needed), ``"n too small"``
+        below ``min_examples`` examples.
 
     Raises
     ------
@@ -675,8 +681,8 @@ def model_randomization_test(
     if verdict_measure not in measures_:
         raise ValueError(f"verdict_measure {verdict_measure!r} is not among the measures {measures_}")
     vmode = "cascading" if "cascading" in modes else "independent"
-    verdict = {k: _verdict(k, summ[vmode][k][verdict_measure][-1], verdict_measure, threshold, vmode, layers)
-               for k in methods}
+    verdict = {k: _verdict(k, summ[vmode][k][verdict_measure][-1], verdict_measure, threshold, vmode, layers,
+                           check_int(min_examples, "min_examples", 1)) for k in methods}
     rl = None
     if random_logit:
         rl = random_logit_test(methods, model, x, t, measures=measures_, attribute_kwargs=attribute_kwargs,
@@ -690,10 +696,14 @@ def model_randomization_test(
 
 
 def _verdict(method: str, final: Mapping[str, float], measure: str, threshold: float,
-             mode: str, layers: Sequence[str]) -> Dict[str, Any]:
+             mode: str, layers: Sequence[str], min_examples: int = 10) -> Dict[str, Any]:
     where = "every layer randomised" if mode == "cascading" else f"only {layers[-1]} randomised"
     ci = f"{final['mean']:.2f} [95 % CI {final['low']:.2f}, {final['high']:.2f}], n = {final['n']}"
-    if final["low"] > threshold:
+    if final["n"] < min_examples:
+        status = "n too small"
+        text = (f"{method}: too few examples to decide ({final['n']}, at least {min_examples} needed); "
+                f"with {where}, the {measure} similarity is {ci}.")
+    elif final["low"] > threshold:
         status = "fails"
         text = (f"{method} FAILS the randomisation check: with {where}, its maps keep a {measure} "
                 f"similarity of {ci} to the trained model's maps (above {threshold:g}); they do not "
