@@ -37,7 +37,8 @@ def _curve_figure(curves: Mapping[str, Mapping[str, np.ndarray]], metric: str, f
         mean = np.array([b["mean"] for b in bands])
         ax.plot(x, mean, label=run)
         ax.fill_between(x, [b["low"] for b in bands], [b["high"] for b in bands], alpha=0.25)
-    ax.set_xlabel("fraction of pixels " + ("inserted" if metric == "insertion" else "deleted"))
+    ax.set_xlabel("fraction of pixels " + ("inserted" if metric == "insertion" else
+                                           "deleted" if metric == "deletion" else "removed"))
     ax.set_ylabel("score of the target")
     ax.set_title(f"{metric} curves (mean, 95 % CI band)")
     ax.legend(fontsize=8)
@@ -367,11 +368,13 @@ def write_report(
         _agreement_html(agreement),
         _sanity_html(curves, settings),
     ]
-    for metric in ("insertion", "deletion"):
+    curve_metrics = ["insertion", "deletion"] + [m for m in result if m not in ("insertion", "deletion", "mprt")]
+    for metric in curve_metrics:  # every per-example curve the metric directories hold
         uri = _curve_figure(curves, metric, fractions)
         if uri:
-            parts.append(f"<h2>{metric} curves <small>({_direction(metric)})</small></h2>"
-                         f"<img alt='{metric} curves' src='{uri}'>")
+            d = _direction(metric)
+            parts.append(f"<h2>{html.escape(metric)} curves" + (f" <small>({d})</small>" if d else "")
+                         + f"</h2><img alt='{html.escape(metric)} curves' src='{uri}'>")
     parts.append("<h2>Means and paired differences</h2>")
     for metric, summary in result.items():
         parts.append(_table(metric, summary, reference))
