@@ -143,6 +143,13 @@ def test_mprt_needs_a_method_for_api_runs(small):
     d, model, ds = small
     with pytest.raises(ValueError, match="mprt_method"):
         evaluate_attributions(d / "ig", model, ds, d / "ev_x", metrics="mprt", progress=False)
+    from captum_prior.runner.store import ManifestMismatchError
+
+    evaluate_attributions(d / "ig", model, ds, d / "ev_y", metrics="mprt", mprt_method=Saliency, progress=False)
+    # resuming with another method is refused rather than mixed into the same directory
+    with pytest.raises(ManifestMismatchError):
+        evaluate_attributions(d / "ig", model, ds, d / "ev_y", metrics="mprt", mprt_method=_sobel,
+                              progress=False)
 
 
 def test_one_run_report(small):

@@ -206,6 +206,12 @@ def evaluate_attributions(
 
         if mprt_method is None:
             mprt_method = _mprt_method(amanifest, model, dataset)
+            identity["mprt_method"] = "rebuilt from the explain manifest"
+        else:  # a class or function by name, an instance by its class
+            m = mprt_method
+            by_name = isinstance(m, type) or (callable(m) and not hasattr(m, "attribute"))
+            identity["mprt_method"] = jsonable(m) if by_name else (
+                f"{type(m).__module__}.{type(m).__qualname__}")
         info["mprt_layers"] = list((metric_kwargs or {}).get("mprt", {}).get("layers") or randomizable_layers(model))
     store = ShardStore(out, "metrics", identity, n, int(amanifest["shard_size"]), info=info)
     store.check_directory()
