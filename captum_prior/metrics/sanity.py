@@ -709,8 +709,8 @@ def _verdict(method: str, final: Mapping[str, float], measure: str, threshold: f
     elif final["low"] > threshold:
         status = "fails"
         text = (f"{method} FAILS the randomisation check: with {where}, its maps keep a {measure} "
-                f"similarity of {ci} to the trained model's maps (above {threshold:g}); they do not "
-                "depend on what the model learned.")
+                f"similarity of {ci} to the trained model's maps (above {threshold:g}): by this measure "
+                "they do not depend on what the model learned.")
     elif final["high"] < threshold:
         status = "passes"
         text = (f"{method} passes: with {where}, the {measure} similarity to the trained model's "

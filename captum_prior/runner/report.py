@@ -91,7 +91,7 @@ def _grid_figure(dataset: Any, attr_dirs: Mapping[str, str], picks: Sequence[int
                  class_names: Optional[Sequence[str]] = None) -> str:
     """Input and maps of every run for ``picks``, on one diverging scale with
     one colour bar (the package's figure convention).  When the runs' maps
-    differ in magnitude by more than 10x (e.g. Saliency beside IG), each
+    differ in magnitude by more than 3x (e.g. Saliency beside IG), each
     run's maps are divided by that run's 99th percentile of ``|A|`` so that
     none is too faint to read; the colour bar says so."""
     from captum_prior.runner.explain import _load_batch
@@ -112,7 +112,7 @@ def _grid_figure(dataset: Any, attr_dirs: Mapping[str, str], picks: Sequence[int
     scale = {n: float(np.percentile(np.abs(m.sum(1).numpy() if m.dim() == 4 else m.numpy()), 99)) or 1.0
              for n, m in maps.items()}
     label = "attribution"
-    if max(scale.values()) > 10 * min(scale.values()):
+    if max(scale.values()) > 3 * min(scale.values()):
         maps = {n: m / scale[n] for n, m in maps.items()}
         label = "attribution / the run's 99th pct of |A|"
     rows = [f"#{i} {_class_label(int(t), class_names)}\ncos {s:.2f}" for i, t, s in zip(picks, targets, sims)]
@@ -286,6 +286,7 @@ def _agreement_html(agreement: Any) -> str:
 
 def _sanity_html(curves: Mapping[str, Mapping[str, np.ndarray]], settings: Sequence[Mapping[str, Any]],
                  threshold: float = 0.5) -> str:
+    from captum_prior.metrics.agreement import MIN_EXAMPLES
     from captum_prior.metrics.sanity import _verdict
     from captum_prior.metrics.stats import mean_ci
     from captum_prior.visualization import plot_similarity_curves
@@ -303,13 +304,15 @@ def _sanity_html(curves: Mapping[str, Mapping[str, np.ndarray]], settings: Seque
              "random, from the output layer down (cascading, Adebayo et al. 2018). The curve is the "
              "Spearman rank correlation of |map| with the trained model's map; a method that depends "
              "on what the model learned falls towards 0. A method fails when the lower 95 % bound "
-             f"with every layer randomised stays above {threshold:g}.</p>"]
+             f"with every layer randomised stays above {threshold:g}; below {MIN_EXAMPLES} examples no "
+             "verdict is given. The signed-map, SSIM and HOG similarities, independent randomisation "
+             "and the random-logit test are in captum_prior.metrics.sanity.model_randomization_test.</p>"]
     rows = ["<tr><th>run</th><th>similarity, all layers randomised [95 % CI]</th><th>verdict</th></tr>"]
     texts = []
     for run, c in have.items():
         ok = np.isfinite(c[:, -1])
         final = mean_ci(c[ok, -1])
-        v = _verdict(run, final, "spearman_abs", threshold, "cascading", layers)
+        v = _verdict(run, final, "spearman_abs", threshold, "cascading", layers, MIN_EXAMPLES)
         cls = {"fails": "bad", "passes": "ok"}.get(v["status"], "warn")
         rows.append(f"<tr><td>{esc(run)}</td><td>{final['mean']:.3f} [{final['low']:.3f}, "
                     f"{final['high']:.3f}] (n = {final['n']})</td><td class='{cls}'>{v['status']}</td></tr>")
