@@ -141,9 +141,16 @@ def test_stochastic_method_same_draws_per_model():
     def noisy(m, inputs, target=None):
         return Saliency(m).attribute(inputs, target=target) + torch.randn_like(inputs)
 
-    state = torch.random.get_rng_state()
+    state, np_state = torch.random.get_rng_state(), np.random.get_state()
     res = random_logit_test(noisy, model, x, y, seed=1)
-    assert torch.equal(state, torch.random.get_rng_state())  # global generator restored
+    assert torch.equal(state, torch.random.get_rng_state())  # global generators restored
+    assert np.array_equal(np_state[1], np.random.get_state()[1])
+
+    def numpy_noise(m, inputs, target=None):  # ignores the model; draws like GradientShap
+        return torch.from_numpy(np.random.rand(*inputs.shape)).float()
+
+    r = mprt_scores(numpy_noise, model, x, y, seed=1)
+    np.testing.assert_allclose(r["curve_mprt"].numpy(), 1.0, atol=1e-6)  # same draws for every model
     r0 = mprt_scores(noisy, model, x, y, layers=["fc"], seed=1)
     r1 = mprt_scores(noisy, model, x, y, layers=["fc"], seed=1)
     torch.testing.assert_close(r0["curve_mprt"], r1["curve_mprt"])

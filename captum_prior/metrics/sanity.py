@@ -279,11 +279,22 @@ def _bound(method: AttributionMethod, model: nn.Module, original: nn.Module) -> 
 
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Torch's global generator seeded for one call and restored after it, so
-    that a method drawing from it draws the same noise for every model."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+    """Torch's, NumPy's and Python's global generators seeded for one call and
+    restored after it, so that a method drawing from them (Captum's
+    GradientShap picks its baselines with ``np.random``) draws the same noise
+    for every model."""
+    import random
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 def _call(fn: Callable[..., Tensor], x: Tensor, target: Any, kwargs: Mapping[str, Any],
@@ -560,9 +571,9 @@ def model_randomization_test(
 
     Every model used is a deep copy of ``model``; ``model`` itself is never
     changed (parameters, buffers, mode, hooks), even if a call raises.
-    Stochastic methods get the same random draws for every model (torch's
-    global generator is seeded with ``seed`` around each call and restored
-    afterwards; a method whose ``attribute`` takes a ``generator`` gets a
+    Stochastic methods get the same random draws for every model (torch's,
+    NumPy's and Python's global generators are seeded with ``seed`` around
+    each call and restored afterwards; a method whose ``attribute`` takes a ``generator`` gets a
     fresh ``torch.Generator`` seeded with ``seed``), so the differences come
     from the weights alone.
 
