@@ -492,3 +492,192 @@ def image_grid(
 ) -> str:
     """Save :func:`plot_images` as a PNG and return its path."""
     return save_figure(plot_images(images, titles, ncols, suptitle), path, dpi)
+
+
+# ---------------------------------------------------------- sanity checks
+def _similarity_axes(ax, layers: Sequence[str], curves: Mapping[str, Any], measure: str,
+                     threshold: Optional[float], fontsize: float, confidence: float = 0.95) -> None:
+    """Mean similarity (with a bootstrap CI band) per method against the
+    randomisation step; step 0 is the trained model (similarity 1)."""
+    from captum_prior.metrics.stats import mean_ci
+
+    steps = np.arange(len(layers) + 1)
+    for label, c in curves.items():
+        a = _as_2d(c)
+        bands = [mean_ci(a[:, j], confidence, 500, 0, "percentile") for j in range(a.shape[1])]
+        mean = np.array([1.0] + [b["mean"] for b in bands])
+        (line,) = ax.plot(steps, mean, marker="o", ms=3, lw=1.8, label=str(label))
+        if a.shape[0] > 1:
+            ax.fill_between(steps, [1.0] + [b["low"] for b in bands], [1.0] + [b["high"] for b in bands],
+                            color=line.get_color(), alpha=0.15, lw=0)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.4", lw=1, ls="--", label=f"verdict threshold {threshold:g}")
+    ax.set_xticks(steps)
+    ax.set_xticklabels(["trained"] + list(layers), rotation=40, ha="right", fontsize=fontsize - 1)
+    ax.set_ylabel(f"{measure} similarity", fontsize=fontsize)
+    ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=fontsize - 1)
+    ax.legend(fontsize=fontsize - 1)
+
+
+def plot_similarity_curves(
+    layers: Sequence[str],
+    curves: Mapping[str, Any],
+    *,
+    measure: str = "spearman_abs",
+    threshold: Optional[float] = None,
+    title: Optional[str] = None,
+    xlabel: str = "cascading randomisation, output layer first",
+    panel_size: Tuple[float, float] = (5.2, 3.6),
+    fontsize: float = 9.0,
+):
+    r"""Similarity to the trained model's maps as layers are randomised.
+
+    Args:
+        layers (sequence of str): the randomised layers, in order (output
+                    layer first); the x axis is "trained" then one tick per
+                    layer.
+        curves (dict): method -> ``N x L`` similarities (``N`` examples);
+                    the mean is drawn with a 95 % bootstrap band.
+        measure (str, optional): the y label. Default: ``"spearman_abs"``
+        threshold (float, optional): a dashed line, e.g. the verdict's
+                    threshold. Default: None
+        title (str, optional): Default: None
+        xlabel (str, optional): Default: the cascading order
+        panel_size ((float, float), optional): inches.
+        fontsize (float, optional): Default: 9
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    if not curves:
+        raise ValueError("curves must hold at least one method")
+    for k, c in curves.items():
+        if _as_2d(c).shape[1] != len(layers):
+            raise ValueError(f"curves[{k!r}] has {_as_2d(c).shape[1]} steps but layers names {len(layers)}")
+    fig = _new_figure(panel_size)
+    ax = fig.subplots()
+    _similarity_axes(ax, layers, curves, measure, threshold, fontsize)
+    ax.set_xlabel(xlabel, fontsize=fontsize)
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 1)
+    return fig
+
+
+def plot_model_randomization(
+    result: Any,
+    *,
+    mode: str = "cascading",
+    n_examples: int = 3,
+    methods: Optional[Sequence[str]] = None,
+    measures: Optional[Sequence[str]] = None,
+    class_names: Optional[Sequence[str]] = None,
+    outlier_perc: float = 1.0,
+    panel_size: float = 1.35,
+    fontsize: float = 8.0,
+):
+    r"""A model-randomisation result in Adebayo et al.'s layout.
+
+    Top: one row per (example, method); the input, the trained model's map,
+    then the map after each randomisation step (cascading: every layer down
+    to the named one; independent: that layer alone).  Bottom: one panel per
+    similarity measure, the mean similarity per method against the step,
+    with a 95 % bootstrap band and the verdict's threshold.
+
+    The maps of different methods and of differently randomised models have
+    very different magnitudes, so each map is divided by its own
+    ``100 - outlier_perc`` percentile of ``|A|`` (as in the paper's figures)
+    and all are drawn on one symmetric diverging scale, [-1, 1], with one
+    colour bar; the colour bar's label says so.
+
+    Args:
+        result (ModelRandomizationResult): from
+                    :func:`captum_prior.metrics.sanity.model_randomization_test`.
+        mode (str, optional): ``"cascading"`` or ``"independent"``.
+                    Default: ``"cascading"``
+        n_examples (int, optional): the first examples shown. Default: 3
+        methods (sequence of str, optional): Default: all
+        measures (sequence of str, optional): similarity panels. Default:
+                    all the result's measures
+        class_names (sequence of str, optional): names of the target classes
+                    for the row labels. Default: class indices
+        outlier_perc (float, optional): Default: 1.0
+        panel_size (float, optional): inches per map. Default: 1.35
+        fontsize (float, optional): Default: 8
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    from matplotlib.colors import Normalize
+
+    if mode not in getattr(result, "attributions", {}):
+        raise ValueError(f"mode must be one of {list(getattr(result, 'attributions', {}))}, got {mode!r}")
+    if not 0.0 <= outlier_perc < 100.0:
+        raise ValueError(f"outlier_perc must be in [0, 100), got {outlier_perc}")
+    methods = list(methods) if methods is not None else list(result.attributions[mode])
+    for m in methods:
+        if m not in result.attributions[mode]:
+            raise ValueError(f"methods: {m!r} is not in the result ({list(result.attributions[mode])})")
+    measures = list(measures) if measures is not None else list(result.measures)
+    for m in measures:
+        if m not in result.measures:
+            raise ValueError(f"measures: {m!r} is not in the result ({result.measures})")
+    n = min(int(n_examples), int(result.inputs.shape[0]))
+    if n < 1:
+        raise ValueError(f"n_examples must be >= 1, got {n_examples}")
+    if result.attributions[mode][methods[0]].dim() not in (4, 5):
+        raise ValueError("plot_model_randomization draws image maps (N x C x H x W or N x H x W); "
+                         "use plot_similarity_curves for other maps")
+    layers = list(result.layers)
+    rows = n * len(methods)
+    cols = 2 + len(layers)
+    fig = _new_figure((panel_size * cols + 0.9, panel_size * rows + 3.6))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[panel_size * rows, 3.2])
+    axes = top.subplots(rows, cols, squeeze=False)
+    norm = Normalize(-1.0, 1.0)
+    last = None
+    prefix = "up to " if mode == "cascading" else "only "
+    for i in range(n):
+        t = int(result.target[i]) if result.target is not None else None
+        cname = (class_names[t] if class_names is not None and t is not None and t < len(class_names)
+                 else (f"class {t}" if t is not None else ""))
+        for k, meth in enumerate(methods):
+            r = i * len(methods) + k
+            img = result.inputs[i]
+            if img.dim() == 3 and img.shape[0] in (1, 3):
+                lo, hi = float(img.min()), float(img.max())
+                _show_image(axes[r, 0], (img - lo) / (hi - lo) if hi > lo else img * 0)
+            else:
+                axes[r, 0].axis("off")
+            axes[r, 0].set_ylabel(f"#{i} {cname}\n{meth}", fontsize=fontsize)
+            stack = result.attributions[mode][meth]
+            for j in range(len(layers) + 1):
+                m = _reduce(stack[j, i], "all")
+                lim = _limit([m], outlier_perc)
+                ax = axes[r, 1 + j]
+                last = ax.imshow(np.clip(m / lim, -1, 1), cmap=DIVERGING_CMAP, norm=norm)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title("trained" if j == 0 else prefix + layers[j - 1], fontsize=fontsize)
+            if r == 0:
+                axes[r, 0].set_title("input", fontsize=fontsize)
+    cb = top.colorbar(last, ax=axes[:, 1:].ravel().tolist(), shrink=0.8)
+    cb.set_label(f"attribution / its own {100 - outlier_perc:g}th pct of |A| (per map)", fontsize=fontsize)
+    cb.ax.tick_params(labelsize=fontsize - 1)
+    sax = bottom.subplots(1, len(measures), squeeze=False)[0]
+    for ax, meas in zip(sax, measures):
+        curves = {meth: result.similarity[mode][meth][meas] for meth in methods}
+        _similarity_axes(ax, layers, curves, meas, result.threshold if meas == "spearman_abs" else None,
+                         fontsize)
+        ax.set_title(meas, fontsize=fontsize + 1)
+        if ax is not sax[0] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    n_all = int(result.inputs.shape[0])
+    bottom.suptitle(f"{mode} randomisation: mean similarity to the trained model's maps over {n_all} "
+                    "examples (95 % bootstrap band)", fontsize=fontsize + 1)
+    return fig
+
+
+__all__ += ["plot_model_randomization", "plot_similarity_curves"]

@@ -33,11 +33,13 @@ from captum_prior.runner.store import (
 __all__ = ["METRICS", "evaluate_attributions", "load_metrics", "compare_runs", "summarize_run"]
 
 #: Metric names: RISE insertion/deletion AUC, the keep/remove family, Sensitivity-N
-#: (mean Pearson correlation over the default fractions).
-METRICS = ("deletion", "insertion", "KPM", "KNM", "KAM", "RPM", "RNM", "RAM", "sensitivity-n")
+#: (mean Pearson correlation over the default fractions), MPRT (mean Spearman
+#: similarity of |maps| over the cascading randomisation steps, lower is better).
+METRICS = ("deletion", "insertion", "KPM", "KNM", "KAM", "RPM", "RNM", "RAM", "sensitivity-n", "mprt")
 _KR = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 #: Whether larger is better, for the report.
 HIGHER_IS_BETTER = {"deletion": False, "insertion": True, "sensitivity-n": True, **{m: True for m in _KR}}
+HIGHER_IS_BETTER["mprt"] = False
 
 
 def _parse_metrics(metrics: Union[str, Sequence[str]]) -> List[str]:
@@ -53,7 +55,7 @@ def _parse_metrics(metrics: Union[str, Sequence[str]]) -> List[str]:
 
 def _score_batch(
     model: Any, x: Tensor, attrs: Tensor, target: Tensor, metrics: List[str],
-    kwargs: Mapping[str, Any], seed: int,
+    kwargs: Mapping[str, Any], seed: int, mprt: Any = None,
 ) -> Dict[str, Tensor]:
     from captum_prior.metrics import insertion_deletion, keep_remove, sensitivity_n
 
@@ -81,7 +83,48 @@ def _score_batch(
             **dict(kwargs.get("sensitivity_n", {})),
         )
         out["sensitivity-n"] = s.detach().cpu().double().nanmean(1)
+    if "mprt" in metrics:
+        from captum_prior.metrics.sanity import mprt_scores
+
+        kw = dict(kwargs.get("mprt", {}))
+        r = mprt_scores(mprt, model, x, target, kw.get("attribute_kwargs"), kw.get("layers"), seed)
+        out.update({k: v.cpu() for k, v in r.items()})
     return out
+
+
+class _Bound:
+    """An attribution object with fixed ``attribute`` arguments (deep-copied
+    onto each randomised model by ``model_randomization_test``)."""
+
+    def __init__(self, attribution: Any, kwargs: Mapping[str, Any]) -> None:
+        self.attribution, self.kwargs = attribution, dict(kwargs)
+        self.forward_func = getattr(attribution, "forward_func", None)
+
+    def attribute(self, inputs: Tensor, target: Any = None) -> Tensor:
+        return self.attribution.attribute(inputs, target=target, **self.kwargs)
+
+
+def _mprt_method(amanifest: Mapping[str, Any], model: Any, dataset: Any) -> Any:
+    """The explained method rebuilt from an attribution manifest written by
+    ``captum-prior explain`` (its ``--method`` name and arguments), with its
+    ``attribute`` arguments bound, for :func:`~captum_prior.metrics.sanity.mprt_scores`."""
+    from captum_prior.runner.specs import METHODS, build_method
+
+    ident = amanifest["identity"]
+    margs, akw = ident.get("method_args") or {}, ident.get("attribute_kwargs") or {}
+    name = margs.get("name", ident.get("method"))
+    if name not in METHODS:
+        raise ValueError(
+            f"metric 'mprt' re-runs the explained method, but {name!r} is not a --method name; "
+            "pass mprt_method= (a Captum-style class, instance, or f(model, inputs, target, **kw))"
+        )
+    attribution, kw, _ = build_method(
+        name, model, dataset, n_samples=akw.get("n_samples"), n_steps=akw.get("n_steps"),
+        n_references=int(margs.get("n_references", 100)), baseline=float(margs.get("baseline", 0.0)),
+        patch_size=int(margs.get("patch_size", 4)), seed=int(ident.get("seed", 0)),
+        internal_batch_size=akw.get("internal_batch_size"),
+    )
+    return _Bound(attribution, kw)
 
 
 def evaluate_attributions(
@@ -95,6 +138,7 @@ def evaluate_attributions(
     seed: int = 0,
     device: Union[None, str, torch.device] = None,
     progress: bool = True,
+    mprt_method: Any = None,
 ) -> str:
     r"""Compute metrics for every example of a finished attribution directory.
 
@@ -117,6 +161,13 @@ def evaluate_attributions(
         seed (int, optional): seed of the randomised metrics. Default: 0
         device (str, optional): as in ``attribute_dataset``. Default: None
         progress (bool, optional): tqdm bar on rank 0. Default: True
+        mprt_method (optional): for ``"mprt"``, the method to re-run on the
+                    randomised models (a Captum-style class, instance or
+                    callable, as in
+                    :func:`~captum_prior.metrics.sanity.model_randomization_test`);
+                    ``metric_kwargs["mprt"]`` may give ``"attribute_kwargs"``
+                    and ``"layers"``. Default: rebuilt from the ``explain``
+                    manifest's ``--method`` and arguments
 
     Returns:
         str: ``out``.
@@ -149,10 +200,20 @@ def evaluate_attributions(
         "model": model_fingerprint(model),
         "seed": int(seed),
     }
-    store = ShardStore(
-        out, "metrics", identity, n, int(amanifest["shard_size"]),
-        info={"attributions_dir": os.path.abspath(src), "method": amanifest["identity"].get("method")},
-    )
+    info = {"attributions_dir": os.path.abspath(src), "method": amanifest["identity"].get("method")}
+    if "mprt" in names:
+        from captum_prior.metrics.sanity import randomizable_layers
+
+        if mprt_method is None:
+            mprt_method = _mprt_method(amanifest, model, dataset)
+            identity["mprt_method"] = "rebuilt from the explain manifest"
+        else:  # a class or function by name, an instance by its class
+            m = mprt_method
+            by_name = isinstance(m, type) or (callable(m) and not hasattr(m, "attribute"))
+            identity["mprt_method"] = jsonable(m) if by_name else (
+                f"{type(m).__module__}.{type(m).__qualname__}")
+        info["mprt_layers"] = list((metric_kwargs or {}).get("mprt", {}).get("layers") or randomizable_layers(model))
+    store = ShardStore(out, "metrics", identity, n, int(amanifest["shard_size"]), info=info)
     store.check_directory()
     group = Group(dev)
     try:
@@ -164,7 +225,7 @@ def evaluate_attributions(
                 x, _ = _load_batch(dataset, idx)
                 res = _score_batch(
                     model, x.to(dev), stored.attributions.to(dev), stored.target.to(dev),
-                    names, metric_kwargs or {}, seed,
+                    names, metric_kwargs or {}, seed, mprt_method,
                 )
                 for key, v in res.items():
                     parts.setdefault(key, []).append(v)
@@ -296,13 +357,20 @@ def compare_runs(
         result[m] = summarize(per, reference=reference if len(runs) > 1 else None)
         better = "higher" if HIGHER_IS_BETTER.get(m, True) else "lower"
         md.append(f"## {m} ({better} is better)\n\n" + markdown_table(result[m], title="run") + "\n")
+    from captum_prior.runner.report import run_agreement
+
+    agreement = run_agreement(aligned, metric_names, HIGHER_IS_BETTER)
+    if agreement is not None:
+        md.append("## Agreement between metrics\n\n" + agreement.ranking_table() + "\n\n"
+                  + agreement.tau_table() + "\n\n" + "\n".join(f"- {t}" for t in agreement.disagreements))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "comparison.json"), "w") as fh:
-        json.dump({"reference": reference, "n_examples": int(common_idx.size), "metrics": result}, fh, indent=1)
+        json.dump({"reference": reference, "n_examples": int(common_idx.size), "metrics": result,
+                   "agreement": None if agreement is None else agreement.to_dict()}, fh, indent=1)
     with open(os.path.join(out, "comparison.md"), "w") as fh:
         fh.write("\n".join(md))
     write_report(
         os.path.join(out, "report.html"), result, curves, fractions, runs, common_idx,
-        dataset=dataset, reference=reference, n_disagree=n_disagree,
+        dataset=dataset, reference=reference, n_disagree=n_disagree, agreement=agreement,
     )
     return result
