@@ -5,9 +5,31 @@ re-exported here because it is the comparator of the metrics issue.
 """
 
 from captum_prior.attr.bay_lime import BayLime
+from captum_prior.metrics.agreement import AgreementResult, metric_agreement
 from captum_prior.metrics.insertion_deletion import diff_id, insertion_deletion
 from captum_prior.metrics.keep_remove import keep_remove
 from captum_prior.metrics.road import road
+from captum_prior.metrics.sanity import (
+    ModelRandomizationResult,
+    RandomLogitResult,
+    model_randomization_test,
+    random_logit_test,
+    similarity,
+)
 from captum_prior.metrics.sensitivity_n import sensitivity_n
 
-__all__ = ["BayLime", "diff_id", "insertion_deletion", "keep_remove", "road", "sensitivity_n"]
+__all__ = [
+    "AgreementResult",
+    "BayLime",
+    "ModelRandomizationResult",
+    "RandomLogitResult",
+    "diff_id",
+    "insertion_deletion",
+    "keep_remove",
+    "metric_agreement",
+    "model_randomization_test",
+    "random_logit_test",
+    "road",
+    "sensitivity_n",
+    "similarity",
+]
