@@ -162,6 +162,7 @@ def test_bad_input_one_line_exit_2(case, expect, tiny, tmp_path, capsys):
         (tmp_path / "o").write_text("x")
     elif case == "mismatching_manifest":
         assert main([str(a) for a in argv + ["--limit", "8"]]) == 0
+        capsys.readouterr()
         argv += ["--limit", "8", "--seed", "3"]
     elif case == "data_does_not_fit_model":
         for i in range(2):

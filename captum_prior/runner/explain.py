@@ -133,19 +133,70 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def default_chunk_rows(model: Callable, x: Tensor) -> int:
+    """Rows per model call that the package's default chunking
+    (:mod:`captum_prior._chunking`) gives ``model`` on rows like ``x[:1]``:
+    the activations of one forward pass of one row are measured and the
+    chunk is sized so that the largest one fits the budget."""
+    from captum_prior._chunking import MAX_ROWS, ActivationMeter, choose_chunk
+
+    meter = ActivationMeter()
+    meter.start()
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        meter.stop()
+    return choose_chunk(MAX_ROWS, meter.largest, meter.total, meter.device)
+
+
+def _chunks_itself(attribution: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether the method bounds its rows per model call by itself: this
+    package's methods (default chunking), or an explicit
+    ``internal_batch_size`` / ``perturbations_per_eval``."""
+    if not type(attribution).__module__.startswith("captum."):
+        return True
+    return any(kwargs.get(k) is not None for k in ("internal_batch_size", "perturbations_per_eval"))
+
+
 class _Attributor:
     """Calls ``attribution.attribute`` so that example ``i``'s draws depend
     only on ``(seed, i)``: batched for deterministic methods and for methods
     taking one generator per example, one example per call with a
-    per-example seed for the others."""
+    per-example seed for the others.
+
+    Captum's deterministic methods, which send every row of a call through
+    the model at once unless told otherwise, get the package's default
+    chunking (``auto_chunk``): the batch is cut into groups of at most
+    :func:`default_chunk_rows` examples, and a method with an
+    ``internal_batch_size`` (IntegratedGradients...) receives that many
+    rows per pass, so each model call has about the rows this package's
+    own methods would send."""
 
     def __init__(self, attribution: Any, kwargs: Mapping[str, Any], seed: int,
-                 randomness: str, want_delta: bool) -> None:
+                 randomness: str, want_delta: bool, auto_chunk: bool = True) -> None:
         self.attribution = attribution
         self.kwargs = dict(kwargs)
         self.seed = int(seed)
         self.randomness = randomness
         self.want_delta = want_delta
+        self.auto_chunk = auto_chunk and randomness == "none" and not _chunks_itself(attribution, kwargs)
+        self.takes_ibs = "internal_batch_size" in inspect.signature(attribution.attribute).parameters
+        self.chunk_rows: Optional[int] = None
+
+    def _chunked(self, x: Tensor, target: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        if self.chunk_rows is None:
+            self.chunk_rows = default_chunk_rows(self.attribution.forward_func, x)
+        c = self.chunk_rows
+        extra = {"internal_batch_size": c} if self.takes_ibs else {}
+        if x.shape[0] <= c:
+            return self._call(x, target, dict(extra, internal_batch_size=max(c, x.shape[0])) if extra else {})
+        attrs, deltas = [], []
+        for s in range(0, x.shape[0], c):
+            a, d = self._call(x[s : s + c], target[s : s + c], extra)
+            attrs.append(a)
+            deltas.append(d)
+        return torch.cat(attrs), (None if deltas[0] is None else torch.cat(deltas))
 
     def _call(self, x: Tensor, target: Tensor, extra: Dict[str, Any]) -> Tuple[Tensor, Optional[Tensor]]:
         kw = dict(self.kwargs, **extra)
@@ -165,7 +216,7 @@ class _Attributor:
 
     def __call__(self, x: Tensor, target: Tensor, index: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
         if self.randomness == "none":
-            return self._call(x, target, {})
+            return self._chunked(x, target) if self.auto_chunk else self._call(x, target, {})
         if self.randomness == "generators":
             gens = [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]
             return self._call(x, target, {"generator": gens})
@@ -285,6 +336,16 @@ def attribute_dataset(
     ``attribute_kwargs`` brings the batched calls to parity there and makes
     them 1.4-1.5x faster than per-example calls at ``n_samples`` 8-16
     (``runner_per_example_ibs64.md``).
+
+    **Chunking.** This package's methods bound the rows of each model call
+    by themselves. Captum's deterministic methods (IntegratedGradients,
+    Saliency, ...) would send all ``batch_size * n_steps`` rows of a call
+    through the model at once; unless ``attribute_kwargs`` sets
+    ``internal_batch_size``, the runner gives them the package's default
+    chunk (:func:`default_chunk_rows`, measured once on the first example):
+    groups of at most that many examples per call and that many rows per
+    pass. The chunk is not part of the call's identity (it changes the
+    results by float rounding only).
 
     **Several processes.** Under ``torchrun`` each rank takes every
     ``world_size``-th unfinished shard (gloo on CPU, NCCL on CUDA with one
@@ -420,7 +481,7 @@ def attribute_dataset(
 
         store.run(
             group, shard_tensors, progress=progress,
-            desc=f"explain rank 0/{group.world}" if group.world > 1 else "explain",
+            desc=f"explain {identity['method']}" + (f" rank 0/{group.world}" if group.world > 1 else ""),
         )
     finally:
         group.close()
