@@ -116,7 +116,8 @@ def demo(n_images: int = 4, n_samples: int = 64, out: Optional[str] = None, seed
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Every option's help ends with its default (unless the help names it)."""
+    """Every option's help ends with its default (unless the help names it),
+    or says that it is required."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -124,6 +125,8 @@ class _Formatter(argparse.HelpFormatter):
             return text
         if isinstance(action, (argparse._VersionAction, argparse._HelpAction)):
             return text
+        if action.required:
+            return text + " (required)"
         if action.default is None:
             return text + " (default: not set)"
         if action.default is False:
