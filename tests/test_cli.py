@@ -591,3 +591,42 @@ def test_help_shows_every_default_and_no_double_percent(capsys):
         main(["explain", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "CenterCrop" in out and "without torchvision" in out
+
+
+def test_captum_gradient_shap_in_explain_is_chunked_and_unchanged(tmp_path, capsys, monkeypatch):
+    """GradientShap (no internal_batch_size; one example per call) gets the
+    model run in chunks, with the draws and results of Captum's own call."""
+    import importlib
+    import random
+
+    import numpy as np
+    from captum.attr import GradientShap
+
+    from captum_prior._chunking import CPU_ACTIVATION_BUDGET
+    from captum_prior.runner import example_seed, load_attributions
+
+    (tmp_path / "chunkmodel2.py").write_text(CHUNK_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("chunkmodel2")
+    gen = torch.Generator().manual_seed(2)
+    x, refs = torch.rand(3, 3, 32, 32, generator=gen), torch.rand(10, 3, 32, 32, generator=gen)
+    np.savez(tmp_path / "d.npz", inputs=x.numpy())
+    np.savez(tmp_path / "r.npz", inputs=refs.numpy())
+    argv = ["explain", "--model", "chunkmodel2:factory", "--data", tmp_path / "d.npz", "--method",
+            "gradient-shap", "--references", tmp_path / "r.npz", "--n-references", "10",
+            "--n-samples", "100", "--out", tmp_path / "gs", "--no-progress"]
+    mod.ROWS.clear()
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    chunk = CPU_ACTIVATION_BUDGET // (64 * 32 * 32 * 4)
+    assert 100 > chunk and max(mod.ROWS) <= chunk, mod.ROWS
+    st = load_attributions(tmp_path / "gs")
+    model = mod.factory()
+    for i in range(3):
+        s = example_seed(0, i)
+        torch.manual_seed(s)
+        np.random.seed(s)
+        random.seed(s)
+        ref, delta = GradientShap(model).attribute(x[i : i + 1], refs, n_samples=100, target=st.target[i : i + 1],
+                                                   return_convergence_delta=True)
+        torch.testing.assert_close(st.attributions[i : i + 1], ref, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(st.delta[i], delta, rtol=1e-3, atol=1e-5)

@@ -150,6 +150,34 @@ def default_chunk_rows(model: Callable, x: Tensor) -> int:
     return choose_chunk(MAX_ROWS, meter.largest, meter.total, meter.device)
 
 
+class _ChunkedForward(nn.Module):
+    """``model`` run ``chunk`` rows at a time. Under autograd each chunk is
+    checkpointed (:func:`torch.utils.checkpoint.checkpoint`): only the
+    chunk's inputs are kept and its forward pass is recomputed in the
+    backward pass, so a Captum method that sends all its rows through the
+    model at once (GradientShap's ``n_samples`` per example) holds one
+    chunk's activations at a time, at the cost of a second forward pass per
+    chunk. Outputs equal the model's (to float rounding of batched kernels)."""
+
+    def __init__(self, model: Callable, chunk: int) -> None:
+        super().__init__()
+        self.model = model
+        self.chunk = int(chunk)
+
+    def forward(self, x: Tensor, *args: Any) -> Tensor:
+        n = x.shape[0]
+        if args or n <= self.chunk:
+            return self.model(x, *args)
+        from torch.utils.checkpoint import checkpoint
+
+        grad = torch.is_grad_enabled() and x.requires_grad
+        outs = []
+        for s in range(0, n, self.chunk):
+            part = x[s : s + self.chunk]
+            outs.append(checkpoint(self.model, part, use_reentrant=False) if grad else self.model(part))
+        return torch.cat(outs)
+
+
 def _chunks_itself(attribution: Any, kwargs: Mapping[str, Any]) -> bool:
     """Whether the method bounds its rows per model call by itself: this
     package's methods (default chunking), or an explicit
@@ -171,7 +199,10 @@ class _Attributor:
     :func:`default_chunk_rows` examples, and a method with an
     ``internal_batch_size`` (IntegratedGradients...) receives that many
     rows per pass, so each model call has about the rows this package's
-    own methods would send."""
+    own methods would send. Captum's randomised methods, called one example
+    at a time (GradientShap, whose ``n_samples`` rows go through the model
+    in one pass), get the model wrapped in :class:`_ChunkedForward` with
+    that chunk."""
 
     def __init__(self, attribution: Any, kwargs: Mapping[str, Any], seed: int,
                  randomness: str, want_delta: bool, auto_chunk: bool = True) -> None:
@@ -180,9 +211,23 @@ class _Attributor:
         self.seed = int(seed)
         self.randomness = randomness
         self.want_delta = want_delta
-        self.auto_chunk = auto_chunk and randomness == "none" and not _chunks_itself(attribution, kwargs)
+        unchunked = auto_chunk and not _chunks_itself(attribution, kwargs)
+        self.auto_chunk = unchunked and randomness == "none"
+        # Captum methods called one example at a time that send all its rows at once
+        self.wrap_model = unchunked and randomness != "none" and isinstance(attribution.forward_func, nn.Module)
         self.takes_ibs = "internal_batch_size" in inspect.signature(attribution.attribute).parameters
         self.chunk_rows: Optional[int] = None
+
+    def restore(self) -> None:
+        """Give the attribution its own model back (after the run)."""
+        f = self.attribution.forward_func
+        if isinstance(f, _ChunkedForward):
+            self.attribution.forward_func = f.model
+
+    def _wrap(self, x: Tensor) -> None:
+        if self.chunk_rows is None:
+            self.chunk_rows = default_chunk_rows(self.attribution.forward_func, x)
+            self.attribution.forward_func = _ChunkedForward(self.attribution.forward_func, self.chunk_rows)
 
     def _chunked(self, x: Tensor, target: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         if self.chunk_rows is None:
@@ -217,6 +262,8 @@ class _Attributor:
     def __call__(self, x: Tensor, target: Tensor, index: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
         if self.randomness == "none":
             return self._chunked(x, target) if self.auto_chunk else self._call(x, target, {})
+        if self.wrap_model:
+            self._wrap(x)
         if self.randomness == "generators":
             gens = [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]
             return self._call(x, target, {"generator": gens})
@@ -344,8 +391,11 @@ def attribute_dataset(
     ``internal_batch_size``, the runner gives them the package's default
     chunk (:func:`default_chunk_rows`, measured once on the first example):
     groups of at most that many examples per call and that many rows per
-    pass. The chunk is not part of the call's identity (it changes the
-    results by float rounding only).
+    pass; those called one example at a time (GradientShap, whose
+    ``n_samples`` rows of an example go through the model in one pass) get
+    the model run that many rows at a time, each chunk checkpointed so that
+    one chunk's activations are held at a time. The chunk is not part of the
+    call's identity (it changes the results by float rounding only).
 
     **Several processes.** Under ``torchrun`` each rank takes every
     ``world_size``-th unfinished shard (gloo on CPU, NCCL on CUDA with one
@@ -453,9 +503,9 @@ def attribute_dataset(
         info=dict(info or {}, input_shape=list(x0.shape), attribution_shape=list(x0.shape)),
     )
     store.check_directory()  # every rank: refuse a wrong directory before any work
+    runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
     group = Group(dev)
     try:
-        runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
 
         def shard_tensors(rows: List[int], advance: Callable[[int], Any]) -> Dict[str, Tensor]:
             parts: Dict[str, List[Tensor]] = {"target": [], "attributions": [], "delta": []}
@@ -484,5 +534,6 @@ def attribute_dataset(
             desc=f"explain {identity['method']}" + (f" rank 0/{group.world}" if group.world > 1 else ""),
         )
     finally:
+        runner.restore()
         group.close()
     return os.fspath(out)
