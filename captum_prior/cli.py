@@ -531,6 +531,8 @@ def _show_runner_warnings(prog: str) -> None:
             original(message, category, filename, lineno, file, line)
 
     warnings.simplefilter("always", RunnerWarning)
+    # Captum's gradient methods say this on every call; the CLI's inputs never need gradients
+    warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
     warnings.showwarning = show
 
 

@@ -229,18 +229,21 @@ class _Attributor:
             self.chunk_rows = default_chunk_rows(self.attribution.forward_func, x)
             self.attribution.forward_func = _ChunkedForward(self.attribution.forward_func, self.chunk_rows)
 
-    def _chunked(self, x: Tensor, target: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+    def _chunked(self, x: Tensor, target: Tensor, advance: Callable[[int], Any]) -> Tuple[Tensor, Optional[Tensor]]:
         if self.chunk_rows is None:
             self.chunk_rows = default_chunk_rows(self.attribution.forward_func, x)
         c = self.chunk_rows
         extra = {"internal_batch_size": c} if self.takes_ibs else {}
         if x.shape[0] <= c:
-            return self._call(x, target, dict(extra, internal_batch_size=max(c, x.shape[0])) if extra else {})
+            out = self._call(x, target, dict(extra, internal_batch_size=max(c, x.shape[0])) if extra else {})
+            advance(x.shape[0])
+            return out
         attrs, deltas = [], []
         for s in range(0, x.shape[0], c):
             a, d = self._call(x[s : s + c], target[s : s + c], extra)
             attrs.append(a)
             deltas.append(d)
+            advance(a.shape[0])
         return torch.cat(attrs), (None if deltas[0] is None else torch.cat(deltas))
 
     def _call(self, x: Tensor, target: Tensor, extra: Dict[str, Any]) -> Tuple[Tensor, Optional[Tensor]]:
@@ -259,14 +262,23 @@ class _Attributor:
             raise TypeError("the runner stores one attribution tensor per example; tuple inputs are not supported")
         return attr.detach(), delta
 
-    def __call__(self, x: Tensor, target: Tensor, index: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
-        if self.randomness == "none":
-            return self._chunked(x, target) if self.auto_chunk else self._call(x, target, {})
+    def __call__(
+        self, x: Tensor, target: Tensor, index: Sequence[int], advance: Callable[[int], Any] = lambda n: None,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attributions (and deltas) of the batch; ``advance(n)`` is called as
+        each group of ``n`` examples is finished (per example where the
+        method is called one example at a time)."""
+        if self.randomness == "none" and self.auto_chunk:
+            return self._chunked(x, target, advance)
+        if self.randomness in ("none", "generators"):
+            extra = {}
+            if self.randomness == "generators":
+                extra = {"generator": [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]}
+            out = self._call(x, target, extra)
+            advance(x.shape[0])
+            return out
         if self.wrap_model:
             self._wrap(x)
-        if self.randomness == "generators":
-            gens = [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]
-            return self._call(x, target, {"generator": gens})
         attrs, deltas = [], []
         for j, i in enumerate(index):
             s = example_seed(self.seed, i)
@@ -284,6 +296,7 @@ class _Attributor:
             a, d = self._call(x[j : j + 1], target[j : j + 1], extra)
             attrs.append(a)
             deltas.append(d)
+            advance(1)
         delta = None if deltas[0] is None else torch.cat(deltas)
         return torch.cat(attrs), delta
 
@@ -438,7 +451,9 @@ def attribute_dataset(
                     the dataset's class name
         info (dict, optional): extra descriptive fields for the manifest (not
                     compared). Default: None
-        progress (bool, optional): tqdm bar (examples/s, ETA) on rank 0.
+        progress (bool, optional): tqdm bar (examples/s, ETA) on rank 0, labelled
+                    with the method, moved as each group of examples (each
+                    example, for methods called one example at a time) is done.
                     Default: True
 
     Returns:
@@ -514,12 +529,11 @@ def attribute_dataset(
                 x, y = _load_batch(dataset, idx)
                 x = x.to(dev)
                 t = _targets(target, model, x, y)
-                a, d = runner(x, t.to(dev), idx)
+                a, d = runner(x, t.to(dev), idx, advance)
                 parts["attributions"].append(a.to("cpu", torch.float16 if float16 else torch.float32))
                 parts["target"].append(t.to("cpu", torch.long))
                 if d is not None:
                     parts["delta"].append(d)
-                advance(len(idx))
             tensors = {
                 "index": torch.tensor(rows, dtype=torch.long),
                 "target": torch.cat(parts["target"]),
