@@ -31,6 +31,9 @@ __all__ = [
     "has_labels",
     "RunnerWarning",
     "REFERENCE_METHODS",
+    "METHOD_BUILDERS",
+    "MethodContext",
+    "register_method",
 ]
 
 
