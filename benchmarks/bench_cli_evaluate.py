@@ -22,6 +22,10 @@ the timing on a quiet machine.
 Usage (the lead's timing run; a smoke test: ``--n-images 2 --steps 3 --repeats 1``)::
 
     python benchmarks/bench_cli_evaluate.py --repeats 3
+
+With evaluate's default curves (224 steps: 449 forward passes per photo and
+run, 26,940 in all) one repeat is two passes over 26,940 EfficientNet rows:
+about 10-20 minutes on 2 quiet cores.
 """
 
 from __future__ import annotations
@@ -121,9 +125,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from captum_prior import _chunking
     from captum_prior.models.efficientnet import load_efficientnet_lite0
     from captum_prior.runner.evaluate import forward_passes_per_example
+    from captum_prior.runner.explain import default_chunk_rows
 
     tmp = tempfile.mkdtemp(prefix="bench_cli_evaluate_")
     prep = prepare(tmp, args.n_images)
@@ -132,9 +136,10 @@ def main() -> None:
     n_rows = len(prep["runs"]) * args.n_images * per_ex
     model = load_efficientnet_lite0()
 
-    # warm-up evaluate: also tells the chunk the metric chooses
-    time_evaluate(prep["runs"], os.path.join(tmp, "ev_warm"), args.steps, not args.no_progress)
-    metric_chunk = int(_chunking.last_choice.get("chunk", 1))
+    # warm-up evaluate (one step per curve: first-call costs, imports), then the
+    # chunk the metrics choose (the package's default for this model and row)
+    time_evaluate(prep["runs"], os.path.join(tmp, "ev_warm"), 1, not args.no_progress)
+    metric_chunk = default_chunk_rows(model, prep["photos"][:1])
     per_row = best_chunk(model, prep["photos"], sorted({1, 2, 4, 8, 16, metric_chunk}))
     chunk = min(per_row, key=per_row.get)
 
