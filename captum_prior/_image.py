@@ -51,3 +51,48 @@ def resize(x: Tensor, size, mode: str = "bilinear") -> Tensor:
     if mode in ("bilinear", "bicubic"):
         return F.interpolate(x, size=size, mode=mode, align_corners=False)
     return F.interpolate(x, size=size, mode=mode)
+
+
+def resized_size(height: int, width: int, shorter: int) -> tuple:
+    """``(h, w)`` after scaling the shorter side to ``shorter`` pixels, the
+    longer side truncated as torchvision's ``Resize(int)`` does
+    (``int(shorter * long / short)``)."""
+    if height <= width:
+        return shorter, int(shorter * width / height)
+    return int(shorter * height / width), shorter
+
+
+def center_crop_box(height: int, width: int, crop_h: int, crop_w: int) -> tuple:
+    """``(top, left)`` of a ``crop_h x crop_w`` crop in the centre of an image,
+    rounded as torchvision's ``CenterCrop`` rounds (Python's ``round``, which
+    rounds halves to even)."""
+    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
+
+
+def resize_center_crop_pil(image, size: tuple, shorter: int | None = None):
+    """torchvision's evaluation transform ``Resize(shorter)`` then
+    ``CenterCrop(size)`` on a PIL image, with pillow alone.
+
+    The image is scaled (pillow's bilinear filter, which is antialiased, as
+    torchvision's ``Resize`` on PIL images) so that its shorter side has
+    ``shorter`` pixels (default: just enough for the crop to fit,
+    ``max(size)`` for a square crop), keeping the aspect ratio, then the
+    central ``size = (h, w)`` crop is taken. An image smaller than the crop
+    after scaling is scaled up so the crop fits.
+    """
+    from PIL import Image
+
+    crop_h, crop_w = int(size[0]), int(size[1])
+    w, h = image.size
+    if shorter is not None:
+        new_h, new_w = resized_size(h, w, int(shorter))
+    elif crop_h == crop_w:
+        new_h, new_w = resized_size(h, w, crop_h)
+    else:  # the smallest scale at which the crop fits inside the image
+        scale = max(crop_h / h, crop_w / w)
+        new_h, new_w = int(h * scale), int(w * scale)
+    new_h, new_w = max(new_h, crop_h), max(new_w, crop_w)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.BILINEAR)
+    top, left = center_crop_box(new_h, new_w, crop_h, crop_w)
+    return image.crop((left, top, left + crop_w, top + crop_h))

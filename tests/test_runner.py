@@ -155,7 +155,8 @@ def test_mismatching_manifest_is_refused(setup, tmp_path):
         _eg(setup, tmp_path / "a", seed=1)
     with pytest.raises(ManifestMismatchError, match="method"):
         attribute_dataset(Saliency(model), ds, tmp_path / "a", shard_size=8, progress=False)
-    with pytest.raises(ManifestMismatchError, match="n_samples|attribute_kwargs"):
+    # the field that differs is named by its path, with both values in full
+    with pytest.raises(ManifestMismatchError, match=r"attribute_kwargs\.n_samples: stored 3, asked 4\)"):
         attribute_dataset(
             ExpectedGradients(model), ds, tmp_path / "a", {"baselines": x[:6], "n_samples": 4},
             batch_size=5, shard_size=8, progress=False,
@@ -285,3 +286,36 @@ def test_evaluate_refuses_unfinished_or_wrong_dataset(setup, tmp_path):
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="not finished"):
         evaluate_attributions(tmp_path / "s", model, ds, tmp_path / "e")
+
+
+def test_forward_pass_count_matches_the_metrics(setup):
+    """The count printed before evaluate starts (and its progress bars' total)
+    is what the metrics send through the model."""
+    from captum_prior.runner.evaluate import (
+        _CountingModel,
+        _score_batch,
+        forward_passes_per_example,
+    )
+
+    model, ds, x = setup
+    xb = x[:3]
+    attrs = torch.randn(xb.shape, generator=torch.Generator().manual_seed(0))
+    target = model(xb).argmax(1)
+    cases = [
+        ("deletion,insertion", {}),
+        ("deletion,insertion", {"insertion_deletion": {"n_steps": 9}}),
+        ("insertion", {"insertion_deletion": {"n_steps": 5}}),
+        ("KAM,RAM", {"keep_remove": {"masker": "mean"}}),
+        ("KPM,RNM", {"keep_remove": {"masker": "mean", "percent": 0.05}}),
+        ("sensitivity-n", {"sensitivity_n": {"n_subsets": 4, "fractions": (0.2, 0.5)}}),
+    ]
+    for metrics, kw in cases:
+        seen = []
+        counted = _CountingModel(model, seen.append)
+        _score_batch(counted, xb, attrs, target, metrics.split(","), kw, 0)
+        low, high = forward_passes_per_example(metrics, xb.shape[1:], kw)
+        assert sum(seen) == counted.rows
+        assert 3 * low <= counted.rows <= 3 * high, (metrics, kw, low, high, counted.rows)
+        if metrics != "KPM,RNM":  # only curves of positive/negative units stop early
+            assert low == high and counted.rows == 3 * low, (metrics, kw, low, counted.rows)
+    assert forward_passes_per_example("deletion,insertion", (1, 28, 28))[0] == 2 * 28 + 1

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from captum_prior.runner._dist import Group, resolve_device
-from captum_prior.runner.explain import _load_batch, model_fingerprint
+from captum_prior.runner.explain import _load_batch, _split_item, model_fingerprint
 from captum_prior.runner.store import (
     ShardStore,
     iter_shards,
@@ -34,12 +34,19 @@ __all__ = ["METRICS", "evaluate_attributions", "load_metrics", "compare_runs", "
 
 #: Metric names: RISE insertion/deletion AUC, the keep/remove family, Sensitivity-N
 #: (mean Pearson correlation over the default fractions), MPRT (mean Spearman
-#: similarity of |maps| over the cascading randomisation steps, lower is better).
-METRICS = ("deletion", "insertion", "KPM", "KNM", "KAM", "RPM", "RNM", "RAM", "sensitivity-n", "mprt")
+#: similarity of |maps| over the cascading randomisation steps, lower is better),
+#: ROAD (mean target probability over the removal fractions after noisy linear
+#: imputation, most- and least-relevant first).
+METRICS = (
+    "deletion", "insertion", "KPM", "KNM", "KAM", "RPM", "RNM", "RAM", "sensitivity-n",
+    "road-morf", "road-lerf", "mprt",
+)
 _KR = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 #: Whether larger is better, for the report.
 HIGHER_IS_BETTER = {"deletion": False, "insertion": True, "sensitivity-n": True, **{m: True for m in _KR}}
 HIGHER_IS_BETTER["mprt"] = False
+HIGHER_IS_BETTER["road-morf"] = False
+HIGHER_IS_BETTER["road-lerf"] = True
 
 
 def _parse_metrics(metrics: Union[str, Sequence[str]]) -> List[str]:
@@ -51,6 +58,112 @@ def _parse_metrics(metrics: Union[str, Sequence[str]]) -> List[str]:
     if bad:
         raise ValueError(f"unknown metric {bad[0]!r}; choose from {', '.join(METRICS)}")
     return list(dict.fromkeys(names))
+
+
+def _units(shape: Sequence[int]) -> Tuple[int, bool]:
+    """(units, is_image) of one example of ``shape`` (pixels of C x H x W
+    images, every scalar otherwise), as the metrics count them."""
+    shape = tuple(int(v) for v in shape)
+    if len(shape) == 3:
+        return shape[1] * shape[2], True
+    return int(np.prod(shape)) if shape else 1, False
+
+
+def _rows_insertion_deletion(metrics: List[str], shape: Sequence[int], kw: Mapping[str, Any]) -> Tuple[int, int]:
+    want = [m for m in ("insertion", "deletion") if m in metrics]
+    if not want:
+        return 0, 0
+    units, image = _units(shape)
+    if kw.get("n_steps") is not None:
+        steps = min(int(kw["n_steps"]), units)
+    elif kw.get("pixels_per_step") is not None:
+        steps = -(-units // int(kw["pixels_per_step"]))
+    elif image:
+        steps = -(-units // int(shape[-1]))  # one image row per step (RISE)
+    else:
+        steps = min(units, 100)
+    rows = 2 * steps + 1 if len(want) == 2 else steps + 1
+    return rows, rows
+
+
+def _rows_keep_remove(metrics: List[str], shape: Sequence[int], kw: Mapping[str, Any]) -> Tuple[int, int]:
+    kr = [m for m in _KR if m in metrics]
+    if not kr:
+        return 0, 0
+    units, image = _units(shape)
+    starts = len({m[0] for m in kr})  # K... and R... share their start rows
+    if image and kw.get("protocol", "auto") != "tabular":
+        step = max(1, int(float(kw.get("percent", 0.01)) * units))
+        per = -(-units // step)
+        # curves stop at the last positive (negative) unit: |A| orders are exact
+        exact_part = sum(per for m in kr if m.endswith("AM"))
+        return starts + exact_part, starts + per * len(kr)
+    n_counts = int(kw.get("n_counts", 11))
+    return 0, 1 + n_counts * len(kr)
+
+
+def _rows_sensitivity_n(metrics: List[str], shape: Sequence[int], kw: Mapping[str, Any]) -> Tuple[int, int]:
+    if "sensitivity-n" not in metrics:
+        return 0, 0
+    from captum_prior.metrics.sensitivity_n import DEFAULT_FRACTIONS
+
+    rows = 1 + len(kw.get("fractions", DEFAULT_FRACTIONS)) * int(kw.get("n_subsets", 100))
+    return rows, rows
+
+
+def _rows_road(metrics: List[str], shape: Sequence[int], kw: Mapping[str, Any]) -> Tuple[int, int]:
+    orders = [m for m in ("road-morf", "road-lerf") if m in metrics]
+    if not orders:
+        return 0, 0
+    from captum_prior.metrics.road import PAPER_FRACTIONS
+
+    rows = len(orders) * len(kw.get("fractions", PAPER_FRACTIONS))
+    return rows, rows
+
+
+#: Forward passes per example of each metric family: ``f(metrics, example
+#: shape, that family's metric_kwargs) -> (at least, at most)``. A metric
+#: family added here is counted in the progress bar and the printed total.
+ROWS_PER_EXAMPLE: Dict[str, Callable[[List[str], Sequence[int], Mapping[str, Any]], Tuple[int, int]]] = {
+    "insertion_deletion": _rows_insertion_deletion,
+    "keep_remove": _rows_keep_remove,
+    "sensitivity_n": _rows_sensitivity_n,
+    "road": _rows_road,
+}
+
+
+def forward_passes_per_example(
+    metrics: Union[str, Sequence[str]], shape: Sequence[int],
+    metric_kwargs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> Tuple[int, int]:
+    """``(at least, at most)`` model evaluations (one perturbed copy of one
+    example each) that the metrics need per example of ``shape``. The two
+    differ only for the keep/remove metrics of positive or negative
+    attributions, whose curves stop at the last positive (negative) pixel."""
+    names = _parse_metrics(metrics)
+    kw = metric_kwargs or {}
+    low = high = 0
+    for family, f in ROWS_PER_EXAMPLE.items():
+        a, b = f(names, shape, kw.get(family, {}))
+        low, high = low + a, high + b
+    return low, high
+
+
+class _CountingModel:
+    """Calls the model and moves a progress bar by the rows of each call.
+    Error messages and model checks see the model (``__wrapped__``)."""
+
+    def __init__(self, model: Callable, advance: Callable[[int], Any]) -> None:
+        self.__wrapped__ = model
+        self.advance = advance
+        self.rows = 0
+
+    def __call__(self, x: Tensor, *args: Any) -> Any:
+        out = self.__wrapped__(x, *args)
+        n = int(x.shape[0])
+        self.rows += n
+        self.advance(n)
+        return out
 
 
 def _score_batch(
@@ -83,10 +196,21 @@ def _score_batch(
             **dict(kwargs.get("sensitivity_n", {})),
         )
         out["sensitivity-n"] = s.detach().cpu().double().nanmean(1)
+    orders = [m for m in ("road-morf", "road-lerf") if m in metrics]
+    if orders:
+        from captum_prior.metrics.road import road
+
+        r = road(
+            model, x, attrs, target=target, order=[m[5:] for m in orders],
+            generator=torch.Generator().manual_seed(int(seed)), **dict(kwargs.get("road", {})),
+        )
+        for m in orders:
+            out[m] = getattr(r, m[5:]).detach().cpu().double()
     if "mprt" in metrics:
         from captum_prior.metrics.sanity import mprt_scores
 
         kw = dict(kwargs.get("mprt", {}))
+        model = getattr(model, "__wrapped__", model)  # the module itself, not the progress counter
         r = mprt_scores(mprt, model, x, target, kw.get("attribute_kwargs"), kw.get("layers"), seed)
         out.update({k: v.cpu() for k, v in r.items()})
     return out
@@ -139,8 +263,17 @@ def evaluate_attributions(
     device: Union[None, str, torch.device] = None,
     progress: bool = True,
     mprt_method: Any = None,
+    name: Optional[str] = None,
 ) -> str:
     r"""Compute metrics for every example of a finished attribution directory.
+
+    The metrics perturb ``batch_size`` examples at a time and send the
+    perturbed copies of all of them through the model in chunks of the
+    package's default size (:mod:`captum_prior._chunking`; a metric's own
+    ``max_examples_per_batch`` in ``metric_kwargs`` overrides it). The
+    progress bar counts these forward passes (one perturbed copy each) and
+    is labelled with ``name``; its total is
+    :func:`forward_passes_per_example` summed over the examples.
 
     Args:
         attributions (str): a directory written by
@@ -157,7 +290,8 @@ def evaluate_attributions(
         metric_kwargs (dict, optional): extra arguments per metric function,
                     keyed ``"insertion_deletion"``, ``"keep_remove"`` (its
                     masker defaults to ``"mean"``, never the environment-
-                    dependent ``"auto"``) and ``"sensitivity_n"``. Default: None
+                    dependent ``"auto"``), ``"sensitivity_n"``, ``"road"`` and
+                    ``"mprt"``. Default: None
         seed (int, optional): seed of the randomised metrics. Default: 0
         device (str, optional): as in ``attribute_dataset``. Default: None
         progress (bool, optional): tqdm bar on rank 0. Default: True
@@ -168,6 +302,8 @@ def evaluate_attributions(
                     ``metric_kwargs["mprt"]`` may give ``"attribute_kwargs"``
                     and ``"layers"``. Default: rebuilt from the ``explain``
                     manifest's ``--method`` and arguments
+        name (str, optional): the run's name in the progress bar. Default:
+                    the attribution directory's method
 
     Returns:
         str: ``out``.
@@ -215,28 +351,34 @@ def evaluate_attributions(
         info["mprt_layers"] = list((metric_kwargs or {}).get("mprt", {}).get("layers") or randomizable_layers(model))
     store = ShardStore(out, "metrics", identity, n, int(amanifest["shard_size"]), info=info)
     store.check_directory()
+    shape = (amanifest.get("info") or {}).get("input_shape") or list(_split_item(dataset[0])[0].shape)
+    _, high = forward_passes_per_example(names, shape, metric_kwargs)
     group = Group(dev)
     try:
-        def shard_tensors(rows: List[int], advance: Callable[[int], Any]) -> Dict[str, Tensor]:
+        def shard_tensors(rows: List[int], advance: Any) -> Dict[str, Tensor]:
             parts: Dict[str, List[Tensor]] = {}
             for b in range(0, len(rows), batch_size):
                 idx = rows[b : b + batch_size]
                 stored = load_attributions(src, idx)
                 x, _ = _load_batch(dataset, idx)
+                counted = _CountingModel(model, advance)
                 res = _score_batch(
-                    model, x.to(dev), stored.attributions.to(dev), stored.target.to(dev),
+                    counted, x.to(dev), stored.attributions.to(dev), stored.target.to(dev),
                     names, metric_kwargs or {}, seed, mprt_method,
                 )
                 for key, v in res.items():
                     parts.setdefault(key, []).append(v)
-                advance(len(idx))
+                if hasattr(advance, "lower_total"):
+                    advance.lower_total(high * len(idx) - counted.rows)
             tensors = {"index": torch.tensor(rows, dtype=torch.long)}
             for key, vs in parts.items():
                 tensors[key] = vs[0] if key == "fractions" else torch.cat(vs)
             return tensors
 
-        store.run(group, shard_tensors, desc="evaluate", progress=progress,
-                  after_finalize=lambda: summarize_run(out))
+        label = name or amanifest["identity"].get("method") or os.path.basename(os.path.normpath(src))
+        store.run(group, shard_tensors, desc=f"evaluate {label}", progress=progress,
+                  after_finalize=lambda: summarize_run(out), total=lambda rows: high * len(rows),
+                  unit="pass")
     finally:
         group.close()
     return os.fspath(out)

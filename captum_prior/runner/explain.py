@@ -133,19 +133,118 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def default_chunk_rows(model: Callable, x: Tensor) -> int:
+    """Rows per model call that the package's default chunking
+    (:mod:`captum_prior._chunking`) gives ``model`` on rows like ``x[:1]``:
+    the activations of one forward pass of one row are measured and the
+    chunk is sized so that the largest one fits the budget."""
+    from captum_prior._chunking import MAX_ROWS, ActivationMeter, choose_chunk
+
+    meter = ActivationMeter()
+    meter.start()
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        meter.stop()
+    return choose_chunk(MAX_ROWS, meter.largest, meter.total, meter.device)
+
+
+class _ChunkedForward(nn.Module):
+    """``model`` run ``chunk`` rows at a time. Under autograd each chunk is
+    checkpointed (:func:`torch.utils.checkpoint.checkpoint`): only the
+    chunk's inputs are kept and its forward pass is recomputed in the
+    backward pass, so a Captum method that sends all its rows through the
+    model at once (GradientShap's ``n_samples`` per example) holds one
+    chunk's activations at a time, at the cost of a second forward pass per
+    chunk. Outputs equal the model's (to float rounding of batched kernels)."""
+
+    def __init__(self, model: Callable, chunk: int) -> None:
+        super().__init__()
+        self.model = model
+        self.chunk = int(chunk)
+
+    def forward(self, x: Tensor, *args: Any) -> Tensor:
+        n = x.shape[0]
+        if args or n <= self.chunk:
+            return self.model(x, *args)
+        from torch.utils.checkpoint import checkpoint
+
+        grad = torch.is_grad_enabled() and x.requires_grad
+        outs = []
+        for s in range(0, n, self.chunk):
+            part = x[s : s + self.chunk]
+            outs.append(checkpoint(self.model, part, use_reentrant=False) if grad else self.model(part))
+        return torch.cat(outs)
+
+
+def _chunks_itself(attribution: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether the method bounds its rows per model call by itself: this
+    package's methods (default chunking), or an explicit
+    ``internal_batch_size`` / ``perturbations_per_eval``."""
+    if not type(attribution).__module__.startswith("captum."):
+        return True
+    return any(kwargs.get(k) is not None for k in ("internal_batch_size", "perturbations_per_eval"))
+
+
 class _Attributor:
     """Calls ``attribution.attribute`` so that example ``i``'s draws depend
     only on ``(seed, i)``: batched for deterministic methods and for methods
     taking one generator per example, one example per call with a
-    per-example seed for the others."""
+    per-example seed for the others.
+
+    Captum's deterministic methods, which send every row of a call through
+    the model at once unless told otherwise, get the package's default
+    chunking (``auto_chunk``): the batch is cut into groups of at most
+    :func:`default_chunk_rows` examples, and a method with an
+    ``internal_batch_size`` (IntegratedGradients...) receives that many
+    rows per pass, so each model call has about the rows this package's
+    own methods would send. Captum's randomised methods, called one example
+    at a time (GradientShap, whose ``n_samples`` rows go through the model
+    in one pass), get the model wrapped in :class:`_ChunkedForward` with
+    that chunk."""
 
     def __init__(self, attribution: Any, kwargs: Mapping[str, Any], seed: int,
-                 randomness: str, want_delta: bool) -> None:
+                 randomness: str, want_delta: bool, auto_chunk: bool = True) -> None:
         self.attribution = attribution
         self.kwargs = dict(kwargs)
         self.seed = int(seed)
         self.randomness = randomness
         self.want_delta = want_delta
+        unchunked = auto_chunk and not _chunks_itself(attribution, kwargs)
+        self.auto_chunk = unchunked and randomness == "none"
+        # Captum methods called one example at a time that send all its rows at once
+        self.wrap_model = unchunked and randomness != "none" and isinstance(attribution.forward_func, nn.Module)
+        self.takes_ibs = "internal_batch_size" in inspect.signature(attribution.attribute).parameters
+        self.chunk_rows: Optional[int] = None
+
+    def restore(self) -> None:
+        """Give the attribution its own model back (after the run)."""
+        f = self.attribution.forward_func
+        if isinstance(f, _ChunkedForward):
+            self.attribution.forward_func = f.model
+
+    def _wrap(self, x: Tensor) -> None:
+        if self.chunk_rows is None:
+            self.chunk_rows = default_chunk_rows(self.attribution.forward_func, x)
+            self.attribution.forward_func = _ChunkedForward(self.attribution.forward_func, self.chunk_rows)
+
+    def _chunked(self, x: Tensor, target: Tensor, advance: Callable[[int], Any]) -> Tuple[Tensor, Optional[Tensor]]:
+        if self.chunk_rows is None:
+            self.chunk_rows = default_chunk_rows(self.attribution.forward_func, x)
+        c = self.chunk_rows
+        extra = {"internal_batch_size": c} if self.takes_ibs else {}
+        if x.shape[0] <= c:
+            out = self._call(x, target, dict(extra, internal_batch_size=max(c, x.shape[0])) if extra else {})
+            advance(x.shape[0])
+            return out
+        attrs, deltas = [], []
+        for s in range(0, x.shape[0], c):
+            a, d = self._call(x[s : s + c], target[s : s + c], extra)
+            attrs.append(a)
+            deltas.append(d)
+            advance(a.shape[0])
+        return torch.cat(attrs), (None if deltas[0] is None else torch.cat(deltas))
 
     def _call(self, x: Tensor, target: Tensor, extra: Dict[str, Any]) -> Tuple[Tensor, Optional[Tensor]]:
         kw = dict(self.kwargs, **extra)
@@ -163,12 +262,23 @@ class _Attributor:
             raise TypeError("the runner stores one attribution tensor per example; tuple inputs are not supported")
         return attr.detach(), delta
 
-    def __call__(self, x: Tensor, target: Tensor, index: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
-        if self.randomness == "none":
-            return self._call(x, target, {})
-        if self.randomness == "generators":
-            gens = [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]
-            return self._call(x, target, {"generator": gens})
+    def __call__(
+        self, x: Tensor, target: Tensor, index: Sequence[int], advance: Callable[[int], Any] = lambda n: None,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attributions (and deltas) of the batch; ``advance(n)`` is called as
+        each group of ``n`` examples is finished (per example where the
+        method is called one example at a time)."""
+        if self.randomness == "none" and self.auto_chunk:
+            return self._chunked(x, target, advance)
+        if self.randomness in ("none", "generators"):
+            extra = {}
+            if self.randomness == "generators":
+                extra = {"generator": [torch.Generator().manual_seed(example_seed(self.seed, i)) for i in index]}
+            out = self._call(x, target, extra)
+            advance(x.shape[0])
+            return out
+        if self.wrap_model:
+            self._wrap(x)
         attrs, deltas = [], []
         for j, i in enumerate(index):
             s = example_seed(self.seed, i)
@@ -186,6 +296,7 @@ class _Attributor:
             a, d = self._call(x[j : j + 1], target[j : j + 1], extra)
             attrs.append(a)
             deltas.append(d)
+            advance(1)
         delta = None if deltas[0] is None else torch.cat(deltas)
         return torch.cat(attrs), delta
 
@@ -286,6 +397,19 @@ def attribute_dataset(
     them 1.4-1.5x faster than per-example calls at ``n_samples`` 8-16
     (``runner_per_example_ibs64.md``).
 
+    **Chunking.** This package's methods bound the rows of each model call
+    by themselves. Captum's deterministic methods (IntegratedGradients,
+    Saliency, ...) would send all ``batch_size * n_steps`` rows of a call
+    through the model at once; unless ``attribute_kwargs`` sets
+    ``internal_batch_size``, the runner gives them the package's default
+    chunk (:func:`default_chunk_rows`, measured once on the first example):
+    groups of at most that many examples per call and that many rows per
+    pass; those called one example at a time (GradientShap, whose
+    ``n_samples`` rows of an example go through the model in one pass) get
+    the model run that many rows at a time, each chunk checkpointed so that
+    one chunk's activations are held at a time. The chunk is not part of the
+    call's identity (it changes the results by float rounding only).
+
     **Several processes.** Under ``torchrun`` each rank takes every
     ``world_size``-th unfinished shard (gloo on CPU, NCCL on CUDA with one
     device per rank from ``LOCAL_RANK``) and rank 0 finalises the manifest;
@@ -327,7 +451,9 @@ def attribute_dataset(
                     the dataset's class name
         info (dict, optional): extra descriptive fields for the manifest (not
                     compared). Default: None
-        progress (bool, optional): tqdm bar (examples/s, ETA) on rank 0.
+        progress (bool, optional): tqdm bar (examples/s, ETA) on rank 0, labelled
+                    with the method, moved as each group of examples (each
+                    example, for methods called one example at a time) is done.
                     Default: True
 
     Returns:
@@ -392,9 +518,9 @@ def attribute_dataset(
         info=dict(info or {}, input_shape=list(x0.shape), attribution_shape=list(x0.shape)),
     )
     store.check_directory()  # every rank: refuse a wrong directory before any work
+    runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
     group = Group(dev)
     try:
-        runner = _Attributor(attribution, kwargs, seed, randomness, want_delta)
 
         def shard_tensors(rows: List[int], advance: Callable[[int], Any]) -> Dict[str, Tensor]:
             parts: Dict[str, List[Tensor]] = {"target": [], "attributions": [], "delta": []}
@@ -403,12 +529,11 @@ def attribute_dataset(
                 x, y = _load_batch(dataset, idx)
                 x = x.to(dev)
                 t = _targets(target, model, x, y)
-                a, d = runner(x, t.to(dev), idx)
+                a, d = runner(x, t.to(dev), idx, advance)
                 parts["attributions"].append(a.to("cpu", torch.float16 if float16 else torch.float32))
                 parts["target"].append(t.to("cpu", torch.long))
                 if d is not None:
                     parts["delta"].append(d)
-                advance(len(idx))
             tensors = {
                 "index": torch.tensor(rows, dtype=torch.long),
                 "target": torch.cat(parts["target"]),
@@ -420,8 +545,9 @@ def attribute_dataset(
 
         store.run(
             group, shard_tensors, progress=progress,
-            desc=f"explain rank 0/{group.world}" if group.world > 1 else "explain",
+            desc=f"explain {identity['method']}" + (f" rank 0/{group.world}" if group.world > 1 else ""),
         )
     finally:
+        runner.restore()
         group.close()
     return os.fspath(out)

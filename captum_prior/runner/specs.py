@@ -27,11 +27,24 @@ __all__ = [
     "load_data",
     "ImageFolder",
     "build_method",
+    "read_class_index",
+    "has_labels",
+    "RunnerWarning",
+    "REFERENCE_METHODS",
+    "METHOD_BUILDERS",
+    "MethodContext",
+    "register_method",
 ]
 
 
 class SpecError(CaptumPriorError):
     """A ``--model``, ``--data`` or ``--method`` value that cannot be used."""
+
+
+class RunnerWarning(UserWarning):
+    """Something the command line did that the user should know about (the
+    references are the explained images, fewer references than asked, labels
+    that disagree with the model); the CLI prints it as one line."""
 
 
 # ---------------------------------------------------------------- models
@@ -149,13 +162,71 @@ def _parse_size(value: Optional[str]) -> Optional[Tuple[int, int]]:
     return nums[0], nums[1]
 
 
+RESIZE_MODES = ("crop", "stretch")
+
+
+def read_class_index(path: str) -> Dict[str, int]:
+    """Folder name -> class index, from ``path``.
+
+    - ``.json``: ``{"folder": index, ...}``; or Keras' ImageNet file
+      ``{"0": ["n01440764", "tench"], ...}`` (index -> [folder, name]); or a
+      list of folder names (position = index);
+    - any other file: one class per line, index = line number from 0, the
+      folder name the line's first word (ImageNet's
+      ``LOC_synset_mapping.txt``: ``n01440764 tench, Tinca tinca``); empty
+      lines and lines starting with ``#`` are skipped.
+    """
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise SpecError(f"--class-index {path!r} is not readable ({exc.strerror})") from None
+    mapping: Dict[str, int] = {}
+    if path.lower().endswith(".json"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"--class-index {path!r} is not valid JSON ({exc})") from None
+        if isinstance(obj, list) and all(isinstance(v, str) for v in obj):
+            mapping = {v: i for i, v in enumerate(obj)}
+        elif isinstance(obj, dict) and all(isinstance(v, int) and not isinstance(v, bool) for v in obj.values()):
+            mapping = {str(k): int(v) for k, v in obj.items()}
+        elif isinstance(obj, dict) and all(
+            isinstance(v, list) and v and isinstance(v[0], str) and str(k).isdigit() for k, v in obj.items()
+        ):
+            mapping = {v[0]: int(k) for k, v in obj.items()}
+        else:
+            raise SpecError(
+                f"--class-index {path!r}: expected {{\"folder\": index}}, {{\"index\": [\"folder\", ...]}} "
+                "or a list of folder names"
+            )
+    else:
+        lines = [ln.split()[0] for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        mapping = {name: i for i, name in enumerate(lines)}
+    if not mapping:
+        raise SpecError(f"--class-index {path!r} holds no classes")
+    if any(v < 0 for v in mapping.values()):
+        raise SpecError(f"--class-index {path!r}: class indices must be >= 0")
+    return mapping
+
+
 class ImageFolder(torch.utils.data.Dataset):
     """JPEG/PNG images of a folder; labels from sub-folder names (sorted, as
-    torchvision's ``ImageFolder``), or no labels when the images lie directly
-    in the folder.  Images are decoded with pillow to ``[0, 1]`` floats,
-    resized to ``size`` (bilinear, antialiased) and normalised with
-    ``mean``/``std``.  Every file's header is read up front, so unreadable
-    files and mixed sizes (without ``size``) are reported before any work."""
+    torchvision's ``ImageFolder``, or through ``class_index``), or no labels
+    when the images lie directly in the folder.
+
+    Images are decoded with pillow to ``[0, 1]`` floats and, with ``size``,
+    brought to ``size = (h, w)``: ``resize="crop"`` (default) is
+    torchvision's evaluation transform ``Resize`` then ``CenterCrop``,
+    written with pillow (the shorter side scaled to ``resize_shorter``,
+    default ``max(size)`` for a square size, keeping the aspect ratio;
+    bilinear, antialiased; then the central crop); ``resize="stretch"``
+    scales both sides to ``size`` (the aspect ratio changes). Then
+    ``mean``/``std`` normalise. Every file's header is read up front, so
+    unreadable files and mixed sizes (without ``size``) are reported before
+    any work."""
 
     def __init__(
         self,
@@ -163,12 +234,27 @@ class ImageFolder(torch.utils.data.Dataset):
         size: Optional[Tuple[int, int]] = None,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
+        resize: str = "crop",
+        resize_shorter: Optional[int] = None,
+        class_index: Optional[Dict[str, int]] = None,
     ) -> None:
         try:
             from PIL import Image
         except ImportError:
             raise SpecError("--data: reading an image folder needs pillow (pip install pillow)") from None
-        self.root, self.size = root, size
+        if resize not in RESIZE_MODES:
+            raise SpecError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        if resize_shorter is not None:
+            if size is None:
+                raise SpecError("--resize-shorter needs --size (the crop)")
+            if resize == "stretch":
+                raise SpecError("--resize-shorter applies to --resize crop, not stretch")
+            if resize_shorter < max(size):
+                raise SpecError(
+                    f"--resize-shorter {resize_shorter} is smaller than the crop --size "
+                    f"{size[0]},{size[1]}; it must be >= {max(size)}"
+                )
+        self.root, self.size, self.resize, self.resize_shorter = root, size, resize, resize_shorter
         try:
             entries = sorted(os.listdir(root))
         except OSError as exc:
@@ -178,12 +264,28 @@ class ImageFolder(torch.utils.data.Dataset):
         files: List[Tuple[str, Optional[int]]] = []
         if classes and not loose:
             self.classes = classes
-            for c, name in enumerate(classes):
+            if class_index is not None:
+                missing = [c for c in classes if c not in class_index]
+                if missing:
+                    raise SpecError(
+                        f"--class-index has no entry for {len(missing)} of the {len(classes)} sub-folders "
+                        f"of --data {root!r} (e.g. {', '.join(repr(m) for m in missing[:3])}); "
+                        "it must map every sub-folder name to a class index"
+                    )
+                labels = [class_index[c] for c in classes]
+            else:
+                labels = list(range(len(classes)))
+            for c, name in zip(labels, classes):
                 for dirpath, _, names in sorted(os.walk(os.path.join(root, name))):
                     for f in sorted(names):
                         if f.lower().endswith(_IMAGE_EXT):
                             files.append((os.path.join(dirpath, f), c))
         else:
+            if class_index is not None:
+                raise SpecError(
+                    f"--class-index maps sub-folder names to classes, but --data {root!r} "
+                    "has its images directly in the folder (no class sub-folders)"
+                )
             self.classes = []
             files = [(os.path.join(root, f), None) for f in loose]
         if not files:
@@ -191,6 +293,7 @@ class ImageFolder(torch.utils.data.Dataset):
                 f"--data {root!r} holds no JPEG/PNG images (directly or in class sub-folders)"
             )
         self.files = files
+        self.class_index = class_index
         sizes, modes = set(), set()
         for path, _ in files:
             try:
@@ -204,7 +307,8 @@ class ImageFolder(torch.utils.data.Dataset):
             raise SpecError(
                 f"--data {root!r} holds images of {len(sizes)} different sizes (e.g. "
                 + ", ".join(f"{w}x{h}" for w, h in ex)
-                + "); pass --size H,W to resize them"
+                + "); pass --size N (resize the shorter side to N and crop the centre N x N) "
+                "or --size H,W"
             )
         self.mode = "L" if modes <= {"L", "1", "I;16", "I"} else "RGB"
         channels = 1 if self.mode == "L" else 3
@@ -222,15 +326,19 @@ class ImageFolder(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Any:
         from PIL import Image
 
-        from captum_prior._image import resize
+        from captum_prior._image import resize_center_crop_pil
 
         path, label = self.files[i]
         with Image.open(path) as im:
-            arr = np.asarray(im.convert(self.mode), dtype=np.float32) / 255.0
+            im = im.convert(self.mode)
+            if self.size is not None and (im.size[1], im.size[0]) != tuple(self.size):
+                if self.resize == "crop":
+                    im = resize_center_crop_pil(im, self.size, self.resize_shorter)
+                else:
+                    im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
         x = torch.from_numpy(arr.copy())
         x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
-        if self.size is not None and tuple(x.shape[-2:]) != self.size:
-            x = resize(x.unsqueeze(0), self.size)[0]
         if self.mean is not None:
             x = x - self.mean
         if self.std is not None:
@@ -296,20 +404,35 @@ DATASETS: Dict[str, Callable[[], TensorData]] = {
 
 def load_data(
     spec: str, size: Optional[str] = None, mean: Optional[str] = None, std: Optional[str] = None,
-    limit: Optional[int] = None,
+    limit: Optional[int] = None, resize: str = "crop", resize_shorter: Optional[int] = None,
+    class_index: Optional[str] = None, option: str = "--data",
 ) -> torch.utils.data.Dataset:
-    """A bundled name, an image folder, or a ``.safetensors``/``.npz`` file."""
+    """A bundled name, an image folder, or a ``.safetensors``/``.npz`` file
+    (``size``, ``resize``, ``resize_shorter``, ``mean``, ``std`` and
+    ``class_index`` apply to image folders; ``option`` names the option in
+    messages)."""
+    mapping = None if class_index is None else read_class_index(class_index)
+    folder_only = {"--size": size, "--mean": mean, "--std": std, "--class-index": class_index,
+                   "--resize-shorter": resize_shorter}
+    if spec in DATASETS or not os.path.isdir(spec):
+        given = [k for k, v in folder_only.items() if v is not None]
+        if given and option == "--data":
+            raise SpecError(
+                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image folders; "
+                f"--data {spec!r} is not one"
+            )
     if spec in DATASETS:
         ds: torch.utils.data.Dataset = DATASETS[spec]()
     elif os.path.isdir(spec):
-        ds = ImageFolder(spec, _parse_size(size), _parse_floats(mean, "--mean"), _parse_floats(std, "--std"))
+        ds = ImageFolder(spec, _parse_size(size), _parse_floats(mean, "--mean"), _parse_floats(std, "--std"),
+                         resize=resize, resize_shorter=resize_shorter, class_index=mapping)
     elif spec.endswith((".safetensors", ".npz")):
         if not os.path.isfile(spec):
-            raise SpecError(f"--data {spec!r}: no such file")
+            raise SpecError(f"{option} {spec!r}: no such file")
         ds = _load_tensor_file(spec)
     else:
         raise SpecError(
-            f"--data {spec!r} is not a folder, a .safetensors/.npz file or a bundled dataset "
+            f"{option} {spec!r} is not a folder, a .safetensors/.npz file or a bundled dataset "
             f"({', '.join(DATASETS)})"
         )
     if limit is not None:
@@ -320,6 +443,13 @@ def load_data(
     return ds
 
 
+def has_labels(dataset: Any) -> bool:
+    """Whether the dataset's items carry a label (checked on the first item)."""
+    from captum_prior.runner.explain import _split_item
+
+    return _split_item(dataset[0])[1] is not None
+
+
 # ---------------------------------------------------------------- methods
 def _patch_mask(shape: Sequence[int], patch: int) -> Tensor:
     from captum_prior.attr.dmm_men_attribution import patch_feature_mask
@@ -327,11 +457,20 @@ def _patch_mask(shape: Sequence[int], patch: int) -> Tensor:
     return patch_feature_mask(tuple(shape), patch)
 
 
-def _references(dataset: Any, n: int, seed: int) -> Tuple[Tensor, List[int]]:
+def _references(dataset: Any, n: int, seed: int, source: str) -> Tuple[Tensor, List[int]]:
+    """``n`` references drawn without replacement (seeded) from ``dataset``;
+    all of them, with a :class:`RunnerWarning`, when it holds fewer."""
+    import warnings
+
     from captum_prior.runner.explain import _load_batch
 
     total = len(dataset)
     k = min(int(n), total)
+    if k < n:
+        warnings.warn(
+            f"--n-references {n} asked, but {source} holds {total} example(s): using all {total}",
+            RunnerWarning, stacklevel=2,
+        )
     idx = sorted(np.random.default_rng(seed).choice(total, size=k, replace=False).tolist())
     x, _ = _load_batch(dataset, idx)
     return x, idx
@@ -341,78 +480,176 @@ def _int(v: Optional[int], default: int) -> int:
     return default if v is None else int(v)
 
 
+class MethodContext:
+    """What a method builder of :data:`METHOD_BUILDERS` receives: the model,
+    the explained dataset, the command line's method options, and helpers
+    for the reference set and patch masks. ``args`` is recorded in the
+    manifest (and compared on resume): a builder adds the options it uses."""
+
+    def __init__(
+        self, name: str, model: nn.Module, dataset: Any, *, n_samples: Optional[int], n_steps: Optional[int],
+        n_references: int, baseline: float, patch_size: int, seed: int,
+        internal_batch_size: Optional[int], references: Any, references_spec: Optional[str],
+    ) -> None:
+        self.name, self.model, self.dataset = name, model, dataset
+        self.n_samples, self.n_steps, self.n_references = n_samples, n_steps, n_references
+        self.baseline, self.patch_size, self.seed = baseline, patch_size, seed
+        self.internal_batch_size = internal_batch_size
+        self.references, self.references_spec = references, references_spec
+        self.args: Dict[str, Any] = {"name": name}
+
+    @property
+    def ib(self) -> Dict[str, int]:
+        """``{"internal_batch_size": n}`` when ``--internal-batch-size`` is given, else ``{}``."""
+        return {} if self.internal_batch_size is None else {"internal_batch_size": int(self.internal_batch_size)}
+
+    def refs(self) -> Tensor:
+        """The reference set: ``n_references`` examples drawn (seeded) from
+        ``--references``, or from the explained data with a warning."""
+        import warnings
+
+        if self.references is None:
+            warnings.warn(
+                "the references are drawn from the explained images (--data); pass "
+                "--references PATH for a separate reference set (e.g. training images)",
+                RunnerWarning, stacklevel=3,
+            )
+            x, idx = _references(self.dataset, self.n_references, self.seed, "--data")
+        else:
+            x, idx = _references(self.references, self.n_references, self.seed,
+                                 f"--references {self.references_spec!r}")
+            self.args.update(references=self.references_spec)
+        self.args.update(n_references=len(idx))
+        return x
+
+    def patch_mask(self) -> Tensor:
+        """Square-patch feature mask of ``--patch-size`` for the data's shape."""
+        x0 = self.dataset[0][0] if isinstance(self.dataset[0], (tuple, list)) else self.dataset[0]
+        self.args.update(patch_size=self.patch_size)
+        return _patch_mask(x0.shape, self.patch_size)
+
+
+Builder = Callable[[MethodContext], Tuple[Any, Dict[str, Any]]]
+#: ``--method`` name -> builder returning ``(attribution, attribute_kwargs)``.
+METHOD_BUILDERS: Dict[str, Builder] = {}
+#: ``--method`` names and what they are (for ``--help``).
+METHODS: Dict[str, str] = {}
+#: ``--method`` names that take a reference set (``--references``, ``--n-references``).
+REFERENCE_METHODS: List[str] = []
+
+
+def register_method(name: str, description: str, references: bool = False) -> Callable[[Builder], Builder]:
+    """Decorator adding a ``--method``: ``builder(ctx) -> (attribution,
+    attribute_kwargs)``; ``references=True`` for methods that take
+    ``--references`` (call ``ctx.refs()``)."""
+
+    def deco(fn: Builder) -> Builder:
+        METHOD_BUILDERS[name] = fn
+        METHODS[name] = description
+        if references:
+            REFERENCE_METHODS.append(name)
+        return fn
+
+    return deco
+
+
+@register_method("expected-gradients", "captum_prior ExpectedGradients (references: --references or the data)",
+                 references=True)
+def _expected_gradients(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import ExpectedGradients
+
+    return ExpectedGradients(ctx.model), dict(baselines=ctx.refs(), n_samples=_int(ctx.n_samples, 50), **ctx.ib)
+
+
+def _deep_prior_eg(prior_name: str) -> Builder:
+    def build(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+        from captum_prior.attr import DeepPriorExpectedGradients
+        from captum_prior.priors import BGMMPrior, MGMPrior
+
+        prior = MGMPrior(ctx.model) if prior_name == "mgm" else BGMMPrior(ctx.model, random_state=ctx.seed)
+        return (
+            DeepPriorExpectedGradients(ctx.model, prior),
+            dict(baselines=ctx.refs(), n_samples=_int(ctx.n_samples, 50), **ctx.ib),
+        )
+
+    return build
+
+
+register_method("deep-mgm-eg", "captum_prior DeepPriorExpectedGradients with MGMPrior",
+                references=True)(_deep_prior_eg("mgm"))
+register_method("deep-bgmm-eg", "captum_prior DeepPriorExpectedGradients with BGMMPrior",
+                references=True)(_deep_prior_eg("bgmm"))
+
+
+@register_method("valid-path-gradients", "captum_prior ValidPathGradients (optimized baselines)")
+def _vpg(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import ValidPathGradients
+
+    return ValidPathGradients(ctx.model), dict(n_steps=_int(ctx.n_steps, 150), **ctx.ib)
+
+
+@register_method("bay-lime", "captum_prior BayLime on square patches")
+def _bay_lime(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import BayLime
+
+    return (
+        BayLime(ctx.model, random_state=ctx.seed),
+        dict(feature_mask=ctx.patch_mask(), n_samples=_int(ctx.n_samples, 200), baselines=float(ctx.baseline)),
+    )
+
+
+@register_method("dmm-men", "captum_prior DMMMENAttribution on square patches")
+def _dmm_men(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import DMMMENAttribution
+
+    return (
+        DMMMENAttribution(ctx.model),
+        dict(feature_mask=ctx.patch_mask(), n_samples=_int(ctx.n_samples, 500), baselines=float(ctx.baseline)),
+    )
+
+
+@register_method("integrated-gradients", "Captum IntegratedGradients (constant baseline)")
+def _integrated_gradients(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum.attr import IntegratedGradients
+
+    ctx.args.update(baseline=ctx.baseline)
+    return IntegratedGradients(ctx.model), dict(baselines=float(ctx.baseline), n_steps=_int(ctx.n_steps, 50), **ctx.ib)
+
+
+@register_method("gradient-shap", "Captum GradientShap (references: --references or the data)", references=True)
+def _gradient_shap(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum.attr import GradientShap
+
+    return GradientShap(ctx.model), dict(baselines=ctx.refs(), n_samples=_int(ctx.n_samples, 50))
+
+
+@register_method("saliency", "Captum Saliency")
+def _saliency(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum.attr import Saliency
+
+    return Saliency(ctx.model), {}
+
+
 def build_method(
     name: str, model: nn.Module, dataset: Any, *, n_samples: Optional[int] = None,
     n_steps: Optional[int] = None, n_references: int = 100, baseline: float = 0.0,
     patch_size: int = 4, seed: int = 0, internal_batch_size: Optional[int] = None,
+    references: Any = None, references_spec: Optional[str] = None,
 ) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:
-    """``(attribution, attribute_kwargs, method_args)`` for a ``--method`` name."""
-    from captum.attr import GradientShap, IntegratedGradients, Saliency
+    """``(attribution, attribute_kwargs, method_args)`` for a ``--method`` name
+    (a builder of :data:`METHOD_BUILDERS`; add one with :func:`register_method`).
 
-    from captum_prior.attr import (
-        BayLime,
-        DeepPriorExpectedGradients,
-        DMMMENAttribution,
-        ExpectedGradients,
-        ValidPathGradients,
-    )
-    from captum_prior.priors import BGMMPrior, MGMPrior
-
-    if name not in METHODS:
+    The methods of :data:`REFERENCE_METHODS` draw ``n_references`` references
+    (seeded by ``seed``) from ``references`` (a dataset; ``references_spec``
+    names it in the manifest), or from the explained ``dataset`` when it is
+    None, with a :class:`RunnerWarning` saying so (an image that is its own
+    reference contributes a zero path)."""
+    if name not in METHOD_BUILDERS:
         raise SpecError(f"--method {name!r} is unknown; choose one of: {', '.join(METHODS)}")
-    ib = {} if internal_batch_size is None else {"internal_batch_size": int(internal_batch_size)}
-    args: Dict[str, Any] = {"name": name}
-
-    def refs() -> Tensor:
-        x, idx = _references(dataset, n_references, seed)
-        args.update(n_references=len(idx))
-        return x
-
-    if name == "integrated-gradients":
-        args.update(baseline=baseline)
-        return IntegratedGradients(model), dict(baselines=float(baseline), n_steps=_int(n_steps, 50), **ib), args
-    if name == "saliency":
-        return Saliency(model), {}, args
-    if name == "gradient-shap":
-        return GradientShap(model), dict(baselines=refs(), n_samples=_int(n_samples, 50)), args
-    if name == "expected-gradients":
-        return ExpectedGradients(model), dict(baselines=refs(), n_samples=_int(n_samples, 50), **ib), args
-    if name in ("deep-mgm-eg", "deep-bgmm-eg"):
-        prior = MGMPrior(model) if name == "deep-mgm-eg" else BGMMPrior(model, random_state=seed)
-        return (
-            DeepPriorExpectedGradients(model, prior),
-            dict(baselines=refs(), n_samples=_int(n_samples, 50), **ib),
-            args,
-        )
-    if name == "valid-path-gradients":
-        return ValidPathGradients(model), dict(n_steps=_int(n_steps, 150), **ib), args
-    x0 = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
-    mask = _patch_mask(x0.shape, patch_size)
-    args.update(patch_size=patch_size)
-    if name == "bay-lime":
-        return (
-            BayLime(model, random_state=seed),
-            dict(feature_mask=mask, n_samples=_int(n_samples, 200), baselines=float(baseline)),
-            args,
-        )
-    if name == "dmm-men":
-        return (
-            DMMMENAttribution(model),
-            dict(feature_mask=mask, n_samples=_int(n_samples, 500), baselines=float(baseline)),
-            args,
-        )
-    raise AssertionError(name)
-
-
-#: ``--method`` names and what they are.
-METHODS: Dict[str, str] = {
-    "expected-gradients": "captum_prior ExpectedGradients (references drawn from the data)",
-    "deep-mgm-eg": "captum_prior DeepPriorExpectedGradients with MGMPrior",
-    "deep-bgmm-eg": "captum_prior DeepPriorExpectedGradients with BGMMPrior",
-    "valid-path-gradients": "captum_prior ValidPathGradients (optimized baselines)",
-    "bay-lime": "captum_prior BayLime on square patches",
-    "dmm-men": "captum_prior DMMMENAttribution on square patches",
-    "integrated-gradients": "Captum IntegratedGradients (constant baseline)",
-    "gradient-shap": "Captum GradientShap (references drawn from the data)",
-    "saliency": "Captum Saliency",
-}
+    ctx = MethodContext(
+        name, model, dataset, n_samples=n_samples, n_steps=n_steps, n_references=n_references,
+        baseline=baseline, patch_size=patch_size, seed=seed, internal_batch_size=internal_batch_size,
+        references=references, references_spec=references_spec,
+    )
+    attribution, kwargs = METHOD_BUILDERS[name](ctx)
+    return attribution, kwargs, ctx.args

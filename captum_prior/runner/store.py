@@ -98,6 +98,32 @@ def identity_hash(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+_MISSING = object()
+
+
+def _leaf_differences(stored: Any, asked: Any, prefix: str = "") -> List[Tuple[str, Any, Any]]:
+    """``(dotted field, stored value, asked value)`` for every leaf that differs:
+    dictionaries are compared key by key, so a change deep inside (one
+    argument of ``attribute_kwargs``) is named by its own path rather than
+    by the whole dictionary."""
+    if isinstance(stored, Mapping) and isinstance(asked, Mapping):
+        out: List[Tuple[str, Any, Any]] = []
+        for k in sorted(set(stored) | set(asked), key=str):
+            out += _leaf_differences(
+                stored.get(k, _MISSING), asked.get(k, _MISSING), f"{prefix}.{k}" if prefix else str(k)
+            )
+        return out
+    return [] if stored == asked else [(prefix, stored, asked)]
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    """A value as JSON (``(absent)`` for a missing field), whole unless very long."""
+    if value is _MISSING:
+        return "(absent)"
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _atomic_write_bytes(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -121,6 +147,23 @@ def _sha256_file(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class Progress:
+    """``advance(n)`` moves a tqdm bar by ``n``; :meth:`lower_total` takes
+    back work that turned out not to be needed (an upper bound that was
+    not reached), so the bar's ETA stays right."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+
+    def lower_total(self, n: int) -> None:
+        if n > 0 and self.bar.total is not None:
+            self.bar.total = max(self.bar.n, self.bar.total - n)
+            self.bar.refresh()
 
 
 class ShardStore:
@@ -225,16 +268,16 @@ class ShardStore:
             **{f"identity.{k}": v for k, v in (manifest.get("identity") or {}).items()},
         }
         first = ["identity.method", "identity.seed", "identity.model", "identity.dataset", "n_examples"]
-        keys = sorted(set(mine) | set(theirs), key=lambda k: (first.index(k) if k in first else 99, k))
-        diff = [k for k in keys if mine.get(k) != theirs.get(k)]
+        diff = _leaf_differences(theirs, mine)
+        diff.sort(key=lambda d: (next((i for i, f in enumerate(first) if d[0] == f or d[0].startswith(f + ".")), 99), d[0]))
         if diff:
-            parts = []
-            for k in diff[:4]:
-                a, b = json.dumps(theirs.get(k))[:60], json.dumps(mine.get(k))[:60]
-                parts.append(f"{k.replace('identity.', '')}: stored {a}, asked {b}")
+            shown = [
+                f"{k.replace('identity.', '')}: stored {_show(a)}, asked {_show(b)}" for k, a, b in diff[:8]
+            ]
+            more = f"; and {len(diff) - 8} more field(s)" if len(diff) > 8 else ""
             raise ManifestMismatchError(
                 f"{self.manifest_path} was written by another call ("
-                + "; ".join(parts)
+                + "; ".join(shown) + more
                 + "); results are never mixed: use another output directory or delete this one"
             )
 
@@ -345,30 +388,36 @@ class ShardStore:
     def run(
         self,
         group: Any,
-        shard_tensors: Callable[[List[int], Callable[[int], Any]], Mapping[str, Tensor]],
+        shard_tensors: Callable[[List[int], "Progress"], Mapping[str, Tensor]],
         desc: str,
         progress: bool = True,
         after_finalize: Optional[Callable[[], None]] = None,
+        total: Optional[Callable[[List[int]], int]] = None,
+        unit: str = "ex",
     ) -> None:
         """Compute and write every pending shard of this rank, then finish.
 
         The loop shared by ``explain`` and ``evaluate``: :meth:`start`, then
         for each of this rank's shards ``shard_tensors(rows, advance)``
         (``rows``: the shard's dataset positions; ``advance(n)`` moves the
-        tqdm bar, shown on rank 0 only) gives the tensors that
-        :meth:`write_shard` writes atomically, rank 0 recording each in the
-        manifest; after a barrier rank 0 :meth:`finalize` s the manifest and
-        calls ``after_finalize`` (if given), and all ranks meet at a last barrier.
+        tqdm bar, shown on rank 0 only, by ``n`` ``unit``; its total is the
+        number of examples of this rank's pending shards, or ``total(rows)``
+        summed over them) gives the tensors that :meth:`write_shard` writes
+        atomically, rank 0 recording each in the manifest; after a barrier
+        rank 0 :meth:`finalize` s the manifest and calls ``after_finalize``
+        (if given), and all ranks meet at a last barrier.
         """
         from tqdm.auto import tqdm
 
         manifest, done, mine = self.start(group)
+        count = total or len
         bar = tqdm(
-            total=sum(len(self.shard_range(k)) for k in mine), unit="ex",
+            total=sum(count(list(self.shard_range(k))) for k in mine), unit=unit,
             disable=not progress or group.rank != 0, desc=desc, dynamic_ncols=True,
         )
+        advance = Progress(bar)
         for k in mine:
-            done[k] = self.write_shard(k, shard_tensors(list(self.shard_range(k)), bar.update))
+            done[k] = self.write_shard(k, shard_tensors(list(self.shard_range(k)), advance))
             if group.rank == 0:
                 self.record(manifest, done)
         bar.close()
