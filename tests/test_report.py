@@ -27,7 +27,7 @@ from captum_prior.runner.store import read_manifest
 
 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 
-METRICS = "deletion,insertion,mprt"
+METRICS = "deletion,insertion,road-morf,road-lerf,mprt"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_mprt_metric_sharded_and_resumable(evaluated):
     d, argv = evaluated
     ev = d / "ev" / "saliency"
     header = (ev / "per_example.csv").read_text().splitlines()[0]
-    assert header == "index,deletion,insertion,mprt"
+    assert header == "index,deletion,insertion,road-morf,road-lerf,mprt"
     man = read_manifest(ev)
     assert man["info"]["mprt_layers"] == ["fc", "conv3.0", "conv2.0", "conv1.0"]
     vals, curves, _ = load_metrics(ev)
@@ -62,6 +62,13 @@ def test_mprt_metric_sharded_and_resumable(evaluated):
     t = load_attributions(d / "sal", list(range(8))).target
     ref = mprt_scores(Saliency, load_fashion_cnn().eval(), x, t)
     np.testing.assert_allclose(curves["mprt"][:8], ref["curve_mprt"].numpy(), atol=1e-6)
+    # ROAD at dataset scale: the library call on the same batch, the same seed
+    from captum_prior.metrics import road
+
+    a = load_attributions(d / "sal", list(range(8))).attributions
+    r = road(load_fashion_cnn().eval(), x, a, target=t, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(vals["road-morf"][:8], r.morf.numpy(), atol=1e-6)
+    np.testing.assert_allclose(vals["road-lerf"][:8], r.lerf.numpy(), atol=1e-6)
     # resuming rewrites no shard
     stamps = {p: os.stat(ev / p).st_mtime_ns for p in os.listdir(ev) if p.startswith("shard-")}
     assert len(stamps) == 2
@@ -77,7 +84,8 @@ def test_report_verdict_agreement_and_sanity(evaluated):
                                    "<h2>Means and paired differences</h2>")]
     assert pos == sorted(pos)
     verdict = page[pos[0]:pos[1]]
-    for m, d_ in (("deletion", "lower"), ("insertion", "higher"), ("mprt", "lower")):
+    for m, d_ in (("deletion", "lower"), ("insertion", "higher"), ("road-morf", "lower"),
+                  ("road-lerf", "higher"), ("mprt", "lower")):
         assert f"<td>{m}</td><td>{d_}</td>" in verdict
     assert "16 paired" in verdict and "fashion-mnist-test-sample" in verdict and "n_steps=8" in verdict
     t0 = int(load_attributions(d / "sal", [0]).target[0])
@@ -88,9 +96,10 @@ def test_report_verdict_agreement_and_sanity(evaluated):
     assert "integrated-gradients FAILS" in sanity  # |IG| keeps the input's zero background
     cmp = json.loads((d / "ev" / "comparison.json").read_text())
     ag = cmp["agreement"]
-    assert ag["higher_is_better"] == {"deletion": False, "insertion": True, "mprt": False}
+    assert ag["higher_is_better"] == {"deletion": False, "insertion": True, "road-morf": False,
+                                      "road-lerf": True, "mprt": False}
     assert ag["rankings"]["mprt"] == ["saliency", "integrated-gradients"]
-    assert len(ag["tau"]) == 3 and all(-1 <= e["tau"] <= 1 for e in ag["tau"])
+    assert len(ag["tau"]) == 10 and all(-1 <= e["tau"] <= 1 for e in ag["tau"])
     # every opposite ordering of the two runs has its sentence
     means = ag["means"]
     sign = {m: (1 if ag["higher_is_better"][m] else -1) for m in means}
