@@ -164,8 +164,13 @@ def expected_input_range(forward_func: Any) -> Optional[Tuple[float, float]]:
 def check_value_range(
     t: Tensor, low: float, high: float, name: str, source: str, slack: float = 0.5
 ) -> None:
-    """Warn once (:class:`InputRangeWarning`) if ``t`` lies far outside
-    ``[low, high]`` (by more than ``slack`` times its width)."""
+    """Warn (:class:`InputRangeWarning`) if ``t`` lies far outside
+    ``[low, high]`` (by more than ``slack`` times its width).
+
+    The message names the condition and the expected range but not the
+    batch's own values, so that the same condition gives the same text on
+    every call and Python's default filter shows it once per calling line
+    (a loop over images warns once, not once per image)."""
     if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
         return
     tol = slack * (high - low)
@@ -174,11 +179,33 @@ def check_value_range(
     if lo < low - tol or hi > high + tol:
         hint = " (0..255 images? divide by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
         warnings.warn(
-            f"{name} has values in [{lo:.3g}, {hi:.3g}] but {source} expects "
-            f"[{low:g}, {high:g}]{hint}; attributions far outside the model's "
-            "input range are meaningless",
+            f"{name} has values far outside [{low:g}, {high:g}], the range {source} "
+            f"expects{hint}; attributions far outside the model's input range are "
+            "meaningless",
             InputRangeWarning,
             stacklevel=4,
+        )
+
+
+def check_inside_range(
+    t: Tensor, low: float, high: float, name: str, source: str, fix: str, slack: float = 0.5
+) -> None:
+    """Raise ``ValueError`` if ``t`` lies far outside ``[low, high]`` (by more
+    than ``slack`` times its width): for options that *constrain* results to
+    a range (a clip range), where inputs outside it give results pinned at
+    its edge rather than a merely doubtful attribution.  ``fix`` ends the
+    message."""
+    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
+        return
+    tol = slack * (high - low)
+    td = t.detach()
+    lo, hi = float(td.min()), float(td.max())
+    if lo < low - tol or hi > high + tol:
+        hint = " (0..255 images? divide them by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
+        raise ValueError(
+            f"{name} has values in [{lo:.3g}, {hi:.3g}], far outside {source} = "
+            f"({low:g}, {high:g}); results kept inside that range would be pinned "
+            f"at its edge. Scale {name} into the range{hint}, or {fix}"
         )
 
 

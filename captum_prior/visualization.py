@@ -106,6 +106,24 @@ def _limit(maps: Sequence[np.ndarray], outlier_perc: float) -> float:
     return v if v > 0 else 1.0
 
 
+def _check_maps(t: Any, name: str, what: str) -> Tuple[int, Tuple[int, int]]:
+    """``(N, (H, W))`` of an ``N x C x H x W`` or ``N x H x W`` Tensor/array
+    holding only finite values; a clear error naming ``name`` otherwise."""
+    if not isinstance(t, (Tensor, np.ndarray)):
+        raise TypeError(f"{name} must be a Tensor or numpy array ({what}), got {type(t).__name__}")
+    if t.ndim not in (3, 4):
+        raise ValueError(f"{name} must be {what} (N x C x H x W or N x H x W), got shape {tuple(t.shape)}")
+    a = t.detach() if isinstance(t, Tensor) else np.asarray(t)
+    finite = bool(torch.isfinite(a).all()) if isinstance(a, Tensor) else bool(np.isfinite(a).all())
+    if not finite:
+        raise ValueError(
+            f"{name} contains NaN or Inf, which would be drawn as blank pixels on a "
+            "meaningless colour scale; check how it was computed (or replace the "
+            "values, e.g. torch.nan_to_num)"
+        )
+    return int(t.shape[0]), (int(t.shape[-2]), int(t.shape[-1]))
+
+
 def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -168,6 +186,10 @@ def plot_attributions(
 
     Returns:
         matplotlib.figure.Figure
+
+    Raises:
+        ValueError: maps or images holding NaN/Inf, maps of different sizes
+            (across methods, or unlike the images), or row counts that differ.
     """
     from matplotlib.colors import Normalize
 
@@ -178,12 +200,28 @@ def plot_attributions(
     if not 0.0 <= outlier_perc < 100.0:
         raise ValueError(f"outlier_perc must be in [0, 100), got {outlier_perc}")
     names = list(attributions)
-    n = int(next(iter(attributions.values())).shape[0])
-    for k, a in attributions.items():
-        if int(a.shape[0]) != n:
-            raise ValueError(f"attributions[{k!r}] has {a.shape[0]} rows, expected {n}")
-    if images is not None and int(images.shape[0]) != n:
-        raise ValueError(f"images has {images.shape[0]} rows, attributions have {n}")
+    shapes = {k: _check_maps(a, f"attributions[{k!r}]", "attribution maps") for k, a in attributions.items()}
+    first = names[0]
+    n, hw = shapes[first]
+    for k, (nk, hwk) in shapes.items():
+        if nk != n:
+            raise ValueError(f"attributions[{k!r}] has {nk} rows, expected {n}")
+        if hwk != hw:
+            raise ValueError(
+                f"attributions[{k!r}] maps are {hwk[0]} x {hwk[1]} but attributions[{first!r}] "
+                f"maps are {hw[0]} x {hw[1]}; every method's maps must have the images' size "
+                "(upsample low-resolution maps first, e.g. captum's LayerAttribution.interpolate)"
+            )
+    if images is not None:
+        n_img, hw_img = _check_maps(images, "images", "images")
+        if n_img != n:
+            raise ValueError(f"images has {n_img} rows, attributions have {n}")
+        if hw_img != hw:
+            raise ValueError(
+                f"images are {hw_img[0]} x {hw_img[1]} but the attribution maps are "
+                f"{hw[0]} x {hw[1]}; pass the images the maps were computed for (or "
+                "upsample the maps to the images' size, e.g. captum's LayerAttribution.interpolate)"
+            )
     if row_titles is not None and len(row_titles) != n:
         raise ValueError(f"row_titles has {len(row_titles)} entries, expected {n}")
     maps = {k: [_reduce(a[i], sign) for i in range(n)] for k, a in attributions.items()}
@@ -251,7 +289,7 @@ def plot_images(
     Returns:
         matplotlib.figure.Figure
     """
-    n = int(images.shape[0])
+    n, _ = _check_maps(images, "images", "images")
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles has {len(titles)} entries, expected {n}")
     ncols = max(1, min(ncols, n))

@@ -75,16 +75,27 @@ def training_attributions(
         )
 
 
-def total_variation_penalty(attributions: Tensor) -> Tensor:
-    r"""Erion et al.'s image prior: the mean over the batch of the anisotropic
-    total variation (sum of absolute differences between vertical and
-    horizontal neighbours) of each *per-image standardised* attribution map
-    (TensorFlow's ``per_image_standardization``: zero mean, standard deviation
-    floored at :math:`1/\sqrt{\text{numel}}`). Channels are summed first.
+def _check_attributions(attributions: Any) -> Tensor:
+    """A non-empty, floating, finite attribution tensor (else a clear error:
+    a NaN penalty would otherwise reach the optimiser without a word)."""
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"attributions must be a Tensor, got {type(attributions).__name__}")
+    if not attributions.is_floating_point():
+        raise TypeError(f"attributions must be a floating-point tensor, got {attributions.dtype}; use .float()")
+    if attributions.dim() == 0 or attributions.shape[0] == 0 or attributions.numel() == 0:
+        raise ValueError(
+            f"attributions has shape {tuple(attributions.shape)}: no values, and the "
+            "penalty of an empty batch is undefined; skip empty batches"
+        )
+    if not bool(torch.isfinite(attributions.detach()).all()):
+        raise ValueError(
+            "attributions contains NaN or Inf, so the penalty would be NaN; check the "
+            "model's outputs and gradients (and the learning rate) for the batch"
+        )
+    return attributions
 
-    Args:
-        attributions (Tensor): ``N x C x H x W`` or ``N x H x W``.
-    """
+
+def _total_variation(attributions: Tensor) -> Tensor:
     a = attributions.sum(1) if attributions.dim() == 4 else attributions
     if a.dim() != 3:
         raise ValueError(f"attributions must be N x C x H x W or N x H x W, got {tuple(attributions.shape)}")
@@ -95,19 +106,70 @@ def total_variation_penalty(attributions: Tensor) -> Tensor:
     return tv.mean()
 
 
-def gini_penalty(attributions: Tensor) -> Tensor:
-    r"""Erion et al.'s sparsity prior: minus the Gini coefficient of the mean
-    absolute attribution over the batch,
-    :math:`G(v) = \tfrac12 \operatorname{mean}_{i,j}|v_i - v_j| / \operatorname{mean}(v)`.
-    Minimising it makes global feature importance unequal (sparse)."""
+def _gini(attributions: Tensor) -> Tensor:
     v = attributions.abs().mean(0).flatten()
     mean = v.mean().clamp_min(1e-12)
     return -0.5 * (v[:, None] - v[None, :]).abs().mean() / mean
 
 
+def total_variation_penalty(attributions: Tensor) -> Tensor:
+    r"""Erion et al.'s image prior: the mean over the batch of the anisotropic
+    total variation (sum of absolute differences between vertical and
+    horizontal neighbours) of each *per-image standardised* attribution map
+    (TensorFlow's ``per_image_standardization``: zero mean, standard deviation
+    floored at :math:`1/\sqrt{\text{numel}}`). Channels are summed first.
+
+    Parameters
+    ----------
+    attributions : Tensor
+        ``N x C x H x W`` or ``N x H x W``, ``N >= 1``, finite.
+
+    Returns
+    -------
+    Tensor
+        A scalar, differentiable in ``attributions``.
+
+    Raises
+    ------
+    ValueError
+        ``attributions`` is empty, holds NaN/Inf or has another rank.
+    TypeError
+        ``attributions`` is not a floating-point Tensor.
+    """
+    return _total_variation(_check_attributions(attributions))
+
+
+def gini_penalty(attributions: Tensor) -> Tensor:
+    r"""Erion et al.'s sparsity prior: minus the Gini coefficient of the mean
+    absolute attribution over the batch,
+    :math:`G(v) = \tfrac12 \operatorname{mean}_{i,j}|v_i - v_j| / \operatorname{mean}(v)`.
+    Minimising it makes global feature importance unequal (sparse).
+
+    Parameters
+    ----------
+    attributions : Tensor
+        ``N x ...`` with ``N >= 1`` examples, finite.
+
+    Returns
+    -------
+    Tensor
+        A scalar in ``[-1, 0]``, differentiable in ``attributions``.
+
+    Raises
+    ------
+    ValueError
+        ``attributions`` is empty or holds NaN/Inf.
+    TypeError
+        ``attributions`` is not a floating-point Tensor.
+    """
+    return _gini(_check_attributions(attributions))
+
+
+# the trainer checks the penalty's value itself (a NaN one is rejected or
+# skipped as ``on_nonfinite`` says), so it uses the unchecked forms
 PENALTIES: Dict[str, Callable[[Tensor], Tensor]] = {
-    "total_variation": total_variation_penalty,
-    "gini": gini_penalty,
+    "total_variation": _total_variation,
+    "gini": _gini,
 }
 
 
