@@ -277,6 +277,38 @@ def check_finite(t: Union[Tensor, np.ndarray], name: str) -> None:
             raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
 
 
+def check_magnitude(t: Union[Tensor, np.ndarray], name: str, dtype: Any = None) -> None:
+    """Raise ``ValueError`` if ``t`` holds values so large that squaring and
+    summing them (variances, Gram matrices) overflows ``dtype`` (default: the
+    dtype of ``t``): ``max |t| > sqrt(finfo.max / numel) / 100``, about
+    ``1e150`` for a few thousand float64 values and ``1e16`` for float32.
+    Call it on finite data (see :func:`check_finite`)."""
+    if not _STATE["enabled"]:
+        return
+    if isinstance(t, Tensor):
+        if not t.is_floating_point() or t.numel() == 0:
+            return
+        dt = dtype if dtype is not None else t.dtype
+        big = float(t.detach().abs().max())
+        count = t.numel()
+    else:
+        arr = np.asarray(t)
+        if arr.dtype.kind not in "fiu" or arr.size == 0:
+            return
+        dt = dtype if dtype is not None else (arr.dtype if arr.dtype.kind == "f" else np.float64)
+        big = float(np.abs(arr).max())
+        count = arr.size
+    fmax = float(torch.finfo(dt).max) if isinstance(dt, torch.dtype) else float(np.finfo(dt).max)
+    limit = (fmax / count) ** 0.5 / 100.0
+    if big > limit:
+        raise ValueError(
+            f"{name} has values as large as {big:.3g} in absolute value; sums of their "
+            f"squares overflow {str(dt).replace('torch.', '')} (values up to about "
+            f"{limit:.1g} are safe here). Rescale {name} first, e.g. standardise each "
+            "feature (subtract its mean, divide by its standard deviation)"
+        )
+
+
 def check_int(
     value: Any, name: str, minimum: Optional[int] = 1, maximum: Optional[int] = None
 ) -> int:
@@ -316,6 +348,39 @@ def check_float(
         op = "<=" if high_inclusive else "<"
         raise ValueError(f"{name} must be {op} {high}, got {value}")
     return value
+
+
+def check_device(device: Any, name: str = "device") -> Optional[torch.device]:
+    """``None`` or a ``torch.device`` that exists on this machine; a
+    ``ValueError`` naming ``name`` for an unknown device string or an
+    accelerator that is not available (instead of torch's deep error)."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{name} must be None, a str such as 'cpu' or 'cuda:0', or a torch.device, "
+            f"got {type(device).__name__}"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"unknown {name} {device!r}; use 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"{name}={device!r} but CUDA is not available on this machine; use 'cpu'")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(
+                f"{name}={device!r} but this machine has {n} CUDA device(s) "
+                f"(cuda:0..cuda:{n - 1})"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{name}={device!r} but MPS is not available on this machine; use 'cpu'")
+    return dev
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

@@ -89,19 +89,47 @@ def load_fashion_cnn(
                     weights shipped in the package. Default: None
         device (str or torch.device, optional): where to put the model.
                     Default: None (CPU)
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        FileFormatError: ``path`` is not a safetensors file (truncated or
+            corrupted) or does not hold FashionCNN weights (missing, extra or
+            mis-shaped tensors).
+        ValueError: ``device`` is unknown or not available on this machine.
     """
+    import os
+
     from safetensors.torch import load_file
 
+    from captum_prior._validation import check_device
+    from captum_prior.errors import FileFormatError
+
+    dev = check_device(device)
     if path is None:
         ref = resources.files("captum_prior.assets").joinpath(WEIGHTS_FILE)
         with resources.as_file(ref) as p:
             state = load_file(str(p))
     else:
-        state = load_file(str(path))
-    width = int(state["conv1.0.weight"].shape[0])
-    model = FashionCNN(width=width)
-    model.load_state_dict(state)
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file: {path} (path of the FashionCNN weights)")
+        try:
+            state = load_file(path)
+        except Exception as exc:  # safetensors raises its own error types
+            raise FileFormatError(
+                f"{path} is not a safetensors file (truncated or corrupted?): {exc}"
+            ) from None
+    try:
+        width = int(state["conv1.0.weight"].shape[0])
+        model = FashionCNN(width=width)
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        what = f"missing tensor {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise FileFormatError(
+            f"{path} does not hold FashionCNN weights ({what}); pass a file written "
+            "by benchmarks/train_fashion_cnn.py, or path=None for the shipped weights"
+        ) from None
     model.eval()
-    if device is not None:
-        model.to(device)
+    if dev is not None:
+        model.to(dev)
     return model

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from captum_prior._serialization import load_state, reading, save_state
-from captum_prior._validation import check_choice, check_float, check_int
+from captum_prior._validation import check_choice, check_float, check_int, check_magnitude
 from captum_prior.errors import ConvergenceDiagnosticWarning
 from captum_prior.proxy._dmm_men_post import (
     ESS_BULK_MIN,
@@ -95,6 +95,7 @@ def check_X(
         )
     if not np.isfinite(Xa).all():
         raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
+    check_magnitude(Xa, name)
     if n_features is not None and Xa.shape[1] != n_features:
         raise ValueError(
             f"{name} has {Xa.shape[1]} features but the model was fitted with "
@@ -114,6 +115,7 @@ def check_y(y: ArrayLike, n_samples: int, name: str = "y") -> np.ndarray:
         raise ValueError(f"{name} has {ya.shape[0]} entries but X has {n_samples} rows")
     if not np.isfinite(ya).all():
         raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
+    check_magnitude(ya, name)
     return ya
 
 
