@@ -17,7 +17,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from captum_prior._serialization import load_state, reading, save_state
-from captum_prior._validation import check_choice, check_float, check_int, check_magnitude
+from captum_prior._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_magnitude,
+)
 from captum_prior.errors import ConvergenceDiagnosticWarning
 from captum_prior.proxy._dmm_men_post import (
     ESS_BULK_MIN,
