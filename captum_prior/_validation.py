@@ -383,6 +383,40 @@ def check_device(device: Any, name: str = "device") -> Optional[torch.device]:
     return dev
 
 
+def check_real_sequence(values: Any, name: str, what: str = "numbers") -> list:
+    """A sequence (list, tuple, 1-D array or tensor) of real numbers, as a
+    list of floats; numbers given as strings (``'0.5'``, ``('0.5',)``) or a
+    bare number are a ``TypeError`` naming ``name`` and showing the fix."""
+    if isinstance(values, Tensor):
+        if values.is_complex() or values.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real {what}, got a {values.dtype} tensor")
+        return [float(v) for v in values.detach().reshape(-1).tolist()]
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real {what}, got an array of dtype {values.dtype}")
+        return [float(v) for v in values.reshape(-1)]
+    if isinstance(values, (str, bytes)) or isinstance(values, numbers.Number):
+        raise TypeError(
+            f"{name} must be a sequence of {what}, got {type(values).__name__} {values!r}; "
+            f"pass a tuple of numbers, e.g. {name}=(0.5,)"
+        )
+    try:
+        items = list(values)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a sequence of {what}, got {type(values).__name__}"
+        ) from None
+    out = []
+    for i, v in enumerate(items):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(
+                f"{name}[{i}] must be a number, got {type(v).__name__} {v!r}"
+                + ("; write the number without quotes" if isinstance(v, str) else "")
+            )
+        out.append(float(v))
+    return out
+
+
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """Raise ``ValueError`` listing ``choices`` if ``value`` is not one of them."""
     if value not in choices:
@@ -475,6 +509,44 @@ def check_reference_set(
                 "references are drawn jointly, so every tensor needs the same count"
             )
     return tuple(out)
+
+
+def check_feature_mask(
+    feature_mask: Any, inputs: Tuple[Tensor, ...], name: str = "feature_mask"
+) -> None:
+    """A Captum feature mask for ``inputs``: ``None``, or one integer tensor per
+    input whose shape broadcasts to that input's (``1 x ...`` or ``N x ...``
+    with the input's rank, or fewer leading dimensions, e.g. ``H x W`` for
+    ``N x C x H x W`` images)."""
+    if feature_mask is None:
+        return
+    items = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
+    if len(items) != len(inputs):
+        raise ValueError(
+            f"{name} has {len(items)} tensors but inputs has {len(inputs)}; pass one "
+            "mask per input tensor"
+        )
+    for i, (m, x) in enumerate(zip(items, inputs)):
+        label = f"{name}[{i}]" if len(items) > 1 else name
+        if not isinstance(m, Tensor):
+            raise TypeError(f"{label} must be an integer Tensor, got {type(m).__name__}")
+        if m.is_floating_point() or m.is_complex() or m.dtype == torch.bool:
+            raise TypeError(
+                f"{label} must hold integer feature indices, got {m.dtype}; use .long()"
+            )
+        ok = m.dim() <= x.dim()
+        if ok:
+            try:
+                ok = tuple(torch.broadcast_shapes(m.shape, x.shape)) == tuple(x.shape)
+            except RuntimeError:
+                ok = False
+        if not ok:
+            raise ValueError(
+                f"{label} has shape {tuple(m.shape)}, which does not match the inputs' "
+                f"shape {tuple(x.shape)}; pass one feature index per input value, shaped "
+                f"like one example {(1,) + tuple(x.shape[1:])}, like the batch, or "
+                f"broadcastable to it (e.g. {tuple(x.shape[-2:])} for images)"
+            )
 
 
 def check_target(
@@ -594,7 +666,15 @@ def check_target(
 def check_model_output(output: Any, n_rows: int, name: str = "forward_func") -> Tensor:
     """A model output must be a Tensor with one row per input row."""
     if not isinstance(output, Tensor):
-        raise TypeError(f"{name} must return a Tensor, got {type(output).__name__}")
+        hint = ""
+        if isinstance(output, (tuple, list)):
+            hint = (
+                "; if the model returns several outputs, pass a function that returns "
+                "the scores, e.g. lambda x: model(x)[0]"
+            )
+        elif hasattr(output, "logits"):
+            hint = "; pass a function that returns the scores, e.g. lambda x: model(x).logits"
+        raise TypeError(f"{name} must return a Tensor, got {type(output).__name__}{hint}")
     if output.dim() == 0 or output.shape[0] != n_rows:
         raise ValueError(
             f"{name} returned shape {tuple(output.shape)} for {n_rows} input rows; "

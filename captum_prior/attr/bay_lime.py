@@ -30,12 +30,14 @@ from captum_prior._compat import (
 )
 from captum_prior._validation import (
     as_tensor_tuple,
+    check_feature_mask,
     check_finite,
     check_finite_output,
     check_float,
     check_input_dtype,
     check_int,
     check_model_mode,
+    check_model_output,
     check_target,
     check_value_range,
     expected_input_range,
@@ -448,7 +450,9 @@ class BayLime(Lime):
                     f"{str(exc).splitlines()[0]}. Check that the inputs have the shape "
                     "the model expects (e.g. N x C x H x W with the channel dimension)"
                 ) from exc
-            if isinstance(out, Tensor) and out.dim() > 0:
+            if not isinstance(out, Tensor):
+                check_model_output(out, 0, "the model (forward_func)")
+            if out.dim() > 0:
                 if first[0] and out.dim() == 2:
                     check_target(target, bsz, out.shape[1])
                 first[0] = False
@@ -458,6 +462,7 @@ class BayLime(Lime):
 
         checked.__wrapped__ = original  # type: ignore[attr-defined]
         model.reset_history()
+        check_feature_mask(feature_mask, tuple(formatted))
         mask_tuple, n_interp = construct_feature_mask(feature_mask, tuple(formatted))
         if prior_mean is not None:
             model._pending_prior_means = self._per_example_prior(

@@ -982,7 +982,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------- save / load
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fitted model (parameters, posterior means and the kept
-        draws used by :meth:`predict`) to a safetensors file; no pickle."""
+        draws used by :meth:`predict`) to a safetensors file; no pickle.  The
+        write is atomic; the folder must exist (``FileNotFoundError`` naming
+        it otherwise)."""
         tensors, meta = self._state()
         save_state(path, _KIND, _FORMAT_VERSION, tensors, meta)
 

@@ -907,7 +907,8 @@ class JointGaussianMixture(BaseEstimator):
     # -------------------------------------------------------- save and load
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fitted mixture to ``path`` (safetensors + JSON header with a
-        format version; loading runs no code)."""
+        format version; loading runs no code).  The write is atomic; the
+        folder must exist (``FileNotFoundError`` naming it otherwise)."""
         self._check_fitted()
         tensors = {
             "lower_means": self.lower_means_, "lower_covariances": self.lower_covariances_,
