@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captum_prior._validation import check_float, check_int
+
 DIVERGING_CMAP = "RdBu_r"
 SEQUENTIAL_CMAP = "Reds"
 SIGNS = ("all", "positive", "negative", "absolute_value")
@@ -124,6 +126,26 @@ def _check_maps(t: Any, name: str, what: str) -> Tuple[int, Tuple[int, int]]:
     return int(t.shape[0]), (int(t.shape[-2]), int(t.shape[-1]))
 
 
+def _check_titles(titles: Any, name: str, n: int) -> None:
+    if titles is None:
+        return
+    if isinstance(titles, (str, bytes)) or not isinstance(titles, Sequence):
+        raise TypeError(f"{name} must be a sequence of {n} strings (one per row), got {type(titles).__name__}")
+    if len(titles) != n:
+        raise ValueError(f"{name} has {len(titles)} entries, expected {n}")
+
+
+def _check_size(value: Any, name: str, pair: bool = False) -> None:
+    """Positive finite size(s): a number, or a pair ``(width, height)``."""
+    if pair:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{name} must be a pair (width, height) in inches, got {value!r}")
+        for i, v in enumerate(value):
+            check_float(v, f"{name}[{i}]", 0.0, low_inclusive=False)
+    else:
+        check_float(value, name, 0.0, low_inclusive=False)
+
+
 def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -195,10 +217,17 @@ def plot_attributions(
 
     _check_choice(sign, "sign", SIGNS)
     _check_choice(scale, "scale", SCALES)
+    if not isinstance(attributions, Mapping):
+        raise TypeError(
+            f"attributions must be a dict of method name -> maps, got {type(attributions).__name__}; "
+            "e.g. {'EG': attributions}"
+        )
     if not attributions:
         raise ValueError("attributions must name at least one method")
-    if not 0.0 <= outlier_perc < 100.0:
-        raise ValueError(f"outlier_perc must be in [0, 100), got {outlier_perc}")
+    check_float(outlier_perc, "outlier_perc", 0.0, 100.0, high_inclusive=False)
+    _check_size(panel_size, "panel_size")
+    _check_size(fontsize, "fontsize")
+    title = None if title is None else str(title)
     names = list(attributions)
     shapes = {k: _check_maps(a, f"attributions[{k!r}]", "attribution maps") for k, a in attributions.items()}
     first = names[0]
@@ -222,8 +251,7 @@ def plot_attributions(
                 f"{hw[0]} x {hw[1]}; pass the images the maps were computed for (or "
                 "upsample the maps to the images' size, e.g. captum's LayerAttribution.interpolate)"
             )
-    if row_titles is not None and len(row_titles) != n:
-        raise ValueError(f"row_titles has {len(row_titles)} entries, expected {n}")
+    _check_titles(row_titles, "row_titles", n)
     maps = {k: [_reduce(a[i], sign) for i in range(n)] for k, a in attributions.items()}
     signed = sign == "all"
     cmap = cmap or (DIVERGING_CMAP if signed else SEQUENTIAL_CMAP)
@@ -290,8 +318,11 @@ def plot_images(
         matplotlib.figure.Figure
     """
     n, _ = _check_maps(images, "images", "images")
-    if titles is not None and len(titles) != n:
-        raise ValueError(f"titles has {len(titles)} entries, expected {n}")
+    _check_titles(titles, "titles", n)
+    check_int(ncols, "ncols", 1)
+    _check_size(panel_size, "panel_size")
+    _check_size(fontsize, "fontsize")
+    suptitle = None if suptitle is None else str(suptitle)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
     fig = _new_figure((panel_size * ncols, (panel_size + 0.3) * nrows + (0.3 if suptitle else 0)))
@@ -359,6 +390,17 @@ def plot_curves(
     from scipy.stats import norm as _norm
 
     _check_choice(str(band), "band", ("ci", "sd", "None"))
+    check_float(confidence, "confidence", 0.0, 1.0, False, False)
+    _check_size(panel_size, "panel_size", pair=True)
+    _check_size(fontsize, "fontsize")
+    if not isinstance(curves, Mapping):
+        raise TypeError(f"curves must be a dict of label -> values, got {type(curves).__name__}")
+    if label_values is not None and not isinstance(label_values, Mapping):
+        raise TypeError(
+            f"label_values must be a dict of label -> number (or panel -> such a dict), got "
+            f"{type(label_values).__name__}"
+        )
+    title = None if title is None else str(title)
     first = next(iter(curves.values()), None)
     if first is None:
         raise ValueError("curves must hold at least one curve")
@@ -441,6 +483,11 @@ def plot_intervals(
     """
     from matplotlib.lines import Line2D
 
+    _check_size(panel_size, "panel_size", pair=True)
+    _check_size(fontsize, "fontsize")
+    if not isinstance(estimates, Mapping):
+        raise TypeError(f"estimates must be a dict of item -> (mean, low, high), got {type(estimates).__name__}")
+    title = None if title is None else str(title)
     first = next(iter(estimates.values()), None)
     if first is None:
         raise ValueError("estimates must hold at least one item")

@@ -216,6 +216,12 @@ def keep_remove(
     if score is None:
         score = "max_logit" if protocol == "image" else "logit"
     check_choice(score, "score", ("probability", "logit", "max_logit"))
+    # numeric options are checked where given, whichever protocol uses them
+    check_int(n_counts, "n_counts", 2)
+    check_float(blur_sigma, "blur_sigma", 0.0, low_inclusive=False)
+    check_int(blur_kernel_size, "blur_kernel_size", 1)
+    if labels is not None and not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be None or a Tensor of one value per example, got {type(labels).__name__}")
     chunk = resolve_chunk_size(max_examples_per_batch, inputs_t)
     runner = make_runner(forward_func, inputs_t[0].shape[0], target, additional_forward_args, score)
     if protocol == "image":
