@@ -21,6 +21,7 @@ from captum_prior._batching import forward_rows
 from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
 from captum_prior._image import gaussian_blur
 from captum_prior._validation import check_choice, check_float, check_int
+from captum_prior.errors import CaptumPriorWarning
 from captum_prior.metrics._masking import inpaint_telea, telea_available
 from captum_prior.metrics._perturbation import (
     UnitLayout,
@@ -517,6 +518,7 @@ def _tabular_protocol(
             if not ss_tot > 0:
                 warnings.warn(
                     f"{m}: the reference outputs are constant, so R² is undefined (NaN)",
+                    CaptumPriorWarning,
                     stacklevel=3,
                 )
             r2 = 1.0 - ((ref.unsqueeze(1) - pred) ** 2).sum(0) / ss_tot

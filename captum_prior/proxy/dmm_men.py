@@ -375,7 +375,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     and of the most populated component's coefficients
                     (``top_coef_largest_component``: label-dependent,
                     reported only); ``converged`` (both thresholds met for
-                    the marginal log posterior and ``top_population_coef``); MH acceptance
+                    the marginal log posterior and ``top_population_coef``),
+                    ``convergence_problems`` (the failing quantities with their
+                    R-hat and ESS, as text; empty when converged); MH acceptance
                     rates, relabelling iterations, chain and fit seconds.
                     (Replaces the hand-written ESS and Geweke z.)
     """
@@ -807,13 +809,18 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         }
         problems = convergence_problems(mon)
         d["converged"] = not problems
+        d["convergence_problems"] = problems
         if problems:
+            # the text names the failing quantities and the thresholds but not
+            # this fit's values (they are in diagnostics_), so that one warning
+            # per call site is shown when many fits are made in a loop
+            failing = ", ".join(p.split(":")[0] for p in problems)
             warnings.warn(
-                "DMM-MEN chains have not converged/mixed ("
-                + "; ".join(problems)
-                + f"; {d['n_chains']} chains x {d['n_kept_draws_per_chain']} kept "
-                "draws). Run more sweeps (n_iter), more chains, or thin less; "
-                "see diagnostics_ and to_inference_data() for ArviZ plots.",
+                f"DMM-MEN chains have not converged/mixed: R-hat > {RHAT_MAX} or bulk "
+                f"ESS < {ESS_BULK_MIN:.0f} for {failing} ({d['n_chains']} chains x "
+                f"{d['n_kept_draws_per_chain']} kept draws; this fit's values are in "
+                "diagnostics_['convergence_problems']). Run more sweeps (n_iter), more "
+                "chains, or thin less; see to_inference_data() for ArviZ plots.",
                 ConvergenceDiagnosticWarning,
                 stacklevel=4,
             )

@@ -214,7 +214,9 @@ class AttributionPriorTrainer:
                     :class:`~captum_prior.errors.ModelOutputError`, or
                     ``"skip"`` the batch with a
                     :class:`~captum_prior.errors.CaptumPriorWarning` (the
-                    step's record then has ``skipped=True``). Either way the
+                    step's record then has ``skipped=True`` and the cause in
+                    ``reason``; the warning's text is the same for every
+                    skipped step, so a loop shows it once). Either way the
                     model's parameters and buffers (batch-norm statistics) and
                     the optimiser's state are left exactly as before the step.
                     Default: ``"raise"``
@@ -249,6 +251,8 @@ class AttributionPriorTrainer:
         self.prior = prior
         self.n_samples = check_int(n_samples, "n_samples", 1)
         self.alternating = bool(alternating)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
         self.on_nonfinite = check_choice(on_nonfinite, "on_nonfinite", ("raise", "skip"))
         if not isinstance(share_forward, bool):
@@ -260,6 +264,8 @@ class AttributionPriorTrainer:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
+        if prior is not None:
+            DeepPriorExpectedGradients(model, prior)  # checks the prior's type now, not at the first step
 
     def _omega(self, x: Tensor, y: Tensor, references: Tensor, prior: Any = None) -> Tensor:
         attr = training_attributions(self.model, x, y, references,
@@ -402,11 +408,22 @@ class AttributionPriorTrainer:
                 )
                 if self.on_nonfinite == "raise":
                     raise ModelOutputError(msg + " (or pass on_nonfinite='skip')") from None
-                warnings.warn(msg, CaptumPriorWarning, stacklevel=2)
-                return {"skipped": True}
+                # one text per condition (the batch's details go in the record),
+                # so that a loop shows the warning once per call site
+                warnings.warn(
+                    "training step skipped: the loss, penalty or a gradient was NaN or Inf; "
+                    "the model and optimiser are unchanged (the step's record says why). "
+                    "Lower the learning rate or lam, or check the batch",
+                    CaptumPriorWarning, stacklevel=2,
+                )
+                return {"skipped": True, "reason": msg}
             if isinstance(exc, ModelOutputError) and self.on_nonfinite == "skip":
-                warnings.warn(f"training step skipped: {exc}", CaptumPriorWarning, stacklevel=2)
-                return {"skipped": True}
+                warnings.warn(
+                    "training step skipped: the model gave a NaN or Inf output or gradient; "
+                    "the model and optimiser are unchanged (the step's record says why)",
+                    CaptumPriorWarning, stacklevel=2,
+                )
+                return {"skipped": True, "reason": str(exc)}
             raise
         except BaseException:
             self._restore(buffers, params, opt_state)
@@ -430,9 +447,23 @@ class AttributionPriorTrainer:
         from tqdm.auto import tqdm
 
         epochs = check_int(epochs, "epochs", 1)
+        try:
+            iter(batches)
+        except TypeError:
+            raise TypeError(
+                f"batches must be an iterable of (x, y) pairs, e.g. a DataLoader, got "
+                f"{type(batches).__name__}"
+            ) from None
         history = []
         for epoch in range(epochs):
-            for x, y in tqdm(batches, disable=not show_progress, desc=f"epoch {epoch + 1}"):
+            for i, batch in enumerate(tqdm(batches, disable=not show_progress, desc=f"epoch {epoch + 1}")):
+                if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                    what = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
+                    raise ValueError(
+                        f"batches must yield (x, y) pairs of inputs and integer labels; batch "
+                        f"{i} is {what}"
+                    )
+                x, y = batch
                 history.append(self.step(x, y))
         return history
 
