@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import os
+import sys
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
+import captum
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -30,6 +33,65 @@ from captum_prior._compat import TargetType
 from captum_prior.errors import InputRangeWarning, ModelModeWarning, ModelOutputError
 
 _STATE = {"enabled": True, "mode_check": True}
+
+#: folders whose frames are library code, not the user's call site
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(f)) + os.sep
+    for f in (__file__, getattr(captum, "__file__", None))
+    if f
+)
+
+
+def warn_at_call_site(message: str, category: type) -> None:
+    """``warnings.warn`` attributed to the first frame outside captum_prior
+    and Captum: the user's line that called the library.
+
+    Python's default filter shows a warning once per (text, category, line);
+    with a fixed ``stacklevel`` the line would be one inside the library that
+    differs with the path taken (e.g. the optimized-baseline and the path
+    stage of one ``ValidPathGradients`` call), so the same condition would be
+    shown several times.  Texts must not embed per-call values either.
+    """
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame = frame.f_back
+        level += 1
+    if frame is None:  # called from library code only (e.g. a worker thread)
+        warnings.warn(message, category, stacklevel=2)
+        return
+    # Python forgets which warnings it has shown whenever any code changes the
+    # filters, and some dependencies do so on every call (arviz_stats wraps
+    # its FFT in warnings.catch_warnings()), so under the "default", "module"
+    # and "once" actions a loop would show the warning on every call.  Keep
+    # our own memory, keyed by the active filters, so a user who changes the
+    # filters sees it again, and "always"/"error"/"ignore" behave as usual.
+    module = frame.f_globals.get("__name__", "<string>")
+    action = _filter_action(message, category, module, frame.f_lineno)
+    if action in ("default", "module", "once"):
+        site = {"default": (frame.f_code.co_filename, frame.f_lineno),
+                "module": (frame.f_code.co_filename,), "once": ()}[action]
+        key = (message, category, site, tuple(warnings.filters))
+        if key in _SHOWN:
+            return
+        _SHOWN.add(key)
+    warnings.warn(message, category, stacklevel=level)
+
+
+_SHOWN: set = set()
+
+
+def _filter_action(message: str, category: type, module: str, lineno: int) -> str:
+    """The action of the first of ``warnings.filters`` that matches, as
+    ``warnings.warn_explicit`` finds it (``warnings.defaultaction`` if none)."""
+    for action, msg, cat, mod, ln in warnings.filters:
+        if (
+            (msg is None or msg.match(message))
+            and issubclass(category, cat)
+            and (mod is None or mod.match(module))
+            and (ln == 0 or lineno == ln)
+        ):
+            return action
+    return warnings.defaultaction
 
 
 def checks_enabled() -> bool:
@@ -112,13 +174,12 @@ def check_model_mode(forward_func: Any) -> None:
         }
     )
     if offenders:
-        warnings.warn(
+        warn_at_call_site(
             f"the model ({type(m).__name__}) has {', '.join(offenders)} layers in "
             "training mode, so its outputs are random or depend on the batch and "
             "the attributions are not reproducible; call model.eval() first "
             "(captum_prior never changes the model's mode)",
             ModelModeWarning,
-            stacklevel=4,
         )
 
 
@@ -170,7 +231,8 @@ def check_value_range(
     The message names the condition and the expected range but not the
     batch's own values, so that the same condition gives the same text on
     every call and Python's default filter shows it once per calling line
-    (a loop over images warns once, not once per image)."""
+    (a loop over images warns once, not once per image); the line is the
+    user's (:func:`warn_at_call_site`)."""
     if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
         return
     tol = slack * (high - low)
@@ -178,12 +240,11 @@ def check_value_range(
     lo, hi = float(td.min()), float(td.max())
     if lo < low - tol or hi > high + tol:
         hint = " (0..255 images? divide by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
-        warnings.warn(
+        warn_at_call_site(
             f"{name} has values far outside [{low:g}, {high:g}], the range {source} "
             f"expects{hint}; attributions far outside the model's input range are "
             "meaningless",
             InputRangeWarning,
-            stacklevel=4,
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numbers
 import typing
-import warnings
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
@@ -29,6 +28,7 @@ from captum_prior._validation import (
     check_float,
     check_int,
     resolve_callable_baselines,
+    warn_at_call_site,
 )
 from captum_prior.attr.optimized_baseline import (
     DEFAULT_DELTA,
@@ -605,7 +605,7 @@ class ValidPathGradients(GradientAttribution):
             chosen = "unbounded (no clipping)" if clip is None else f"{clip}"
             # the text names the condition and the inferred range, never this
             # batch's values, so Python's once-per-location filter folds it
-            warnings.warn(
+            warn_at_call_site(
                 f"ValidPathGradients: input_range was not given, so the optimized "
                 f"baselines are kept inside a range inferred from the inputs: "
                 f"{chosen}. Pass "
@@ -613,7 +613,6 @@ class ValidPathGradients(GradientAttribution):
                 f"on (e.g. (-1.0, 1.0) for [-1, 1]-normalised images), or "
                 f"input_range=None for unbounded features, to silence this warning",
                 InputRangeWarning,
-                stacklevel=4,
             )
             return clip
         if input_range is not None:

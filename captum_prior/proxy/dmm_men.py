@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,6 +21,7 @@ from captum_prior._validation import (
     check_float,
     check_int,
     check_magnitude,
+    warn_at_call_site,
 )
 from captum_prior.errors import ConvergenceDiagnosticWarning
 from captum_prior.proxy._dmm_men_post import (
@@ -815,14 +815,13 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             # this fit's values (they are in diagnostics_), so that one warning
             # per call site is shown when many fits are made in a loop
             failing = ", ".join(p.split(":")[0] for p in problems)
-            warnings.warn(
+            warn_at_call_site(
                 f"DMM-MEN chains have not converged/mixed: R-hat > {RHAT_MAX} or bulk "
                 f"ESS < {ESS_BULK_MIN:.0f} for {failing} ({d['n_chains']} chains x "
                 f"{d['n_kept_draws_per_chain']} kept draws; this fit's values are in "
                 "diagnostics_['convergence_problems']). Run more sweeps (n_iter), more "
                 "chains, or thin less; see to_inference_data() for ArviZ plots.",
                 ConvergenceDiagnosticWarning,
-                stacklevel=4,
             )
 
     def to_inference_data(self) -> Any:
