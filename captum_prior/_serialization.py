@@ -6,7 +6,9 @@ and its JSON-serialisable parameters.  Loading runs no code from the file.
 
 Saving is atomic: the file is written to a temporary file in the same
 directory, flushed to disk and renamed over ``path`` (``os.replace``), so an
-interrupted save leaves any previous file intact.  Loading raises one error
+interrupted save leaves any previous file intact.  The folder must exist:
+saving into a missing folder raises ``FileNotFoundError`` naming it (folders
+are never created, so a mistyped path fails instead of appearing somewhere).  Loading raises one error
 type, :class:`~captum_prior.errors.FileFormatError` (a ``ValueError``), naming
 the file and what is wrong with it: not a safetensors file (truncated or
 corrupted), no or unreadable captum_prior header, another kind of object,
@@ -58,9 +60,22 @@ def save_state(
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
-    )
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"cannot save to {path}: the folder {folder} does not exist; create it "
+            "first, e.g. os.makedirs(folder, exist_ok=True) (save never creates folders, "
+            "so a mistyped path is not silently created)"
+        )
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; pass a file name inside it")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
+        )
+    except PermissionError:
+        raise PermissionError(
+            f"cannot save to {path}: the folder {folder} is not writable"
+        ) from None
     os.close(fd)
     try:
         save_file(clean, tmp, metadata={META_KEY: header})

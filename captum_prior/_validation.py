@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import os
+import sys
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
+import captum
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -30,6 +33,65 @@ from captum_prior._compat import TargetType
 from captum_prior.errors import InputRangeWarning, ModelModeWarning, ModelOutputError
 
 _STATE = {"enabled": True, "mode_check": True}
+
+#: folders whose frames are library code, not the user's call site
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(f)) + os.sep
+    for f in (__file__, getattr(captum, "__file__", None))
+    if f
+)
+
+
+def warn_at_call_site(message: str, category: type) -> None:
+    """``warnings.warn`` attributed to the first frame outside captum_prior
+    and Captum: the user's line that called the library.
+
+    Python's default filter shows a warning once per (text, category, line);
+    with a fixed ``stacklevel`` the line would be one inside the library that
+    differs with the path taken (e.g. the optimized-baseline and the path
+    stage of one ``ValidPathGradients`` call), so the same condition would be
+    shown several times.  Texts must not embed per-call values either.
+    """
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame = frame.f_back
+        level += 1
+    if frame is None:  # called from library code only (e.g. a worker thread)
+        warnings.warn(message, category, stacklevel=2)
+        return
+    # Python forgets which warnings it has shown whenever any code changes the
+    # filters, and some dependencies do so on every call (arviz_stats wraps
+    # its FFT in warnings.catch_warnings()), so under the "default", "module"
+    # and "once" actions a loop would show the warning on every call.  Keep
+    # our own memory, keyed by the active filters, so a user who changes the
+    # filters sees it again, and "always"/"error"/"ignore" behave as usual.
+    module = frame.f_globals.get("__name__", "<string>")
+    action = _filter_action(message, category, module, frame.f_lineno)
+    if action in ("default", "module", "once"):
+        site = {"default": (frame.f_code.co_filename, frame.f_lineno),
+                "module": (frame.f_code.co_filename,), "once": ()}[action]
+        key = (message, category, site, tuple(warnings.filters))
+        if key in _SHOWN:
+            return
+        _SHOWN.add(key)
+    warnings.warn(message, category, stacklevel=level)
+
+
+_SHOWN: set = set()
+
+
+def _filter_action(message: str, category: type, module: str, lineno: int) -> str:
+    """The action of the first of ``warnings.filters`` that matches, as
+    ``warnings.warn_explicit`` finds it (``warnings.defaultaction`` if none)."""
+    for action, msg, cat, mod, ln in warnings.filters:
+        if (
+            (msg is None or msg.match(message))
+            and issubclass(category, cat)
+            and (mod is None or mod.match(module))
+            and (ln == 0 or lineno == ln)
+        ):
+            return action
+    return warnings.defaultaction
 
 
 def checks_enabled() -> bool:
@@ -112,13 +174,12 @@ def check_model_mode(forward_func: Any) -> None:
         }
     )
     if offenders:
-        warnings.warn(
+        warn_at_call_site(
             f"the model ({type(m).__name__}) has {', '.join(offenders)} layers in "
             "training mode, so its outputs are random or depend on the batch and "
             "the attributions are not reproducible; call model.eval() first "
             "(captum_prior never changes the model's mode)",
             ModelModeWarning,
-            stacklevel=4,
         )
 
 
@@ -164,8 +225,14 @@ def expected_input_range(forward_func: Any) -> Optional[Tuple[float, float]]:
 def check_value_range(
     t: Tensor, low: float, high: float, name: str, source: str, slack: float = 0.5
 ) -> None:
-    """Warn once (:class:`InputRangeWarning`) if ``t`` lies far outside
-    ``[low, high]`` (by more than ``slack`` times its width)."""
+    """Warn (:class:`InputRangeWarning`) if ``t`` lies far outside
+    ``[low, high]`` (by more than ``slack`` times its width).
+
+    The message names the condition and the expected range but not the
+    batch's own values, so that the same condition gives the same text on
+    every call and Python's default filter shows it once per calling line
+    (a loop over images warns once, not once per image); the line is the
+    user's (:func:`warn_at_call_site`)."""
     if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
         return
     tol = slack * (high - low)
@@ -173,12 +240,33 @@ def check_value_range(
     lo, hi = float(td.min()), float(td.max())
     if lo < low - tol or hi > high + tol:
         hint = " (0..255 images? divide by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
-        warnings.warn(
-            f"{name} has values in [{lo:.3g}, {hi:.3g}] but {source} expects "
-            f"[{low:g}, {high:g}]{hint}; attributions far outside the model's "
-            "input range are meaningless",
+        warn_at_call_site(
+            f"{name} has values far outside [{low:g}, {high:g}], the range {source} "
+            f"expects{hint}; attributions far outside the model's input range are "
+            "meaningless",
             InputRangeWarning,
-            stacklevel=4,
+        )
+
+
+def check_inside_range(
+    t: Tensor, low: float, high: float, name: str, source: str, fix: str, slack: float = 0.5
+) -> None:
+    """Raise ``ValueError`` if ``t`` lies far outside ``[low, high]`` (by more
+    than ``slack`` times its width): for options that *constrain* results to
+    a range (a clip range), where inputs outside it give results pinned at
+    its edge rather than a merely doubtful attribution.  ``fix`` ends the
+    message."""
+    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
+        return
+    tol = slack * (high - low)
+    td = t.detach()
+    lo, hi = float(td.min()), float(td.max())
+    if lo < low - tol or hi > high + tol:
+        hint = " (0..255 images? divide them by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
+        raise ValueError(
+            f"{name} has values in [{lo:.3g}, {hi:.3g}], far outside {source} = "
+            f"({low:g}, {high:g}); results kept inside that range would be pinned "
+            f"at its edge. Scale {name} into the range{hint}, or {fix}"
         )
 
 
@@ -250,6 +338,38 @@ def check_finite(t: Union[Tensor, np.ndarray], name: str) -> None:
             raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
 
 
+def check_magnitude(t: Union[Tensor, np.ndarray], name: str, dtype: Any = None) -> None:
+    """Raise ``ValueError`` if ``t`` holds values so large that squaring and
+    summing them (variances, Gram matrices) overflows ``dtype`` (default: the
+    dtype of ``t``): ``max |t| > sqrt(finfo.max / numel) / 100``, about
+    ``1e150`` for a few thousand float64 values and ``1e16`` for float32.
+    Call it on finite data (see :func:`check_finite`)."""
+    if not _STATE["enabled"]:
+        return
+    if isinstance(t, Tensor):
+        if not t.is_floating_point() or t.numel() == 0:
+            return
+        dt = dtype if dtype is not None else t.dtype
+        big = float(t.detach().abs().max())
+        count = t.numel()
+    else:
+        arr = np.asarray(t)
+        if arr.dtype.kind not in "fiu" or arr.size == 0:
+            return
+        dt = dtype if dtype is not None else (arr.dtype if arr.dtype.kind == "f" else np.float64)
+        big = float(np.abs(arr).max())
+        count = arr.size
+    fmax = float(torch.finfo(dt).max) if isinstance(dt, torch.dtype) else float(np.finfo(dt).max)
+    limit = (fmax / count) ** 0.5 / 100.0
+    if big > limit:
+        raise ValueError(
+            f"{name} has values as large as {big:.3g} in absolute value; sums of their "
+            f"squares overflow {str(dt).replace('torch.', '')} (values up to about "
+            f"{limit:.1g} are safe here). Rescale {name} first, e.g. standardise each "
+            "feature (subtract its mean, divide by its standard deviation)"
+        )
+
+
 def check_int(
     value: Any, name: str, minimum: Optional[int] = 1, maximum: Optional[int] = None
 ) -> int:
@@ -289,6 +409,73 @@ def check_float(
         op = "<=" if high_inclusive else "<"
         raise ValueError(f"{name} must be {op} {high}, got {value}")
     return value
+
+
+def check_device(device: Any, name: str = "device") -> Optional[torch.device]:
+    """``None`` or a ``torch.device`` that exists on this machine; a
+    ``ValueError`` naming ``name`` for an unknown device string or an
+    accelerator that is not available (instead of torch's deep error)."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{name} must be None, a str such as 'cpu' or 'cuda:0', or a torch.device, "
+            f"got {type(device).__name__}"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"unknown {name} {device!r}; use 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"{name}={device!r} but CUDA is not available on this machine; use 'cpu'")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(
+                f"{name}={device!r} but this machine has {n} CUDA device(s) "
+                f"(cuda:0..cuda:{n - 1})"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{name}={device!r} but MPS is not available on this machine; use 'cpu'")
+    return dev
+
+
+def check_real_sequence(values: Any, name: str, what: str = "numbers") -> list:
+    """A sequence (list, tuple, 1-D array or tensor) of real numbers, as a
+    list of floats; numbers given as strings (``'0.5'``, ``('0.5',)``) or a
+    bare number are a ``TypeError`` naming ``name`` and showing the fix."""
+    if isinstance(values, Tensor):
+        if values.is_complex() or values.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real {what}, got a {values.dtype} tensor")
+        return [float(v) for v in values.detach().reshape(-1).tolist()]
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real {what}, got an array of dtype {values.dtype}")
+        return [float(v) for v in values.reshape(-1)]
+    if isinstance(values, (str, bytes)) or isinstance(values, numbers.Number):
+        raise TypeError(
+            f"{name} must be a sequence of {what}, got {type(values).__name__} {values!r}; "
+            f"pass a tuple of numbers, e.g. {name}=(0.5,)"
+        )
+    try:
+        items = list(values)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a sequence of {what}, got {type(values).__name__}"
+        ) from None
+    out = []
+    for i, v in enumerate(items):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(
+                f"{name}[{i}] must be a number, got {type(v).__name__} {v!r}"
+                + ("; write the number without quotes" if isinstance(v, str) else "")
+            )
+        out.append(float(v))
+    return out
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
@@ -383,6 +570,44 @@ def check_reference_set(
                 "references are drawn jointly, so every tensor needs the same count"
             )
     return tuple(out)
+
+
+def check_feature_mask(
+    feature_mask: Any, inputs: Tuple[Tensor, ...], name: str = "feature_mask"
+) -> None:
+    """A Captum feature mask for ``inputs``: ``None``, or one integer tensor per
+    input whose shape broadcasts to that input's (``1 x ...`` or ``N x ...``
+    with the input's rank, or fewer leading dimensions, e.g. ``H x W`` for
+    ``N x C x H x W`` images)."""
+    if feature_mask is None:
+        return
+    items = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
+    if len(items) != len(inputs):
+        raise ValueError(
+            f"{name} has {len(items)} tensors but inputs has {len(inputs)}; pass one "
+            "mask per input tensor"
+        )
+    for i, (m, x) in enumerate(zip(items, inputs)):
+        label = f"{name}[{i}]" if len(items) > 1 else name
+        if not isinstance(m, Tensor):
+            raise TypeError(f"{label} must be an integer Tensor, got {type(m).__name__}")
+        if m.is_floating_point() or m.is_complex() or m.dtype == torch.bool:
+            raise TypeError(
+                f"{label} must hold integer feature indices, got {m.dtype}; use .long()"
+            )
+        ok = m.dim() <= x.dim()
+        if ok:
+            try:
+                ok = tuple(torch.broadcast_shapes(m.shape, x.shape)) == tuple(x.shape)
+            except RuntimeError:
+                ok = False
+        if not ok:
+            raise ValueError(
+                f"{label} has shape {tuple(m.shape)}, which does not match the inputs' "
+                f"shape {tuple(x.shape)}; pass one feature index per input value, shaped "
+                f"like one example {(1,) + tuple(x.shape[1:])}, like the batch, or "
+                f"broadcastable to it (e.g. {tuple(x.shape[-2:])} for images)"
+            )
 
 
 def check_target(
@@ -502,7 +727,15 @@ def check_target(
 def check_model_output(output: Any, n_rows: int, name: str = "forward_func") -> Tensor:
     """A model output must be a Tensor with one row per input row."""
     if not isinstance(output, Tensor):
-        raise TypeError(f"{name} must return a Tensor, got {type(output).__name__}")
+        hint = ""
+        if isinstance(output, (tuple, list)):
+            hint = (
+                "; if the model returns several outputs, pass a function that returns "
+                "the scores, e.g. lambda x: model(x)[0]"
+            )
+        elif hasattr(output, "logits"):
+            hint = "; pass a function that returns the scores, e.g. lambda x: model(x).logits"
+        raise TypeError(f"{name} must return a Tensor, got {type(output).__name__}{hint}")
     if output.dim() == 0 or output.shape[0] != n_rows:
         raise ValueError(
             f"{name} returned shape {tuple(output.shape)} for {n_rows} input rows; "

@@ -8,6 +8,13 @@ project's errors specifically.  Every warning is a subclass of
     import warnings
     from captum_prior import CaptumPriorWarning
     warnings.simplefilter("error", CaptumPriorWarning)   # turn every warning into an error
+
+A warning's text names the condition and the fix, never values that change
+from call to call (those go into the result, e.g. ``diagnostics_``), and it is
+attributed to the line of the user's code that called the library.  Under
+Python's default filter each is therefore shown once per calling line: a loop
+over 17 images with 0..255 pixels warns once, not 17 times.  Use
+``warnings.simplefilter("always", CaptumPriorWarning)`` to see every one.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captum_prior._validation import check_float, check_int
+
 DIVERGING_CMAP = "RdBu_r"
 SEQUENTIAL_CMAP = "Reds"
 SIGNS = ("all", "positive", "negative", "absolute_value")
@@ -106,6 +108,44 @@ def _limit(maps: Sequence[np.ndarray], outlier_perc: float) -> float:
     return v if v > 0 else 1.0
 
 
+def _check_maps(t: Any, name: str, what: str) -> Tuple[int, Tuple[int, int]]:
+    """``(N, (H, W))`` of an ``N x C x H x W`` or ``N x H x W`` Tensor/array
+    holding only finite values; a clear error naming ``name`` otherwise."""
+    if not isinstance(t, (Tensor, np.ndarray)):
+        raise TypeError(f"{name} must be a Tensor or numpy array ({what}), got {type(t).__name__}")
+    if t.ndim not in (3, 4):
+        raise ValueError(f"{name} must be {what} (N x C x H x W or N x H x W), got shape {tuple(t.shape)}")
+    a = t.detach() if isinstance(t, Tensor) else np.asarray(t)
+    finite = bool(torch.isfinite(a).all()) if isinstance(a, Tensor) else bool(np.isfinite(a).all())
+    if not finite:
+        raise ValueError(
+            f"{name} contains NaN or Inf, which would be drawn as blank pixels on a "
+            "meaningless colour scale; check how it was computed (or replace the "
+            "values, e.g. torch.nan_to_num)"
+        )
+    return int(t.shape[0]), (int(t.shape[-2]), int(t.shape[-1]))
+
+
+def _check_titles(titles: Any, name: str, n: int) -> None:
+    if titles is None:
+        return
+    if isinstance(titles, (str, bytes)) or not isinstance(titles, Sequence):
+        raise TypeError(f"{name} must be a sequence of {n} strings (one per row), got {type(titles).__name__}")
+    if len(titles) != n:
+        raise ValueError(f"{name} has {len(titles)} entries, expected {n}")
+
+
+def _check_size(value: Any, name: str, pair: bool = False) -> None:
+    """Positive finite size(s): a number, or a pair ``(width, height)``."""
+    if pair:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{name} must be a pair (width, height) in inches, got {value!r}")
+        for i, v in enumerate(value):
+            check_float(v, f"{name}[{i}]", 0.0, low_inclusive=False)
+    else:
+        check_float(value, name, 0.0, low_inclusive=False)
+
+
 def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -168,24 +208,50 @@ def plot_attributions(
 
     Returns:
         matplotlib.figure.Figure
+
+    Raises:
+        ValueError: maps or images holding NaN/Inf, maps of different sizes
+            (across methods, or unlike the images), or row counts that differ.
     """
     from matplotlib.colors import Normalize
 
     _check_choice(sign, "sign", SIGNS)
     _check_choice(scale, "scale", SCALES)
+    if not isinstance(attributions, Mapping):
+        raise TypeError(
+            f"attributions must be a dict of method name -> maps, got {type(attributions).__name__}; "
+            "e.g. {'EG': attributions}"
+        )
     if not attributions:
         raise ValueError("attributions must name at least one method")
-    if not 0.0 <= outlier_perc < 100.0:
-        raise ValueError(f"outlier_perc must be in [0, 100), got {outlier_perc}")
+    check_float(outlier_perc, "outlier_perc", 0.0, 100.0, high_inclusive=False)
+    _check_size(panel_size, "panel_size")
+    _check_size(fontsize, "fontsize")
+    title = None if title is None else str(title)
     names = list(attributions)
-    n = int(next(iter(attributions.values())).shape[0])
-    for k, a in attributions.items():
-        if int(a.shape[0]) != n:
-            raise ValueError(f"attributions[{k!r}] has {a.shape[0]} rows, expected {n}")
-    if images is not None and int(images.shape[0]) != n:
-        raise ValueError(f"images has {images.shape[0]} rows, attributions have {n}")
-    if row_titles is not None and len(row_titles) != n:
-        raise ValueError(f"row_titles has {len(row_titles)} entries, expected {n}")
+    shapes = {k: _check_maps(a, f"attributions[{k!r}]", "attribution maps") for k, a in attributions.items()}
+    first = names[0]
+    n, hw = shapes[first]
+    for k, (nk, hwk) in shapes.items():
+        if nk != n:
+            raise ValueError(f"attributions[{k!r}] has {nk} rows, expected {n}")
+        if hwk != hw:
+            raise ValueError(
+                f"attributions[{k!r}] maps are {hwk[0]} x {hwk[1]} but attributions[{first!r}] "
+                f"maps are {hw[0]} x {hw[1]}; every method's maps must have the images' size "
+                "(upsample low-resolution maps first, e.g. captum's LayerAttribution.interpolate)"
+            )
+    if images is not None:
+        n_img, hw_img = _check_maps(images, "images", "images")
+        if n_img != n:
+            raise ValueError(f"images has {n_img} rows, attributions have {n}")
+        if hw_img != hw:
+            raise ValueError(
+                f"images are {hw_img[0]} x {hw_img[1]} but the attribution maps are "
+                f"{hw[0]} x {hw[1]}; pass the images the maps were computed for (or "
+                "upsample the maps to the images' size, e.g. captum's LayerAttribution.interpolate)"
+            )
+    _check_titles(row_titles, "row_titles", n)
     maps = {k: [_reduce(a[i], sign) for i in range(n)] for k, a in attributions.items()}
     signed = sign == "all"
     cmap = cmap or (DIVERGING_CMAP if signed else SEQUENTIAL_CMAP)
@@ -251,9 +317,12 @@ def plot_images(
     Returns:
         matplotlib.figure.Figure
     """
-    n = int(images.shape[0])
-    if titles is not None and len(titles) != n:
-        raise ValueError(f"titles has {len(titles)} entries, expected {n}")
+    n, _ = _check_maps(images, "images", "images")
+    _check_titles(titles, "titles", n)
+    check_int(ncols, "ncols", 1)
+    _check_size(panel_size, "panel_size")
+    _check_size(fontsize, "fontsize")
+    suptitle = None if suptitle is None else str(suptitle)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
     fig = _new_figure((panel_size * ncols, (panel_size + 0.3) * nrows + (0.3 if suptitle else 0)))
@@ -321,6 +390,17 @@ def plot_curves(
     from scipy.stats import norm as _norm
 
     _check_choice(str(band), "band", ("ci", "sd", "None"))
+    check_float(confidence, "confidence", 0.0, 1.0, False, False)
+    _check_size(panel_size, "panel_size", pair=True)
+    _check_size(fontsize, "fontsize")
+    if not isinstance(curves, Mapping):
+        raise TypeError(f"curves must be a dict of label -> values, got {type(curves).__name__}")
+    if label_values is not None and not isinstance(label_values, Mapping):
+        raise TypeError(
+            f"label_values must be a dict of label -> number (or panel -> such a dict), got "
+            f"{type(label_values).__name__}"
+        )
+    title = None if title is None else str(title)
     first = next(iter(curves.values()), None)
     if first is None:
         raise ValueError("curves must hold at least one curve")
@@ -403,6 +483,11 @@ def plot_intervals(
     """
     from matplotlib.lines import Line2D
 
+    _check_size(panel_size, "panel_size", pair=True)
+    _check_size(fontsize, "fontsize")
+    if not isinstance(estimates, Mapping):
+        raise TypeError(f"estimates must be a dict of item -> (mean, low, high), got {type(estimates).__name__}")
+    title = None if title is None else str(title)
     first = next(iter(estimates.values()), None)
     if first is None:
         raise ValueError("estimates must hold at least one item")

@@ -245,7 +245,8 @@ def test_train_mode_model_warns_and_mode_is_unchanged(name):
     assert model.training and all(m.training for m in model.modules())
 
 
-@pytest.mark.parametrize("name", sorted(set(MODEL_RUNNERS) - {"MGMPrior", "BGMMPrior"}))
+# OptimizedBaseline raises instead (its clip pins the baselines; see below)
+@pytest.mark.parametrize("name", sorted(set(MODEL_RUNNERS) - {"MGMPrior", "BGMMPrior", "OptimizedBaseline"}))
 def test_0_255_images_warn_for_the_bundled_model(name):
     x = images() * 255
     with pytest.warns(InputRangeWarning, match="255"):
@@ -384,6 +385,26 @@ def test_missing_channel_blames_the_inputs_not_the_baselines():
         (lambda: DMMMEN(n_components=0).fit(np.zeros((5, 2)), np.zeros(5)), ValueError, "n_components"),
         (lambda: JointGaussianMixture(n_lower=0).fit(np.zeros((5, 1, 2)), np.zeros((5, 2))), ValueError, "n_lower"),
         (lambda: JointGaussianMixture(estep="fast").fit(np.zeros((5, 1, 2)), np.zeros((5, 2))), ValueError, "estep"),
+        # numbers given as strings, or a bare number where a sequence is needed
+        (lambda: diff_id(cnn(), images(), images(), target=1, ratios="0.5"), TypeError, r"ratios.*\(0\.5,\)"),
+        (lambda: diff_id(cnn(), images(), images(), target=1, ratios=("0.5",)), TypeError, r"ratios\[0\]"),
+        (lambda: sensitivity_n(cnn(), images(), images(), target=1, fractions="0.5"), TypeError, "fractions"),
+        (lambda: sensitivity_n(cnn(), images(), images(), target=1, fractions=0.5), TypeError, "fractions"),
+        (lambda: keep_remove(cnn(), images(), images(), target=1, masker="mean", blur_kernel_size=-5), ValueError,
+         "blur_kernel_size"),
+        (lambda: keep_remove(cnn(), images(), images(), target=1, masker="mean", n_counts="11"), TypeError,
+         "n_counts"),
+        (lambda: BayLime(cnn(), prior_mean=float("nan")), ValueError, "prior_mean"),
+        (lambda: BayLime(cnn(), prior_precision=torch.zeros(3)), ValueError, "prior_precision"),
+        (lambda: FashionCNN(width=0), ValueError, "width"),
+        (lambda: FashionCNN(dropout=1.0), ValueError, "dropout"),
+        (lambda: cnn()(torch.rand(2, 3, H, H)), ValueError, "inputs.*N x 1 x 28 x 28"),
+        (lambda: AttributionPriorTrainer(cnn(), torch.optim.SGD(cnn().parameters(), lr=0.1), prior="mgm"),
+         TypeError, "prior"),
+        (lambda: AttributionPriorTrainer(cnn(), torch.optim.SGD(cnn().parameters(), lr=0.1), generator=0),
+         TypeError, "generator"),
+        (lambda: _trainer().fit([images()]), ValueError, r"\(x, y\) pairs"),
+        (lambda: _trainer().fit(3), TypeError, "batches"),
     ],
 )
 def test_options_are_validated_where_given(call, error, match):
@@ -467,8 +488,10 @@ def _nan(a):
         (lambda X, Y: (X[:0], Y[:0]), ValueError, "X"),
         (lambda X, Y: (X, Y[:10]), ValueError, "Y|samples|rows"),
         (lambda X, Y: ("X", Y), (TypeError, ValueError), "X"),
+        (lambda X, Y: (X * 1e200, Y), ValueError, "X has values as large as .*Rescale X"),
+        (lambda X, Y: (X, Y * 1e300), ValueError, "Y has values as large as .*Rescale Y"),
     ],
-    ids=["nan_X", "nan_Y", "empty", "length", "str"],
+    ids=["nan_X", "nan_Y", "empty", "length", "str", "huge_X", "huge_Y"],
 )
 def test_jgmm_fit_bad_input(jgmm_data, args, error, match):
     with pytest.raises(error, match=match):
@@ -491,8 +514,10 @@ def test_jgmm_unfitted_and_wrong_width(fitted_jgmm, jgmm_data):
         (lambda X, y: (X, _nan(y)), ValueError, "y"),
         (lambda X, y: (X[:0], y[:0]), ValueError, "X|sample"),
         (lambda X, y: (X, y[:5]), ValueError, "y"),
+        (lambda X, y: (X * 1e200, y), ValueError, "X has values as large as .*Rescale X"),
+        (lambda X, y: (X, y * 1e300), ValueError, "y has values as large as .*Rescale y"),
     ],
-    ids=["nan_X", "nan_y", "empty", "length"],
+    ids=["nan_X", "nan_y", "empty", "length", "huge_X", "huge_y"],
 )
 def test_dmm_men_fit_bad_input(fitted_dmm, args, error, match):
     _, X, y = fitted_dmm
@@ -614,16 +639,284 @@ def test_trainer_options():
         AttributionPriorTrainer(cnn(), "sgd")
 
 
-def test_optimized_baseline_warns_once_about_its_clip_range():
+# ============================================================ issue 28
+# The last silent wrong results, the unclear errors of a 419-input matrix,
+# and warnings that must fold under Python's default filter.
+
+from captum_prior.models import load_fashion_cnn  # noqa: E402
+from captum_prior.models.efficientnet import load_efficientnet_lite0  # noqa: E402
+from captum_prior.proxy import JGMMExplainer  # noqa: E402
+
+
+# ---------------------------------------------------- silent results (issue 28)
+def test_optimized_baseline_rejects_inputs_far_outside_clip():
+    """0..255 images with clip=(0, 1) used to give baselines pinned at 1."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(H * H, 3)).eval()  # range unknown to the project
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.raises(ValueError, match=r"inputs has values in \[.*255\].*clip.*divide them by 255"):
         OptimizedBaseline(model, max_iter=1).compute(images() * 255)
-    ranges = [w for w in caught if issubclass(w.category, InputRangeWarning)]
-    assert len(ranges) == 1 and "clip" in str(ranges[0].message)
+    with pytest.raises(ValueError, match="clip"):
+        OptimizedBaseline(cnn(), max_iter=1).compute(images() * 2 - 1)  # [-1, 1] data, default clip
+    # in range, or a clip that fits the data, or no clip: a result inside the range
+    b = OptimizedBaseline(model, max_iter=1, clip=(0.0, 255.0), delta=0.05 * 255).compute(images() * 255)
+    assert 0.0 <= float(b.min()) and float(b.max()) <= 255.0 and float(b.max()) > 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputRangeWarning)
-        OptimizedBaseline(model, max_iter=1).compute(images())  # in range: silent
+        OptimizedBaseline(model, max_iter=1).compute(images())
+        OptimizedBaseline(model, max_iter=1, clip=None).compute(images() * 255)
+
+
+def test_jgmm_constant_feature_with_reg_covar_0_is_an_error_not_nan(jgmm_data):
+    X, Y = jgmm_data
+    Xc = X.clone()
+    Xc[:, :, 1] = 1.0
+    with pytest.raises(ValueError, match=r"X has 1 constant feature.*columns \[1\].*reg_covar"):
+        JointGaussianMixture(n_lower=2, n_higher=2, max_iter=3, reg_covar=0.0, random_state=0).fit(Xc, Y)
+    Yc = Y.clone()
+    Yc[:, 0] = 3.0
+    with pytest.raises(ValueError, match="Y has 1 constant feature"):
+        JointGaussianMixture(n_lower=2, n_higher=2, max_iter=3, reg_covar=0.0, random_state=0).fit(X, Yc)
+    # repeated rows (no constant column) collapse a component: caught after EM
+    Xr = X[:3].repeat(20, 1, 1)
+    with pytest.raises(ValueError, match="broke down.*reg_covar"):
+        JointGaussianMixture(n_lower=4, n_higher=2, max_iter=5, reg_covar=0.0, random_state=0).fit(Xr, Y)
+    # the default reg_covar handles a constant feature: finite probabilities
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = JointGaussianMixture(n_lower=2, n_higher=2, max_iter=3, random_state=0).fit(Xc, Y).predict_proba(Xc)
+    assert torch.isfinite(p).all() and torch.allclose(p.sum(1), torch.ones(len(p), dtype=p.dtype))
+
+
+@pytest.mark.parametrize("penalty", ["total_variation_penalty", "gini_penalty"])
+@pytest.mark.parametrize(
+    "attributions, error, match",
+    [
+        (torch.full((2, 1, 4, 4), float("nan")), ValueError, "attributions contains NaN"),
+        (torch.zeros(0, 1, 4, 4), ValueError, "attributions .*empty batch"),
+        (torch.ones(2, 1, 4, 4, dtype=torch.long), TypeError, r"attributions.*\.float\(\)"),
+        ([[0.0]], TypeError, "attributions"),
+    ],
+    ids=["nan", "empty", "int", "list"],
+)
+def test_penalties_reject_what_would_give_a_nan_loss(penalty, attributions, error, match):
+    from captum_prior import training
+
+    with pytest.raises(error, match=match):
+        getattr(training, penalty)(attributions)
+
+
+def test_attribution_grid_rejects_mismatched_sizes_and_nan_maps(tmp_path):
+    from captum_prior.visualization import attribution_grid, plot_attributions
+
+    imgs = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="images are 8 x 8 but the attribution maps are 4 x 8"):
+        attribution_grid(imgs, {"EG": torch.rand(2, 1, 4, 8)}, tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"attributions\['IG'\] maps are 4 x 4 but attributions\['EG'\]"):
+        attribution_grid(None, {"EG": torch.rand(2, 1, 8, 8), "IG": torch.rand(2, 1, 4, 4)}, tmp_path / "a.png")
+    nan_maps = torch.rand(2, 1, 8, 8)
+    nan_maps[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"attributions\['EG'\] contains NaN"):
+        attribution_grid(imgs, {"EG": nan_maps}, tmp_path / "a.png")
+    with pytest.raises(ValueError, match="images contains NaN"):
+        attribution_grid(imgs * float("nan"), {"EG": torch.rand(2, 1, 8, 8)}, tmp_path / "a.png")
+    assert not (tmp_path / "a.png").exists()
+    # options of the figure functions
+    for kw, error, match in [
+        (dict(outlier_perc="1"), TypeError, "outlier_perc"),
+        (dict(panel_size=-1.0), ValueError, "panel_size"),
+        (dict(row_titles="ab"), TypeError, "row_titles"),
+    ]:
+        with pytest.raises(error, match=match):
+            plot_attributions(imgs, {"EG": torch.rand(2, 1, 8, 8)}, **kw)
+    path = attribution_grid(imgs, {"EG": torch.rand(2, 8, 8)}, tmp_path / "ok.png")  # N x H x W maps
+    assert (tmp_path / "ok.png").stat().st_size > 0 and path.endswith("ok.png")
+
+
+def test_plot_curves_options_name_the_argument():
+    from captum_prior.visualization import plot_curves
+
+    x, c = np.linspace(0, 1, 5), {"a": np.random.default_rng(0).random((3, 5))}
+    for kw, error, match in [
+        (dict(confidence=1.5), ValueError, "confidence"),
+        (dict(label_values="auc"), TypeError, "label_values"),
+        (dict(panel_size=(4.0,)), TypeError, "panel_size"),
+    ]:
+        with pytest.raises(error, match=match):
+            plot_curves(x, c, **kw)
+
+
+# ------------------------------------------------- unclear errors (issue 28)
+@pytest.mark.parametrize(
+    "name, optimized",
+    [("ExpectedGradients", False), ("DeepPriorExpectedGradients", False), ("ValidPathGradients", False),
+     ("ValidPathGradients", True)],  # only ValidPathGradients optimises baselines
+    ids=["EG", "DPEG", "VPG", "VPG_optimized_baselines"],
+)
+def test_empty_batch_with_convergence_delta_gives_empty_results(name, optimized):
+    kw = {"baselines": None} if optimized else {}
+    attr, delta = MODEL_RUNNERS[name](cnn(), images(0), return_convergence_delta=True, **kw)
+    assert attr.shape == (0, 1, H, H) and delta.shape == (0,)
+
+
+def test_bay_lime_names_a_tuple_output_and_a_wrong_feature_mask():
+    class TwoOutputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = cnn()
+
+        def forward(self, x):
+            return self.inner(x), x.sum()
+
+    with pytest.raises(TypeError, match=r"got tuple.*lambda x: model\(x\)\[0\]"):
+        BayLime(TwoOutputs(), random_state=0).attribute(images(), target=1, n_samples=8, feature_mask=patches())
+    for mask, error, match in [
+        (torch.zeros(14, 14, dtype=torch.long), ValueError, r"feature_mask has shape \(14, 14\).*\(2, 1, 28, 28\)"),
+        (patches().expand(3, 1, H, H), ValueError, r"feature_mask has shape \(3, 1, 28, 28\)"),
+        (patches().float(), TypeError, r"feature_mask.*\.long\(\)"),
+        ((patches(), patches()), ValueError, "feature_mask has 2 tensors"),
+    ]:
+        with pytest.raises(error, match=match):
+            BayLime(cnn(), random_state=0).attribute(images(), target=1, n_samples=8, feature_mask=mask)
+    # an H x W mask broadcasts over the batch and channels
+    out = BayLime(cnn(), random_state=0).attribute(images(), target=1, n_samples=8, feature_mask=patches()[0, 0])
+    assert out.shape == images().shape
+
+
+def _fitted_insights():
+    from captum_prior.proxy import DMMMENGlobalInsights
+
+    est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DMMMENGlobalInsights(cnn(), 1, n_features=4, estimator=est).fit(images(30))
+
+
+@pytest.mark.parametrize("kind", ["jgmm", "dmm", "insights"])
+def test_saving_into_a_missing_folder_names_it(tmp_path, fitted_jgmm, fitted_dmm, kind):
+    est = {"jgmm": lambda: fitted_jgmm, "dmm": lambda: fitted_dmm[0], "insights": _fitted_insights}[kind]()
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(FileNotFoundError, match=f"folder {missing} does not exist.*makedirs"):
+        est.save(missing / "model.safetensors")
+    assert not (tmp_path / "no").exists()  # nothing created
+    with pytest.raises(IsADirectoryError, match="folder"):
+        est.save(tmp_path)
+    missing.mkdir(parents=True)
+    est.save(missing / "model.safetensors")  # once it exists, the save works
+    assert [p.name for p in missing.iterdir()] == ["model.safetensors"]  # no temporary file left
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_corrupted_cnn_weights_raise_file_format_error(tmp_path, corruption):
+    from importlib import resources
+
+    shipped = resources.files("captum_prior.assets").joinpath("fashion_cnn.safetensors").read_bytes()
+    path = tmp_path / "cnn.safetensors"
+    path.write_bytes(CORRUPTIONS[corruption](shipped))
+    with pytest.raises(FileFormatError, match="cnn.safetensors"):
+        load_fashion_cnn(path)
+
+
+def test_load_fashion_cnn_wrong_file_missing_path_and_bad_device(tmp_path, fitted_jgmm):
+    other = tmp_path / "jgmm.safetensors"
+    fitted_jgmm.save(other)  # a valid safetensors file of another kind
+    with pytest.raises(FileFormatError, match=r"jgmm.safetensors does not hold FashionCNN weights"):
+        load_fashion_cnn(other)
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors does not exist"):
+        load_fashion_cnn(tmp_path / "nowhere.safetensors")
+    with pytest.raises(TypeError, match="path"):
+        load_fashion_cnn(3)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: load_fashion_cnn(device="gpu9"),
+        lambda: JointGaussianMixture(n_lower=2, n_higher=2, device="gpu9").fit(np.zeros((5, 1, 2)), np.zeros((5, 2))),
+        lambda: JGMMExplainer(cnn(), lower_layer="conv2", device="gpu9"),
+        lambda: load_efficientnet_lite0(device="gpu9"),
+    ],
+    ids=["load_fashion_cnn", "JointGaussianMixture", "JGMMExplainer", "load_efficientnet_lite0"],
+)
+def test_unknown_device_names_the_argument(call):
+    with pytest.raises(ValueError, match="unknown device 'gpu9'; use 'cpu'"):
+        call()
+
+
+def test_jgmm_load_with_a_bad_device_blames_the_device_not_the_file(tmp_path, fitted_jgmm):
+    fitted_jgmm.save(tmp_path / "j.safetensors")
+    with pytest.raises(ValueError, match="unknown device") as err:
+        JointGaussianMixture.load(tmp_path / "j.safetensors", device="gpu9")
+    assert not isinstance(err.value, FileFormatError)
+
+
+def test_unavailable_cuda_says_so():
+    if torch.cuda.is_available():  # a CUDA machine: an index it does not have
+        with pytest.raises(ValueError, match=r"device='cuda:99' but this machine has \d+ CUDA device"):
+            load_fashion_cnn(device="cuda:99")
+    else:
+        with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+            load_fashion_cnn(device="cuda")
+
+
+# ------------------------------------- warnings fold under the default filter
+def _count(caught, category):
+    return sum(issubclass(w.category, category) for w in caught)
+
+
+def test_input_range_warning_is_shown_once_in_a_17_image_loop():
+    """Python's default filter shows a warning once per text and location; the
+    text must not change with each image's value range."""
+    model, x = cnn(), images(17) * 2 - 1  # [-1, 1] images for a [0, 1] model
+    vpg = ValidPathGradients(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for i in range(17):  # each image has its own min and max
+            vpg.attribute(x[i : i + 1], target=1, n_steps=2, n_baselines=1, input_range=(-1.0, 1.0),
+                          baseline_kwargs=dict(max_iter=1))
+    assert _count(caught, InputRangeWarning) == 1, [str(w.message) for w in caught]
+    # the range-inference warning too
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for i in range(17):
+            vpg.attribute(images(17)[i : i + 1], target=1, n_steps=2, n_baselines=1,
+                          baseline_kwargs=dict(max_iter=1))
+    assert _count(caught, InputRangeWarning) == 1, [str(w.message) for w in caught]
+
+
+def test_shared_range_check_text_does_not_depend_on_the_values():
+    from captum_prior._validation import check_value_range
+
+    def texts(batches):
+        out = []
+        for t in batches:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                check_value_range(t, 0.0, 1.0, "inputs", "the model")
+            out += [str(w.message) for w in caught]
+        return out
+
+    g = torch.Generator().manual_seed(0)
+    negative = texts([torch.rand(4, generator=g) * s - s for s in (2.0, 5.0, 40.0)])
+    bytes_like = texts([torch.rand(4, generator=g) * s for s in (7.0, 60.0, 255.0)])
+    assert len(negative) == 3 and len(set(negative)) == 1 and "[0, 1]" in negative[0]
+    assert len(bytes_like) == 3 and len(set(bytes_like)) == 1 and "divide by 255" in bytes_like[0]
+
+
+def test_dmm_men_convergence_warning_is_shown_once_over_many_fits():
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        fits = []
+        for seed in range(3):
+            X = rng.normal(size=(30, 3))
+            y = X @ np.array([1.0, -1.0, 0.0]) + 0.1 * rng.normal(size=30)
+            fits.append(DMMMEN(n_components=2, n_iter=12, random_state=seed).fit(X, y))
+    from captum_prior import ConvergenceDiagnosticWarning
+
+    assert _count(caught, ConvergenceDiagnosticWarning) == 1
+    assert all(f.diagnostics_["convergence_problems"] for f in fits)  # the values are kept per fit
 
 
 def test_valid_path_gradients_rejects_integer_baselines_with_the_fix():

@@ -30,12 +30,14 @@ from captum_prior._compat import (
 )
 from captum_prior._validation import (
     as_tensor_tuple,
+    check_feature_mask,
     check_finite,
     check_finite_output,
     check_float,
     check_input_dtype,
     check_int,
     check_model_mode,
+    check_model_output,
     check_target,
     check_value_range,
     expected_input_range,
@@ -47,7 +49,7 @@ PriorType = Union[float, Tensor, None]
 def _as_vector(value: Any, name: str, n: int, device: torch.device, positive: bool) -> Tensor:
     """A number or a length-``n`` tensor as a float64 vector on ``device``."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        v = torch.full((n,), float(value), dtype=torch.float64, device=device)
+        v = torch.full((n,), check_float(value, name), dtype=torch.float64, device=device)
     elif isinstance(value, Tensor):
         check_finite(value, name)
         v = value.detach().reshape(-1).to(device=device, dtype=torch.float64)
@@ -63,6 +65,20 @@ def _as_vector(value: Any, name: str, n: int, device: torch.device, positive: bo
     if positive and not bool((v > 0).all()):
         raise ValueError(f"{name} must be > 0 (a precision), got a minimum of {float(v.min())}")
     return v
+
+
+def _check_prior_value(value: Any, name: str, positive: bool) -> None:
+    """Eager check of a prior option (its length is checked at fit time)."""
+    if value is None:
+        return
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        check_float(value, name, 0.0 if positive else None, low_inclusive=not positive)
+    elif isinstance(value, Tensor):
+        check_finite(value, name)
+        if positive and value.numel() and not bool((value > 0).all()):
+            raise ValueError(f"{name} must be > 0 (a precision), got a minimum of {float(value.min())}")
+    else:
+        raise TypeError(f"{name} must be a number or a Tensor, got {type(value).__name__}")
 
 
 class BayesianLinearModel(Model):
@@ -350,6 +366,8 @@ class BayLime(Lime):
             check_int(random_state, "random_state", 0)
         if noise_precision is not None:
             check_float(noise_precision, "noise_precision", low=0.0, low_inclusive=False)
+        _check_prior_value(prior_mean, "prior_mean", False)
+        _check_prior_value(prior_precision, "prior_precision", True)
         check_int(max_iter, "max_iter", 1)
         check_float(tol, "tol", low=0.0)
         for name, fn in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
@@ -448,7 +466,9 @@ class BayLime(Lime):
                     f"{str(exc).splitlines()[0]}. Check that the inputs have the shape "
                     "the model expects (e.g. N x C x H x W with the channel dimension)"
                 ) from exc
-            if isinstance(out, Tensor) and out.dim() > 0:
+            if not isinstance(out, Tensor):
+                check_model_output(out, 0, "the model (forward_func)")
+            if out.dim() > 0:
                 if first[0] and out.dim() == 2:
                     check_target(target, bsz, out.shape[1])
                 first[0] = False
@@ -458,6 +478,7 @@ class BayLime(Lime):
 
         checked.__wrapped__ = original  # type: ignore[attr-defined]
         model.reset_history()
+        check_feature_mask(feature_mask, tuple(formatted))
         mask_tuple, n_interp = construct_feature_mask(feature_mask, tuple(formatted))
         if prior_mean is not None:
             model._pending_prior_means = self._per_example_prior(

@@ -359,7 +359,7 @@ class ExpectedGradients(GradientAttribution):
                 contrib = list(grads)
             if return_convergence_delta:
                 row_sums[sl] = sum(
-                    (g * (e - s)).detach().reshape(g.shape[0], -1).sum(1)
+                    (g * (e - s)).detach().flatten(1).sum(1)
                     for g, s, e in zip(grads, start_points(sl), end_points(sl))
                 )
             if create_graph:  # out of place, so the graph survives

@@ -18,10 +18,9 @@ from captum_prior._validation import (
     check_choice,
     check_finite,
     check_float,
+    check_inside_range,
     check_int,
     check_model_output,
-    check_value_range,
-    expected_input_range,
 )
 
 #: Default hyper-parameters (pixels in ``[0, 1]``), chosen by the
@@ -204,7 +203,11 @@ class OptimizedBaseline:
                     Default: 0.05
         max_iter (int, optional): maximum number of sign steps (>= 1). Default: 10
         clip (tuple of float or None, optional): valid input range
-                    ``(low, high)``; ``None`` for unbounded inputs. Default: (0.0, 1.0)
+                    ``(low, high)``; ``None`` for unbounded inputs. Inputs far
+                    outside it (by more than half its width, e.g. 0..255
+                    images with the default) raise ``ValueError`` in
+                    :meth:`compute`, since every baseline is kept inside
+                    ``clip`` and would be pinned at its edge. Default: (0.0, 1.0)
         objective (str, optional): ``"logit_distance"`` or ``"cross_entropy"``
                     (see above). Default: "logit_distance"
         internal_batch_size (int, optional): rows per model call; ``None``
@@ -375,12 +378,15 @@ class OptimizedBaseline:
             per-example baseline usable by any Captum method.
         """
         xs, is_tuple = as_tensor_tuple(inputs)
-        if self.clip is not None and expected_input_range(self.forward_func) is None:
-            # a known range: warn once if far outside it (the shared helper
-            # warns instead when it knows the model's own range)
+        if self.clip is not None:
+            # every baseline stays inside clip: inputs far outside it would get
+            # baselines pinned at its edge, so that is an error, not a warning
             for i, x in enumerate(xs):
-                check_value_range(x, self.clip[0], self.clip[1],
-                                  f"inputs[{i}]" if is_tuple else "inputs", f"clip={self.clip}")
+                check_inside_range(
+                    x, self.clip[0], self.clip[1], f"inputs[{i}]" if is_tuple else "inputs", "clip",
+                    "pass clip=(low, high) with the range the model was trained on "
+                    "(ValidPathGradients: input_range), or clip=None for unbounded inputs",
+                )
         xs = tuple(x.detach() for x in xs)
         N = xs[0].shape[0]
         B = len(self.sigmas)

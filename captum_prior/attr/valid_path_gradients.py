@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numbers
 import typing
-import warnings
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
@@ -29,6 +28,7 @@ from captum_prior._validation import (
     check_float,
     check_int,
     resolve_callable_baselines,
+    warn_at_call_site,
 )
 from captum_prior.attr.optimized_baseline import (
     DEFAULT_DELTA,
@@ -57,7 +57,10 @@ AUTO_RANGES: Tuple[Tuple[float, float], ...] = ((0.0, 1.0), (-1.0, 1.0), (0.0, 2
 
 def infer_input_range(xs: Tuple[Tensor, ...]) -> Optional[Tuple[float, float]]:
     """The first of ``(0, 1)``, ``(-1, 1)``, ``(0, 255)`` that holds every
-    value of ``xs``; ``None`` (unbounded) if none does."""
+    value of ``xs``; ``None`` (unbounded) if none does or ``xs`` is empty."""
+    xs = tuple(x for x in xs if x.numel())
+    if not xs:
+        return None
     lo = min(float(x.min()) for x in xs)
     hi = max(float(x.max()) for x in xs)
     for low, high in AUTO_RANGES:
@@ -580,7 +583,7 @@ class ValidPathGradients(GradientAttribution):
 
         scores = forward_rows(runner, rows, total, chunk).view(B + 1, N)
         gap = scores[0] - scores[1:].mean(0)
-        s = sum(a.reshape(N, -1).sum(1) for a in attributions)
+        s = sum(a.flatten(1).sum(1) for a in attributions)
         return s - gap
 
     @staticmethod
@@ -599,18 +602,17 @@ class ValidPathGradients(GradientAttribution):
             if explicit_clip:
                 return OptimizedBaseline._check_clip(kw["clip"], 0.0)
             clip = infer_input_range(xs)
-            lo = min(float(x.min()) for x in xs)
-            hi = max(float(x.max()) for x in xs)
             chosen = "unbounded (no clipping)" if clip is None else f"{clip}"
-            warnings.warn(
+            # the text names the condition and the inferred range, never this
+            # batch's values, so Python's once-per-location filter folds it
+            warn_at_call_site(
                 f"ValidPathGradients: input_range was not given, so the optimized "
-                f"baselines are kept inside a range inferred from the inputs "
-                f"(values in [{lo:.3g}, {hi:.3g}]): {chosen}. Pass "
+                f"baselines are kept inside a range inferred from the inputs: "
+                f"{chosen}. Pass "
                 f"input_range=(low, high) with the range your model was trained "
                 f"on (e.g. (-1.0, 1.0) for [-1, 1]-normalised images), or "
                 f"input_range=None for unbounded features, to silence this warning",
                 InputRangeWarning,
-                stacklevel=4,
             )
             return clip
         if input_range is not None:

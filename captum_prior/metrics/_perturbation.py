@@ -29,6 +29,7 @@ from captum_prior._validation import (
     check_finite,
     check_int,
     check_model_output,
+    check_real_sequence,
 )
 
 SCORES = ("probability", "logit", "max_logit")
@@ -250,12 +251,7 @@ def broadcast_fill(
 
 def check_fractions(fractions: Sequence[float], name: str = "fractions") -> Tensor:
     """A non-empty list of numbers strictly inside (0, 1)."""
-    if isinstance(fractions, Tensor):
-        fractions = fractions.reshape(-1).tolist()
-    try:
-        vals = [float(f) for f in fractions]
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of numbers in (0, 1)") from None
+    vals = check_real_sequence(fractions, name, "numbers in (0, 1)")
     if not vals:
         raise ValueError(f"{name} is empty; pass at least one fraction in (0, 1)")
     for f in vals:

@@ -21,6 +21,7 @@ from captum_prior._batching import forward_rows
 from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
 from captum_prior._image import gaussian_blur
 from captum_prior._validation import check_choice, check_float, check_int
+from captum_prior.errors import CaptumPriorWarning
 from captum_prior.metrics._masking import inpaint_telea
 from captum_prior.metrics._perturbation import (
     UnitLayout,
@@ -215,6 +216,12 @@ def keep_remove(
     if score is None:
         score = "max_logit" if protocol == "image" else "logit"
     check_choice(score, "score", ("probability", "logit", "max_logit"))
+    # numeric options are checked where given, whichever protocol uses them
+    check_int(n_counts, "n_counts", 2)
+    check_float(blur_sigma, "blur_sigma", 0.0, low_inclusive=False)
+    check_int(blur_kernel_size, "blur_kernel_size", 1)
+    if labels is not None and not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be None or a Tensor of one value per example, got {type(labels).__name__}")
     chunk = resolve_chunk_size(max_examples_per_batch, inputs_t)
     runner = make_runner(forward_func, inputs_t[0].shape[0], target, additional_forward_args, score)
     if protocol == "image":
@@ -502,6 +509,7 @@ def _tabular_protocol(
             if not ss_tot > 0:
                 warnings.warn(
                     f"{m}: the reference outputs are constant, so R² is undefined (NaN)",
+                    CaptumPriorWarning,
                     stacklevel=3,
                 )
             r2 = 1.0 - ((ref.unsqueeze(1) - pred) ** 2).sum(0) / ss_tot

@@ -14,6 +14,7 @@ from torch import Tensor
 from captum_prior._batching import forward_rows
 from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
 from captum_prior._validation import check_choice, check_int
+from captum_prior.errors import CaptumPriorWarning
 from captum_prior.metrics._perturbation import (
     UnitLayout,
     broadcast_fill,
@@ -201,9 +202,10 @@ def sensitivity_n(
     n_nan = int(torch.isnan(result).sum())
     if n_nan:
         warnings.warn(
-            f"sensitivity_n: {n_nan} correlation(s) are undefined (NaN) because the "
+            "sensitivity_n: some correlations are undefined (NaN) because the "
             "attribution sums or the output changes are constant over the subsets "
             "(e.g. all-zero attributions or a model insensitive to the inputs)",
+            CaptumPriorWarning,
             stacklevel=2,
         )
     dtype = inputs_t[0].dtype if inputs_t[0].is_floating_point() else torch.float32

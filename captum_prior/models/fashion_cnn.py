@@ -55,6 +55,10 @@ class FashionCNN(nn.Module):
     """
 
     def __init__(self, width: int = 32, dropout: float = 0.25) -> None:
+        from captum_prior._validation import check_float, check_int
+
+        check_int(width, "width", 1)
+        check_float(dropout, "dropout", 0.0, 1.0, high_inclusive=False)
         super().__init__()
         w2 = 2 * width
         self.conv1 = nn.Sequential(
@@ -71,6 +75,12 @@ class FashionCNN(nn.Module):
         self.fc = nn.Linear(w2 * 7 * 7, len(FASHION_CLASSES))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            hint = " (add the channel dimension: x.unsqueeze(1))" if tuple(x.shape[1:]) == (28, 28) else ""
+            raise ValueError(
+                f"FashionCNN's inputs must be N x 1 x 28 x 28 grey-scale images, got "
+                f"shape {tuple(x.shape)}{hint}"
+            )
         x = (x - FASHION_MEAN) / FASHION_STD
         x = self.pool(self.conv1(x))
         x = self.pool(self.conv2(x))
@@ -89,19 +99,50 @@ def load_fashion_cnn(
                     weights shipped in the package. Default: None
         device (str or torch.device, optional): where to put the model.
                     Default: None (CPU)
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        FileFormatError: ``path`` is not a safetensors file (truncated or
+            corrupted) or does not hold FashionCNN weights (missing, extra or
+            mis-shaped tensors).
+        ValueError: ``device`` is unknown or not available on this machine.
     """
+    import os
+
     from safetensors.torch import load_file
 
+    from captum_prior._validation import check_device
+    from captum_prior.errors import FileFormatError
+
+    dev = check_device(device)
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be None, a str or a path-like object, got {type(path).__name__}")
     if path is None:
         ref = resources.files("captum_prior.assets").joinpath(WEIGHTS_FILE)
         with resources.as_file(ref) as p:
             state = load_file(str(p))
     else:
-        state = load_file(str(path))
-    width = int(state["conv1.0.weight"].shape[0])
-    model = FashionCNN(width=width)
-    model.load_state_dict(state)
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+            raise FileNotFoundError(f"path {path} {what}; pass the .safetensors file of the FashionCNN weights")
+        try:
+            state = load_file(path)
+        except Exception as exc:  # safetensors raises its own error types
+            raise FileFormatError(
+                f"{path} is not a safetensors file (truncated or corrupted?): {exc}"
+            ) from None
+    try:
+        width = int(state["conv1.0.weight"].shape[0])
+        model = FashionCNN(width=width)
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        what = f"missing tensor {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise FileFormatError(
+            f"{path} does not hold FashionCNN weights ({what}); pass a file written "
+            "by benchmarks/train_fashion_cnn.py, or path=None for the shipped weights"
+        ) from None
     model.eval()
-    if device is not None:
-        model.to(device)
+    if dev is not None:
+        model.to(dev)
     return model

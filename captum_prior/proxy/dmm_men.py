@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -17,7 +16,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from captum_prior._serialization import load_state, reading, save_state
-from captum_prior._validation import check_choice, check_float, check_int
+from captum_prior._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_magnitude,
+    warn_at_call_site,
+)
 from captum_prior.errors import ConvergenceDiagnosticWarning
 from captum_prior.proxy._dmm_men_post import (
     ESS_BULK_MIN,
@@ -95,6 +100,7 @@ def check_X(
         )
     if not np.isfinite(Xa).all():
         raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
+    check_magnitude(Xa, name)
     if n_features is not None and Xa.shape[1] != n_features:
         raise ValueError(
             f"{name} has {Xa.shape[1]} features but the model was fitted with "
@@ -114,6 +120,7 @@ def check_y(y: ArrayLike, n_samples: int, name: str = "y") -> np.ndarray:
         raise ValueError(f"{name} has {ya.shape[0]} entries but X has {n_samples} rows")
     if not np.isfinite(ya).all():
         raise ValueError(f"{name} contains NaN or Inf; clean or impute it first")
+    check_magnitude(ya, name)
     return ya
 
 
@@ -368,7 +375,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                     and of the most populated component's coefficients
                     (``top_coef_largest_component``: label-dependent,
                     reported only); ``converged`` (both thresholds met for
-                    the marginal log posterior and ``top_population_coef``); MH acceptance
+                    the marginal log posterior and ``top_population_coef``),
+                    ``convergence_problems`` (the failing quantities with their
+                    R-hat and ESS, as text; empty when converged); MH acceptance
                     rates, relabelling iterations, chain and fit seconds.
                     (Replaces the hand-written ESS and Geweke z.)
     """
@@ -800,15 +809,19 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         }
         problems = convergence_problems(mon)
         d["converged"] = not problems
+        d["convergence_problems"] = problems
         if problems:
-            warnings.warn(
-                "DMM-MEN chains have not converged/mixed ("
-                + "; ".join(problems)
-                + f"; {d['n_chains']} chains x {d['n_kept_draws_per_chain']} kept "
-                "draws). Run more sweeps (n_iter), more chains, or thin less; "
-                "see diagnostics_ and to_inference_data() for ArviZ plots.",
+            # the text names the failing quantities and the thresholds but not
+            # this fit's values (they are in diagnostics_), so that one warning
+            # per call site is shown when many fits are made in a loop
+            failing = ", ".join(p.split(":")[0] for p in problems)
+            warn_at_call_site(
+                f"DMM-MEN chains have not converged/mixed: R-hat > {RHAT_MAX} or bulk "
+                f"ESS < {ESS_BULK_MIN:.0f} for {failing} ({d['n_chains']} chains x "
+                f"{d['n_kept_draws_per_chain']} kept draws; this fit's values are in "
+                "diagnostics_['convergence_problems']). Run more sweeps (n_iter), more "
+                "chains, or thin less; see to_inference_data() for ArviZ plots.",
                 ConvergenceDiagnosticWarning,
-                stacklevel=4,
             )
 
     def to_inference_data(self) -> Any:
@@ -975,7 +988,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------- save / load
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fitted model (parameters, posterior means and the kept
-        draws used by :meth:`predict`) to a safetensors file; no pickle."""
+        draws used by :meth:`predict`) to a safetensors file; no pickle.  The
+        write is atomic; the folder must exist (``FileNotFoundError`` naming
+        it otherwise)."""
         tensors, meta = self._state()
         save_state(path, _KIND, _FORMAT_VERSION, tensors, meta)
 

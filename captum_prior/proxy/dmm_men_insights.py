@@ -230,7 +230,9 @@ class DMMMENGlobalInsights:
 
     def save(self, path: Any) -> None:
         """Write the fitted insights (mixture, kept pixels, responses) to a
-        safetensors file (no pickle); reload with :meth:`load`."""
+        safetensors file (no pickle); reload with :meth:`load`.  The write is
+        atomic; the folder must exist (``FileNotFoundError`` naming it
+        otherwise)."""
         self._check_fitted()
         from captum_prior._serialization import save_state
 

@@ -64,7 +64,14 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from torch import Tensor
 
 from captum_prior._serialization import load_state, reading, save_state
-from captum_prior._validation import check_choice, check_finite, check_float, check_int
+from captum_prior._validation import (
+    check_choice,
+    check_device,
+    check_finite,
+    check_float,
+    check_int,
+    check_magnitude,
+)
 
 __all__ = ["JointGaussianMixture"]
 
@@ -240,7 +247,9 @@ class JointGaussianMixture(BaseEstimator):
                     changes by less than ``tol``. Default: 1e-3
         n_init (int, optional): number of initialisations; the fit with the
                     highest log-likelihood is kept. Default: 1
-        reg_covar (float, optional): added to every variance. Default: 1e-6
+        reg_covar (float, optional): added to every variance; with 0, a
+                    constant feature of ``X`` or ``Y`` is a ``ValueError`` (its
+                    variance would be zero). Default: 1e-6
         random_state (int, torch.Generator or None, optional): seed of the
                     k-means initialisation. Default: None
         device (str or torch.device, optional): where EM runs and the
@@ -312,7 +321,7 @@ class JointGaussianMixture(BaseEstimator):
 
     def _resolve_device(self, x: Any) -> torch.device:
         if self.device is not None:
-            return torch.device(self.device)
+            return check_device(self.device)
         if isinstance(x, Tensor):
             return x.device
         return torch.device("cpu")
@@ -329,6 +338,7 @@ class JointGaussianMixture(BaseEstimator):
         if a.is_complex():
             raise TypeError(f"{name} must be real, got {a.dtype}")
         check_finite(a, name)
+        check_magnitude(a, name, dtype)
         return a.to(device=device, dtype=dtype)
 
     def _check_lower(self, X: Any, dtype: torch.dtype, device: torch.device, fitted: bool) -> Tensor:
@@ -576,6 +586,15 @@ class JointGaussianMixture(BaseEstimator):
                 f"n_higher={ky} components but only {n} samples; use fewer "
                 "components or more samples"
             )
+        if float(self.reg_covar) == 0.0:
+            for t, name in ((x.reshape(n * r, d), "X"), (y, "Y")):
+                const = torch.nonzero(t.amax(0) == t.amin(0)).flatten().tolist()
+                if const:
+                    raise ValueError(
+                        f"{name} has {len(const)} constant feature(s) (columns {const[:10]}); "
+                        "with reg_covar=0 their variance is zero and every probability "
+                        f"would be NaN: keep reg_covar > 0 (default 1e-6) or drop them"
+                    )
         labels = None
         if higher_labels is not None:
             lab = higher_labels
@@ -607,6 +626,13 @@ class JointGaussianMixture(BaseEstimator):
                 best = res
         assert best is not None
         lower_bound, params, history, converged, n_iter = best
+        if not math.isfinite(lower_bound) or not all(bool(torch.isfinite(v).all()) for v in params.values()):
+            raise ValueError(
+                "the EM fit broke down (a NaN or infinite likelihood): a component "
+                "collapsed onto identical rows of X or Y. Raise reg_covar (now "
+                f"{self.reg_covar:g}; default 1e-6), drop constant or duplicated "
+                "features, or rescale X and Y"
+            )
         if not converged:
             warnings.warn(
                 f"JointGaussianMixture did not converge in max_iter={self.max_iter} "
@@ -881,7 +907,8 @@ class JointGaussianMixture(BaseEstimator):
     # -------------------------------------------------------- save and load
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fitted mixture to ``path`` (safetensors + JSON header with a
-        format version; loading runs no code)."""
+        format version; loading runs no code).  The write is atomic; the
+        folder must exist (``FileNotFoundError`` naming it otherwise)."""
         self._check_fitted()
         tensors = {
             "lower_means": self.lower_means_, "lower_covariances": self.lower_covariances_,
@@ -910,6 +937,7 @@ class JointGaussianMixture(BaseEstimator):
     def load(cls, path: Union[str, os.PathLike], device: Union[str, torch.device, None] = None) -> "JointGaussianMixture":
         """Read a mixture written by :meth:`save`; ``ValueError`` for a file of
         another kind or format version."""
+        check_device(device)
         t, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
         with reading(path):
             return cls._from_state(t, meta, device)

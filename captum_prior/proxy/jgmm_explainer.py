@@ -93,7 +93,13 @@ from torch import Tensor, nn
 
 from captum_prior._batching import RowRunner, forward_rows
 from captum_prior._features import capture, eval_mode, layer_features, resolve_layer
-from captum_prior._validation import check_choice, check_finite, check_float, check_int
+from captum_prior._validation import (
+    check_choice,
+    check_device,
+    check_finite,
+    check_float,
+    check_int,
+)
 from captum_prior.errors import CaptumPriorWarning
 from captum_prior.proxy.jgmm import JointGaussianMixture, _generator
 
@@ -392,6 +398,7 @@ class JGMMExplainer:
         self.spatial = spatial
         self.random_state = random_state
         self.device = device
+        check_device(device)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.progress = bool(progress)
         self.keep_inputs = bool(keep_inputs)

@@ -75,16 +75,27 @@ def training_attributions(
         )
 
 
-def total_variation_penalty(attributions: Tensor) -> Tensor:
-    r"""Erion et al.'s image prior: the mean over the batch of the anisotropic
-    total variation (sum of absolute differences between vertical and
-    horizontal neighbours) of each *per-image standardised* attribution map
-    (TensorFlow's ``per_image_standardization``: zero mean, standard deviation
-    floored at :math:`1/\sqrt{\text{numel}}`). Channels are summed first.
+def _check_attributions(attributions: Any) -> Tensor:
+    """A non-empty, floating, finite attribution tensor (else a clear error:
+    a NaN penalty would otherwise reach the optimiser without a word)."""
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"attributions must be a Tensor, got {type(attributions).__name__}")
+    if not attributions.is_floating_point():
+        raise TypeError(f"attributions must be a floating-point tensor, got {attributions.dtype}; use .float()")
+    if attributions.dim() == 0 or attributions.shape[0] == 0 or attributions.numel() == 0:
+        raise ValueError(
+            f"attributions has shape {tuple(attributions.shape)}: no values, and the "
+            "penalty of an empty batch is undefined; skip empty batches"
+        )
+    if not bool(torch.isfinite(attributions.detach()).all()):
+        raise ValueError(
+            "attributions contains NaN or Inf, so the penalty would be NaN; check the "
+            "model's outputs and gradients (and the learning rate) for the batch"
+        )
+    return attributions
 
-    Args:
-        attributions (Tensor): ``N x C x H x W`` or ``N x H x W``.
-    """
+
+def _total_variation(attributions: Tensor) -> Tensor:
     a = attributions.sum(1) if attributions.dim() == 4 else attributions
     if a.dim() != 3:
         raise ValueError(f"attributions must be N x C x H x W or N x H x W, got {tuple(attributions.shape)}")
@@ -95,19 +106,70 @@ def total_variation_penalty(attributions: Tensor) -> Tensor:
     return tv.mean()
 
 
-def gini_penalty(attributions: Tensor) -> Tensor:
-    r"""Erion et al.'s sparsity prior: minus the Gini coefficient of the mean
-    absolute attribution over the batch,
-    :math:`G(v) = \tfrac12 \operatorname{mean}_{i,j}|v_i - v_j| / \operatorname{mean}(v)`.
-    Minimising it makes global feature importance unequal (sparse)."""
+def _gini(attributions: Tensor) -> Tensor:
     v = attributions.abs().mean(0).flatten()
     mean = v.mean().clamp_min(1e-12)
     return -0.5 * (v[:, None] - v[None, :]).abs().mean() / mean
 
 
+def total_variation_penalty(attributions: Tensor) -> Tensor:
+    r"""Erion et al.'s image prior: the mean over the batch of the anisotropic
+    total variation (sum of absolute differences between vertical and
+    horizontal neighbours) of each *per-image standardised* attribution map
+    (TensorFlow's ``per_image_standardization``: zero mean, standard deviation
+    floored at :math:`1/\sqrt{\text{numel}}`). Channels are summed first.
+
+    Parameters
+    ----------
+    attributions : Tensor
+        ``N x C x H x W`` or ``N x H x W``, ``N >= 1``, finite.
+
+    Returns
+    -------
+    Tensor
+        A scalar, differentiable in ``attributions``.
+
+    Raises
+    ------
+    ValueError
+        ``attributions`` is empty, holds NaN/Inf or has another rank.
+    TypeError
+        ``attributions`` is not a floating-point Tensor.
+    """
+    return _total_variation(_check_attributions(attributions))
+
+
+def gini_penalty(attributions: Tensor) -> Tensor:
+    r"""Erion et al.'s sparsity prior: minus the Gini coefficient of the mean
+    absolute attribution over the batch,
+    :math:`G(v) = \tfrac12 \operatorname{mean}_{i,j}|v_i - v_j| / \operatorname{mean}(v)`.
+    Minimising it makes global feature importance unequal (sparse).
+
+    Parameters
+    ----------
+    attributions : Tensor
+        ``N x ...`` with ``N >= 1`` examples, finite.
+
+    Returns
+    -------
+    Tensor
+        A scalar in ``[-1, 0]``, differentiable in ``attributions``.
+
+    Raises
+    ------
+    ValueError
+        ``attributions`` is empty or holds NaN/Inf.
+    TypeError
+        ``attributions`` is not a floating-point Tensor.
+    """
+    return _gini(_check_attributions(attributions))
+
+
+# the trainer checks the penalty's value itself (a NaN one is rejected or
+# skipped as ``on_nonfinite`` says), so it uses the unchecked forms
 PENALTIES: Dict[str, Callable[[Tensor], Tensor]] = {
-    "total_variation": total_variation_penalty,
-    "gini": gini_penalty,
+    "total_variation": _total_variation,
+    "gini": _gini,
 }
 
 
@@ -152,7 +214,9 @@ class AttributionPriorTrainer:
                     :class:`~captum_prior.errors.ModelOutputError`, or
                     ``"skip"`` the batch with a
                     :class:`~captum_prior.errors.CaptumPriorWarning` (the
-                    step's record then has ``skipped=True``). Either way the
+                    step's record then has ``skipped=True`` and the cause in
+                    ``reason``; the warning's text is the same for every
+                    skipped step, so a loop shows it once). Either way the
                     model's parameters and buffers (batch-norm statistics) and
                     the optimiser's state are left exactly as before the step.
                     Default: ``"raise"``
@@ -187,6 +251,8 @@ class AttributionPriorTrainer:
         self.prior = prior
         self.n_samples = check_int(n_samples, "n_samples", 1)
         self.alternating = bool(alternating)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
         self.on_nonfinite = check_choice(on_nonfinite, "on_nonfinite", ("raise", "skip"))
         if not isinstance(share_forward, bool):
@@ -198,6 +264,8 @@ class AttributionPriorTrainer:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
+        if prior is not None:
+            DeepPriorExpectedGradients(model, prior)  # checks the prior's type now, not at the first step
 
     def _omega(self, x: Tensor, y: Tensor, references: Tensor, prior: Any = None) -> Tensor:
         attr = training_attributions(self.model, x, y, references,
@@ -340,11 +408,22 @@ class AttributionPriorTrainer:
                 )
                 if self.on_nonfinite == "raise":
                     raise ModelOutputError(msg + " (or pass on_nonfinite='skip')") from None
-                warnings.warn(msg, CaptumPriorWarning, stacklevel=2)
-                return {"skipped": True}
+                # one text per condition (the batch's details go in the record),
+                # so that a loop shows the warning once per call site
+                warnings.warn(
+                    "training step skipped: the loss, penalty or a gradient was NaN or Inf; "
+                    "the model and optimiser are unchanged (the step's record says why). "
+                    "Lower the learning rate or lam, or check the batch",
+                    CaptumPriorWarning, stacklevel=2,
+                )
+                return {"skipped": True, "reason": msg}
             if isinstance(exc, ModelOutputError) and self.on_nonfinite == "skip":
-                warnings.warn(f"training step skipped: {exc}", CaptumPriorWarning, stacklevel=2)
-                return {"skipped": True}
+                warnings.warn(
+                    "training step skipped: the model gave a NaN or Inf output or gradient; "
+                    "the model and optimiser are unchanged (the step's record says why)",
+                    CaptumPriorWarning, stacklevel=2,
+                )
+                return {"skipped": True, "reason": str(exc)}
             raise
         except BaseException:
             self._restore(buffers, params, opt_state)
@@ -368,9 +447,23 @@ class AttributionPriorTrainer:
         from tqdm.auto import tqdm
 
         epochs = check_int(epochs, "epochs", 1)
+        try:
+            iter(batches)
+        except TypeError:
+            raise TypeError(
+                f"batches must be an iterable of (x, y) pairs, e.g. a DataLoader, got "
+                f"{type(batches).__name__}"
+            ) from None
         history = []
         for epoch in range(epochs):
-            for x, y in tqdm(batches, disable=not show_progress, desc=f"epoch {epoch + 1}"):
+            for i, batch in enumerate(tqdm(batches, disable=not show_progress, desc=f"epoch {epoch + 1}")):
+                if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                    what = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
+                    raise ValueError(
+                        f"batches must yield (x, y) pairs of inputs and integer labels; batch "
+                        f"{i} is {what}"
+                    )
+                x, y = batch
                 history.append(self.step(x, y))
         return history
 
