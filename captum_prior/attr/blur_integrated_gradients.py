@@ -11,7 +11,11 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_prior._batching import RowRunner, forward_rows, gradient_rows
-from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric, _format_output
+from captum_prior._compat import (
+    TargetType,
+    TensorOrTupleOfTensorsGeneric,
+    _format_output,
+)
 from captum_prior._validation import as_tensor_tuple, check_int, check_optional_int
 from captum_prior.attr._path import (
     check_positive_float,

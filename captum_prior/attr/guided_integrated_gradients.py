@@ -17,7 +17,12 @@ from captum_prior._compat import (
     TensorOrTupleOfTensorsGeneric,
     _format_output,
 )
-from captum_prior._validation import as_tensor_tuple, check_float, check_int, check_optional_int
+from captum_prior._validation import (
+    as_tensor_tuple,
+    check_float,
+    check_int,
+    check_optional_int,
+)
 from captum_prior.attr._path import IDGIAccumulator, format_baselines
 
 #: relative and absolute tolerance of "the step's L1 target is reached"
@@ -211,7 +216,6 @@ class GuidedIntegratedGradients(GradientAttribution):
         N = xs[0].shape[0]
         dev = xs[0].device
         sizes = [x[0].numel() if N else int(torch.tensor(x.shape[1:]).prod()) for x in xs]
-        D = sum(sizes)
         flat = lambda ts: torch.cat([t.reshape(N, -1) for t in ts], 1).double()  # noqa: E731
 
         def unflat(v: Tensor) -> Tuple[Tensor, ...]:
@@ -283,9 +287,11 @@ def guided_path(
         gparts: List[List[Tensor]] = []
         fparts: List[Tensor] = []
         pts = unflat(x)
-        for _sl, _r, _i, grads, scores in gradient_rows(
-            runner, lambda sl: (tuple(p[sl] for p in pts), ar[sl]), N, chunk
-        ):
+
+        def rows(sl: slice, pts: Tuple[Tensor, ...] = pts) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            return tuple(p[sl] for p in pts), ar[sl]
+
+        for _sl, _r, _i, grads, scores in gradient_rows(runner, rows, N, chunk):
             gparts.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1))
             fparts.append(scores)
         g = torch.cat(gparts).double() if gparts else torch.zeros_like(x)
