@@ -21,7 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_prior._batching import RowRunner, gradient_rows
-from captum_prior._validation import check_finite, resolve_callable_baselines
+from captum_prior._validation import (
+    check_finite,
+    check_value_range,
+    expected_input_range,
+    resolve_callable_baselines,
+)
 
 
 # ------------------------------------------------------------------ baselines
@@ -70,6 +75,16 @@ def format_baselines(baselines: Any, xs: Tuple[Tensor, ...], inputs: Any) -> Tup
                 f"shape {tuple(x.shape)}"
             )
     return tuple(out)
+
+
+def check_inputs_range(forward_func: Any, xs: Tuple[Tensor, ...]) -> None:
+    """Warn (:class:`~captum_prior.errors.InputRangeWarning`) if the inputs lie
+    far outside the model's known input range. The shared helper checks the
+    first rows it evaluates; paths that start at a baseline check the inputs
+    here."""
+    rng = expected_input_range(forward_func)
+    if rng is not None and xs[0].numel():
+        check_value_range(xs[0], rng[0], rng[1], "inputs/baselines", "the model")
 
 
 # ---------------------------------------------------------------- Gaussian blur

@@ -23,7 +23,11 @@ from captum_prior._validation import (
     check_int,
     check_optional_int,
 )
-from captum_prior.attr._path import IDGIAccumulator, format_baselines
+from captum_prior.attr._path import (
+    IDGIAccumulator,
+    check_inputs_range,
+    format_baselines,
+)
 
 #: relative and absolute tolerance of "the step's L1 target is reached"
 _EPS = 1e-9
@@ -222,6 +226,7 @@ class GuidedIntegratedGradients(GradientAttribution):
             parts = torch.split(v, sizes, dim=1)
             return tuple(p.reshape(x.shape).to(x.dtype) for p, x in zip(parts, xs))
 
+        check_inputs_range(self.forward_func, xs)
         x_in, x_b = flat(xs), flat(base)
         runner = RowRunner(self.forward_func, N, target, additional_forward_args)
         attr, acc, f0, f_start = guided_path(

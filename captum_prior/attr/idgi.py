@@ -19,7 +19,12 @@ from captum_prior._compat import (
     approximation_parameters,
 )
 from captum_prior._validation import as_tensor_tuple, check_int, check_optional_int
-from captum_prior.attr._path import alpha_partition, format_baselines, idgi_fixed_paths
+from captum_prior.attr._path import (
+    alpha_partition,
+    check_inputs_range,
+    format_baselines,
+    idgi_fixed_paths,
+)
 from captum_prior.attr.blur_integrated_gradients import BlurIntegratedGradients
 from captum_prior.attr.expected_gradients import ExpectedGradients
 from captum_prior.attr.guided_integrated_gradients import GuidedIntegratedGradients
@@ -196,6 +201,7 @@ class IDGI(GradientAttribution):
         if not isinstance(a["return_convergence_delta"], bool):
             raise TypeError("return_convergence_delta must be True or False")
         args = _format_additional_forward_args(a["additional_forward_args"])
+        check_inputs_range(self.forward_func, xs)
         N = xs[0].shape[0]
         dev, dtype = xs[0].device, xs[0].dtype
         if isinstance(m, ValidPathGradients):
