@@ -220,7 +220,9 @@ class GuidedIntegratedGradients(GradientAttribution):
         N = xs[0].shape[0]
         dev = xs[0].device
         sizes = [x[0].numel() if N else int(torch.tensor(x.shape[1:]).prod()) for x in xs]
-        flat = lambda ts: torch.cat([t.reshape(N, -1) for t in ts], 1).double()  # noqa: E731
+        flat = lambda ts: torch.cat(  # noqa: E731
+            [t.reshape(N, n) for t, n in zip(ts, sizes)], 1
+        ).double()
 
         def unflat(v: Tensor) -> Tuple[Tensor, ...]:
             parts = torch.split(v, sizes, dim=1)
@@ -297,7 +299,7 @@ def guided_path(
             return tuple(p[sl] for p in pts), ar[sl]
 
         for _sl, _r, _i, grads, scores in gradient_rows(runner, rows, N, chunk):
-            gparts.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1))
+            gparts.append(torch.cat([g.reshape(g.shape[0], -1 if g.numel() else 0) for g in grads], 1))
             fparts.append(scores)
         g = torch.cat(gparts).double() if gparts else torch.zeros_like(x)
         f = torch.cat(fparts).double() if fparts else torch.zeros(N, dtype=torch.float64)
