@@ -386,6 +386,25 @@ def build_method(
         )
     if name == "valid-path-gradients":
         return ValidPathGradients(model), dict(n_steps=_int(n_steps, 150), **ib), args
+    if name in PATH_FAMILY_METHODS:  # the path family (issue 27)
+        from captum_prior.attr import (
+            IDGI,
+            AdversarialGradientIntegration,
+            BlurIntegratedGradients,
+            GuidedIntegratedGradients,
+        )
+
+        if name == "blur-integrated-gradients":
+            return BlurIntegratedGradients(model), dict(n_steps=_int(n_steps, 100), **ib), args
+        if name == "guided-integrated-gradients":
+            args.update(baseline=baseline)
+            kw = dict(baselines=float(baseline), n_steps=_int(n_steps, 200), **ib)
+            return GuidedIntegratedGradients(model), kw, args
+        if name == "adversarial-gradient-integration":
+            return AdversarialGradientIntegration(model), dict(n_steps=_int(n_steps, 20), **ib), args
+        args.update(baseline=baseline)  # idgi: IDGI of integrated gradients
+        kw = dict(baselines=float(baseline), n_steps=_int(n_steps, 50), **ib)
+        return IDGI(IntegratedGradients(model)), kw, args
     x0 = dataset[0][0] if isinstance(dataset[0], (tuple, list)) else dataset[0]
     mask = _patch_mask(x0.shape, patch_size)
     args.update(patch_size=patch_size)
@@ -416,3 +435,11 @@ METHODS: Dict[str, str] = {
     "gradient-shap": "Captum GradientShap (references drawn from the data)",
     "saliency": "Captum Saliency",
 }
+#: the path family (issue 27)
+PATH_FAMILY_METHODS: Dict[str, str] = {
+    "blur-integrated-gradients": "captum_prior BlurIntegratedGradients (blur path, max_sigma 50)",
+    "guided-integrated-gradients": "captum_prior GuidedIntegratedGradients (constant baseline)",
+    "adversarial-gradient-integration": "captum_prior AdversarialGradientIntegration (AGI, 20 false classes)",
+    "idgi": "captum_prior IDGI of Captum IntegratedGradients (constant baseline)",
+}
+METHODS.update(PATH_FAMILY_METHODS)
