@@ -17,7 +17,6 @@ import numbers
 from typing import Any, Callable, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from captum_prior._batching import RowRunner, gradient_rows
@@ -120,45 +119,40 @@ def blur_dims(x: Tensor) -> int:
     return 2 if x.dim() >= 4 else 1
 
 
-def _conv1d_along(x: Tensor, k: Tensor, dim: int) -> Tensor:
-    """Zero-padded 1-D convolution of ``x`` (``M x H x W``) along ``dim`` (1 or 2)."""
+def _toeplitz(k: Tensor, size: int) -> Tensor:
+    """The ``size x size`` matrix of a zero-padded convolution with the
+    symmetric kernel ``k`` (``T[i, j] = k[j - i + r]`` for ``|j - i| <= r``)."""
     r = (k.numel() - 1) // 2
-    if r == 0:
-        return x * k[0]
-    xi = x.unsqueeze(1)
-    if dim == 1:
-        return F.conv2d(xi, k.view(1, 1, -1, 1), padding=(r, 0)).squeeze(1)
-    return F.conv2d(xi, k.view(1, 1, 1, -1), padding=(0, r)).squeeze(1)
+    i = torch.arange(size, device=k.device)
+    d = i.view(1, -1) - i.view(-1, 1)
+    return torch.where(d.abs() <= r, k[(d + r).clamp(0, 2 * r)], torch.zeros((), dtype=k.dtype, device=k.device))
 
 
 def gaussian_blur(x: Tensor, sigma: float, derivative: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
     """Gaussian blur of width ``sigma`` of the trailing dimensions of ``x``
     (:func:`blur_dims`), zero padding (scipy's ``mode="constant"``), and, if
-    ``derivative``, its derivative with respect to ``sigma``."""
+    ``derivative``, its derivative with respect to ``sigma``.
+
+    The separable blur is two matrix products with the banded (Toeplitz)
+    matrices of the 1-D kernel, ``T_h X T_w``: the kernel is cropped to the
+    image, so the cost does not grow with ``sigma``.
+    """
     nd = blur_dims(x)
-    shape = x.shape
-    if nd == 2:
-        h, w = shape[-2], shape[-1]
-        m = x.reshape(-1, h, w)
-    else:
-        h, w = 1, shape[-1]
-        m = x.reshape(-1, 1, w)
-    kh, dkh = gaussian_kernel(sigma, h, dtype=x.dtype, device=x.device)
+    h, w = (x.shape[-2], x.shape[-1]) if nd == 2 else (1, x.shape[-1])
     kw, dkw = gaussian_kernel(sigma, w, dtype=x.dtype, device=x.device)
+    Tw = _toeplitz(kw, w)
     if nd == 1:
-        kh, dkh = kh[:1] * 0 + 1, kh[:1] * 0
-    rows = _conv1d_along(m, kh, 1)
-    out = _conv1d_along(rows, kw, 2)
+        out = x @ Tw
+        d = (x @ _toeplitz(dkw, w)) if derivative else None
+        return out, d
+    kh, dkh = gaussian_kernel(sigma, h, dtype=x.dtype, device=x.device)
+    Th = _toeplitz(kh, h)
+    rows = Th @ x  # blurred along H
+    out = rows @ Tw
     d = None
     if derivative:
-        if sigma <= 0:
-            d = torch.zeros_like(x)
-        else:
-            d = _conv1d_along(rows, dkw, 2)
-            if nd == 2:
-                d = d + _conv1d_along(_conv1d_along(m, dkh, 1), kw, 2)
-            d = d.reshape(shape)
-    return out.reshape(shape), d
+        d = rows @ _toeplitz(dkw, w) + (_toeplitz(dkh, h) @ x) @ Tw
+    return out, d
 
 
 # ---------------------------------------------------------------------- IDGI

@@ -46,7 +46,7 @@ class BlurIntegratedGradients(GradientAttribution):
     differentiates the discrete (truncated, normalised) Gaussian kernel
     exactly, so the two agree up to the difference error. The blur is
     separable, with scipy's kernel (radius ``int(4 sigma + 0.5)``) and zero
-    padding, in ``torch.nn.functional``.
+    padding, as two products with banded matrices in plain torch.
 
     Completeness holds for the blur path: ``sum(phi) ~ F(x) -
     F(L(x, max_sigma))``, returned as the convergence delta.
