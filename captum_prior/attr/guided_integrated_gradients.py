@@ -40,7 +40,7 @@ class GuidedIntegratedGradients(GradientAttribution):
     Kapishnikov, Venugopalan, Avci, Wedin, Terry & Birdwell, "Guided
     Integrated Gradients: an Adaptive Path Method for Removing Noise", CVPR
     2021 (https://arxiv.org/abs/2106.09788), Algorithm 1 with the anchor
-    points of its Section 3.3.
+    points (a bounded deviation from the straight line) that the paper adds to it.
 
     The path starts at the baseline ``x'`` and ends at the input ``x``. At
     each of ``n_steps`` steps the gradient ``g = grad F(x_k)`` of the target
