@@ -37,10 +37,10 @@ class GuidedIntegratedGradients(GradientAttribution):
     r"""Guided Integrated Gradients: an adaptive path that moves the features
     with the smallest gradient first.
 
-    Kapishnikov, Venugopalan, Avci, Wedin, Terry & Birdwell, "Guided
+    Kapishnikov, Venugopalan, Avci, Wedin, Terry & Bolukbasi, "Guided
     Integrated Gradients: an Adaptive Path Method for Removing Noise", CVPR
     2021 (https://arxiv.org/abs/2106.09788), Algorithm 1 with the anchor
-    points (a bounded deviation from the straight line) that the paper adds to it.
+    points (a bounded deviation from the straight line) that the paper adds.
 
     The path starts at the baseline ``x'`` and ends at the input ``x``. At
     each of ``n_steps`` steps the gradient ``g = grad F(x_k)`` of the target

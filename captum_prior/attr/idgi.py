@@ -42,7 +42,7 @@ PATH_METHODS = (
 class IDGI(GradientAttribution):
     r"""Important Direction Gradient Integration of a path method.
 
-    Yang, Wang & Bilen, "IDGI: A Framework to Eliminate Explanation Noise
+    Yang, Wang & Bilgic, "IDGI: A Framework to Eliminate Explanation Noise
     from Integrated Gradients", CVPR 2023 (https://arxiv.org/abs/2303.14242),
     Algorithm 1. For the points ``x_0, ..., x_J`` of the wrapped method's
     path (from its start to the input) and the gradient ``g_j = grad f(x_j)``
@@ -96,7 +96,7 @@ class IDGI(GradientAttribution):
 
     References
     ----------
-    R. Yang, B. Wang, M. Bilen. IDGI: A Framework to Eliminate Explanation
+    R. Yang, B. Wang, M. Bilgic. IDGI: A Framework to Eliminate Explanation
     Noise from Integrated Gradients. CVPR 2023.
 
     Examples
