@@ -26,7 +26,18 @@ Methods (all explain the model's predicted class):
 - ``vpg``: ValidPathGradients, 3 optimized baselines x 50 steps (proposed);
 - ``vpg_single``: ValidPathGradients, 1 optimized baseline x 150 steps;
 - ``vpg_black``: valid-feature integration from the black baseline ("Ours + IG baseline");
-- ``vpg_nofilter``: 3 optimized baselines, no valid-feature filtering.
+- ``vpg_nofilter``: 3 optimized baselines, no valid-feature filtering;
+- ``ig_gauss``: IG from a Gaussian-noise image ("IG (G)"): pixels i.i.d.
+  ``N(0.5, 0.25^2)`` clipped to [0, 1], one draw per image (seeded);
+- ``agi``: AdversarialGradientIntegration, ``--agi-classes`` false classes
+  (default: min(10, classes - 1)) x ``n_steps // classes`` signed steps of
+  0.05, softmax, no thresholding (two gradients per path point);
+- ``blur_ig``: BlurIntegratedGradients, max_sigma 50, 150 steps;
+- ``guided_ig``: GuidedIntegratedGradients, black baseline, fraction 0.25,
+  max_dist 0.02, 150 steps;
+- ``ig_idgi``, ``blur_ig_idgi``, ``guided_ig_idgi``, ``vpg_idgi``: IDGI of
+  IG (black), Blur IG, Guided IG and of ValidPathGradients' three optimized
+  baselines (50 steps each), on the same paths.
 
 The optimized baselines are computed once per image group and shared: the
 middle-width baseline (used by ``ig_opt``, ``vpg_single``) and the two others;
@@ -37,6 +48,9 @@ Examples::
     python benchmarks/bench_valid_path_gradients.py --model cnn --n-images 500
     python benchmarks/bench_valid_path_gradients.py --model effnet
     python benchmarks/bench_valid_path_gradients.py --model cnn --quick
+
+Without the full Fashion-MNIST installed, ``--model cnn`` evaluates the
+shipped 500-image test sample and takes the EG references from its end.
 """
 
 from __future__ import annotations
@@ -53,7 +67,11 @@ import torch
 from captum.attr import IntegratedGradients
 
 from captum_prior.attr import (
+    IDGI,
+    AdversarialGradientIntegration,
+    BlurIntegratedGradients,
     ExpectedGradients,
+    GuidedIntegratedGradients,
     OptimizedBaseline,
     ValidPathGradients,
 )
@@ -69,6 +87,7 @@ from valid_path_common import (  # noqa: E402
     command_line,
     deletion_substrate,
     environment,
+    fashion_mnist,
     fmt,
     gain,
     load_model_and_data,
@@ -87,7 +106,18 @@ LABELS = {
     "vpg_single": "Ours (single baseline)",
     "vpg_black": "Ours + IG baseline (black)",
     "vpg_nofilter": "Ours without valid-feature filter",
+    "ig_gauss": "IG (G) [Gaussian-noise baseline]",
+    "agi": "AGI",
+    "blur_ig": "Blur IG",
+    "guided_ig": "Guided IG [black baseline]",
+    "ig_idgi": "IG + IDGI",
+    "blur_ig_idgi": "Blur IG + IDGI",
+    "guided_ig_idgi": "Guided IG + IDGI",
+    "vpg_idgi": "Ours (3 optimized baselines) + IDGI",
 }
+#: each IDGI variant and the method it modifies
+IDGI_OF = {"ig_idgi": "ig", "blur_ig_idgi": "blur_ig", "guided_ig_idgi": "guided_ig",
+           "vpg_idgi": "vpg"}
 ALL = list(LABELS)
 
 
@@ -140,6 +170,13 @@ def main() -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--agi-classes",
+        type=int,
+        default=None,
+        help="AGI false classes per image (default: min(10, classes - 1)); "
+        "each gets n_steps // classes steps",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -185,13 +222,17 @@ def main() -> None:
         )
 
     if a.model == "cnn":
-        from captum_prior.data import load_fashion_mnist
-
-        xt, _ = load_fashion_mnist("train")
-        idx = torch.randperm(len(xt), generator=torch.Generator().manual_seed(a.seed))[
-            : a.n_refs
-        ]
-        refs, refs_desc = xt[idx], f"{a.n_refs} random Fashion-MNIST training images"
+        xt, _, source = fashion_mnist("train")
+        if "sample" in source:
+            refs = xt[-a.n_refs :]
+            refs_desc = f"the last {len(refs)} images of the {source}"
+            if a.offset + n_images > len(xt) - a.n_refs:
+                print("warning: evaluated images overlap the EG references", flush=True)
+        else:
+            idx = torch.randperm(len(xt), generator=torch.Generator().manual_seed(a.seed))[
+                : a.n_refs
+            ]
+            refs, refs_desc = xt[idx], f"{a.n_refs} random Fashion-MNIST training images"
     else:
         _m, refs, _y20, _d = load_model_and_data("effnet", 20)
         refs_desc = "the 20 ImageNet photos (an image's own copy contributes 0)"
@@ -211,7 +252,15 @@ def main() -> None:
         vpg=ValidPathGradients(model),
         vpg_nf=ValidPathGradients(model, filter_path_features=False),
         eg_run=eg_run,
+        blur_ig=BlurIntegratedGradients(model),
+        guided_ig=GuidedIntegratedGradients(model),
+        agi=AdversarialGradientIntegration(model),
     )
+    with torch.no_grad():
+        n_classes = model(x_all[:1]).shape[1]
+    agi_k = a.agi_classes or min(10, n_classes - 1)
+    tools["agi_k"] = agi_k
+    tools["idgi"] = {k: IDGI(tools[v]) for k, v in IDGI_OF.items()}
 
     out = a.out or os.path.join(
         RESULTS, f"valid_path_gradients_{a.model}{'_quick' if a.quick else ''}"
@@ -224,6 +273,8 @@ def main() -> None:
         "deletion_substrate": del_sub,
         "eg": eg_desc,
         "eg_references": refs_desc,
+        "agi": f"AdversarialGradientIntegration, {agi_k} false classes x "
+        f"{max(1, a.n_steps // agi_k)} steps, epsilon 0.05, softmax, input_range (0, 1)",
         "sigmas": {"three": list(sig3), "single": list(sig1)},
         "methods": methods,
         "scores": {m: [] for m in methods},
@@ -284,6 +335,7 @@ def main() -> None:
             "vpg_single": ob_seconds_now(timer, mid=True),
             "vpg": ob_seconds_now(timer, mid=True, others=True),
             "vpg_nofilter": ob_seconds_now(timer, mid=True, others=True),
+            "vpg_idgi": ob_seconds_now(timer, mid=True, others=True),
         }
         for m in methods:
             attr = timer(m, lambda m=m, ctx=ctx: run_method(m, ctx, tools))
@@ -374,6 +426,25 @@ def run_method(m: str, c: dict, t: dict) -> torch.Tensor:
         return t["vpg"].attribute(x, 0.0, generator=gen, method="monte_carlo", **kw)
     if m == "vpg_nofilter":
         return t["vpg_nf"].attribute(x, c["b3"], generator=gen, method="monte_carlo", **kw)
+    if m == "ig_gauss":
+        noise = torch.randn(x.shape, generator=gen) * 0.25 + 0.5
+        return t["ig"].attribute(x, noise.clamp(0.0, 1.0), **kw)
+    if m == "agi":
+        k = t["agi_k"]
+        return t["agi"].attribute(x, pred, n_steps=max(1, n // k), epsilon=0.05, n_classes=k,
+                                  internal_batch_size=bs, generator=gen, input_range=(0.0, 1.0))
+    if m == "blur_ig":
+        return t["blur_ig"].attribute(x, max_sigma=50.0, **kw)
+    if m == "guided_ig":
+        return t["guided_ig"].attribute(x, 0.0, fraction=0.25, max_dist=0.02, **kw)
+    if m == "ig_idgi":
+        return t["idgi"][m].attribute(x, 0.0, **kw)
+    if m == "blur_ig_idgi":
+        return t["idgi"][m].attribute(x, max_sigma=50.0, **kw)
+    if m == "guided_ig_idgi":
+        return t["idgi"][m].attribute(x, 0.0, fraction=0.25, max_dist=0.02, **kw)
+    if m == "vpg_idgi":
+        return t["idgi"][m].attribute(x, c["b3"], method="monte_carlo", **kw)
     raise ValueError(m)
 
 
@@ -440,6 +511,7 @@ def build_payload(raw: dict) -> dict:
         f"{raw.get('deletion_substrate', 0.0)} (pixel value), softmax probability of the predicted class, pixels_per_step={raw['pixels_per_step'] or 'image width'}",
         "eg": raw["eg"],
         "eg_references": raw["eg_references"],
+        "agi": raw.get("agi", ""),
         "sigmas": raw["sigmas"],
         "mean_confidence": float(np.mean(raw["confidence"])),
         "optimized_baselines": {
@@ -481,7 +553,18 @@ def write_markdown(path: str, p: dict) -> None:
 
     head = ["Method", "ins−del AUC (mean ± 95% CI)", "gain over IG (%)", "paired Δ vs IG (± 95% CI)",
             "share of images > IG", "insertion / deletion"]  # fmt: skip
-    main_rows = [row(m) for m in ("ig", "ig_mean", "ig_opt", "eg", "vpg") if m in ms]
+    main_rows = [
+        row(m)
+        for m in ("ig", "ig_gauss", "ig_mean", "ig_opt", "agi", "eg", "blur_ig", "guided_ig", "vpg")
+        if m in ms
+    ]
+    raw_scores = p["raw"]["scores"]
+    idgi_rows = []
+    for m, base in IDGI_OF.items():
+        if m in ms and base in ms:
+            dm, dci = mean_ci(np.asarray(raw_scores[m]) - np.asarray(raw_scores[base]))
+            idgi_rows.append(row(base) + [""])
+            idgi_rows.append(row(m) + [fmt(dm, dci)])
     abl_rows = [
         row(m)
         for m in ("ig", "vpg_black", "vpg_single", "vpg_nofilter", "vpg")
@@ -518,11 +601,15 @@ def write_markdown(path: str, p: dict) -> None:
         "",
         f"{p['n_images']} images, {p['n_steps']} model steps per method and image; mean confidence of the "
         f"predicted class {p['mean_confidence']:.2f}. Protocol: {p['protocol']}. EG: {p['eg']}, references: "
-        f"{p['eg_references']}. Blur widths of the optimized baselines: {p['sigmas']}.",
+        f"{p['eg_references']}. AGI: {p.get('agi', '')}. Blur widths of the optimized baselines: {p['sigmas']}.",
         "",
         "## Insertion − deletion AUC (layout of the paper's Tables 1 and 3)",
         "",
         md_table(head, main_rows),
+        "",
+        "## IDGI on each path (same paths, the important-direction rule)",
+        "",
+        md_table(head + ["paired Δ vs the method without IDGI (± 95% CI)"], idgi_rows),
         "",
         "## Ablation (layout of the paper's Table 4)",
         "",

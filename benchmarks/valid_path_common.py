@@ -52,13 +52,12 @@ def load_model_and_data(
 ) -> Tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
     """The model and ``n_images`` images (pixels in [0, 1]) with labels."""
     if model == "cnn":
-        from captum_prior.data import load_fashion_mnist
         from captum_prior.models import load_fashion_cnn
 
         net = load_fashion_cnn()
-        x, y = load_fashion_mnist(split)
+        x, y, source = fashion_mnist(split)
         x, y = x[offset : offset + n_images], y[offset : offset + n_images]
-        desc = f"default FashionCNN, Fashion-MNIST {split} images {offset}..{offset + len(x) - 1}"
+        desc = f"default FashionCNN, {source} images {offset}..{offset + len(x) - 1}"
     elif model == "effnet":
         from captum_prior.models.efficientnet import (
             load_efficientnet_lite0,
@@ -74,6 +73,21 @@ def load_model_and_data(
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval(), x, y, desc
+
+
+def fashion_mnist(split: str = "test") -> Tuple[torch.Tensor, torch.Tensor, str]:
+    """Fashion-MNIST ``split`` from disk, or, where the full set is not
+    installed, the 500 test images shipped with the package (for
+    ``split="train"`` too: callers that need references take them from the
+    end of the sample, away from the evaluated images)."""
+    from captum_prior.data import load_fashion_mnist, load_fashion_mnist_sample
+
+    try:
+        x, y = load_fashion_mnist(split)
+        return x, y, f"Fashion-MNIST {split}"
+    except FileNotFoundError:
+        x, y = load_fashion_mnist_sample()
+        return x, y, "shipped Fashion-MNIST sample (first 500 test images; full set not installed)"
 
 
 def add_deletion_substrate_argument(parser: Any) -> None:

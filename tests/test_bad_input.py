@@ -25,10 +25,14 @@ from captum_prior import (
     NotFittedError,
 )
 from captum_prior.attr import (
+    IDGI,
+    AdversarialGradientIntegration,
     BayLime,
+    BlurIntegratedGradients,
     DeepPriorExpectedGradients,
     DMMMENAttribution,
     ExpectedGradients,
+    GuidedIntegratedGradients,
     OptimizedBaseline,
     ValidPathGradients,
 )
@@ -144,6 +148,32 @@ def run_bgmm(model, x, **kw):
         x, target=kw.pop("target", 1))
 
 
+# the path family (issue 27)
+def run_blur_ig(model, x, **kw):
+    return BlurIntegratedGradients(model).attribute(x, target=kw.pop("target", 1), n_steps=3,
+                                                    max_sigma=2.0, **kw)
+
+
+def run_guided_ig(model, x, **kw):
+    b = kw.pop("baselines", 0.0)
+    return GuidedIntegratedGradients(model).attribute(x, b, target=kw.pop("target", 1),
+                                                      n_steps=3, **kw)
+
+
+def run_agi(model, x, **kw):
+    return AdversarialGradientIntegration(model).attribute(
+        x, target=kw.pop("target", 1), n_steps=2, n_classes=2,
+        generator=torch.Generator().manual_seed(0), **kw)
+
+
+def run_idgi(model, x, **kw):
+    from captum.attr import IntegratedGradients
+
+    b = kw.pop("baselines", 0.0)
+    return IDGI(IntegratedGradients(model)).attribute(x, b, target=kw.pop("target", 1),
+                                                      n_steps=3, **kw)
+
+
 def run_train_attr(model, x, **kw):
     y = torch.ones(x.shape[0], dtype=torch.long) if isinstance(x, torch.Tensor) else None
     return training_attributions(model, x, kw.pop("target", y), refs(), n_samples=1)
@@ -164,6 +194,10 @@ MODEL_RUNNERS: Dict[str, Callable] = {
     "MGMPrior": run_mgm,
     "BGMMPrior": run_bgmm,
     "training_attributions": run_train_attr,
+    "BlurIntegratedGradients": run_blur_ig,
+    "GuidedIntegratedGradients": run_guided_ig,
+    "AdversarialGradientIntegration": run_agi,
+    "IDGI": run_idgi,
 }
 # entry points whose call takes a Captum target
 TARGETED = [k for k in MODEL_RUNNERS if k not in ("OptimizedBaseline", "MGMPrior")]
@@ -322,7 +356,8 @@ def test_inf_model_output_raises(name):
 
 
 # ------------------------------------------------------------ baselines, options
-@pytest.mark.parametrize("name", ["ExpectedGradients", "DeepPriorExpectedGradients", "ValidPathGradients"])
+@pytest.mark.parametrize("name", ["ExpectedGradients", "DeepPriorExpectedGradients", "ValidPathGradients",
+                                  "GuidedIntegratedGradients", "IDGI"])
 @pytest.mark.parametrize(
     "baselines, error, match",
     [

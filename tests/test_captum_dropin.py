@@ -438,3 +438,129 @@ def test_attribute_future_not_implemented(make):
     explainer = make(BasicModel2())
     with pytest.raises(NotImplementedError):
         explainer.attribute_future()
+
+
+# ------------------------------------------- the path family (issue 27)
+from captum.metrics import infidelity  # noqa: E402
+
+from captum_prior.attr import (  # noqa: E402
+    IDGI,
+    AdversarialGradientIntegration,
+    BlurIntegratedGradients,
+    GuidedIntegratedGradients,
+)
+
+# each: (factory, keyword arguments of attribute besides inputs/target)
+PATH_FAMILY = {
+    "BlurIG": (BlurIntegratedGradients, dict(n_steps=8, max_sigma=2.0)),
+    "GuidedIG": (GuidedIntegratedGradients, dict(baselines=0.0, n_steps=8)),
+    "AGI": (AdversarialGradientIntegration,
+            dict(n_steps=3, n_classes=2, generator=None, input_range=None)),
+    "IDGI-IG": (lambda m: IDGI(IntegratedGradients(m)), dict(baselines=0.0, n_steps=8)),
+    "IDGI-BlurIG": (lambda m: IDGI(BlurIntegratedGradients(m)), dict(n_steps=8, max_sigma=2.0)),
+    "IDGI-GuidedIG": (lambda m: IDGI(GuidedIntegratedGradients(m)), dict(n_steps=8)),
+}
+
+
+def _family(name, model):
+    make, kw = PATH_FAMILY[name]
+    kw = dict(kw)
+    if "generator" in kw:
+        kw["generator"] = torch.Generator().manual_seed(0)
+    return make(model), kw
+
+
+@pytest.mark.parametrize("name", sorted(PATH_FAMILY))
+def test_path_family_target_forms_on_2d_outputs(name):
+    model = BasicModel_MultiLayer().eval()
+    x = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+    m, kw = _family(name, model)
+    ref = m.attribute(x, target=1, **_family(name, model)[1])
+    for t in (torch.tensor(1), (1,), [1, 1, 1], torch.tensor([1, 1, 1]), [(1,), (1,), (1,)]):
+        torch.testing.assert_close(m.attribute(x, target=t, **_family(name, model)[1]), ref)
+    per = m.attribute(x, target=[0, 1, 1], **_family(name, model)[1])
+    one = m.attribute(x, target=0, **_family(name, model)[1])
+    if name != "AGI":  # AGI draws its false classes per batch
+        torch.testing.assert_close(per[0], one[0])
+
+
+@pytest.mark.parametrize("name", sorted(set(PATH_FAMILY) - {"AGI"}))
+def test_path_family_multidim_output_tuple_targets(name):
+    model = BasicModel_MultiLayer().eval()
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    m, kw = _family(name, model)
+    args = (None, True)
+    a = m.attribute(x, target=(1, 0, 1), additional_forward_args=args, **kw)
+    b = m.attribute(x, target=[(1, 0, 1), (0, 1, 0)], additional_forward_args=args, **kw)
+    c = m.attribute(x, target=(0, 1, 0), additional_forward_args=args, **kw)
+    torch.testing.assert_close(b[0], a[0])
+    torch.testing.assert_close(b[1], c[1])
+    with pytest.raises(ValueError, match="tuple"):
+        m.attribute(x, target=1, additional_forward_args=args, **kw)
+
+
+def test_agi_rejects_multidim_outputs():
+    model = BasicModel_MultiLayer().eval()
+    with pytest.raises(ValueError, match="N x C class scores"):
+        AdversarialGradientIntegration(model).attribute(
+            torch.randn(2, 3), target=(1, 0, 1), additional_forward_args=(None, True))
+
+
+@pytest.mark.parametrize("name", sorted(PATH_FAMILY))
+def test_path_family_tuple_inputs_and_additional_args(name):
+    model = BasicModel_MultiLayer_MultiInput().eval()
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g),
+         torch.randn(4, 3, generator=g))
+    m, kw = _family(name, model)
+    if "baselines" in kw:
+        kw["baselines"] = (0.0, torch.zeros(1, 3), torch.zeros(4, 3))
+    out = m.attribute(x, target=[0, 1, 1, 0], additional_forward_args=(2,),
+                      return_convergence_delta=True, **kw)
+    attr, delta = out
+    assert isinstance(attr, tuple) and len(attr) == 3
+    assert all(a.shape == xi.shape for a, xi in zip(attr, x))
+    assert delta.shape == (4,) and torch.isfinite(delta).all()
+    _, kw2 = _family(name, model)
+    if "baselines" in kw2:
+        kw2["baselines"] = kw["baselines"]
+    chunked = m.attribute(x, target=[0, 1, 1, 0], additional_forward_args=(2,),
+                          internal_batch_size=3, **kw2)
+    for u, v in zip(attr, chunked):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(PATH_FAMILY))
+@pytest.mark.parametrize("nt_type", ["smoothgrad", "vargrad"])
+def test_path_family_under_noise_tunnel(name, nt_type):
+    model = BasicModel_MultiLayer().eval()
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    m, kw = _family(name, model)
+    seed()
+    a, d = NoiseTunnel(m).attribute(x, nt_type=nt_type, nt_samples=3, nt_samples_batch_size=2,
+                                    stdevs=0.1, target=[0, 1, 1, 0],
+                                    return_convergence_delta=True, **kw)
+    assert a.shape == x.shape and torch.isfinite(a).all()
+    assert d.shape == (4 * 3,)
+
+
+@pytest.mark.parametrize("name", sorted(PATH_FAMILY))
+def test_path_family_with_captum_infidelity(name):
+    model = BasicModel_MultiLayer().eval()
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    m, kw = _family(name, model)
+    attr = m.attribute(x, target=1, **kw)
+
+    def perturb(inputs):
+        noise = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(1)) * 0.05
+        return noise, inputs - noise
+
+    inf = infidelity(model, perturb, x, attr, target=1, n_perturb_samples=4)
+    assert inf.shape == (4,) and torch.isfinite(inf).all()
+
+
+@pytest.mark.parametrize("name", sorted(PATH_FAMILY))
+def test_path_family_attribute_future_not_implemented(name):
+    m, _ = _family(name, BasicModel2())
+    with pytest.raises(NotImplementedError):
+        m.attribute_future()

@@ -630,6 +630,41 @@ def _saliency(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
     return Saliency(ctx.model), {}
 
 
+@register_method("blur-integrated-gradients", "captum_prior BlurIntegratedGradients (blur path, max_sigma 50)")
+def _blur_ig(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import BlurIntegratedGradients
+
+    return BlurIntegratedGradients(ctx.model), dict(n_steps=_int(ctx.n_steps, 100), **ctx.ib)
+
+
+@register_method("guided-integrated-gradients", "captum_prior GuidedIntegratedGradients (constant baseline)")
+def _guided_ig(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import GuidedIntegratedGradients
+
+    ctx.args.update(baseline=ctx.baseline)
+    kw = dict(baselines=float(ctx.baseline), n_steps=_int(ctx.n_steps, 200), **ctx.ib)
+    return GuidedIntegratedGradients(ctx.model), kw
+
+
+@register_method("adversarial-gradient-integration",
+                 "captum_prior AdversarialGradientIntegration (AGI, 20 false classes)")
+def _agi(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum_prior.attr import AdversarialGradientIntegration
+
+    return AdversarialGradientIntegration(ctx.model), dict(n_steps=_int(ctx.n_steps, 20), **ctx.ib)
+
+
+@register_method("idgi", "captum_prior IDGI of Captum IntegratedGradients (constant baseline)")
+def _idgi(ctx: MethodContext) -> Tuple[Any, Dict[str, Any]]:
+    from captum.attr import IntegratedGradients
+
+    from captum_prior.attr import IDGI
+
+    ctx.args.update(baseline=ctx.baseline)
+    kw = dict(baselines=float(ctx.baseline), n_steps=_int(ctx.n_steps, 50), **ctx.ib)
+    return IDGI(IntegratedGradients(ctx.model)), kw
+
+
 def build_method(
     name: str, model: nn.Module, dataset: Any, *, n_samples: Optional[int] = None,
     n_steps: Optional[int] = None, n_references: int = 100, baseline: float = 0.0,

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Blur Integrated Gradients (Xu et al., CVPR 2020)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
+
+import torch
+from captum.attr import GradientAttribution
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_prior._batching import RowRunner, forward_rows, gradient_rows
+from captum_prior._compat import (
+    TargetType,
+    TensorOrTupleOfTensorsGeneric,
+    _format_output,
+)
+from captum_prior._validation import as_tensor_tuple, check_int, check_optional_int
+from captum_prior.attr._path import (
+    check_positive_float,
+    gaussian_blur,
+    idgi_fixed_paths,
+)
+
+
+class BlurIntegratedGradients(GradientAttribution):
+    r"""Blur Integrated Gradients: integrate along the scale space of the input.
+
+    Xu, Venugopalan & Sundararajan, "Attribution in Scale and Space", CVPR
+    2020 (https://arxiv.org/abs/2004.03383). The path runs from a maximally
+    blurred copy of the input to the input itself through Gaussian blurs
+    ``L(x, sigma)`` of decreasing width, and the attribution is the path
+    integral (the paper's eq. 6)
+
+    .. math::
+        \phi_i(x) = \int_{\sigma_{max}}^{0}
+        \frac{\partial F(L(x, \sigma))}{\partial L_i}\,
+        \frac{\partial L_i(x, \sigma)}{\partial \sigma}\, d\sigma ,
+
+    approximated by the left Riemann sum on ``n_steps`` equal width steps
+    ``sigma_k = k * max_sigma / n_steps``, ``k = 0 .. n_steps - 1`` (the
+    input itself at ``k = 0``), as the authors' reference implementation
+    (PAIR ``saliency``). Where that implementation takes
+    ``dL/dsigma`` by a forward difference with step ``grad_step``, this class
+    differentiates the discrete (truncated, normalised) Gaussian kernel
+    exactly, so the two agree up to the difference error. The blur is
+    separable, with scipy's kernel (radius ``int(4 sigma + 0.5)``) and zero
+    padding, as two products with banded matrices in plain torch.
+
+    Completeness holds for the blur path: ``sum(phi) ~ F(x) -
+    F(L(x, max_sigma))``, returned as the convergence delta.
+
+    **What is blurred.** The last two dimensions (``H x W``) of every input
+    tensor with four or more dimensions (``N x C x H x W``), each channel on
+    its own; the last dimension of inputs with two or three dimensions
+    (feature vectors ``N x F``, signals ``N x C x L``).
+
+    Parameters
+    ----------
+    forward_func : Callable
+        The model, or any function returning ``N x C`` outputs (or ``N`` scores).
+
+    References
+    ----------
+    S. Xu, S. Venugopalan, M. Sundararajan. Attribution in Scale and Space.
+    CVPR 2020.
+
+    Examples
+    --------
+    >>> big = BlurIntegratedGradients(model)
+    >>> attr, delta = big.attribute(images, target=3, n_steps=100, max_sigma=50.0,
+    ...                             return_convergence_delta=True)
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable (a model or function), got "
+                f"{type(forward_func).__name__}"
+            )
+        GradientAttribution.__init__(self, forward_func)
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+    @overload
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 100,
+        max_sigma: float = 50.0,
+        internal_batch_size: Optional[int] = None,
+        *,
+        return_convergence_delta: Literal[True],
+    ) -> Tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 100,
+        max_sigma: float = 50.0,
+        internal_batch_size: Optional[int] = None,
+        return_convergence_delta: Literal[False] = False,
+    ) -> TensorOrTupleOfTensorsGeneric: ...
+
+    @log_usage()
+    def attribute(  # type: ignore[misc]
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        target: TargetType = None,
+        additional_forward_args: Optional[object] = None,
+        n_steps: int = 100,
+        max_sigma: float = 50.0,
+        internal_batch_size: Optional[int] = None,
+        return_convergence_delta: bool = False,
+    ) -> Union[TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]]:
+        r"""Blur IG attributions of ``target`` for ``inputs``.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            The examples (first dimension); images ``N x C x H x W`` are
+            blurred over ``H x W``.
+        target : int, tuple, Tensor or list, optional
+            Captum's target forms: an int, a one-element tensor, a list or
+            1-D tensor of one int per example, a tuple (all examples) or a
+            list of tuples (one per example) indexing every output dimension
+            after the batch. Default: None (one score per example).
+        additional_forward_args : Any, optional
+            Passed to ``forward_func`` after the inputs; tensors whose first
+            dimension is the number of examples follow each example's rows.
+        n_steps : int, optional
+            Riemann steps (gradient evaluations per example). Default: 100
+            (the reference implementation's).
+        max_sigma : float, optional
+            Width of the most blurred point, in pixels. Default: 50.0.
+        internal_batch_size : int, optional
+            At most this many rows per forward/backward pass; ``None`` sizes
+            the chunks from the model's activations. Default: None
+        return_convergence_delta : bool, optional
+            Also return ``sum(phi) - (F(x) - F(L(x, max_sigma)))`` per example.
+
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensor
+            The inputs' shapes.
+        delta : Tensor
+            Shape ``(N,)``, if ``return_convergence_delta``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For inputs that are not floating-point tensors, non-positive
+            ``n_steps``/``max_sigma``/``internal_batch_size`` and bad targets.
+        """
+        return self._attribute(
+            inputs, target, additional_forward_args, n_steps, max_sigma,
+            internal_batch_size, return_convergence_delta, idgi=False,
+        )
+
+    def _attribute(
+        self,
+        inputs: Any,
+        target: TargetType,
+        additional_forward_args: Any,
+        n_steps: int,
+        max_sigma: float,
+        internal_batch_size: Optional[int],
+        return_convergence_delta: bool,
+        idgi: bool,
+    ) -> Any:
+        xs, is_tuple = as_tensor_tuple(inputs, "inputs")
+        K = check_int(n_steps, "n_steps", 1)
+        max_sigma = check_positive_float(max_sigma, "max_sigma")
+        chunk = check_optional_int(internal_batch_size, "internal_batch_size")
+        if not isinstance(return_convergence_delta, bool):
+            raise TypeError("return_convergence_delta must be True or False")
+        xs = tuple(x.detach() for x in xs)
+        N = xs[0].shape[0]
+        dev = xs[0].device
+        runner = RowRunner(self.forward_func, N, target, additional_forward_args)
+
+        def blurred(k: Tensor, n: Tensor, sigmas: Tensor, derivative: bool = False):
+            """Rows ``L(x[n], sigmas[k])`` (and ``dL/dsigma``) for each input."""
+            rows = [torch.empty((k.shape[0],) + x.shape[1:], device=dev, dtype=x.dtype) for x in xs]
+            drows = [torch.empty_like(r) for r in rows] if derivative else None
+            for kk in torch.unique(k).tolist():
+                m = k == kk
+                for i, x in enumerate(xs):
+                    b, d = gaussian_blur(x[n[m]], float(sigmas[kk]), derivative)
+                    rows[i][m] = b
+                    if derivative:
+                        drows[i][m] = d
+            return tuple(rows), (tuple(drows) if derivative else None)
+
+        if idgi:
+            # path points from the most blurred (j = 0) to the input (j = K)
+            sig = torch.linspace(max_sigma, 0.0, K + 1, dtype=torch.float64)
+            shapes = tuple(tuple(x.shape) for x in xs)
+            attr, gap = idgi_fixed_paths(
+                runner, lambda k, s: blurred(k, s, sig)[0], K + 1,
+                torch.arange(N, device=dev), shapes, chunk,
+            )
+            attributions = tuple(a.to(x.dtype) for a, x in zip(attr, xs))
+            out = _format_output(is_tuple, attributions)
+            if not return_convergence_delta:
+                return out
+            s = sum(a.reshape(N, -1).sum(1) for a in attributions)
+            return out, (s - gap.to(s.dtype))
+
+        # sigma_k = k * max_sigma / K, k = 0 .. K-1; d sigma = max_sigma / K
+        sig = torch.arange(K, dtype=torch.float64) * (max_sigma / K)
+        dsig = max_sigma / K
+        attrs = [torch.zeros_like(x) for x in xs]
+
+        def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=dev)
+            k, n = r // N, r % N
+            return blurred(k, n, sig)[0], n
+
+        for sl, _rows, n, grads, _ in gradient_rows(runner, rows, K * N, chunk):
+            r = torch.arange(sl.start, sl.stop, device=dev)
+            k = r // N
+            _, dL = blurred(k, n, sig, derivative=True)
+            for a, g, d in zip(attrs, grads, dL):
+                # the path runs from sigma_max down to 0: d sigma is negative
+                a.index_add_(0, n, -dsig * g * d)
+        attributions = tuple(attrs)
+        out = _format_output(is_tuple, attributions)
+        if not return_convergence_delta:
+            return out
+        full = torch.tensor([max_sigma], dtype=torch.float64)
+
+        def ends(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=dev)
+            blk, n = r // N, r % N
+            pts = blurred(torch.zeros_like(n), n, full)[0]
+            return tuple(
+                torch.where((blk == 0).view((-1,) + (1,) * (x.dim() - 1)), x[n], p)
+                for x, p in zip(xs, pts)
+            ), n
+
+        f = forward_rows(runner, ends, 2 * N, chunk).view(2, N)
+        s = sum(a.reshape(N, -1).sum(1) for a in attributions)
+        return out, s - (f[0] - f[1]).to(s.dtype)
+
+    def attribute_future(self) -> Callable:
+        r"""Not implemented for BlurIntegratedGradients."""
+        raise NotImplementedError(
+            "attribute_future is not implemented for BlurIntegratedGradients"
+        )
