@@ -630,3 +630,17 @@ def test_captum_gradient_shap_in_explain_is_chunked_and_unchanged(tmp_path, caps
                                                    return_convergence_delta=True)
         torch.testing.assert_close(st.attributions[i : i + 1], ref, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(st.delta[i], delta, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["blur-integrated-gradients", "guided-integrated-gradients",
+                                    "adversarial-gradient-integration", "idgi"])
+def test_path_family_methods_in_explain(method, tmp_path):
+    from captum_prior.runner import load_attributions
+
+    out = tmp_path / method
+    argv = ["explain", "--model", "fashion-cnn", "--data", "fashion-mnist-test-sample", "--limit", "3",
+            "--method", method, "--n-steps", "4", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    stored = load_attributions(out, [0, 1, 2])
+    assert stored.attributions.shape == (3, 1, 28, 28)
+    assert torch.isfinite(stored.attributions).all() and stored.attributions.abs().sum() > 0
