@@ -170,18 +170,24 @@ def write_markdown(data: Dict[str, object], path: Path) -> None:
         f"{LIMIT_S / 60:.0f} min and {LIMIT_GB:g} GB per notebook on 2 cores / 24 GB.",
         "The machine was shared with other work: the load average (1/5/15 min) is recorded before and after",
         "each notebook, and CPU time (user + system over the whole tree, sampled every 0.2 s) is given beside",
-        "the wall time: with the 2 threads each notebook sets, wall time on an idle machine is at most about",
-        "the CPU time.",
+        "the wall time: each notebook sets 2 threads (1 for FashionMNIST_OptimizedBaselines_vs_IG), so on an idle",
+        "machine its wall time would be roughly between half its CPU time and its CPU time.",
         "",
         f"Command: `{data['command']}`  ",
         f"Machine: {data['machine']}",
         "",
+    ]
+    earlier = sorted({r["command"] for r in rows if r.get("command") and r["command"] != data["command"]})
+    if earlier:
+        lines += ["Rows kept from earlier runs (`--only` keeps the other notebooks' rows) came from: "
+                  + "; ".join(f"`{c}`" for c in earlier), ""]
+    lines += [
         "| notebook | status | wall time (s) | CPU time (s) | peak RSS (GB) | within limits | load before | load after "
         "| commit |",
         "|---|---|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['notebook']} | {r['status']} | {r['wall_s']} | {r['peak_rss_gb']} | "
+        lines.append(f"| {r['notebook']} | {r['status']} | {r['wall_s']} | {r.get('cpu_s', 'not recorded')} | {r['peak_rss_gb']} | "
                      f"{'yes' if r['within_limits'] else 'NO'} | {r['load_before']} | {r['load_after']} | "
                      f"{r['commit']} |")
     path.write_text("\n".join(lines) + "\n")
@@ -204,16 +210,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     old: Dict[str, dict] = {}
     if args.only and stem.with_suffix(".json").exists():
         old = {r["notebook"]: r for r in json.loads(stem.with_suffix(".json").read_text())["rows"]}
+    command = "python -m benchmarks tutorials " + " ".join(argv if argv is not None else sys.argv[1:])
     for name in names:
         print(f"{name}: running (load {_load()})", flush=True)
         row = run_notebook(name, args.timeout, args.kill_above_gb)
+        row["command"] = command
         print(f"  {row['status']}, {row['wall_s']} s, peak {row['peak_rss_gb']} GB (load after {row['load_after']})",
               flush=True)
         if "output_tail" in row:
             print(row["output_tail"], flush=True)
         old[name] = row
-    data = {"command": "python -m benchmarks tutorials " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": _machine(), "rows": [old[n] for n in sorted(old)]}
+    data = {"command": command, "machine": _machine(), "rows": [old[n] for n in sorted(old)]}
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     write_markdown(data, stem.with_suffix(".md"))
