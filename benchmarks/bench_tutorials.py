@@ -211,19 +211,21 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if args.only and stem.with_suffix(".json").exists():
         old = {r["notebook"]: r for r in json.loads(stem.with_suffix(".json").read_text())["rows"]}
     command = "python -m benchmarks tutorials " + " ".join(argv if argv is not None else sys.argv[1:])
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    data: Dict[str, object] = {}
     for name in names:
         print(f"{name}: running (load {_load()})", flush=True)
         row = run_notebook(name, args.timeout, args.kill_above_gb)
         row["command"] = command
-        print(f"  {row['status']}, {row['wall_s']} s, peak {row['peak_rss_gb']} GB (load after {row['load_after']})",
-              flush=True)
+        print(f"  {row['status']}, {row['wall_s']} s, CPU {row['cpu_s']} s, peak {row['peak_rss_gb']} GB "
+              f"(load after {row['load_after']})", flush=True)
         if "output_tail" in row:
             print(row["output_tail"], flush=True)
         old[name] = row
-    data = {"command": command, "machine": _machine(), "rows": [old[n] for n in sorted(old)]}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
-    write_markdown(data, stem.with_suffix(".md"))
+        # written after every notebook, so an interrupted run keeps what it measured
+        data = {"command": command, "machine": _machine(), "rows": [old[n] for n in sorted(old)]}
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+        write_markdown(data, stem.with_suffix(".md"))
     return data
 
 
