@@ -958,3 +958,19 @@ def test_valid_path_gradients_rejects_integer_baselines_with_the_fix():
     b = (images() * 255).to(torch.uint8)
     with pytest.raises(TypeError, match=r"baselines.*\.float\(\) / 255"):
         ValidPathGradients(cnn()).attribute(images(), baselines=b, target=0, n_steps=4)
+
+
+def test_load_fashion_mnist_with_a_missing_path_names_path(tmp_path, monkeypatch):
+    # a typo in path= must not silently load another copy (the system one, or the environment variable's)
+    from captum_prior.data import fashion_mnist, load_fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path))
+    monkeypatch.delenv(fashion_mnist.HIDE_SYSTEM_VAR, raising=False)
+    monkeypatch.setenv(fashion_mnist.ENV_VAR, str(tmp_path))
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\0" * 16)  # a valid, empty copy to fall back on
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 8)
+    assert load_fashion_mnist("test")[0].shape == (0, 1, 28, 28)
+    with pytest.raises(FileNotFoundError, match=r"path='.*nowher' is not an existing folder"):
+        load_fashion_mnist("test", path=tmp_path / "nowher")
+    with pytest.raises(TypeError, match="path must be"):
+        load_fashion_mnist("test", path=3)

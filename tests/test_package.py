@@ -1,7 +1,10 @@
 """Package set-up: data loading, embedded default, house rules, CLI (issue 2)."""
 
 import gzip
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +46,67 @@ def test_load_fashion_mnist_env_var_and_missing_files(tmp_path, monkeypatch):
     write_idx(tmp_path, "train", np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8), True)
     monkeypatch.setenv(fashion_mnist.ENV_VAR, str(tmp_path))
     assert load_fashion_mnist("train")[0].shape == (2, 1, 28, 28)
-    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "nowhere"))
+    # an explicit place is the only place searched: no fall-back to another copy
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path))
+    monkeypatch.delenv(fashion_mnist.HIDE_SYSTEM_VAR)
+    given = tmp_path / "given"
+    given.mkdir()
     with pytest.raises(FileNotFoundError) as err:
-        load_fashion_mnist("test", path=tmp_path / "given")
+        load_fashion_mnist("train", path=given)
     msg = str(err.value)
-    for place in (tmp_path / "given", tmp_path, tmp_path / "nowhere"):
-        assert str(place / "t10k-images-idx3-ubyte.gz") in msg
+    assert str(given / "train-images-idx3-ubyte.gz") in msg and str(tmp_path / "train-") not in msg
     assert "apt-get install dataset-fashion-mnist" in msg
+    monkeypatch.setenv(fashion_mnist.ENV_VAR, str(given))
+    with pytest.raises(FileNotFoundError, match="given"):
+        load_fashion_mnist("train")
+    monkeypatch.setenv(fashion_mnist.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=f"{fashion_mnist.ENV_VAR}=.*nowhere.*names no existing folder"):
+        load_fashion_mnist("train")
     with pytest.raises(ValueError, match="split must be"):
         load_fashion_mnist("validation")
+
+
+def _fake_system_folder(tmp_path, monkeypatch):
+    fake = tmp_path / "usr_share_datasets_fashion_mnist"
+    fake.mkdir()
+    write_idx(fake, "t10k", np.full((3, 28, 28), 7, np.uint8), np.array([1, 2, 3], np.uint8), True)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(fake))
+    monkeypatch.delenv(fashion_mnist.ENV_VAR, raising=False)
+    return fake
+
+
+def test_system_dataset_is_hidden_from_the_test_run(tmp_path, monkeypatch):
+    # tests/conftest.py hides the Debian folder from the whole run (and the processes it starts)
+    assert os.environ.get(fashion_mnist.HIDE_SYSTEM_VAR) == "1"
+    fake = _fake_system_folder(tmp_path, monkeypatch)
+    with pytest.raises(FileNotFoundError) as err:
+        load_fashion_mnist("test")
+    assert "not searched" in str(err.value) and "apt-get install dataset-fashion-mnist" in str(err.value)
+    # the same call reads the folder once it is not hidden: the check above can fail
+    monkeypatch.delenv(fashion_mnist.HIDE_SYSTEM_VAR)
+    x, y = load_fashion_mnist("test")
+    assert torch.equal(y, torch.tensor([1, 2, 3])) and fake.is_dir()
+
+
+def test_reading_the_system_dataset_fails_the_test_in_any_process(tmp_path, monkeypatch):
+    # the audit hook of tests/_system_data_guard, pointed at a fake system folder and a private log
+    import conftest
+
+    guard = conftest.guard
+    fake = _fake_system_folder(tmp_path, monkeypatch)
+    log = tmp_path / "reads.log"
+    monkeypatch.setattr(guard, "WATCHED", [str(fake)])
+    monkeypatch.setattr(guard, "LOG_PATH", str(log))
+    monkeypatch.delenv(fashion_mnist.HIDE_SYSTEM_VAR)  # a loader that ignored the switch
+    with pytest.raises(guard.SystemDataRead, match="must not read the system dataset"):
+        load_fashion_mnist("test")
+    assert "t10k-images-idx3-ubyte.gz" in log.read_text()
+    # a subprocess started by a test inherits the hook (through PYTHONPATH) and the log
+    env = dict(os.environ, **{guard.WATCH_VAR: str(fake), guard.LOG_VAR: str(tmp_path / "child.log")})
+    code = f"import os\ntry:\n    open({str(fake / 't10k-labels-idx1-ubyte.gz')!r}).close()\nexcept Exception:\n    pass\n"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr  # the child even swallowed the error ...
+    assert "t10k-labels-idx1-ubyte.gz" in (tmp_path / "child.log").read_text()  # ... and it is still logged
 
 
 def test_embedded_default_model_and_sample():

@@ -4,7 +4,9 @@ Each notebook reads ``CAPTUM_PRIOR_QUICK=1`` and then uses fewer images,
 samples and steps.  The kernel imports this checkout (``PYTHONPATH`` = the
 repository root, derived from this file) and draws with matplotlib's Agg
 backend.  Nothing is written into the repository: the notebooks are executed
-in memory and their figures are only displayed.
+in memory and their figures are only displayed.  Quick mode needs no data
+installed: the kernels run with the system Fashion-MNIST hidden and guarded
+(tests/conftest.py), so a notebook that reads it fails here.
 """
 
 import os
@@ -42,8 +44,34 @@ def test_quick_mode_and_first_cell_convention():
         assert "CAPTUM_PRIOR_QUICK" in code, f"{name} does not read CAPTUM_PRIOR_QUICK"
 
 
+def test_kernels_cannot_read_the_system_dataset(monkeypatch, tmp_path):
+    # the guard of tests/conftest.py, pointed at a fake system folder: a kernel that opens a file
+    # there fails its cell, and the read is logged even when the notebook swallows the error
+    import conftest
+
+    fake = tmp_path / "system"
+    fake.mkdir()
+    (fake / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\0" * 8)
+    log = tmp_path / "reads.log"
+    monkeypatch.setenv(conftest.guard.WATCH_VAR, str(fake))
+    monkeypatch.setenv(conftest.guard.LOG_VAR, str(log))
+    path = str(fake / "t10k-labels-idx1-ubyte.gz")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"try:\n    open({path!r}).close()\nexcept Exception:\n    pass"),
+        nbformat.v4.new_code_cell(f"open({path!r}).close()"),
+    ])
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="SystemDataRead"):
+        client.execute()
+    assert log.read_text().count(path) == 2
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_in_quick_mode(name, monkeypatch, tmp_path):
+    from captum_prior.data import fashion_mnist
+
+    assert os.environ.get(fashion_mnist.HIDE_SYSTEM_VAR) == "1"  # set by tests/conftest.py
     # the kernel is a subprocess: it inherits this environment
     monkeypatch.setenv("CAPTUM_PRIOR_QUICK", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))

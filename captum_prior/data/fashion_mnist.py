@@ -2,7 +2,9 @@
 
 The full set is read from the original IDX files (``*-ubyte.gz``), which the
 Debian package ``dataset-fashion-mnist`` installs in
-``/usr/share/datasets/fashion-mnist``.  Nothing is ever downloaded.
+``/usr/share/datasets/fashion-mnist``.  Nothing is ever downloaded.  The full
+set is optional: the tests and the tutorials' quick mode use the shipped
+sample only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import torch
 ENV_VAR = "CAPTUM_PRIOR_FASHION_MNIST"
 #: Where Debian's ``dataset-fashion-mnist`` puts the files.
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+#: Private switch: when set to ``"1"`` the Debian folder is not searched. The
+#: test suite sets it so that it runs as on a machine without the system data.
+HIDE_SYSTEM_VAR = "_CAPTUM_PRIOR_HIDE_SYSTEM_DATA"
 SAMPLE_FILE = "fashion_mnist_test_sample.safetensors"
 
 _FILES = {
@@ -35,14 +40,32 @@ def _read_idx(path: Path, header: int) -> np.ndarray:
 
 
 def _candidates(path: Union[str, os.PathLike, None]) -> List[Path]:
-    places: List[Path] = []
+    # an explicit place (``path``, else the environment variable) is the only
+    # place searched: falling back to another copy would hide a typo
     if path is not None:
-        places.append(Path(path))
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a folder (str or os.PathLike) or None, got {type(path).__name__}")
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"path={str(path)!r} is not an existing folder: pass the folder that "
+                "holds the Fashion-MNIST IDX files (e.g. "
+                f"{DEBIAN_DIR!r}), or path=None to search the default places"
+            )
+        return [folder]
     env = os.environ.get(ENV_VAR)
     if env:
-        places.append(Path(env))
-    places.append(Path(DEBIAN_DIR))
-    return places
+        folder = Path(env)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"the environment variable {ENV_VAR}={env!r} names no existing "
+                f"folder: set it to the folder that holds the Fashion-MNIST IDX "
+                f"files, or unset it to search {DEBIAN_DIR!r}"
+            )
+        return [folder]
+    if os.environ.get(HIDE_SYSTEM_VAR) == "1":
+        return []
+    return [Path(DEBIAN_DIR)]
 
 
 def load_fashion_mnist(
@@ -54,9 +77,11 @@ def load_fashion_mnist(
         split (str, optional): ``"train"`` (60,000 images) or ``"test"``
                     (10,000 images). Default: ``"train"``
         path (str or PathLike, optional): a folder holding the IDX files
-                    (gzipped or not). Searched first; then the folder named by
-                    the environment variable ``CAPTUM_PRIOR_FASHION_MNIST``;
-                    then ``/usr/share/datasets/fashion-mnist`` (Debian package
+                    (gzipped or not); when given, the only place searched.
+                    With ``path=None`` the folder named by the environment
+                    variable ``CAPTUM_PRIOR_FASHION_MNIST`` is the only place
+                    searched when it is set; otherwise
+                    ``/usr/share/datasets/fashion-mnist`` (Debian package
                     ``dataset-fashion-mnist``). Default: None
 
     Returns:
@@ -65,14 +90,20 @@ def load_fashion_mnist(
 
     Raises:
         ValueError: ``split`` is not ``"train"`` or ``"test"``.
-        FileNotFoundError: the files are in none of the places searched; the
-            message lists every place looked at and how to install the data.
+        TypeError: ``path`` is not a str, an ``os.PathLike`` or None.
+        FileNotFoundError: ``path`` (or the environment variable) names a
+            folder that does not exist, or the files are not in the place
+            searched; the message names what was looked at and how to
+            install the data.
     """
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     img_name, lab_name = _FILES[split]
     looked: List[str] = []
-    for folder in _candidates(path):
+    places = _candidates(path)
+    if not places:
+        looked.append(f"{DEBIAN_DIR} (not searched: {HIDE_SYSTEM_VAR}=1 hides it)")
+    for folder in places:
         for suffix in (".gz", ""):
             img_p = folder / (img_name + suffix)
             lab_p = folder / (lab_name + suffix)
