@@ -31,14 +31,8 @@ about 10-20 minutes on 2 quiet cores.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,22 +40,8 @@ from typing import Any, Dict, List
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-
-def _quiet_main(argv: List[str]) -> int:
-    """``captum_prior.cli.main`` with its stdout/stderr kept (progress bars off)."""
-    from captum_prior.cli import main
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(argv)
-    if rc != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({rc}): {err.getvalue()[-2000:]}")
-    return rc
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_bench_common import run_cli, run_header, save_result, uptime  # noqa: E402
 
 
 def prepare(tmp: str, n_images: int) -> Dict[str, Any]:
@@ -77,7 +57,7 @@ def prepare(tmp: str, n_images: int) -> Dict[str, Any]:
     for method, extra in (("saliency", []), ("integrated-gradients", ["--n-steps", "16"]),
                           ("expected-gradients", ["--n-samples", "16"])):
         out = os.path.join(tmp, method)
-        _quiet_main(["explain", "--model", "efficientnet-lite0", "--data", data, "--method", method,
+        run_cli(["explain", "--model", "efficientnet-lite0", "--data", data, "--method", method,
                      "--out", out, "--no-progress"] + extra)
         runs.append(out)
     return {"data": data, "runs": runs, "photos": x[:n_images]}
@@ -89,9 +69,7 @@ def time_evaluate(runs: List[str], out: str, steps: int | None, progress: bool) 
         argv += ["--steps", str(steps)]
     if not progress:
         argv.append("--no-progress")
-    t0 = time.perf_counter()
-    _quiet_main(argv)
-    return time.perf_counter() - t0
+    return run_cli(argv)
 
 
 def time_floor(model: Any, photos: torch.Tensor, n_rows: int, chunk: int) -> float:
@@ -143,20 +121,16 @@ def main() -> None:
     per_row = best_chunk(model, prep["photos"], sorted({1, 2, 4, 8, 16, metric_chunk}))
     chunk = min(per_row, key=per_row.get)
 
-    result: Dict[str, Any] = {
-        "what": "captum-prior evaluate (3 runs, deletion+insertion) vs the bare batched forward passes "
-                "of its curves, one process, interleaved",
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
-        "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    result: Dict[str, Any] = run_header(
+        "captum-prior evaluate (3 runs, deletion+insertion) vs the bare batched forward passes "
+        "of its curves, one process, interleaved"
+    )
+    result.update({
         "n_images": args.n_images, "runs": 3, "forward_passes_per_example": per_ex,
         "forward_passes": n_rows, "metric_chunk": metric_chunk,
         "floor_seconds_per_row": {str(k): v for k, v in per_row.items()}, "floor_chunk": chunk,
         "repeats": [],
-    }
+    })
     for r in range(args.repeats):
         rec: Dict[str, float] = {"load_before": os.getloadavg()[0]}
         for which in (("evaluate", "floor") if r % 2 == 0 else ("floor", "evaluate")):
@@ -172,24 +146,12 @@ def main() -> None:
     result["median_ratio"] = statistics.median(r["ratio"] for r in result["repeats"])
     result["median_evaluate_s"] = statistics.median(r["evaluate_s"] for r in result["repeats"])
     result["median_floor_s"] = statistics.median(r["floor_s"] for r in result["repeats"])
-    result["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    result["uptime_after"] = uptime()
     save(result, args.tag)
 
 
 def save(result: Dict[str, Any], tag: str) -> None:
-    os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, "cli_evaluate_speed" + (f"_{tag}" if tag else ""))
-    with open(stem + ".json", "w") as fh:
-        json.dump(result, fh, indent=1)
     lines = [
-        "# `captum-prior evaluate` vs the bare forward passes of its curves",
-        "",
-        f"{result['what']}.",
-        "",
-        f"- command: `{result['command']}`",
-        f"- commit: {result['commit']}",
-        f"- machine: {result['machine']}",
-        f"- load: before `{result['uptime_before']}`; after `{result['uptime_after']}`",
         f"- {result['runs']} runs x {result['n_images']} photos x {result['forward_passes_per_example']} "
         f"forward passes = {result['forward_passes']}; the metric's chunk {result['metric_chunk']} rows, "
         f"the floor's (fastest bare rows per call) {result['floor_chunk']}",
@@ -201,9 +163,8 @@ def save(result: Dict[str, Any], tag: str) -> None:
         lines.append(f"| {i} | {r['evaluate_s']:.1f} | {r['floor_s']:.1f} | {r['ratio']:.3f} | "
                      f"{r['load_before']:.2f} / {r['load_after']:.2f} |")
     lines += ["", f"Median ratio: **{result['median_ratio']:.3f}** (target: at most 1.3)."]
-    with open(stem + ".md", "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_result(result, "cli_evaluate_speed", tag,
+                "`captum-prior evaluate` vs the bare forward passes of its curves", lines)
 
 
 if __name__ == "__main__":

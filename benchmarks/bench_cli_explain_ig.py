@@ -21,44 +21,26 @@ Usage (the lead's timing run; a smoke test: ``--n-images 2 --n-steps 4 --ibs 4,8
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Any, Dict, List, Optional
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_bench_common import run_cli, run_header, save_result, uptime  # noqa: E402
 
 
 def run_explain(data: str, out: str, n_steps: Optional[int], ibs: Optional[int]) -> float:
-    from captum_prior.cli import main
-
     argv = ["explain", "--model", "efficientnet-lite0", "--data", data, "--method", "integrated-gradients",
             "--out", out, "--no-progress"]
     if n_steps is not None:
         argv += ["--n-steps", str(n_steps)]
     if ibs is not None:
         argv += ["--internal-batch-size", str(ibs)]
-    err = io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(argv)
-    elapsed = time.perf_counter() - t0
-    if rc != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({rc}): {err.getvalue()[-2000:]}")
-    return elapsed
+    return run_cli(argv)
 
 
 def main() -> None:
@@ -91,18 +73,14 @@ def main() -> None:
     name = {s: "defaults" if s is None else f"--internal-batch-size {s}" for s in settings}
     run_explain(data, os.path.join(tmp, "warm"), args.n_steps, None)  # warm-up (first-call costs)
 
-    result: Dict[str, Any] = {
-        "what": "Captum IntegratedGradients through captum-prior explain: defaults vs explicit "
-                "--internal-batch-size, whole command in-process, interleaved",
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
-        "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    result: Dict[str, Any] = run_header(
+        "Captum IntegratedGradients through captum-prior explain: defaults vs explicit "
+        "--internal-batch-size, whole command in-process, interleaved"
+    )
+    result.update({
         "n_images": args.n_images, "n_steps": args.n_steps or 50, "default_chunk_rows": default_chunk,
         "repeats": [],
-    }
+    })
     for r in range(args.repeats):
         k = r % len(settings)
         order = settings[k:] + settings[:k]
@@ -119,24 +97,12 @@ def main() -> None:
         name[s]: statistics.median(r["seconds"][name[s]] for r in result["repeats"]) for s in settings
     }
     result["median_ratio"] = statistics.median(r["ratio"] for r in result["repeats"])
-    result["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    result["uptime_after"] = uptime()
     save(result, args.tag)
 
 
 def save(result: Dict[str, Any], tag: str) -> None:
-    os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, "cli_explain_ig_chunking" + (f"_{tag}" if tag else ""))
-    with open(stem + ".json", "w") as fh:
-        json.dump(result, fh, indent=1)
     lines = [
-        "# Captum IG through `captum-prior explain`: default chunking vs explicit `--internal-batch-size`",
-        "",
-        f"{result['what']}.",
-        "",
-        f"- command: `{result['command']}`",
-        f"- commit: {result['commit']}",
-        f"- machine: {result['machine']}",
-        f"- load: before `{result['uptime_before']}`; after `{result['uptime_after']}`",
         f"- {result['n_images']} photos, {result['n_steps']} steps; the default chunk: "
         f"{result['default_chunk_rows']} rows per pass",
         "",
@@ -151,9 +117,9 @@ def save(result: Dict[str, Any], tag: str) -> None:
         lines.append(f"| {i} | {r['seconds']['defaults']:.1f} | {b} | {r['seconds'][b]:.1f} | "
                      f"{r['ratio']:.3f} | {r['load_before']:.2f} / {r['load_after']:.2f} |")
     lines += ["", f"Median ratio defaults / best explicit: **{result['median_ratio']:.3f}** (target: at most 1.1)."]
-    with open(stem + ".md", "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_result(result, "cli_explain_ig_chunking", tag,
+                "Captum IG through `captum-prior explain`: default chunking vs explicit "
+                "`--internal-batch-size`", lines)
 
 
 if __name__ == "__main__":

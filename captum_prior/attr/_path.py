@@ -1,5 +1,9 @@
-"""Pieces shared by the path methods: baselines, Gaussian blur, and IDGI.
+"""Pieces shared by the path methods: base class, baselines, Gaussian blur, and IDGI.
 
+- :class:`PathAttribution`: the common base of the path classes (checked
+  ``forward_func``, convergence delta, multiplies by inputs);
+  :func:`check_path_args`, :func:`forward_points`, :func:`gradient_points`
+  and :func:`finish_path` are the steps every ``attribute`` shares.
 - :func:`format_baselines`: Captum's baseline forms as one start point per
   example and input tensor.
 - :func:`gaussian_blur`: separable Gaussian blur and its derivative with
@@ -14,18 +18,105 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
+from captum.attr import GradientAttribution
 from torch import Tensor
 
-from captum_prior._batching import RowRunner, gradient_rows
+from captum_prior._batching import RowRunner, forward_rows, gradient_rows
+from captum_prior._compat import _format_output
 from captum_prior._validation import (
+    as_tensor_tuple,
     check_finite,
+    check_int,
+    check_optional_int,
     check_value_range,
     expected_input_range,
     resolve_callable_baselines,
 )
+
+
+# ----------------------------------------------------------------- base class
+class PathAttribution(GradientAttribution):
+    """Base of the path classes: a path integral of gradients times the path's
+    steps, so it multiplies by (differences of) inputs and has a
+    convergence delta (the attributions' sum minus the output change along
+    the path)."""
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable (a model or function), got "
+                f"{type(forward_func).__name__}"
+            )
+        GradientAttribution.__init__(self, forward_func)
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+    def attribute_future(self) -> Callable:
+        r"""Not implemented for the path methods."""
+        raise NotImplementedError(
+            f"attribute_future is not implemented for {type(self).__name__}"
+        )
+
+
+def check_path_args(
+    inputs: Any, n_steps: Any, internal_batch_size: Any, return_convergence_delta: Any
+) -> Tuple[Tuple[Tensor, ...], bool, int, Optional[int]]:
+    """The checks every path method's ``attribute`` starts with.
+
+    Returns the detached input tensors, whether ``inputs`` was a tuple, the
+    number of steps (``>= 1``) and the chunk size (``None``: automatic).
+    """
+    xs, is_tuple = as_tensor_tuple(inputs, "inputs")
+    K = check_int(n_steps, "n_steps", 1)
+    chunk = check_optional_int(internal_batch_size, "internal_batch_size")
+    if not isinstance(return_convergence_delta, bool):
+        raise TypeError("return_convergence_delta must be True or False")
+    return tuple(x.detach() for x in xs), is_tuple, K, chunk
+
+
+def forward_points(
+    runner: RowRunner, pts: Sequence[Tensor], chunk: Optional[int], raw: bool = False
+) -> Tensor:
+    """Scores (raw outputs with ``raw``) of the rows ``pts`` (row ``i`` of
+    every tensor is runner row ``i``), without gradients, chunked."""
+    ar = torch.arange(pts[0].shape[0], device=pts[0].device)
+    return forward_rows(
+        runner, lambda sl: (tuple(p[sl] for p in pts), ar[sl]), ar.shape[0], chunk, raw=raw
+    )
+
+
+def gradient_points(
+    runner: RowRunner, pts: Sequence[Tensor], chunk: Optional[int]
+) -> Iterator[Tuple[slice, Tuple[Tensor, ...], Tensor, Tuple[Tensor, ...], Tensor]]:
+    """:func:`gradient_rows` over the rows ``pts`` (row ``i`` of every tensor
+    is runner row ``i``)."""
+    ar = torch.arange(pts[0].shape[0], device=pts[0].device)
+    return gradient_rows(runner, lambda sl: (tuple(p[sl] for p in pts), ar[sl]), ar.shape[0], chunk)
+
+
+def finish_path(
+    is_tuple: bool,
+    attributions: Tuple[Tensor, ...],
+    return_convergence_delta: bool,
+    output_change: Callable[[], Tensor],
+) -> Any:
+    """Format the attributions as the inputs were given and, if asked, add
+    the convergence delta ``sum(attributions) - output_change()`` per example
+    (``output_change`` is only called then: it may cost forward passes)."""
+    out = _format_output(is_tuple, attributions)
+    if not return_convergence_delta:
+        return out
+    N = attributions[0].shape[0]
+    s = sum(a.reshape(N, -1).sum(1) for a in attributions)
+    return out, s - output_change().to(s.dtype)
 
 
 # ------------------------------------------------------------------ baselines

@@ -4,35 +4,27 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, List, Literal, Optional, Tuple, Union, overload
+from typing import Any, List, Literal, Optional, Tuple, Union, overload
 
 import torch
-from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_prior import _random
-from captum_prior._batching import (
-    RowRunner,
-    forward_rows,
-    gradient_rows,
-    rows_target,
-    select_output,
-)
+from captum_prior._batching import RowRunner, gradient_rows, rows_target, select_output
 from captum_prior._compat import (
     TargetType,
     TensorOrTupleOfTensorsGeneric,
     _format_additional_forward_args,
-    _format_output,
 )
-from captum_prior._validation import (
-    as_tensor_tuple,
-    check_float,
-    check_int,
-    check_optional_int,
-    check_target,
+from captum_prior._validation import check_float, check_int, check_target
+from captum_prior.attr._path import (
+    PathAttribution,
+    check_path_args,
+    check_positive_float,
+    finish_path,
+    forward_points,
 )
-from captum_prior.attr._path import check_positive_float
 from captum_prior.attr.valid_path_gradients import infer_input_range
 
 
@@ -53,7 +45,7 @@ class _ScoreRunner(RowRunner):
         return select_output(out, rows_target(self.target, index))
 
 
-class AdversarialGradientIntegration(GradientAttribution):
+class AdversarialGradientIntegration(PathAttribution):
     r"""Adversarial Gradient Integration (AGI): integrate the target's gradient
     along adversarial paths towards other classes.
 
@@ -103,21 +95,6 @@ class AdversarialGradientIntegration(GradientAttribution):
     >>> attr = agi.attribute(images, target=3, n_steps=20, epsilon=0.05,
     ...                      n_classes=20, generator=torch.Generator().manual_seed(0))
     """
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        if not callable(forward_func):
-            raise TypeError(
-                f"forward_func must be callable (a model or function), got "
-                f"{type(forward_func).__name__}"
-            )
-        GradientAttribution.__init__(self, forward_func)
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
 
     @overload
     def attribute(
@@ -218,14 +195,11 @@ class AdversarialGradientIntegration(GradientAttribution):
             For bad inputs and options, a target that is not one class per
             example, and models whose output is not ``N x C`` with ``C >= 2``.
         """
-        xs, is_tuple = as_tensor_tuple(inputs, "inputs")
-        xs = tuple(x.detach() for x in xs)
-        m_steps = check_int(n_steps, "n_steps", 1)
+        xs, is_tuple, m_steps, chunk = check_path_args(
+            inputs, n_steps, internal_batch_size, return_convergence_delta
+        )
         eps = check_positive_float(epsilon, "epsilon")
         k_req = check_int(n_classes, "n_classes", 1)
-        chunk = check_optional_int(internal_batch_size, "internal_batch_size")
-        if not isinstance(return_convergence_delta, bool):
-            raise TypeError("return_convergence_delta must be True or False")
         if not isinstance(softmax, bool):
             raise TypeError("softmax must be True or False")
         clip = _check_range(input_range, xs)
@@ -237,7 +211,7 @@ class AdversarialGradientIntegration(GradientAttribution):
         # the model's classes, and the explained class of every example
         probe = RowRunner(self.forward_func, N, None, args, validate=False)
         ar = torch.arange(N, device=dev)
-        out = forward_rows(probe, lambda sl: (tuple(x[sl] for x in xs), ar[sl]), N, chunk, raw=True)
+        out = forward_points(probe, xs, chunk, raw=True)
         if out.dim() != 2 or out.shape[1] < 2:
             raise ValueError(
                 f"AdversarialGradientIntegration needs a model returning N x C class "
@@ -306,25 +280,18 @@ class AdversarialGradientIntegration(GradientAttribution):
         attributions = tuple(
             torch.zeros_like(x).index_add_(0, slot_ex, a) for x, a in zip(xs, acc)
         )
-        result = _format_output(is_tuple, attributions)
-        if not return_convergence_delta:
-            return result
-        # target score at the input and at every path's end point
-        ends = _ScoreRunner(self.forward_func, 2 * S, row_cls, row_args, softmax=softmax)
-        ends._first = False
-        sr = torch.arange(S, device=dev)
-        f_end = forward_rows(ends, lambda sl: (tuple(c[sl] for c in cur), sr[sl]), S, chunk)
-        f0 = out.softmax(1) if softmax else out
-        f_x = f0[ar, t] if N else f0.new_zeros(0)
-        gap = k * f_x - torch.zeros(N, dtype=f_end.dtype, device=dev).index_add_(0, slot_ex, f_end)
-        s = sum(a.reshape(N, -1).sum(1) for a in attributions)
-        return result, s - gap.to(s.dtype)
 
-    def attribute_future(self) -> Callable:
-        r"""Not implemented for AdversarialGradientIntegration."""
-        raise NotImplementedError(
-            "attribute_future is not implemented for AdversarialGradientIntegration"
-        )
+        def output_change() -> Tensor:
+            # sum_j (f_t(x) - f_t(x_end_j)): the target score at the input and
+            # at every path's end point
+            ends = _ScoreRunner(self.forward_func, 2 * S, row_cls, row_args, softmax=softmax)
+            ends._first = False
+            f_end = forward_points(ends, cur, chunk)
+            f0 = out.softmax(1) if softmax else out
+            f_x = f0[ar, t] if N else f0.new_zeros(0)
+            return k * f_x - torch.zeros(N, dtype=f_end.dtype, device=dev).index_add_(0, slot_ex, f_end)
+
+        return finish_path(is_tuple, attributions, return_convergence_delta, output_change)
 
 
 def _class_vector(target: TargetType, N: int, dev: Any) -> Tensor:

@@ -3,28 +3,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
+from typing import Any, Literal, Optional, Tuple, Union, overload
 
 import torch
-from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_prior._batching import RowRunner, forward_rows, gradient_rows
-from captum_prior._compat import (
-    TargetType,
-    TensorOrTupleOfTensorsGeneric,
-    _format_output,
-)
-from captum_prior._validation import as_tensor_tuple, check_int, check_optional_int
+from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
 from captum_prior.attr._path import (
+    PathAttribution,
+    check_path_args,
     check_positive_float,
+    finish_path,
     gaussian_blur,
     idgi_fixed_paths,
 )
 
 
-class BlurIntegratedGradients(GradientAttribution):
+class BlurIntegratedGradients(PathAttribution):
     r"""Blur Integrated Gradients: integrate along the scale space of the input.
 
     Xu, Venugopalan & Sundararajan, "Attribution in Scale and Space", CVPR
@@ -72,21 +69,6 @@ class BlurIntegratedGradients(GradientAttribution):
     >>> attr, delta = big.attribute(images, target=3, n_steps=100, max_sigma=50.0,
     ...                             return_convergence_delta=True)
     """
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        if not callable(forward_func):
-            raise TypeError(
-                f"forward_func must be callable (a model or function), got "
-                f"{type(forward_func).__name__}"
-            )
-        GradientAttribution.__init__(self, forward_func)
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
 
     @overload
     def attribute(
@@ -179,13 +161,10 @@ class BlurIntegratedGradients(GradientAttribution):
         return_convergence_delta: bool,
         idgi: bool,
     ) -> Any:
-        xs, is_tuple = as_tensor_tuple(inputs, "inputs")
-        K = check_int(n_steps, "n_steps", 1)
+        xs, is_tuple, K, chunk = check_path_args(
+            inputs, n_steps, internal_batch_size, return_convergence_delta
+        )
         max_sigma = check_positive_float(max_sigma, "max_sigma")
-        chunk = check_optional_int(internal_batch_size, "internal_batch_size")
-        if not isinstance(return_convergence_delta, bool):
-            raise TypeError("return_convergence_delta must be True or False")
-        xs = tuple(x.detach() for x in xs)
         N = xs[0].shape[0]
         dev = xs[0].device
         runner = RowRunner(self.forward_func, N, target, additional_forward_args)
@@ -212,11 +191,7 @@ class BlurIntegratedGradients(GradientAttribution):
                 torch.arange(N, device=dev), shapes, chunk,
             )
             attributions = tuple(a.to(x.dtype) for a, x in zip(attr, xs))
-            out = _format_output(is_tuple, attributions)
-            if not return_convergence_delta:
-                return out
-            s = sum(a.reshape(N, -1).sum(1) for a in attributions)
-            return out, (s - gap.to(s.dtype))
+            return finish_path(is_tuple, attributions, return_convergence_delta, lambda: gap)
 
         # sigma_k = k * max_sigma / K, k = 0 .. K-1; d sigma = max_sigma / K
         sig = torch.arange(K, dtype=torch.float64) * (max_sigma / K)
@@ -235,10 +210,6 @@ class BlurIntegratedGradients(GradientAttribution):
             for a, g, d in zip(attrs, grads, dL):
                 # the path runs from sigma_max down to 0: d sigma is negative
                 a.index_add_(0, n, -dsig * g * d)
-        attributions = tuple(attrs)
-        out = _format_output(is_tuple, attributions)
-        if not return_convergence_delta:
-            return out
         full = torch.tensor([max_sigma], dtype=torch.float64)
 
         def ends(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
@@ -250,12 +221,9 @@ class BlurIntegratedGradients(GradientAttribution):
                 for x, p in zip(xs, pts)
             ), n
 
-        f = forward_rows(runner, ends, 2 * N, chunk).view(2, N)
-        s = sum(a.reshape(N, -1).sum(1) for a in attributions)
-        return out, s - (f[0] - f[1]).to(s.dtype)
+        def output_change() -> Tensor:
+            # F(x) - F(L(x, max_sigma))
+            f = forward_rows(runner, ends, 2 * N, chunk).view(2, N)
+            return f[0] - f[1]
 
-    def attribute_future(self) -> Callable:
-        r"""Not implemented for BlurIntegratedGradients."""
-        raise NotImplementedError(
-            "attribute_future is not implemented for BlurIntegratedGradients"
-        )
+        return finish_path(is_tuple, tuple(attrs), return_convergence_delta, output_change)

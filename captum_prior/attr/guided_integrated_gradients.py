@@ -6,34 +6,28 @@ from __future__ import annotations
 from typing import Any, Callable, List, Literal, Optional, Tuple, Union, overload
 
 import torch
-from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_prior._batching import RowRunner, forward_rows, gradient_rows
-from captum_prior._compat import (
-    BaselineType,
-    TargetType,
-    TensorOrTupleOfTensorsGeneric,
-    _format_output,
-)
-from captum_prior._validation import (
-    as_tensor_tuple,
-    check_float,
-    check_int,
-    check_optional_int,
-)
+from captum_prior._batching import RowRunner
+from captum_prior._compat import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
+from captum_prior._validation import check_float
 from captum_prior.attr._path import (
     IDGIAccumulator,
+    PathAttribution,
     check_inputs_range,
+    check_path_args,
+    finish_path,
     format_baselines,
+    forward_points,
+    gradient_points,
 )
 
 #: relative and absolute tolerance of "the step's L1 target is reached"
 _EPS = 1e-9
 
 
-class GuidedIntegratedGradients(GradientAttribution):
+class GuidedIntegratedGradients(PathAttribution):
     r"""Guided Integrated Gradients: an adaptive path that moves the features
     with the smallest gradient first.
 
@@ -91,21 +85,6 @@ class GuidedIntegratedGradients(GradientAttribution):
     >>> attr = gig.attribute(images, baselines=0.0, target=3, n_steps=200,
     ...                      fraction=0.25, max_dist=0.02)
     """
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        if not callable(forward_func):
-            raise TypeError(
-                f"forward_func must be callable (a model or function), got "
-                f"{type(forward_func).__name__}"
-            )
-        GradientAttribution.__init__(self, forward_func)
-
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
 
     @overload
     def attribute(
@@ -208,15 +187,12 @@ class GuidedIntegratedGradients(GradientAttribution):
         return_convergence_delta: bool,
         idgi: bool,
     ) -> Any:
-        xs, is_tuple = as_tensor_tuple(inputs, "inputs")
-        xs = tuple(x.detach() for x in xs)
+        xs, is_tuple, K, chunk = check_path_args(
+            inputs, n_steps, internal_batch_size, return_convergence_delta
+        )
         base = format_baselines(baselines, xs, inputs)
-        K = check_int(n_steps, "n_steps", 1)
         fraction = check_float(fraction, "fraction", 0.0, 1.0, low_inclusive=False)
         max_dist = check_float(max_dist, "max_dist", 0.0, 1.0)
-        chunk = check_optional_int(internal_batch_size, "internal_batch_size")
-        if not isinstance(return_convergence_delta, bool):
-            raise TypeError("return_convergence_delta must be True or False")
         N = xs[0].shape[0]
         dev = xs[0].device
         sizes = [x[0].numel() if N else int(torch.tensor(x.shape[1:]).prod()) for x in xs]
@@ -234,31 +210,19 @@ class GuidedIntegratedGradients(GradientAttribution):
         attr, acc, f0, f_start = guided_path(
             runner, x_in, x_b, unflat, K, fraction, max_dist, chunk, idgi
         )
+        f_end: Optional[Tensor] = None
         if idgi:
             # the path's end point is the input: one forward pass closes it
-            ar = torch.arange(N, device=dev)
-            f_end = forward_rows(runner, lambda sl: (xs_rows(xs, ar[sl]), ar[sl]), N, chunk)
-            acc.add(ar, tuple(torch.zeros_like(a) for a in acc.attr), f_end.double())
+            f_end = forward_points(runner, xs, chunk)
+            acc.add(torch.arange(N, device=dev), tuple(torch.zeros_like(a) for a in acc.attr), f_end.double())
             attr = acc.attr[0]
-        attributions = unflat(attr)
-        out = _format_output(is_tuple, attributions)
-        if not return_convergence_delta:
-            return out
-        if not idgi:
-            ar = torch.arange(N, device=dev)
-            f_end = forward_rows(runner, lambda sl: (xs_rows(xs, ar[sl]), ar[sl]), N, chunk)
-        s = sum(a.reshape(N, -1).sum(1) for a in attributions)
-        return out, s - (f_end - f_start).to(s.dtype)
 
-    def attribute_future(self) -> Callable:
-        r"""Not implemented for GuidedIntegratedGradients."""
-        raise NotImplementedError(
-            "attribute_future is not implemented for GuidedIntegratedGradients"
-        )
+        def output_change() -> Tensor:
+            # F(x) - F(x')
+            end = forward_points(runner, xs, chunk) if f_end is None else f_end
+            return end - f_start
 
-
-def xs_rows(xs: Tuple[Tensor, ...], idx: Tensor) -> Tuple[Tensor, ...]:
-    return tuple(x[idx] for x in xs)
+        return finish_path(is_tuple, unflat(attr), return_convergence_delta, output_change)
 
 
 def guided_path(
@@ -293,12 +257,7 @@ def guided_path(
         # one gradient per step, at the current path point
         gparts: List[List[Tensor]] = []
         fparts: List[Tensor] = []
-        pts = unflat(x)
-
-        def rows(sl: slice, pts: Tuple[Tensor, ...] = pts) -> Tuple[Tuple[Tensor, ...], Tensor]:
-            return tuple(p[sl] for p in pts), ar[sl]
-
-        for _sl, _r, _i, grads, scores in gradient_rows(runner, rows, N, chunk):
+        for _sl, _r, _i, grads, scores in gradient_points(runner, unflat(x), chunk):
             gparts.append(torch.cat([g.reshape(g.shape[0], -1 if g.numel() else 0) for g in grads], 1))
             fparts.append(scores)
         g = torch.cat(gparts).double() if gparts else torch.zeros_like(x)
