@@ -63,12 +63,13 @@ RUNS: List[Tuple[str, str, str, bool]] = [
 SETTINGS: Dict[str, Dict[str, Any]] = {
     "fashion-cnn": dict(
         n=32, ig_steps=16, vpg_steps=16, eg_samples=8, lime_samples=30, dmm_samples=30,
-        n_references=100, percent=0.1, id_steps=None, mprt_layers=None, batch=25, skip=(),
+        n_references=100, percent=0.1, id_steps=None, mprt_layers=None, batch=25, skip=(), metrics=METRICS,
     ),
     "efficientnet-lite0": dict(
-        n=20, ig_steps=8, vpg_steps=8, eg_samples=8, lime_samples=50, dmm_samples=50,
-        n_references=20, percent=0.1, id_steps=16, mprt_layers="every-8th", batch=4,
-        skip=("bay-lime", "dmm-men"),
+        n=10, ig_steps=4, vpg_steps=4, eg_samples=4, lime_samples=50, dmm_samples=50,
+        n_references=10, percent=0.1, id_steps=8, mprt_layers="two", batch=5,
+        metrics=["deletion", "insertion", "mprt"],
+        skip=("gradient-shap", "deep-mgm-eg", "deep-bgmm-eg", "valid-path-gradients", "bay-lime", "dmm-men"),
     ),
 }
 
@@ -134,7 +135,7 @@ def _mprt_layers(model_obj: Any, how: Any) -> Any:
     from captum_prior.metrics.sanity import randomizable_layers
 
     layers = randomizable_layers(model_obj)  # output layer first
-    return layers[::8] if layers[-1] in layers[::8] else layers[::8] + [layers[-1]]
+    return [layers[0], layers[len(layers) // 2]]  # the output layer, then down to the middle
 
 
 def _fmt(e: Dict[str, Any], d: int = 3) -> str:
@@ -202,7 +203,7 @@ def main() -> None:
     for run, _, _, _ in runs:
         t0 = time.time()
         metric_dirs[run] = evaluate_attributions(
-            work / "attr" / run, model, dataset, work / "eval" / run, metrics=METRICS,
+            work / "attr" / run, model, dataset, work / "eval" / run, metrics=s["metrics"],
             batch_size=s["batch"], metric_kwargs=mk, seed=0, progress=False, name=run,
         )
         timings[run]["evaluate_s"] = round(time.time() - t0, 1)
@@ -210,7 +211,7 @@ def main() -> None:
     compare_runs(metric_dirs, work / "eval", dataset=dataset, reference=runs[0][0])
     commands.append(
         "captum-prior evaluate --attributions " + " ".join(str(work / "attr" / r[0]) for r in runs)
-        + f" --metric {','.join(METRICS)} --masker inpaint_telea --batch-size {s['batch']}"
+        + f" --metric {','.join(s['metrics'])} --masker inpaint_telea --batch-size {s['batch']}"
         + (f" --steps {s['id_steps']}" if s["id_steps"] else "")
         + f" --out {work / 'eval'}   # plus keep_remove percent={s['percent']}"
         + (f", MPRT layers {layers}" if layers else "") + " (not CLI options: set in-process)"
@@ -278,6 +279,7 @@ def main() -> None:
                     if refs else f"references = the {s['n_references']} photos themselves (no separate set is bundled)"),
                  f"- BayLime: {s['lime_samples']} samples; DMM-MEN: {s['dmm_samples']} samples (4 x 4 patches, "
                  "black replacement)" if "bay-lime" not in skip else "- BayLime, DMM-MEN: left out (see below)",
+                 "- metrics: " + ", ".join(s["metrics"]),
                  f"- keep/remove: Telea inpainting (radius 3), {s['percent']:.0%} of the pixels per step; "
                  f"insertion/deletion: {s['id_steps'] or 'one image row per'} step{'s' if s['id_steps'] else ''}; "
                  "ROAD: the paper's fractions (0.1 ... 0.9), noisy linear imputation, target probability",
