@@ -66,10 +66,10 @@ SETTINGS: Dict[str, Dict[str, Any]] = {
         n_references=100, percent=0.1, id_steps=None, mprt_layers=None, batch=25, skip=(), metrics=METRICS,
     ),
     "efficientnet-lite0": dict(
-        n=10, ig_steps=4, vpg_steps=4, eg_samples=4, lime_samples=50, dmm_samples=50,
-        n_references=10, percent=0.1, id_steps=8, mprt_layers="two", batch=5,
+        n=20, ig_steps=16, vpg_steps=16, eg_samples=8, lime_samples=50, dmm_samples=50,
+        n_references=20, percent=0.1, id_steps=16, mprt_layers="four", batch=5,
         metrics=["deletion", "insertion", "mprt"],
-        skip=("gradient-shap", "deep-mgm-eg", "deep-bgmm-eg", "valid-path-gradients", "bay-lime", "dmm-men"),
+        skip=("bay-lime", "dmm-men"),
     ),
 }
 
@@ -135,7 +135,8 @@ def _mprt_layers(model_obj: Any, how: Any) -> Any:
     from captum_prior.metrics.sanity import randomizable_layers
 
     layers = randomizable_layers(model_obj)  # output layer first
-    return [layers[0], layers[len(layers) // 2]]  # the output layer, then down to the middle
+    k = len(layers)
+    return [layers[0], layers[k // 4], layers[k // 2], layers[3 * k // 4]]  # output layer first
 
 
 def _fmt(e: Dict[str, Any], d: int = 3) -> str:
@@ -145,18 +146,21 @@ def _fmt(e: Dict[str, Any], d: int = 3) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=sorted(SETTINGS), required=True)
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the committed .json")
     p.add_argument("--n", type=int, default=None, help="examples (default: the model's setting)")
     p.add_argument("--work", default=None, help="scratch directory (default: /tmp/evaluation_tables_<model>)")
     p.add_argument("--quick", action="store_true", help="smoke test: 12 examples, minimal settings, no result file")
     p.add_argument("--skip", default="", help="comma-separated run names to leave out")
     args = p.parse_args()
+    if args.render:
+        render(json.loads((RESULTS / f"evaluation_table_{args.model.replace('-', '_')}.json").read_text()))
+        return
 
     from captum_prior import cli
-    from captum_prior.metrics.agreement import MIN_EXAMPLES, AgreementResult
+    from captum_prior.metrics.agreement import MIN_EXAMPLES
     from captum_prior.metrics.sanity import _verdict
     from captum_prior.metrics.stats import mean_ci
     from captum_prior.runner.evaluate import (
-        HIGHER_IS_BETTER,
         compare_runs,
         evaluate_attributions,
         load_metrics,
@@ -235,6 +239,33 @@ def main() -> None:
         print(json.dumps({r: v["status"] for r, v in verdicts.items()}, indent=1))
         print(f"quick run done in {total_s:.0f} s; nothing written to {RESULTS}")
         return
+    record = {
+        "model": args.model, "n_examples": comp["n_examples"], "settings": s, "mprt_layers": layers,
+        "metric_kwargs": mk, "timings_s": timings, "total_s": round(total_s, 1), "commit": _git_commit(),
+        "uptime_before": load_before, "uptime_after": _uptime(), "python": platform.python_version(),
+        "torch": torch.__version__, "commands": commands, "comparison": comp,
+        "mprt_verdicts": verdicts, "work": str(work), "runs": [list(r) for r in runs],
+        "skip": sorted(skip), "references": refs, "args": {"n": args.n, "skip": args.skip},
+        "paragraph": "(to be written from the numbers above)",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    tag = args.model.replace("-", "_")
+    (RESULTS / f"evaluation_table_{tag}.json").write_text(json.dumps(record, indent=1, default=str))
+    render(record)
+
+
+def render(record: Dict[str, Any]) -> None:
+    """Write ``results/evaluation_table_<model>.md`` from the ``.json`` record
+    (``--render`` rewrites it, e.g. after the record's paragraph is written)."""
+    from captum_prior.metrics.agreement import AgreementResult
+    from captum_prior.runner.evaluate import HIGHER_IS_BETTER
+
+    comp, s, layers, verdicts = record["comparison"], record["settings"], record["mprt_layers"], record["mprt_verdicts"]
+    timings, commands, total_s = record["timings_s"], record["commands"], record["total_s"]
+    runs = [tuple(r) for r in record["runs"]]
+    skip, refs, model_name = set(record["skip"]), record["references"], record["model"]
+    load_before = record["uptime_before"]
+    tag = model_name.replace("-", "_")
     display = {r[0]: r[2] for r in runs}
     ours = {r[0]: r[3] for r in runs}
     ag = comp["agreement"]
@@ -244,17 +275,19 @@ def main() -> None:
         tau={(t["a"], t["b"]): {k: t.get(k) for k in ("tau", "low", "high")} for t in ag["tau"]},
         disagreements=ag["disagreements"], confidence=ag.get("confidence", 0.95),
     )
-    record = {
-        "model": args.model, "n_examples": comp["n_examples"], "settings": s, "mprt_layers": layers,
-        "metric_kwargs": mk, "timings_s": timings, "total_s": round(total_s, 1), "commit": _git_commit(),
-        "uptime_before": load_before, "uptime_after": _uptime(), "python": platform.python_version(),
-        "torch": torch.__version__, "commands": commands, "comparison": comp,
-        "mprt_verdicts": verdicts, "work": str(work),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    tag = args.model.replace("-", "_")
-    (RESULTS / f"evaluation_table_{tag}.json").write_text(json.dumps(record, indent=1, default=str))
-
+    strong = [t for t in agreement.disagreements if "both orders significant" in t]
+    pairs: Dict[Tuple[str, str], List[int]] = {}
+    for t in agreement.disagreements:
+        words = t.split(" ")
+        key = (words[0], words[2])
+        pairs.setdefault(key, [0, 0])
+        pairs[key][0] += 1
+        pairs[key][1] += int("both orders significant" in t)
+    pair_lines = ["| metrics | opposite orderings | both significant |", "|---|---|---|"]
+    pair_lines += [f"| {a} vs {b} | {c[0]} | {c[1]} |" for (a, b), c in pairs.items()]
+    if layers:
+        for v in verdicts.values():
+            v["text"] = v["text"].replace("every layer randomised", f"the {len(layers)} listed layers randomised")
     metrics = [m for m in METRICS if m in comp["metrics"]]
     head = ["method"] + [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -272,7 +305,7 @@ def main() -> None:
                       f"{', '.join(f'{x:.2f}' for x in v['curve_mean'])} | {v['status']} |")
     set_lines = [f"- examples: {comp['n_examples']}"
                  + (" (the first N of the Fashion-MNIST test set, targets = the model's prediction)"
-                    if args.model == "fashion-cnn" else " (the bundled ImageNet photos, targets = the model's prediction)"),
+                    if model_name == "fashion-cnn" else " (the bundled ImageNet photos, targets = the model's prediction)"),
                  f"- IG: {s['ig_steps']} steps; ValidPathGradients: {s['vpg_steps']} steps; EG, DeepMGM-EG, "
                  f"DeepBGMM-EG, GradientShap: {s['eg_samples']} samples, "
                  + (f"{s['n_references']} references drawn (seed 0) from the Fashion-MNIST training set"
@@ -291,7 +324,7 @@ def main() -> None:
     tim = ["| run | explain (s) | evaluate (s) |", "|---|---|---|"]
     tim += [f"| {r} | {t['explain_s']} | {t['evaluate_s']} |" for r, t in timings.items()]
     md = [
-        f"# Evaluation table: {args.model}",
+        f"# Evaluation table: {model_name}",
         "",
         "Every method under every metric: mean [95 % BCa CI] over the examples; ↑ higher is better, "
         f"↓ lower is better; * = the paired difference to {display[runs[0][0]]} excludes 0.",
@@ -316,7 +349,15 @@ def main() -> None:
         "",
         agreement.tau_table(),
         "",
-        *[f"- {t}" for t in agreement.disagreements],
+        f"comparison.json holds {len(agreement.disagreements)} disagreement sentences (one per pair of "
+        f"metrics and pair of methods ranked in opposite order), {len(strong)} of them with both orders "
+        "significant. Count per pair of metrics (all / both orders significant):",
+        "",
+        *pair_lines,
+        "",
+        f"The first {min(12, len(strong))} with both orders significant:",
+        "",
+        *[f"- {t}" for t in strong[:12]],
         "",
         "Leaders:",
         "",
@@ -324,7 +365,7 @@ def main() -> None:
         "",
         "## What the numbers say",
         "",
-        "PARAGRAPH",
+        record["paragraph"],
         "",
         "## Run",
         "",
@@ -338,8 +379,9 @@ def main() -> None:
         "Command:",
         "",
         "```",
-        f"python benchmarks/bench_evaluation_tables.py --model {args.model}"
-        + (f" --n {args.n}" if args.n else "") + (f" --skip {args.skip}" if args.skip else ""),
+        f"python benchmarks/bench_evaluation_tables.py --model {model_name}"
+        + (f" --n {record['args']['n']}" if record["args"]["n"] else "")
+        + (f" --skip {record['args']['skip']}" if record["args"]["skip"] else ""),
         "```",
         "",
         "Equivalent command lines (the script runs them in-process):",
