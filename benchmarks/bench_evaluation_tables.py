@@ -151,9 +151,12 @@ def main() -> None:
     p.add_argument("--work", default=None, help="scratch directory (default: /tmp/evaluation_tables_<model>)")
     p.add_argument("--quick", action="store_true", help="smoke test: 12 examples, minimal settings, no result file")
     p.add_argument("--skip", default="", help="comma-separated run names to leave out")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics (default: the model's setting)")
+    p.add_argument("--suffix", default="", help="appended to the result file names")
     args = p.parse_args()
     if args.render:
-        render(json.loads((RESULTS / f"evaluation_table_{args.model.replace('-', '_')}.json").read_text()))
+        tag = args.model.replace("-", "_") + args.suffix
+        render(json.loads((RESULTS / f"evaluation_table_{tag}.json").read_text()))
         return
 
     from captum_prior import cli
@@ -172,6 +175,8 @@ def main() -> None:
         s.update(n=12, ig_steps=4, vpg_steps=4, eg_samples=4, lime_samples=20, dmm_samples=20, n_references=12)
     if args.n is not None:
         s["n"] = args.n
+    if args.metrics:
+        s["metrics"] = args.metrics.split(",")
     skip = set(s["skip"]) | {r for r in args.skip.split(",") if r}
     work = Path(args.work or f"/tmp/evaluation_tables_{args.model}{'_quick' if args.quick else ''}")
     work.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,7 @@ def main() -> None:
     mk: Dict[str, Dict[str, Any]] = {"keep_remove": {"masker": "inpaint_telea", "percent": s["percent"]}}
     if s["id_steps"] is not None:
         mk["insertion_deletion"] = {"n_steps": s["id_steps"]}
-    layers = _mprt_layers(model, s["mprt_layers"])
+    layers = _mprt_layers(model, s["mprt_layers"]) if "mprt" in s["metrics"] else None
     if layers is not None:
         mk["mprt"] = {"layers": layers}
     metric_dirs = {}
@@ -226,7 +231,7 @@ def main() -> None:
     # 3. MPRT verdict per run (the report's rule: fails when the lower bound of the
     # similarity with every listed layer randomised stays above 0.5)
     verdicts = {}
-    for run, _, _, _ in runs:
+    for run, _, _, _ in runs if "mprt" in s["metrics"] else []:
         _, curves, _ = load_metrics(metric_dirs[run])
         c = curves["mprt"]
         ok = np.isfinite(c[:, -1])
@@ -245,11 +250,12 @@ def main() -> None:
         "uptime_before": load_before, "uptime_after": _uptime(), "python": platform.python_version(),
         "torch": torch.__version__, "commands": commands, "comparison": comp,
         "mprt_verdicts": verdicts, "work": str(work), "runs": [list(r) for r in runs],
-        "skip": sorted(skip), "references": refs, "args": {"n": args.n, "skip": args.skip},
+        "skip": sorted(skip), "references": refs, "args": {"n": args.n, "skip": args.skip, "metrics": args.metrics,
+                                                              "suffix": args.suffix},
         "paragraph": "(to be written from the numbers above)",
     }
     RESULTS.mkdir(exist_ok=True)
-    tag = args.model.replace("-", "_")
+    tag = args.model.replace("-", "_") + args.suffix
     (RESULTS / f"evaluation_table_{tag}.json").write_text(json.dumps(record, indent=1, default=str))
     render(record)
 
@@ -265,7 +271,7 @@ def render(record: Dict[str, Any]) -> None:
     runs = [tuple(r) for r in record["runs"]]
     skip, refs, model_name = set(record["skip"]), record["references"], record["model"]
     load_before = record["uptime_before"]
-    tag = model_name.replace("-", "_")
+    tag = model_name.replace("-", "_") + record["args"].get("suffix", "")
     display = {r[0]: r[2] for r in runs}
     ours = {r[0]: r[3] for r in runs}
     ag = comp["agreement"]
@@ -300,9 +306,13 @@ def render(record: Dict[str, Any]) -> None:
     vlines = ["| method | MPRT similarity, last step [95 % CI] | mean curve (one value per step) | verdict |",
               "|---|---|---|---|"]
     for run, _, _, _ in runs:
+        if run not in verdicts:
+            continue
         v = verdicts[run]
         vlines.append(f"| {display[run]} | {_fmt(v['final'], 2)} (n = {v['final']['n']}) | "
                       f"{', '.join(f'{x:.2f}' for x in v['curve_mean'])} | {v['status']} |")
+    if not verdicts:
+        vlines = ["MPRT was not scored in this table."]
     set_lines = [f"- examples: {comp['n_examples']}"
                  + (" (the first N of the Fashion-MNIST test set, targets = the model's prediction)"
                     if model_name == "fashion-cnn" else " (the bundled ImageNet photos, targets = the model's prediction)"),
@@ -313,9 +323,13 @@ def render(record: Dict[str, Any]) -> None:
                  f"- BayLime: {s['lime_samples']} samples; DMM-MEN: {s['dmm_samples']} samples (4 x 4 patches, "
                  "black replacement)" if "bay-lime" not in skip else "- BayLime, DMM-MEN: left out (see below)",
                  "- metrics: " + ", ".join(s["metrics"]),
-                 f"- keep/remove: Telea inpainting (radius 3), {s['percent']:.0%} of the pixels per step; "
-                 f"insertion/deletion: {s['id_steps'] or 'one image row per'} step{'s' if s['id_steps'] else ''}; "
-                 "ROAD: the paper's fractions (0.1 ... 0.9), noisy linear imputation, target probability",
+                 "- " + "; ".join(part for part, on in (
+                     (f"keep/remove: Telea inpainting (radius 3), {s['percent']:.0%} of the pixels per step",
+                      "KPM" in s["metrics"]),
+                     (f"insertion/deletion: {s['id_steps'] or 'one image row per'} step"
+                      f"{'s' if s['id_steps'] else ''}", "insertion" in s["metrics"]),
+                     ("ROAD: the paper's fractions (0.1 ... 0.9), noisy linear imputation, target probability",
+                      "road-morf" in s["metrics"])) if on),
                  "- MPRT: cascading randomisation of "
                  + (f"{len(layers)} layers ({', '.join(layers)})" if layers else "every parameterised layer")
                  + ", output layer first; score = mean Spearman similarity of |maps| over the steps "
@@ -339,7 +353,7 @@ def render(record: Dict[str, Any]) -> None:
         "",
         *vlines,
         "",
-        *[f"- {verdicts[r]['text']}" for r, _, _, _ in runs],
+        *[f"- {verdicts[r]['text']}" for r, _, _, _ in runs if r in verdicts],
         "",
         f"## Agreement between metrics (from comparison.json, n = {agreement.n_examples})",
         "",
@@ -381,7 +395,9 @@ def render(record: Dict[str, Any]) -> None:
         "```",
         f"python benchmarks/bench_evaluation_tables.py --model {model_name}"
         + (f" --n {record['args']['n']}" if record["args"]["n"] else "")
-        + (f" --skip {record['args']['skip']}" if record["args"]["skip"] else ""),
+        + (f" --skip {record['args']['skip']}" if record["args"]["skip"] else "")
+        + (f" --metrics {record['args']['metrics']}" if record["args"].get("metrics") else "")
+        + (f" --suffix {record['args']['suffix']}" if record["args"].get("suffix") else ""),
         "```",
         "",
         "Equivalent command lines (the script runs them in-process):",
