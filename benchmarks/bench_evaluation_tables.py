@@ -66,10 +66,10 @@ SETTINGS: Dict[str, Dict[str, Any]] = {
         n_references=100, percent=0.1, id_steps=None, mprt_layers=None, batch=25, skip=(), metrics=METRICS,
     ),
     "efficientnet-lite0": dict(
-        n=20, ig_steps=16, vpg_steps=16, eg_samples=8, lime_samples=50, dmm_samples=50,
-        n_references=20, percent=0.1, id_steps=16, mprt_layers="four", batch=5,
+        n=10, ig_steps=4, vpg_steps=4, eg_samples=4, lime_samples=50, dmm_samples=50,
+        n_references=10, percent=0.1, id_steps=8, mprt_layers=2, batch=5,
         metrics=["deletion", "insertion", "mprt"],
-        skip=("bay-lime", "dmm-men"),
+        skip=("gradient-shap", "deep-mgm-eg", "deep-bgmm-eg", "valid-path-gradients", "bay-lime", "dmm-men"),
     ),
 }
 
@@ -136,7 +136,7 @@ def _mprt_layers(model_obj: Any, how: Any) -> Any:
 
     layers = randomizable_layers(model_obj)  # output layer first
     k = len(layers)
-    return [layers[0], layers[k // 4], layers[k // 2], layers[3 * k // 4]]  # output layer first
+    return [layers[j * k // (2 * (int(how) - 1))] for j in range(int(how))]  # output layer first, down to the middle
 
 
 def _fmt(e: Dict[str, Any], d: int = 3) -> str:
