@@ -711,7 +711,12 @@ def model_randomization_test(
 
 def _verdict(method: str, final: Mapping[str, float], measure: str, threshold: float,
              mode: str, layers: Sequence[str], min_examples: int = 10) -> Dict[str, Any]:
-    where = "every layer randomised" if mode == "cascading" else f"only {layers[-1]} randomised"
+    if mode != "cascading":
+        where = f"only {layers[-1]} randomised"
+    elif len(layers) <= 6:
+        where = f"{', '.join(layers)} randomised (cascading)"
+    else:
+        where = f"{len(layers)} layers randomised, {layers[0]} down to {layers[-1]} (cascading)"
     ci = f"{final['mean']:.2f} [95 % CI {final['low']:.2f}, {final['high']:.2f}], n = {final['n']}"
     if final["n"] < min_examples:
         status = "n too small"

@@ -304,10 +304,10 @@ def _sanity_html(curves: Mapping[str, Mapping[str, np.ndarray]], settings: Seque
              "random, from the output layer down (cascading, Adebayo et al. 2018). The curve is the "
              "Spearman rank correlation of |map| with the trained model's map; a method that depends "
              "on what the model learned falls towards 0. A method fails when the lower 95 % bound "
-             f"with every layer randomised stays above {threshold:g}; below {MIN_EXAMPLES} examples no "
+             f"with all the listed layers randomised stays above {threshold:g}; below {MIN_EXAMPLES} examples no "
              "verdict is given. The signed-map, SSIM and HOG similarities, independent randomisation "
              "and the random-logit test are in captum_prior.metrics.sanity.model_randomization_test.</p>"]
-    rows = ["<tr><th>run</th><th>similarity, all layers randomised [95 % CI]</th><th>verdict</th></tr>"]
+    rows = ["<tr><th>run</th><th>similarity, all listed layers randomised [95 % CI]</th><th>verdict</th></tr>"]
     texts = []
     for run, c in have.items():
         ok = np.isfinite(c[:, -1])
