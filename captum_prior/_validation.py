@@ -222,6 +222,22 @@ def expected_input_range(forward_func: Any) -> Optional[Tuple[float, float]]:
     return None
 
 
+def _far_outside(
+    t: Tensor, low: float, high: float, slack: float
+) -> Optional[Tuple[float, float, bool]]:
+    """``(min, max, looks like 0..255)`` of ``t`` when it lies more than
+    ``slack`` times the width outside ``[low, high]``; None otherwise (and
+    when checks are off, ``t`` is empty or not floating point)."""
+    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
+        return None
+    tol = slack * (high - low)
+    td = t.detach()
+    lo, hi = float(td.min()), float(td.max())
+    if lo < low - tol or hi > high + tol:
+        return lo, hi, hi > 2 * high + 1 and hi <= 255 + tol
+    return None
+
+
 def check_value_range(
     t: Tensor, low: float, high: float, name: str, source: str, slack: float = 0.5
 ) -> None:
@@ -233,13 +249,9 @@ def check_value_range(
     every call and Python's default filter shows it once per calling line
     (a loop over images warns once, not once per image); the line is the
     user's (:func:`warn_at_call_site`)."""
-    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
-        return
-    tol = slack * (high - low)
-    td = t.detach()
-    lo, hi = float(td.min()), float(td.max())
-    if lo < low - tol or hi > high + tol:
-        hint = " (0..255 images? divide by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
+    found = _far_outside(t, low, high, slack)
+    if found is not None:
+        hint = " (0..255 images? divide by 255)" if found[2] else ""
         warn_at_call_site(
             f"{name} has values far outside [{low:g}, {high:g}], the range {source} "
             f"expects{hint}; attributions far outside the model's input range are "
@@ -256,13 +268,10 @@ def check_inside_range(
     a range (a clip range), where inputs outside it give results pinned at
     its edge rather than a merely doubtful attribution.  ``fix`` ends the
     message."""
-    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
-        return
-    tol = slack * (high - low)
-    td = t.detach()
-    lo, hi = float(td.min()), float(td.max())
-    if lo < low - tol or hi > high + tol:
-        hint = " (0..255 images? divide them by 255)" if hi > 2 * high + 1 and hi <= 255 + tol else ""
+    found = _far_outside(t, low, high, slack)
+    if found is not None:
+        lo, hi, looks_255 = found
+        hint = " (0..255 images? divide them by 255)" if looks_255 else ""
         raise ValueError(
             f"{name} has values in [{lo:.3g}, {hi:.3g}], far outside {source} = "
             f"({low:g}, {high:g}); results kept inside that range would be pinned "
