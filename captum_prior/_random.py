@@ -30,13 +30,18 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
     "GeneratorArg",
     "Generators",
+    "RandomState",
     "check_generator",
+    "check_random_state",
+    "seed_from",
+    "torch_generator",
     "draw",
     "rand",
     "randint",
@@ -45,6 +50,10 @@ __all__ = [
 
 #: A method's ``generator`` argument: none, one, or one per example.
 GeneratorArg = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+#: An estimator's ``random_state``: ``None`` (fresh entropy), an int seed, or a
+#: generator of the kind the estimator draws from.
+RandomState = Union[None, int, np.integer, np.random.Generator, torch.Generator]
 
 #: What :func:`check_generator` returns: none, one, or a tuple of one per example.
 Generators = Union[None, torch.Generator, Tuple[torch.Generator, ...]]
@@ -146,3 +155,70 @@ def randint(high: int, generator: Generators, shape: Sequence[int], example_dim:
         return torch.randint(int(high), size, **kw)  # type: ignore[call-overload]
 
     return draw(sampler, generator, shape, example_dim, device)
+
+
+# ------------------------------------------------------------ random_state
+def _check_seed_type(random_state: object, name: str, allowed: str) -> None:
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"{name} must be None, an int or {allowed}, got {type(random_state).__name__}")
+
+
+def check_random_state(random_state: RandomState, name: str = "random_state") -> np.random.Generator:
+    """Turn an estimator's ``random_state`` into a ``numpy.random.Generator``.
+
+    The one NumPy seed converter of the package, in scikit-learn's sense:
+    a ``numpy.random.Generator`` is returned as it is (draws advance it),
+    ``None`` gives a generator seeded from fresh OS entropy, and an int gives
+    ``numpy.random.default_rng(seed)``, so the same int always gives the same
+    draws.
+
+    Raises
+    ------
+    TypeError
+        ``random_state`` is of another type (``bool`` included).
+    """
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None:
+        return np.random.default_rng()
+    _check_seed_type(random_state, name, "a numpy.random.Generator")
+    return np.random.default_rng(int(random_state))
+
+
+def torch_generator(random_state: RandomState, name: str = "random_state") -> torch.Generator:
+    """Turn an estimator's ``random_state`` into a CPU ``torch.Generator``.
+
+    The one torch seed converter of the package: a ``torch.Generator`` is
+    returned as it is, an int gives ``torch.Generator().manual_seed(seed)``,
+    and ``None`` seeds a new generator from torch's global RNG (so
+    ``torch.manual_seed`` makes it reproducible).
+
+    Raises
+    ------
+    TypeError
+        ``random_state`` is of another type (``bool`` included).
+    """
+    if isinstance(random_state, torch.Generator):
+        return random_state
+    if random_state is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    else:
+        _check_seed_type(random_state, name, "a torch.Generator")
+        seed = int(random_state)
+    return torch.Generator().manual_seed(seed)
+
+
+def seed_from(random_state: RandomState, name: str = "random_state") -> int:
+    """An int seed from ``random_state``: the int itself, or one drawn from the generator.
+
+    ``None`` draws the seed from torch's global RNG.  Use it where several
+    independent streams are derived from one user seed.
+    """
+    if isinstance(random_state, torch.Generator):
+        return int(torch.randint(0, 2**62, (1,), generator=random_state).item())
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**62))
+    if random_state is None:
+        return int(torch.randint(0, 2**62, (1,)).item())
+    _check_seed_type(random_state, name, "a generator")
+    return int(random_state)

@@ -497,6 +497,32 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
+#: The values of the ``variant`` keyword, shared by every class that can run
+#: either as its paper prints it or as its authors' released code does.
+VARIANTS = ("paper", "reference_code", "corrected")
+
+
+def check_variant(value: Any, owner: str, supported: Sequence[str]) -> str:
+    """Validate a ``variant`` argument.
+
+    ``variant`` is the package's one switch between readings of a method:
+    ``"paper"`` (the equations as printed), ``"reference_code"`` (what the
+    authors' released code computes) and ``"corrected"`` (the package's fix
+    where both are numerically unsound).  Each class accepts the subset it
+    implements, ``supported``.
+    """
+    if value not in VARIANTS:
+        raise ValueError(
+            f"unknown variant {value!r}; choose one of: " + ", ".join(repr(c) for c in supported)
+        )
+    if value not in supported:
+        raise ValueError(
+            f"{owner} has no variant {value!r}; it implements: "
+            + ", ".join(repr(c) for c in supported)
+        )
+    return value
+
+
 def resolve_callable_baselines(baselines: Any, inputs: Any) -> Any:
     """Call ``baselines`` if it is a callable, as Captum does.
 
