@@ -25,8 +25,6 @@ from captum_prior.proxy._dmm_men_sampler import (
     inverse_gaussian_rv,
     log_orthant_normal,
     log_prior_beta_tau,
-    sig2_logtarget,
-    sig2_mh,
     truncated_tau_odds_rv,
 )
 
@@ -116,34 +114,6 @@ def test_inverse_gaussian_huge_mean_is_finite():
     assert np.all(np.isfinite(om)) and np.all(om > 0)
 
 
-@pytest.mark.parametrize(
-    "A,B,cc,p",
-    [
-        (40.0, 12.0, 0.5, 10),
-        (160.0, 3.0, 0.1, 300),
-        (6.0, 40.0, 0.1, 3),
-        (300.0, 4000.0, 5.0, 300),
-    ],
-)
-def test_sigma2_mh_targets_exact_conditional(A, B, cc, p):
-    """sig2_mh leaves IG(A, B) x Phi(-cc/sigma)^-p invariant: 3000 chains
-    started far off converge to it (KS against numerical CDF).  In the model
-    B >= b + p cc^2 / 2 (since 1/tau > 1), which keeps the target proper; the
-    last case is close to that bound, where the IG part alone is far off."""
-    assert B > p * cc**2 / 2
-    rng = np.random.default_rng(3)
-    n = 3000
-    s2 = np.full(n, 50.0 * B / A)
-    acc_total = 0.0
-    for _ in range(15):
-        s2, acc = sig2_mh(rng, s2, np.full(n, A), np.full(n, B), np.full(n, cc), p)
-        acc_total += acc.mean()
-    lo, hi = np.log(B / A) - 6, np.log(B / A) + 6
-    x, cdf = _grid_cdf(lambda s: sig2_logtarget(s, A, B, cc, p), lo, hi)
-    assert _ks_grid(np.log(s2), x, cdf) > 1e-3
-    assert acc_total / 15 > 0.5
-
-
 def _lambda_sampler(M, beta, omega, sig2, s1=4.0, s2=1.0, V=1.0):
     p = beta.shape[1]
     h = Hyper(
@@ -168,11 +138,9 @@ def _lambda_sampler(M, beta, omega, sig2, s1=4.0, s2=1.0, V=1.0):
     return smp, st
 
 
-@pytest.mark.parametrize("collapse", [False, True])
-def test_lambda_mh_targets_exact_conditional(collapse):
-    """The lambda step targets Gamma prior x Eq. (6) x Eq. (7) (with the
-    truncation constant), or with tau collapsed Gamma prior x Eq. (5):
-    400 independent chains vs a numerical 2-D grid."""
+def test_lambda_mh_targets_exact_conditional():
+    """The lambda step targets, with tau integrated out, Gamma prior x
+    Eq. (5): 400 independent chains vs a numerical 2-D grid."""
     M, p = 400, 5
     rng = np.random.default_rng(5)
     b1 = rng.normal(0, 0.5, p)
@@ -181,14 +149,12 @@ def test_lambda_mh_targets_exact_conditional(collapse):
     omega = np.tile(o1, (M, 1))
     sig2 = np.full(M, 0.3)
     smp, st = _lambda_sampler(M, beta, omega, sig2)
-    smp.collapse_tau = collapse
     for it in range(250):
         smp._step_lambda(st, adapt=it < 100, it=it)
     stt = beta_tau_stats(b1[None, :], o1[None, :])
     g = np.linspace(-6, 5, 500)
     L1, L2 = np.meshgrid(np.exp(g), np.exp(g), indexing="ij")
-    fn = log_orthant_normal if collapse else log_prior_beta_tau
-    lp = fn(
+    lp = log_orthant_normal(
         {k: np.full(L1.size, v[0]) for k, v in stt.items()},
         p,
         np.full(L1.size, 0.3),
@@ -285,10 +251,10 @@ def test_non_mixing_chains_are_flagged():
         chain_diagnostics(np.ones(10))
 
 
-def _block_sampler(M=300, n0=12, seed=9, inv_temp=1.0):
+def _block_sampler(M=300, n0=12, seed=9):
     """M components with identical data (n0 rows, intercept + 2 features),
     fixed allocations, tau and lambda: M independent copies of the
-    (sigma^2, beta) block; ``inv_temp`` tempers the likelihood."""
+    (sigma^2, beta) block."""
     rng = np.random.default_rng(seed)
     x0 = rng.standard_normal((n0, 2))
     X0 = np.column_stack([np.ones(n0), x0])
@@ -299,7 +265,7 @@ def _block_sampler(M=300, n0=12, seed=9, inv_temp=1.0):
     h = Hyper(
         J=M, K=1, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0, intercept_var=ivar
     )
-    smp = Sampler(X, y, h, np.random.default_rng(seed + 1), inv_temp=inv_temp)
+    smp = Sampler(X, y, h, np.random.default_rng(seed + 1))
     omega = np.array([0.6, 2.5])
     st = State(
         z=np.repeat(np.arange(M), n0),
@@ -319,21 +285,15 @@ def _block_sampler(M=300, n0=12, seed=9, inv_temp=1.0):
     return smp, st, X0, y0, omega, ivar
 
 
-def _tempering_const(n, s2, t):
-    """log of the variance-inflation constant for n samples: N(y | m, s2)^t is
-    N(y | m, s2 / t) times exp(this); 0 at t = 1."""
-    return n * (0.5 * np.log(2 * np.pi * s2 / t) - 0.5 * t * np.log(2 * np.pi * s2))
-
-
-def _block_draws_pvalues(st, X0, y0, omega, ivar, t=1.0, lam1=1.7, lam2=0.8):
+def _block_draws_pvalues(st, X0, y0, omega, ivar, lam1=1.7, lam2=0.8):
     """The smaller KS p-value of the draws of :func:`_block_sampler`'s
-    (sigma^2, beta) block against their exact law at inverse temperature t.
+    (sigma^2, beta) block against their exact law.
 
     sigma^2 | z, tau, lambda with beta integrated out: IG prior x
-    N(y | 0, X Sigma_beta X' + sigma^2 / t I) (scipy, variance inflation) x the
-    truncated tau prior of Eq. (7); then beta | sigma^2 has the conjugate mean
-    A^-1 t X'y, A = t X'X + diag(s2/ivar, lam2/(1-tau)), so the standardised
-    residuals are N(0, 1)."""
+    N(y | 0, X Sigma_beta X' + sigma^2 I) (scipy) x the truncated tau prior of
+    Eq. (7); then beta | sigma^2 has the conjugate mean A^-1 X'y,
+    A = X'X + diag(s2/ivar, lam2/(1-tau)), so the standardised residuals are
+    N(0, 1)."""
     n0 = len(y0)
     tau = omega / (1 + omega)
 
@@ -342,8 +302,8 @@ def _block_draws_pvalues(st, X0, y0, omega, ivar, t=1.0, lam1=1.7, lam2=0.8):
         for i, sv in enumerate(s):
             s2 = np.exp(sv)
             cov_b = np.diag([ivar, *(s2 * (1 - tau) / lam2)])
-            cov_y = X0 @ cov_b @ X0.T + s2 / t * np.eye(n0)
-            lik = stats.multivariate_normal(np.zeros(n0), cov_y).logpdf(y0) + _tempering_const(n0, s2, t)
+            cov_y = X0 @ cov_b @ X0.T + s2 * np.eye(n0)
+            lik = stats.multivariate_normal(np.zeros(n0), cov_y).logpdf(y0)
             gam = lam1**2 / (8 * lam2 * s2)
             tig = np.sum(
                 0.5 * np.log(gam) - 1.5 * np.log(tau) - gam / tau
@@ -357,9 +317,9 @@ def _block_draws_pvalues(st, X0, y0, omega, ivar, t=1.0, lam1=1.7, lam2=0.8):
     s2 = st.sig2
     z = np.empty_like(st.beta)
     for j in range(len(s2)):
-        A = t * X0.T @ X0 + np.diag([s2[j] / ivar, *(lam2 / (1 - tau))])
+        A = X0.T @ X0 + np.diag([s2[j] / ivar, *(lam2 / (1 - tau))])
         L = np.linalg.cholesky(np.linalg.inv(A) * s2[j])
-        z[j] = np.linalg.solve(L, st.beta[j] - np.linalg.solve(A, t * X0.T @ y0))
+        z[j] = np.linalg.solve(L, st.beta[j] - np.linalg.solve(A, X0.T @ y0))
     return min(p_sig2, stats.kstest(z.ravel(), "norm").pvalue)
 
 
@@ -374,170 +334,3 @@ def test_blocked_sigma2_beta_targets_exact_marginal():
         st.extra["stats"] = None
     assert _block_draws_pvalues(st, X0, y0, omega, ivar) > 1e-3
     assert smp.sig_acc / smp.sig_tries > 0.5
-
-
-def _collapsed_problem(seed=0, n=7, J=3, inv_temp=1.0):
-    """A small sampler and state (component J-1 empty) for the exactness tests;
-    ``inv_temp`` tempers the likelihood (``tests/test_dmm_men_tempering.py``)."""
-    rng = np.random.default_rng(seed)
-    X0 = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
-    y0 = X0 @ np.array([0.5, 1.0, -2.0]) + rng.normal(size=n)
-    ivar = 4.0
-    h = Hyper(
-        J=J, K=2, a=0.5, b=0.5, e=5.0, f=1.0, s1=4.0, s2=1.0, V=1.0, intercept_var=ivar
-    )
-    smp = Sampler(X0, y0, h, np.random.default_rng(seed + 1), inv_temp=inv_temp)
-    z = rng.integers(0, J - 1, size=n)  # component J-1 starts empty
-    st = State(
-        z=z,
-        log_pi=np.log(rng.dirichlet(np.ones(J))),
-        log_1mu=np.zeros(J - 1),
-        log_u=np.zeros(J - 1),
-        alpha=1.0,
-        c=rng.integers(0, 2, size=J),
-        log_w=np.log(np.full(2, 0.5)),
-        beta=rng.normal(size=(J, 3)),
-        omega=rng.gamma(2.0, 1.0, size=(J, 2)),
-        sig2=rng.gamma(2.0, 0.5, size=J),
-        lam1=np.array([1.7, 0.4]),
-        lam2=np.array([0.8, 2.0]),
-    )
-    smp._refresh_gram(st.z)
-    return smp, st, X0, y0, ivar
-
-
-def _brute_force_log_marginal_y(st, X0, y0, ivar, z):
-    """sum_j log N(y_{S_j} | 0, X_S Cov(beta_j) X_S' + sigma_j^2 I) over the
-    occupied components of the allocation ``z`` (beta integrated out; scipy)."""
-    lp = 0.0
-    for k in range(st.sig2.size):
-        S = z == k
-        if not S.any():
-            continue
-        tau = st.omega[k] / (1 + st.omega[k])
-        cov_b = np.diag([ivar, *(st.sig2[k] * (1 - tau) / st.lam2[st.c[k]])])
-        cov = X0[S] @ cov_b @ X0[S].T + st.sig2[k] * np.eye(int(S.sum()))
-        lp += stats.multivariate_normal(np.zeros(int(S.sum())), cov).logpdf(y0[S])
-    return lp
-
-
-def _brute_force_z_logprobs(st, X0, y0, ivar, i, z):
-    """log P(z_i = j | z_-i, pi, sigma^2, tau, c, lambda) with beta integrated
-    out, by brute force: pi_{z_i} x prod_j N(y_{S_j} | 0, X_S Cov(beta_j) X_S' +
-    sigma_j^2 I) (scipy), for every j, normalised."""
-    J = st.sig2.size
-    out = np.empty(J)
-    for j in range(J):
-        zz = z.copy()
-        zz[i] = j
-        out[j] = st.log_pi[j] + _brute_force_log_marginal_y(st, X0, y0, ivar, zz)
-    return out - np.logaddexp.reduce(out)
-
-
-def test_collapsed_allocation_matches_brute_force_marginals():
-    """Collapsed z_i | z_-i (beta integrated out, Neal 2000 Alg. 3): the
-    sampler's probabilities equal ratios of exact joint marginal likelihoods,
-    also after earlier samples moved (the rank-1 bookkeeping), including a
-    component that starts empty."""
-    smp, st, X0, y0, ivar = _collapsed_problem()
-    for _sweep in range(3):
-        smp.extra_record = []
-        smp._step_z_collapsed(st)
-        assert len(smp.extra_record) == X0.shape[0]
-        for i, z_before, logp in smp.extra_record:
-            ref = _brute_force_z_logprobs(st, X0, y0, ivar, i, z_before)
-            np.testing.assert_allclose(logp, ref, atol=1e-9)
-        smp.extra_record = None
-        smp._step_beta_all(st)
-
-
-def test_collapsed_allocation_draw_frequencies():
-    """The drawn z_i follows the brute-force collapsed conditional (chi-square)."""
-    smp, st, X0, y0, ivar = _collapsed_problem(seed=3)
-    i = 2
-    ref = np.exp(_brute_force_z_logprobs(st, X0, y0, ivar, i, st.z))
-    z0 = st.z.copy()
-    counts = np.zeros(st.sig2.size)
-    n_rep = 4000
-    for _ in range(n_rep):
-        st.z = z0.copy()
-        smp._refresh_gram(st.z)
-        smp._step_z_collapsed(st, order=np.array([i]))
-        counts[st.z[i]] += 1
-    assert stats.chisquare(counts, n_rep * ref).pvalue > 1e-3
-
-
-def test_beta_all_components_draws_prior_for_empty():
-    """After the collapsed step beta is redrawn for every component; an empty
-    component's beta comes from its prior N(0, diag(s^2, sigma^2 (1-tau)/lam2))."""
-    smp, st, X0, y0, ivar = _collapsed_problem(seed=5)
-    empty = 2
-    assert not np.any(st.z == empty)
-    tau = st.omega[empty] / (1 + st.omega[empty])
-    sd = np.sqrt([ivar, *(st.sig2[empty] * (1 - tau) / st.lam2[st.c[empty]])])
-    draws = np.array([(smp._step_beta_all(st), st.beta[empty].copy())[1] for _ in range(3000)])
-    assert stats.kstest((draws / sd).ravel(), "norm").pvalue > 1e-3
-
-
-def _brute_force_log_target_z(st, X0, y0, ivar, z):
-    """log p(z | alpha) prod_j p(y_{S_j} | sigma_j^2, tau_j, c_j) (beta and the
-    sticks integrated out), by brute force: scipy Gaussians and Beta integrals
-    done numerically."""
-    J = st.sig2.size
-    lp = 0.0
-    counts = np.bincount(z, minlength=J)
-    for j in range(J - 1):
-        n_after = counts[j + 1 :].sum()
-        val, _ = integrate.quad(
-            lambda u, j=j, n_after=n_after: u ** counts[j]
-            * (1 - u) ** n_after
-            * stats.beta(1, st.alpha).pdf(u),
-            0,
-            1,
-        )
-        lp += np.log(val)
-    return lp + _brute_force_log_marginal_y(st, X0, y0, ivar, z)
-
-
-def test_split_merge_leaves_exact_target_invariant():
-    """Split-merge (Jain & Neal 2004 / Dahl 2003) on a 4-sample, 3-slot
-    problem: start from exact draws of p(z | alpha, sigma^2, tau, c, lambda, y)
-    (all 81 allocations enumerated by brute force), apply one move, and the
-    allocations are still distributed as that target (chi-square); the move
-    is accepted often enough for the test to have power."""
-    import itertools
-
-    smp, st, X0, y0, ivar = _collapsed_problem(seed=11, n=4, J=3)
-    st.sig2 = np.array([0.8, 1.5, 1.1])
-    st.alpha = 1.3
-    states = np.array(list(itertools.product(range(3), repeat=4)))
-    logt = np.array([_brute_force_log_target_z(st, X0, y0, ivar, z) for z in states])
-    # the sampler's own pieces agree with the brute-force target
-    own = np.array(
-        [
-            smp._log_prior_z(np.bincount(z, minlength=3), st.alpha)
-            + sum(smp._log_marglik_set(st, k, np.flatnonzero(z == k)) for k in range(3))
-            for z in states
-        ]
-    )
-    np.testing.assert_allclose(own - own.max(), logt - logt.max(), atol=1e-8)
-    prob = np.exp(logt - np.logaddexp.reduce(logt))
-    rng = np.random.default_rng(0)
-    n_rep = 20000
-    start = rng.choice(len(states), size=n_rep, p=prob)
-    code = np.array([3**3, 3**2, 3, 1])
-    counts = np.zeros(len(states))
-    moved = 0
-    for s0 in start:
-        st.z = states[s0].copy()
-        smp._step_split_merge(st)
-        counts[int(st.z @ code)] += 1
-        moved += int(np.any(st.z != states[s0]))
-    assert moved / n_rep > 0.1
-    keep = n_rep * prob > 5
-    assert keep.sum() > 20
-    obs, exp = counts[keep], n_rep * prob[keep]
-    if (~keep).any():
-        obs = np.append(obs, counts[~keep].sum())
-        exp = np.append(exp, n_rep * prob[~keep].sum())
-    assert stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-3

@@ -17,33 +17,14 @@ Integrating tau out of (6)-(7) gives the orthant-normal elastic-net prior (5)
 (Hans 2011; Li & Lin 2010 with tau = 1/tau_LiLin); this is checked
 numerically in the tests.  Every update below is the *exact* full conditional
 (Gibbs) or a Metropolis-Hastings step whose target is the exact full
-conditional.  Where the authors' R sampler (``dmm_men.r``) departs from that,
+conditional.  Where the authors' released R sampler departs from that,
 the departure is named in the step's comment.
 
-Two moves on the allocations that neither the paper nor the code has, both
-exact (tested against brute-force marginals / an enumerated target):
-
-- collapsed allocations (``Sampler.collapse_beta_z``): ``z_i | z_-i`` with
-  every beta integrated out, i.e. the posterior predictive of each
-  component (Neal 2000, Algorithm 3, on the truncated stick-breaking
-  model), then beta redrawn (partially collapsed Gibbs, van Dyk & Park 2008);
-- split-merge (``Sampler.split_merge``): Metropolis-Hastings split or merge
-  proposals with the sequentially allocated proposal of Dahl (2003) (Jain &
-  Neal 2004), on ``z`` with beta and the sticks integrated out.
-
-Parallel tempering (``run_chain(..., options={"temperatures": [1, T2, ...]})``,
-Geyer 1991; Earl & Deem 2005) runs one :class:`Sampler` per temperature T on
-the tempered target ``p(y | z, beta, sigma^2)^(1/T) x prior``: the
-complete-data likelihood is raised to ``1/T`` and the prior is left alone.
-A sampler with ``inv_temp = 1/T`` works on the data scaled by
-``sqrt(1/T)``: ``N(y | x beta, s^2)^(1/T) = (2 pi s^2)^((1 - 1/T)/2)
-N(y / sqrt(T) | x beta / sqrt(T), s^2)``, so every update is the untempered
-one on the scaled data plus that per-sample constant (see
-``Sampler._tcorr``); beta and sigma^2 keep their meaning.  After every sweep
-adjacent temperatures propose to exchange their states (even pairs on even
-sweeps, odd pairs on odd sweeps) with the exact replica-exchange ratio
-``exp((1/T_a - 1/T_b) (l(x_b) - l(x_a)))``, ``l`` = complete-data
-log-likelihood; only the T = 1 replica is recorded.
+The sampler is partially collapsed (van Dyk & Park 2008): ``c_j`` and
+lambda are drawn with tau integrated out (the Eq. 5 density), each followed
+by a fresh tau draw; each occupied component's ``(sigma_j^2, beta_j)`` is
+drawn as one block (sigma^2 with beta integrated out); lambda gets
+``LAMBDA_STEPS`` random-walk updates per sweep.
 
 Internally tau is carried as its odds ``omega = tau / (1 - tau)`` so that
 ``1 / (1 - tau) = 1 + omega`` and ``1 / tau = 1 + 1 / omega`` are exact even
@@ -64,6 +45,8 @@ LOG_2SQRTPI = float(np.log(2.0 * np.sqrt(np.pi)))
 # Numerical floor/ceiling for omega = tau / (1 - tau): only reached when a
 # coefficient is within ~1e-12 of its bound; documented departure.
 OMEGA_MIN, OMEGA_MAX = 1e-12, 1e12
+# Metropolis-Hastings updates of the penalties lambda per sweep (each O(J K)).
+LAMBDA_STEPS = 5
 
 
 @dataclass
@@ -294,29 +277,6 @@ def sig2_logtarget(s: np.ndarray, A, B, cc, p: int) -> np.ndarray:
     return -A * s - B * np.exp(-s) - p * log_ndtr(-x)
 
 
-def sig2_mh(
-    rng: np.random.Generator,
-    sig2: np.ndarray,
-    A: np.ndarray,
-    B: np.ndarray,
-    cc: np.ndarray,
-    p: int,
-    nu: float = 4.0,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """One independence Metropolis-Hastings step for sigma^2 (vectorised).
-
-    Target: ``IG(A, B) x Phi(-cc / sigma)^-p`` (the exact conditional).  The
-    proposal is a Student-t with ``nu`` degrees of freedom in ``log sigma^2``,
-    centred at the target's mode (damped Newton from ``log(B/A)``) with the
-    Laplace scale.  It depends only on ``(A, B, cc, p)``, never on the current
-    value, so the step leaves the target exactly invariant; acceptance is
-    typically > 0.9.  Returns ``(new sigma^2, accepted mask)``.
-    """
-    s_new, log_ratio = _laplace_t_proposal(rng, np.log(sig2), A, B, cc, p, nu)
-    acc = (np.log(rng.random(s_new.shape)) < log_ratio) & np.isfinite(log_ratio)
-    return np.where(acc, np.exp(s_new), sig2), acc
-
-
 def _laplace_t_proposal(
     rng: np.random.Generator,
     s_old: np.ndarray,
@@ -389,18 +349,10 @@ class Sampler:
         y: np.ndarray,
         hyper: Hyper,
         rng: np.random.Generator,
-        inv_temp: float = 1.0,
     ) -> None:
         # copies: the arrays may be read-only joblib memmaps
         self.X = np.array(X, dtype=np.float64, order="C")
         self.y = np.array(y, dtype=np.float64, order="C")
-        # tempered likelihood (parallel tempering): the data are scaled by
-        # sqrt(inv_temp) and _tcorr adds the per-sample constant
-        self.inv_temp = float(inv_temp)
-        if self.inv_temp != 1.0:
-            sc = np.sqrt(self.inv_temp)
-            self.X *= sc
-            self.y *= sc
         self.h = hyper
         self.rng = rng
         self.n, self.q = self.X.shape
@@ -412,42 +364,10 @@ class Sampler:
         self.lam_tries = np.zeros((2, hyper.K))
         self.sig_acc = 0
         self.sig_tries = 0
-        self.label_swaps = False
-        # allocations drawn with beta integrated out (_step_z_collapsed)
-        self.collapse_beta_z = False
-        # split-merge proposals per sweep (_step_split_merge); 0 = none
-        self.split_merge = 0
-        self.sm_acc = 0
-        self.sm_tries = 0
-        self.extra_record: Optional[list] = None  # tests: per-sample z log-probs
-        self.collapse_tau = True
-        # blocked (sigma^2, beta) draw: sigma^2 from its conditional with beta
-        # integrated out, then beta | sigma^2 (see _step_sig2_beta)
-        self.block_sigma = True
-        self.lambda_steps = 5  # MH updates of lambda per sweep (cheap: O(J K))
-        self.n_swaps = 0
         self._gram_z: Optional[np.ndarray] = None
         self._sweeps_since_full = 0
         self.G = np.zeros((hyper.J, self.q, self.q))
         self.Xy = np.zeros((hyper.J, self.q))
-
-    def _tcorr(self, sig2: np.ndarray) -> np.ndarray:
-        """Per-sample log-likelihood constant of the tempered likelihood on the
-        scaled data: ``log N(y | mu, s^2)^t - log N(sqrt(t) y | sqrt(t) mu, s^2)
-        = (1 - t)/2 log(2 pi s^2)``, ``t = inv_temp`` (0 when t = 1)."""
-        return 0.5 * (1.0 - self.inv_temp) * (LOG_2PI + np.log(sig2))
-
-    def complete_loglik(self, st: State) -> float:
-        """Untempered complete-data log-likelihood
-        ``sum_i log N(y_i | x_i beta_{z_i}, sigma_{z_i}^2)`` of the state (on
-        the original data scale), the energy of the replica-exchange ratio."""
-        r = self.y - self._mu(st)[np.arange(self.n), st.z]
-        s2z = st.sig2[st.z]
-        return float(
-            np.sum(
-                -0.5 * (LOG_2PI + np.log(s2z)) - r * r / (2.0 * s2z * self.inv_temp)
-            )
-        )
 
     # ---------------------------------------------------------------- init
     def initial_state(self, z0: np.ndarray) -> State:
@@ -527,8 +447,6 @@ class Sampler:
             -0.5 * (LOG_2PI + np.log(st.sig2))[None, :]
             - r * r / (2.0 * st.sig2)[None, :]
         )
-        if self.inv_temp != 1.0:  # tempered: log N(y_i | ...)^inv_temp
-            out += self._tcorr(st.sig2)[None, :]
         return out
 
     def _step_z(self, st: State) -> None:
@@ -537,245 +455,7 @@ class Sampler:
         g = -np.log(-np.log(self.rng.random(logp.shape)))
         st.z = np.argmax(logp + g, axis=1)
 
-    def _collapsed_inverse(self, st: State) -> Tuple[np.ndarray, np.ndarray]:
-        """``(Ainv, m)`` for every component: ``Ainv_j = (X_j'X_j + D_j)^-1``
-        and the conjugate posterior mean ``m_j = Ainv_j X_j'y_j`` of beta_j
-        given ``z, sigma^2, tau, c, lambda`` (``D_j`` = the prior precision of
-        beta_j times sigma_j^2; empty components: ``Ainv_j = D_j^-1``, m = 0)."""
-        self._update_gram(st.z)
-        q, off, J = self.q, self.off, self.h.J
-        d = np.empty((J, q))
-        if off:
-            d[:, 0] = st.sig2 / self.h.intercept_var
-        d[:, off:] = st.lam2[st.c][:, None] * (1.0 + st.omega)
-        A = self.G.copy()
-        idx = np.arange(q)
-        A[:, idx, idx] += d
-        L = torch.linalg.cholesky(torch.from_numpy(A))
-        Ainv = np.ascontiguousarray(torch.cholesky_inverse(L).numpy())
-        Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
-        m = np.einsum("jab,jb->ja", Ainv, self.Xy)
-        return np.ascontiguousarray(Ainv), m
-
-    def _step_z_collapsed(
-        self, st: State, order: Optional[np.ndarray] = None
-    ) -> None:
-        # Collapsed allocation update (Neal 2000, Algorithm 3, on the truncated
-        # stick-breaking model; not in the paper or the code, which draw z_i
-        # given beta).  With beta integrated out under its conditionally
-        # conjugate prior N(0, sigma_j^2 D_j^-1) (Eq. 6 given tau; the
-        # intercept's N(0, s^2)), z_i | z_-i, pi, sigma^2, tau, c, lambda has
-        #   P(z_i = j) oc pi_j N(y_i | x_i'm_j, sigma_j^2 (1 + x_i'Ainv_j x_i)),
-        # the posterior predictive of component j given its other members
-        # (m_j, Ainv_j computed without sample i).  Ainv_j and m_j are kept
-        # current with Sherman-Morrison rank-1 updates as samples move.  beta
-        # must then be redrawn from its conditional (_step_beta_all) before
-        # anything conditions on it (partially collapsed Gibbs, van Dyk & Park
-        # 2008).  O(J q^2) per sample.
-        from scipy.linalg.blas import dger
-
-        Ainv, m = self._collapsed_inverse(st)
-        J, q = self.h.J, self.q
-        A2 = Ainv.reshape(J * q, q)
-        X, y, z = self.X, self.y, st.z.copy()
-        log_pi, sig2 = st.log_pi, st.sig2
-        if self.inv_temp != 1.0:  # tempered predictive (see _tcorr)
-            log_pi = log_pi + self._tcorr(sig2)
-        rec = self.extra_record
-        if order is None:
-            order = self.rng.permutation(self.n)
-        gum = -np.log(-np.log(self.rng.random((len(order), J))))
-        for t, i in enumerate(order):
-            x, yi, k = X[i], y[i], z[i]
-            V = (A2 @ x).reshape(J, q)
-            s = V @ x
-            mean = m @ x
-            # sample i removed from its component k
-            rk = 1.0 / (1.0 - s[k])
-            ek = mean[k] - yi
-            s_ = s.copy()
-            mean_ = mean.copy()
-            s_[k] = s[k] * rk
-            mean_[k] = mean[k] + s[k] * ek * rk
-            var = sig2 * (1.0 + s_)
-            r = yi - mean_
-            logp = log_pi - 0.5 * np.log(var) - r * r / (2.0 * var)
-            if rec is not None:
-                rec.append((int(i), z.copy(), logp - np.logaddexp.reduce(logp)))
-            j = int(np.argmax(logp + gum[t]))
-            if j == k:
-                continue
-            # remove i from k, add it to j (symmetric rank-1 updates in place)
-            dger(rk, V[k], V[k], a=Ainv[k].T, overwrite_a=1)
-            m[k] += V[k] * (ek * rk)
-            rj = 1.0 / (1.0 + s[j])
-            dger(-rj, V[j], V[j], a=Ainv[j].T, overwrite_a=1)
-            m[j] += V[j] * ((yi - mean[j]) * rj)
-            z[i] = j
-        st.z = z
-
     # ------------------------------------------------------ split-merge
-    def _prior_precision(self, st: State, j: int) -> np.ndarray:
-        """``diag(D_j)``: prior precision of beta_j times sigma_j^2."""
-        d = np.empty(self.q)
-        if self.off:
-            d[0] = st.sig2[j] / self.h.intercept_var
-        d[self.off :] = st.lam2[st.c[j]] * (1.0 + st.omega[j])
-        return d
-
-    def _log_marglik_set(self, st: State, j: int, idx: np.ndarray) -> float:
-        """``log p(y_S | sigma_j^2, tau_j, c_j, lambda)`` with beta_j integrated
-        out, for the samples ``S = idx`` under component ``j``'s parameters:
-        ``-n/2 log(2 pi sigma^2) + 1/2 log|D| - 1/2 log|A|
-        - (y'y - h'A^-1 h) / (2 sigma^2)``, ``A = X_S'X_S + D``, ``h = X_S'y_S``."""
-        if idx.size == 0:
-            return 0.0
-        Xs, ys = self.X[idx], self.y[idx]
-        d = self._prior_precision(st, j)
-        A = Xs.T @ Xs
-        A[np.diag_indices(self.q)] += d
-        h = Xs.T @ ys
-        L = np.linalg.cholesky(A)
-        v = np.linalg.solve(L, h)  # triangular, small q
-        s2 = st.sig2[j]
-        return float(
-            -0.5 * idx.size * (LOG_2PI + np.log(s2))
-            + idx.size * float(self._tcorr(s2))
-            + 0.5 * np.sum(np.log(d))
-            - np.sum(np.log(np.diag(L)))
-            - (ys @ ys - v @ v) / (2.0 * s2)
-        )
-
-    def _log_prior_z(self, counts: np.ndarray, alpha: float) -> float:
-        """``log p(z | alpha)`` with the sticks integrated out:
-        ``prod_{j<J} B(1 + n_j, alpha + n_{>j}) / B(1, alpha)``."""
-        n_gt = np.cumsum(counts[::-1])[::-1]
-        n_after = np.append(n_gt[1:], 0)[: self.h.J - 1].astype(float)
-        a = 1.0 + counts[: self.h.J - 1].astype(float)
-        b = alpha + n_after
-        lb = gammaln(a) + gammaln(b) - gammaln(a + b)
-        return float(np.sum(lb - (gammaln(1.0) + gammaln(alpha) - gammaln(1.0 + alpha))))
-
-    def _sams_allocate(
-        self,
-        st: State,
-        jk: Tuple[int, int],
-        seeds: Tuple[int, int],
-        others: np.ndarray,
-        forced: Optional[np.ndarray] = None,
-    ) -> Tuple[float, float, np.ndarray]:
-        """Sequential allocation of ``others`` (in this order) to components
-        ``jk`` that start with the samples ``seeds`` (Dahl 2003): each sample
-        goes to either with probability proportional to its posterior
-        predictive given the samples already placed (beta integrated out).
-        ``forced`` (bool per sample, True = second component) evaluates the
-        probability of that allocation instead of drawing one.  Returns
-        ``(log q, log marginal likelihood of both sets, to_second)``."""
-        from scipy.linalg.blas import dger
-
-        q = self.q
-        Ainv = np.zeros((2, q, q))
-        m = np.zeros((2, q))
-        s2 = st.sig2[list(jk)]
-        tc = self._tcorr(s2)  # tempered likelihood constant (0 when T = 1)
-        for c in (0, 1):
-            Ainv[c][np.diag_indices(q)] = 1.0 / self._prior_precision(st, jk[c])
-        A2 = Ainv.reshape(2 * q, q)
-        log_q = 0.0
-        log_m = 0.0
-        to_second = np.zeros(others.size, dtype=bool)
-        u = self.rng.random(others.size) if forced is None else None
-        pts = np.concatenate([np.asarray(seeds), others])
-        for t, i in enumerate(pts):
-            x, yi = self.X[i], self.y[i]
-            V = (A2 @ x).reshape(2, q)
-            sv = V @ x
-            mean = m @ x
-            var = s2 * (1.0 + sv)
-            r = yi - mean
-            lp = -0.5 * (LOG_2PI + np.log(var)) - r * r / (2.0 * var) + tc
-            if t < 2:
-                c = t
-            else:
-                p1 = 1.0 / (1.0 + np.exp(np.clip(lp[0] - lp[1], -700, 700)))
-                if forced is None:
-                    c = int(u[t - 2] < p1)
-                else:
-                    c = int(forced[t - 2])
-                to_second[t - 2] = bool(c)
-                log_q += float(np.log(p1 if c else 1.0 - p1)) if 0 < p1 < 1 else (
-                    0.0 if (p1 == 1.0) == bool(c) else -np.inf
-                )
-            log_m += float(lp[c])
-            rc = 1.0 / (1.0 + sv[c])
-            dger(-rc, V[c], V[c], a=Ainv[c].T, overwrite_a=1)
-            m[c] += V[c] * (r[c] * rc)
-        return log_q, log_m, to_second
-
-    def _step_split_merge(self, st: State) -> bool:
-        # Split-merge move for the allocations (Jain & Neal 2004; sequentially
-        # allocated proposal of Dahl 2003; not in the paper or the code), a
-        # Metropolis-Hastings step on z with beta AND the sticks u integrated
-        # out, all other parameters fixed.  Target:
-        #   p(z | alpha, sigma^2, tau, c, lambda, y)
-        #     oc p(z | alpha) prod_j p(y_{S_j} | sigma_j^2, tau_j, c_j)
-        # (see _log_prior_z and _log_marglik_set).  Pick an ordered pair i != i2.
-        # Same component j: split, i2 and part of j's samples move to an empty
-        # slot k (chosen uniformly among the empty ones; its sigma^2, tau, c
-        # are the ones the state holds for it).  Different components j, k:
-        # merge k into j (k becomes empty).  The sticks and beta are redrawn
-        # afterwards (partially collapsed Gibbs).  Returns True if accepted.
-        rng, J = self.rng, self.h.J
-        z = st.z
-        i, i2 = rng.choice(self.n, size=2, replace=False)
-        j, k0 = int(z[i]), int(z[i2])
-        counts = np.bincount(z, minlength=J)
-        lp_old = self._log_prior_z(counts, st.alpha)
-        if j == k0:
-            empty = np.flatnonzero(counts == 0)
-            if empty.size == 0:
-                return False
-            k = int(empty[rng.integers(empty.size)])
-            members = np.flatnonzero(z == j)
-            others = rng.permutation(members[(members != i) & (members != i2)])
-            log_q, log_m_new, to_k = self._sams_allocate(st, (j, k), (i, i2), others)
-            log_m_old = self._log_marglik_set(st, j, members)
-            z_new = z.copy()
-            z_new[i2] = k
-            z_new[others[to_k]] = k
-            log_q_fwd = log_q - np.log(empty.size)
-            log_q_rev = 0.0
-        else:
-            k = k0
-            Sj, Sk = np.flatnonzero(z == j), np.flatnonzero(z == k)
-            z_new = z.copy()
-            z_new[Sk] = j
-            members = np.concatenate([Sj, Sk])
-            others = rng.permutation(members[(members != i) & (members != i2)])
-            forced = z[others] == k
-            log_q, log_m_split, _ = self._sams_allocate(
-                st, (j, k), (i, i2), others, forced=forced
-            )
-            log_m_old = log_m_split
-            log_m_new = self._log_marglik_set(st, j, members)
-            n_empty_new = int(np.sum(counts == 0)) + 1
-            log_q_fwd = 0.0
-            log_q_rev = log_q - np.log(n_empty_new)
-        lp_new = self._log_prior_z(np.bincount(z_new, minlength=J), st.alpha)
-        log_r = lp_new - lp_old + log_m_new - log_m_old + log_q_rev - log_q_fwd
-        self.sm_tries += 1
-        if np.log(rng.random()) < log_r:
-            st.z = z_new
-            self.sm_acc += 1
-            return True
-        return False
-
-    def _step_beta_all(self, st: State) -> None:
-        # exact: beta_j | z, sigma^2, tau, c, lambda for EVERY component (empty
-        # ones: their prior N(0, sigma_j^2 D_j^-1)); needed after the collapsed
-        # allocation update, which integrated all of beta out.
-        self._step_beta(st, all_components=True)
-
     def _stick_breaking(self, st: State) -> None:
         # exact: u_j | z, alpha ~ Beta(1 + n_j, alpha + n_{>j}), j < J (Ishwaran & James 2001)
         J = self.h.J
@@ -805,7 +485,8 @@ class Sampler:
         return st.extra["stats"]
 
     def _prior_terms(self, st: State, lam1, lam2, pairs: bool) -> np.ndarray:
-        fn = log_orthant_normal if self.collapse_tau else log_prior_beta_tau
+        # Eq. (5): the elastic-net density of beta with tau integrated out
+        fn = log_orthant_normal
         return fn(self._stats(st), self.p, st.sig2, lam1, lam2, pairs=pairs)
 
     def _step_c(self, st: State) -> None:
@@ -824,39 +505,6 @@ class Sampler:
         cnt = np.bincount(st.c, minlength=K).astype(float)
         lg = log_gamma_rv(self.rng, 1.0 / K + cnt)
         st.log_w = lg - np.logaddexp.reduce(lg)
-
-    def _step_beta(self, st: State, all_components: bool = False) -> None:
-        # exact: beta_j ~ N(A^-1 X_j'y_j, sig2_j A^-1), A = X_j'X_j + diag(d_j),
-        # d = lam2_{c_j} / (1 - tau_j) (and sig2_j / intercept_var for the intercept).
-        # Only occupied components: empty ones are redrawn from their prior as
-        # one block (_step_empty) later in the same sweep.
-        self._update_gram(st.z)
-        q, off = self.q, self.off
-        if all_components:
-            occ = np.arange(self.h.J)
-        else:
-            occ = np.flatnonzero(np.bincount(st.z, minlength=self.h.J) > 0)
-        J = occ.size
-        d = np.empty((J, q))
-        if off:
-            d[:, 0] = st.sig2[occ] / self.h.intercept_var
-        d[:, off:] = st.lam2[st.c[occ]][:, None] * (1.0 + st.omega[occ])
-        A = self.G[occ]
-        idx = np.arange(q)
-        A[:, idx, idx] += d
-        At = torch.from_numpy(A)
-        L, info = torch.linalg.cholesky_ex(At)
-        if bool((info != 0).any()):  # pragma: no cover - only on extreme scaling
-            jitter = 1e-10 * (1.0 + np.abs(A[:, idx, idx]).max(axis=1))
-            A[:, idx, idx] += jitter[:, None]
-            L = torch.linalg.cholesky(torch.from_numpy(A))
-        eps = torch.from_numpy(self.rng.standard_normal((J, q, 1)))
-        sd = torch.from_numpy(np.sqrt(st.sig2[occ]))[:, None, None]
-        rhs = torch.from_numpy(self.Xy[occ])[:, :, None] + sd * (L @ eps)
-        # A^-1 (X'y + sigma L eps) has mean A^-1 X'y and covariance sig2 A^-1
-        st.beta[occ] = torch.cholesky_solve(rhs, L).squeeze(-1).numpy()
-        st.mu = None
-        st.extra["stats"] = None
 
     def _precision_chol(
         self, st: State, occ: np.ndarray, sig2: np.ndarray
@@ -918,7 +566,7 @@ class Sampler:
             return (
                 -h.a * sv
                 - h.b / sig2
-                - 0.5 * n_j * self.inv_temp * sv
+                - 0.5 * n_j * sv
                 + 0.5 * logd
                 - 0.5 * logdetA
                 - S / (2.0 * sig2)
@@ -952,7 +600,7 @@ class Sampler:
             Lref, torch.from_numpy(self.Xy[occ])[:, :, None], upper=False
         )
         mAm = (v * v).sum(dim=(1, 2)).numpy()
-        A_approx = h.a + 0.5 * n_j * self.inv_temp + 0.5 * p
+        A_approx = h.a + 0.5 * n_j + 0.5 * p
         B_approx = (
             h.b
             + 0.5 * np.maximum(yy - mAm, 0.0)
@@ -995,27 +643,6 @@ class Sampler:
         om = inverse_gaussian_rv(self.rng, mean, shape)
         st.omega = np.minimum(np.maximum(om, OMEGA_MIN), OMEGA_MAX)
         st.extra["stats"] = None
-
-    def _step_sig2(self, st: State, resid_ss: np.ndarray, n_j: np.ndarray) -> None:
-        # Exact full conditional of sigma_j^2 (Eq. 2, 6 and 7 all depend on it):
-        #   IG(a + n_j/2 + p, b + RSS/2 + lam2 Q/2 + lam1^2 T / (8 lam2))
-        #   x Phi(-lam1 / (2 sigma sqrt(lam2)))^-p,
-        # drawn by sig2_mh.  (The reference code proposes from an inverse gamma
-        # that ignores the tau term's sigma dependence and uses the previous beta.)
-        h, p = self.h, self.p
-        stats = self._stats(st)
-        L1, L2 = st.lam1[st.c], st.lam2[st.c]
-        A = h.a + 0.5 * n_j * self.inv_temp + p
-        B = (
-            h.b
-            + 0.5 * resid_ss
-            + 0.5 * L2 * stats["Q"]
-            + L1 * L1 * stats["T"] / (8.0 * L2)
-        )
-        cc = L1 / (2.0 * np.sqrt(L2))
-        st.sig2, acc = sig2_mh(self.rng, st.sig2, A, B, cc, p)
-        self.sig_acc += int(acc.sum())
-        self.sig_tries += acc.size
 
     def _lam_logtarget(self, st, stats, lam1, lam2, active):
         # per k: sum over components j with c_j = k of the Eq. (6) and (7) terms
@@ -1113,79 +740,25 @@ class Sampler:
             st.mu[:, empty] = self.X @ beta.T
 
     # ---------------------------------------------------------------- sweep
-    def _step_label_swaps(self, st: State) -> None:
-        # Optional MH label-swap moves (not in the paper or the code): for each
-        # adjacent pair (j, j+1), propose exchanging the two components' labels
-        # (allocations and beta, tau, sigma^2, c) with the sticks u fixed.  The
-        # move is a deterministic involution and the component priors are
-        # exchangeable, so only sum_i log pi_{z_i} changes; accept with
-        # min(1, (pi_j / pi_{j+1})^(n_{j+1} - n_j)).  It lets the chain visit
-        # label orderings the truncated stick-breaking prior makes sticky.
-        n_j = np.bincount(st.z, minlength=self.h.J)
-        for j in range(self.h.J - 1):
-            k = j + 1
-            log_r = (n_j[k] - n_j[j]) * (st.log_pi[j] - st.log_pi[k])
-            if np.log(self.rng.random()) >= log_r:
-                continue
-            sw = np.arange(self.h.J)
-            sw[j], sw[k] = k, j
-            st.z = sw[st.z]
-            self._gram_z = sw[self._gram_z]
-            for arr in (st.beta, st.omega, self.G, self.Xy):
-                arr[[j, k]] = arr[[k, j]]
-            st.sig2[[j, k]] = st.sig2[[k, j]]
-            st.c[[j, k]] = st.c[[k, j]]
-            if st.mu is not None:
-                st.mu[:, [j, k]] = st.mu[:, [k, j]]
-            n_j[[j, k]] = n_j[[k, j]]
-            st.extra["stats"] = None
-            self.n_swaps += 1
-
     def sweep(self, st: State, adapt: bool, it: int) -> None:
-        """One full sweep in the order of the reference code (methods.md §5.3);
-        with ``collapse_beta_z`` the allocation step is the collapsed one
-        followed by a fresh beta draw."""
-        if self.collapse_beta_z:
-            self._step_z_collapsed(st)
-        else:
-            self._step_z(st)
-        for _ in range(int(self.split_merge)):
-            self._step_split_merge(st)
-        if self.collapse_beta_z or self.split_merge:
-            # beta was integrated out: redraw it for every component (the
-            # sticks are redrawn next, by _stick_breaking)
-            self._step_beta_all(st)
+        """One full sweep, in the order of the authors' code."""
+        self._step_z(st)
         self._stick_breaking(st)
-        if self.label_swaps:
-            self._step_label_swaps(st)
         self._step_alpha(st)
         self._step_c(st)
-        if self.collapse_tau:
-            # tau | beta, c, lambda, sigma^2 after the collapsed c draw
-            self._step_tau(st)
+        self._step_tau(st)  # tau | beta, c, lambda, sigma^2 after the collapsed c draw
         self._step_w(st)
         n_j = np.bincount(st.z, minlength=self.h.J).astype(float)
-        if self.block_sigma:
-            # (sigma^2, beta) | z, c, tau, lambda as one block
-            self._step_sig2_beta(st)
-            if not self.collapse_tau:
-                self._step_tau(st)
-        else:
-            self._step_beta(st)
-            if not self.collapse_tau:
-                self._step_tau(st)
-            resid = self.y - self._mu(st)[np.arange(self.n), st.z]
-            rss = np.bincount(st.z, weights=resid * resid, minlength=self.h.J)
-            self._step_sig2(st, rss, n_j)
+        # (sigma^2, beta) | z, c, tau, lambda as one block
+        self._step_sig2_beta(st)
         # {lambda, parameters of empty components} as one block: lambda from its
         # conditional with the empty components' (c, sigma^2, tau, beta)
         # integrated out (their prior integrates to one), then those from their
         # prior given the new lambda.  Without this, prior draws of the empty
         # components pin lambda to its current value and lambda mixes slowly.
-        for _ in range(max(1, int(self.lambda_steps))):
+        for _ in range(LAMBDA_STEPS):
             self._step_lambda(st, adapt, it, n_j > 0)
-        if self.collapse_tau:
-            self._step_tau(st)  # tau | ..., new lambda after the collapsed lambda draw
+        self._step_tau(st)  # tau | ..., new lambda after the collapsed lambda draw
         self._step_empty(st, n_j)
 
     def log_posterior(self, st: State) -> Dict[str, float]:
@@ -1256,16 +829,6 @@ class Sampler:
 # --------------------------------------------------------------------------
 
 
-def _kmeans_init(X: np.ndarray, y: np.ndarray, J: int, rng: np.random.Generator):
-    from sklearn.cluster import KMeans
-
-    Xs = (X - X.mean(0)) / X.std(0) / np.sqrt(X.shape[1])
-    ys = (y - y.mean()) / (y.std() + 1e-300)
-    feats = np.column_stack([Xs, ys])
-    km = KMeans(n_clusters=J, n_init=1, random_state=int(rng.integers(2**31 - 1)))
-    return km.fit_predict(feats).astype(np.int64)
-
-
 def run_chain(
     X: np.ndarray,
     y: np.ndarray,
@@ -1274,8 +837,6 @@ def run_chain(
     n_iter: int,
     burn: int,
     thin: int,
-    init: str = "random",
-    options: Optional[Dict[str, Any]] = None,
     n_threads: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Run one chain of ``n_iter`` sweeps and return its kept draws and traces.
@@ -1283,13 +844,8 @@ def run_chain(
     ``seed`` is anything ``numpy.random.default_rng`` accepts (a
     ``SeedSequence`` spawned from the estimator's ``random_state``).
     ``n_threads`` limits torch and BLAS threads inside the chain (set when the
-    chain runs in a worker process).  ``options`` sets sampler switches
-    (``label_swaps``, ``collapse_tau``, ``block_sigma``, ``lambda_steps``,
-    ``collapse_beta_z``, ``split_merge``) and ``temperatures``: a ladder
-    ``[1, T_2, ...]`` (increasing) for parallel tempering (Geyer 1991; Earl &
-    Deem 2005), one replica per temperature, swaps between adjacent ones
-    after every sweep (:func:`replica_exchange`); only the T = 1 replica is
-    recorded.  Every replica starts from its own random allocation.
+    chain runs in a worker process).  The chain starts from uniformly random
+    allocations.
     """
     if n_threads is not None:
         from threadpoolctl import threadpool_limits
@@ -1298,7 +854,7 @@ def run_chain(
         torch.set_num_threads(n_threads)
         try:
             with threadpool_limits(limits=n_threads):
-                return run_chain(X, y, hyper, seed, n_iter, burn, thin, init, options)
+                return run_chain(X, y, hyper, seed, n_iter, burn, thin)
         finally:
             torch.set_num_threads(old)
     import time
@@ -1307,24 +863,8 @@ def run_chain(
     rng = np.random.default_rng(seed)
     J = hyper.J
     n = X.shape[0]
-    off = 0 if hyper.intercept_var is None else 1
-    options = dict(options or {})
-    temps = options.pop("temperatures", None)
-    temps = [1.0] if temps is None else [float(t) for t in temps]
-    samplers, states = [], []
-    for t in temps:
-        smp = Sampler(X, y, hyper, rng, inv_temp=1.0 / t)
-        for k, v in options.items():
-            setattr(smp, k, v)
-        if init == "random" or J == 1:
-            z0 = rng.integers(0, J, size=n)
-        else:
-            z0 = _kmeans_init(X[:, off:], y, J, rng)
-        samplers.append(smp)
-        states.append(smp.initial_state(z0))
-    sampler, st = samplers[0], states[0]
-    swap_acc = np.zeros(max(len(temps) - 1, 0))
-    swap_tries = np.zeros(max(len(temps) - 1, 0))
+    sampler = Sampler(X, y, hyper, rng)
+    st = sampler.initial_state(rng.integers(0, J, size=n))
     keep_idx = np.arange(burn, n_iter, thin)
     T, q = keep_idx.size, X.shape[1]
     zdtype = np.uint8 if J < 256 else np.int32
@@ -1340,11 +880,7 @@ def run_chain(
     }
     slot = 0
     for it in range(n_iter):
-        for smp, s_ in zip(samplers, states):
-            smp.sweep(s_, adapt=it < burn, it=it)
-        if len(temps) > 1:
-            replica_exchange(samplers, states, it % 2, swap_acc, swap_tries)
-        st = states[0]
+        sampler.sweep(st, adapt=it < burn, it=it)
         lp = sampler.log_posterior(st)
         out["trace"][it] = lp["log_posterior"]
         out["marginal_trace"][it] = lp["log_posterior_marginal"]
@@ -1363,51 +899,7 @@ def run_chain(
         "sig_tries": float(sampler.sig_tries),
         "lam_acc": float(sampler.lam_acc.sum()),
         "lam_tries": float(sampler.lam_tries.sum()),
-        "n_swaps": float(sampler.n_swaps),
-        "sm_acc": float(sampler.sm_acc),
-        "sm_tries": float(sampler.sm_tries),
     }
-    if len(temps) > 1:
-        out["swap_acceptance"] = (swap_acc / np.maximum(swap_tries, 1)).tolist()
-        out["temperatures"] = temps
     out["seconds"] = time.perf_counter() - t0
     out["cpu_seconds"] = time.process_time() - c0
     return out
-
-
-def replica_exchange(
-    samplers: list,
-    states: list,
-    parity: int,
-    acc: Optional[np.ndarray] = None,
-    tries: Optional[np.ndarray] = None,
-) -> None:
-    """Replica-exchange moves of parallel tempering (Geyer 1991; Earl & Deem
-    2005) between adjacent temperatures ``(k, k+1)`` with ``k % 2 ==
-    parity`` (the deterministic even/odd scheme).  Replica ``k`` targets
-    ``p(y | x)^t_k p(x)`` (``t_k = samplers[k].inv_temp``, ``l(x) = log p(y |
-    x)`` the complete-data log-likelihood); exchanging the states ``x_k``
-    and ``x_{k+1}`` is accepted with probability
-    ``min(1, exp((t_k - t_{k+1}) (l(x_{k+1}) - l(x_k))))``, which leaves the
-    product of the tempered targets exactly invariant.  The per-component
-    Gram caches travel with the states, rescaled to the receiving replica's
-    data scale.  ``acc``/``tries`` (per pair) count the proposals."""
-    for k in range(parity, len(samplers) - 1, 2):
-        a, b = samplers[k], samplers[k + 1]
-        la, lb = a.complete_loglik(states[k]), b.complete_loglik(states[k + 1])
-        log_r = (a.inv_temp - b.inv_temp) * (lb - la)
-        if tries is not None:
-            tries[k] += 1
-        if not np.log(a.rng.random()) < log_r:
-            continue
-        if acc is not None:
-            acc[k] += 1
-        states[k], states[k + 1] = states[k + 1], states[k]
-        for s_ in (states[k], states[k + 1]):
-            s_.mu = None  # X beta on the other replica's data scale
-        ra, rb = a.inv_temp / b.inv_temp, b.inv_temp / a.inv_temp
-        Ga, Xya, za, na = a.G, a.Xy, a._gram_z, a._sweeps_since_full
-        a.G, a.Xy = b.G * ra, b.Xy * ra
-        a._gram_z, a._sweeps_since_full = b._gram_z, b._sweeps_since_full
-        b.G, b.Xy = Ga * rb, Xya * rb
-        b._gram_z, b._sweeps_since_full = za, na

@@ -6,21 +6,23 @@ Non-parametric Approach* (NeurIPS 2018), §3.3, Eq. (2)-(7).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
+from captum_prior._random import RandomState, check_random_state
 from captum_prior._serialization import load_state, reading, save_state
 from captum_prior._validation import (
-    check_choice,
     check_float,
     check_int,
     check_magnitude,
+    check_variant,
     warn_at_call_site,
 )
 from captum_prior.errors import ConvergenceDiagnosticWarning
@@ -36,46 +38,91 @@ from captum_prior.proxy._dmm_men_post import (
 )
 from captum_prior.proxy._dmm_men_sampler import LOG_2PI, Hyper, run_chain
 
+__all__ = ["DMMMEN", "DMMMENPriors"]
+
 ArrayLike = Union[np.ndarray, torch.Tensor, Any]
 
 _KIND = "DMMMEN"
-# 3: the ``collapse_allocations`` parameter (sampler switch) is saved; format
-# 1 and 2 files were written by the sampler without it and load with
-# ``collapse_allocations=False``.
-# 4: the ``temperatures`` parameter (parallel tempering) is saved; formats
-# 1-3 load with ``temperatures=None``.
-_FORMAT_VERSION = 4
+# 5: the hyper-priors are saved as one ``priors`` mapping and the lambda
+# prior switch as ``variant``.
+_FORMAT_VERSION = 5
 _PARAM_NAMES = (
     "n_components",
     "n_penalties",
     "n_iter",
     "burn_in",
-    "a",
-    "b",
-    "e",
-    "f",
-    "L",
-    "R",
-    "V",
-    "lambda_prior",
-    "fit_intercept",
-    "intercept_scale",
-    "init",
-    "label_swaps",
-    "collapse_allocations",
-    "split_merge",
-    "temperatures",
-    "collapse_tau",
-    "block_sigma",
-    "lambda_steps",
-    "n_chains",
-    "n_jobs",
-    "check_convergence",
     "thin",
+    "n_chains",
+    "priors",
+    "variant",
+    "fit_intercept",
+    "check_convergence",
     "random_state",
-    "progress",
+    "n_jobs",
     "n_threads",
+    "progress",
 )
+_VARIANTS = ("paper", "reference_code")
+
+
+@dataclasses.dataclass(frozen=True)
+class DMMMENPriors:
+    r"""Hyper-priors of :class:`DMMMEN`.
+
+    Parameters
+    ----------
+    a, b : float, default 0.5
+        Shape and scale of each component's noise variance,
+        ``sigma_j^2 ~ Inv-Gamma(a, b)``.
+    e, f : float, default 5.0 and 1.0
+        Shape and rate of the DP concentration, ``alpha ~ Gamma(e, f)``.
+    L, R : float, default 1.0 and 4.0
+        Shapes of the two elastic-net penalty priors.  Which penalty gets
+        which shape is set by :class:`DMMMEN`'s ``variant``: ``"paper"``
+        draws ``lambda_1 ~ Gamma(R, V/2)`` and ``lambda_2 ~ Gamma(L, V/2)``,
+        ``"reference_code"`` swaps the two shapes.
+    V : float, default 1.0
+        Both penalty priors have rate ``V / 2``.
+    intercept_scale : float or None, default None
+        Prior standard deviation ``s`` of the per-component intercepts,
+        ``N(0, s^2)`` (used with ``fit_intercept=True``); ``None`` sets
+        ``s = 10 * sqrt(mean(y^2))`` at fit.
+
+    Raises
+    ------
+    ValueError
+        A prior parameter that is not a positive finite number.
+    TypeError
+        A prior parameter that is not a number.
+
+    Notes
+    -----
+    The numeric defaults ``a = b = 1/2``, ``e = 5``, ``f = 1``, ``L = 1``,
+    ``R = 4``, ``V = 1`` are those of the authors' released sampler.
+
+    Examples
+    --------
+    >>> from captum_prior.proxy import DMMMENPriors
+    >>> DMMMENPriors(e=1.0, f=20.0).e
+    1.0
+    """
+
+    a: float = 0.5
+    b: float = 0.5
+    e: float = 5.0
+    f: float = 1.0
+    L: float = 1.0
+    R: float = 4.0
+    V: float = 1.0
+    intercept_scale: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "intercept_scale" and value is None:
+                continue
+            value = check_float(value, f"DMMMENPriors.{field.name}", 0.0, low_inclusive=False)
+            object.__setattr__(self, field.name, value)
 
 
 def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
@@ -88,9 +135,7 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
     return arr
 
 
-def check_X(
-    X: ArrayLike, n_features: Optional[int] = None, name: str = "X"
-) -> np.ndarray:
+def _check_X(X: ArrayLike, n_features: Optional[int] = None, name: str = "X") -> np.ndarray:
     """2-D, finite, float64 (and the fitted number of columns, if given)."""
     Xa = _to_numpy(X, name)
     if Xa.ndim != 2:
@@ -109,7 +154,8 @@ def check_X(
     return Xa
 
 
-def check_y(y: ArrayLike, n_samples: int, name: str = "y") -> np.ndarray:
+def _check_y(y: ArrayLike, n_samples: int, name: str = "y") -> np.ndarray:
+    """1-D, finite, float64, one entry per row of ``X``."""
     ya = _to_numpy(y, name)
     if ya.ndim != 1:
         raise ValueError(
@@ -127,259 +173,181 @@ def check_y(y: ArrayLike, n_samples: int, name: str = "y") -> np.ndarray:
 class DMMMEN(RegressorMixin, BaseEstimator):
     r"""Dirichlet-process mixture of linear regressions with multiple elastic nets.
 
-    The truncated stick-breaking DP mixture of ``n_components`` linear
-    regressions (Eq. 2-3) whose coefficient vectors share ``n_penalties``
-    orthant-normal elastic-net priors (Eq. 4-5), written as the scale mixture
-    of Eq. (6)-(7) and sampled by Gibbs and Metropolis-Hastings steps whose
-    targets are the *exact* full conditionals.  After sampling, the draws are
-    relabelled with the classification-based algorithm of Cron & West (2011)
-    (linear assignment via ``scipy.optimize.linear_sum_assignment``) and
-    summarised by posterior means.
+    DMM-MEN (Guo et al., 2018) explains a model's output ``y`` by a truncated
+    stick-breaking Dirichlet-process mixture of ``n_components`` linear
+    regressions of ``y`` on ``X`` (Eq. 2-3) whose coefficient vectors share
+    ``n_penalties`` orthant-normal elastic-net priors (Eq. 4-5), written as
+    the scale mixture of Eq. (6)-(7).  The posterior is sampled by Gibbs and
+    Metropolis-Hastings steps on the exact full conditionals, in several
+    independent chains; the pooled draws are relabelled (Cron & West, 2011)
+    and summarised by posterior means.
 
-    Departures from the paper and from the authors' R sampler (``dmm_men.r``,
-    see ``methods.md`` §5) and why:
+    Parameters
+    ----------
+    n_components : int, default 6
+        DP truncation level ``J`` (the authors' code uses 6).
+    n_penalties : int, default 3
+        Number ``K`` of elastic-net prior components.
+    n_iter : int, default 2000
+        Sweeps per chain (the authors' code runs one chain of 20 000).
+    burn_in : int or None, default None
+        Sweeps discarded at the start of each chain, during which the
+        random-walk step sizes of the penalty updates adapt; ``None`` is
+        ``n_iter // 2``.
+    thin : int, default 1
+        Keep every ``thin``-th sweep after burn-in.
+    n_chains : int, default 4
+        Independent chains, all seeded from ``random_state``; their kept
+        draws are pooled and relabelled together.
+    priors : DMMMENPriors or None, default None
+        The hyper-priors (:class:`DMMMENPriors`); ``None`` uses its defaults.
+    variant : {"paper", "reference_code"}, default "paper"
+        Which shape of :class:`DMMMENPriors` each penalty prior gets:
+        ``"paper"`` as printed (``lambda_1 ~ Gamma(R, V/2)``,
+        ``lambda_2 ~ Gamma(L, V/2)``), ``"reference_code"`` with the two
+        shapes swapped, as in the authors' released sampler.
+    fit_intercept : bool, default True
+        Add an unpenalised intercept per component (prior
+        ``N(0, intercept_scale^2)``); ``False`` is the paper's Eq. (1).
+    check_convergence : bool, default True
+        Warn with :class:`~captum_prior.errors.ConvergenceDiagnosticWarning`
+        when a monitored quantity (see Notes) has a rank-normalised split
+        R-hat above 1.01 or a bulk effective sample size below 400.
+    random_state : None, int or numpy.random.Generator, default None
+        Seed of the whole fit; the same int gives the same draws.
+    n_jobs : int or None, default None
+        Worker processes for the chains (joblib): ``None`` is
+        ``min(n_chains, cpu_count)``, ``-1`` all cores, ``1`` runs the
+        chains one after another in this process.  The draws do not depend
+        on it.
+    n_threads : int or None, default 1
+        BLAS and torch threads while sampling (restored afterwards); one
+        thread is fastest for the small per-sweep linear algebra.  ``None``
+        keeps the current settings.
+    progress : bool, default False
+        Show a progress bar over the chains.
 
-    - **Exact full conditionals.** The reference code draws ``c_j`` without
-      the tau-prior term, updates lambda by MH without the Gamma priors, the
-      beta term and the truncation constant, and proposes sigma^2 from an
-      inverse gamma that ignores the tau term.  Here ``c_j`` uses both
-      Eq. (6) and (7); the lambda step (random-walk MH on log lambda,
-      step sizes adapted during burn-in only) targets Gamma prior x beta-term
-      x tau-term (incl. ``Phi(-lambda_1 / (2 sigma sqrt(lambda_2)))^{-p}``)
-      in log space; sigma^2 is drawn by an independence MH step (Student-t
-      proposal at the Laplace approximation of its exact conditional in
-      log sigma^2); tau is drawn with the current beta (Inverse-Gaussian).
-      By default (``collapse_tau=True``) ``c_j`` and lambda are drawn with
-      tau integrated out (the closed-form Eq. 5), each followed by a fresh
-      tau draw: a partially collapsed Gibbs sampler with the same target.
-    - **Empty components.** Their ``(c_j, sigma_j^2, tau_j, beta_j)`` are
-      drawn exactly from the prior as one block right after lambda, and the
-      lambda step integrates them out; drawing lambda given prior draws that
-      were themselves drawn given lambda made lambda mix very slowly. (The
-      reference code resets tau to 0.5 and leaves beta at 0.)
-    - **Several chains and blocked updates** (not in the paper, whose code
-      runs one chain): ``n_chains`` chains checked with ArviZ's R-hat and
-      ESS; ``(sigma_j^2, beta_j)`` drawn as one block (sigma^2 with beta
-      integrated out) and lambda updated ``lambda_steps`` times per sweep.
-      These remove the sigma^2-beta and lambda autocorrelation but not the
-      slow drift of the allocations between overlapping components, which
-      dominates the global fit's mixing
-      (``benchmarks/results/dmm_men_mixing_*.md``).
-    - **Collapsed allocations** (``collapse_allocations=True``, not in the
-      paper or the code, which draw ``z_i`` given beta): ``z_i`` is drawn
-      with every beta integrated out under its conditionally conjugate
-      Gaussian prior (Eq. 6 given tau), i.e. from the posterior predictive
-      of each component given its other members (Neal 2000, Algorithm 3, on
-      the truncated stick-breaking model), then beta is redrawn for every
-      component (partially collapsed Gibbs, van Dyk & Park 2008).  Exact;
-      O(J p^2) per sample and sweep.  Off by default: it speeds up the
-      birth and death of small components on small data, but not the slow
-      moves between partitions into large components that limit the global
-      fit (``benchmarks/results/dmm_men_mixing_remedies.md``).
-    - **Split-merge moves** (``split_merge > 0``, not in the paper or the
-      code): Metropolis-Hastings proposals that split a component into an
-      empty slot or merge two components (Jain & Neal 2004; sequentially
-      allocated proposal of Dahl 2003), targeting ``z`` with beta and the
-      stick-breaking weights integrated out, followed by fresh draws of both.
-    - **Parallel tempering** (``temperatures``, not in the paper or the code):
-      every chain runs one replica per temperature ``T`` on the tempered
-      target ``p(y | z, beta, sigma^2)^(1/T) x prior`` (the complete-data
-      likelihood flattened, the prior untouched), each with the sweep
-      above, and after every sweep adjacent replicas propose to exchange
-      their states with the exact replica-exchange acceptance (Geyer 1991;
-      Earl & Deem 2005).  Only the ``T = 1`` replica is kept, so the target
-      is unchanged; the cost per sweep grows with the number of
-      temperatures.
-    - **Not adopted: Hamiltonian Monte Carlo.**  A probe ran NUTS on the
-      model with z, tau, c and w summed or integrated out, with whitened
-      coefficients.  At the paper's size it mixed no better per CPU second
-      than this Gibbs sampler: every draw hit the maximum tree depth (255
-      leapfrog steps), and the log-posterior ESS was about 10 from 300
-      draws (``benchmarks/results/dmm_men_nuts_probe.md``); a dense metric from
-      the posterior's Hessian did worse (ESS ~2), as a fifth of its
-      eigenvalues are negative at a typical point.
-    - **Not a remedy: a sparse concentration or a smaller truncation.**
-      With ``e=1, f=200`` (alpha of prior mean 0.005) all six components
-      stay filled with hundreds of images each, so the overlap is not an
-      over-fitted mixture's; ``n_components=3`` or ``2`` mixes no better
-      (``benchmarks/results/dmm_men_mixing_remedies.md`` §5).  At the
-      paper's size, the R-hat / ESS thresholds would take at least 90-170
-      CPU-hours of this sampler, by the 60 000-sweep run's autocorrelation.
-    - **Label-invariant monitoring.** A component's coefficients are only
-      defined up to the labelling, so R-hat and ESS of them are not
-      diagnostics of the sampler.  The convergence warning monitors the
-      marginal log posterior and the top ``n_top_monitored`` entries of the
-      label-invariant *population coefficient map*
-      ``(1/n) sum_i beta_{z_i}`` (``population_coef_``); the largest
-      component's coefficients are still reported in ``diagnostics_``.
-    - **lambda prior shapes.** The paper writes ``lambda_1 ~ Gamma(R, V/2)``,
-      ``lambda_2 ~ Gamma(L, V/2)``; the code swaps them.  ``lambda_prior``
-      picks one (``"paper"``, the default, or ``"code"``); the numeric
-      defaults ``L=1, R=4, V=1`` are the code's.
-    - **Intercept.** Eq. (1) has none.  ``fit_intercept=True`` (default) adds
-      an unpenalised per-component intercept with prior ``N(0, s^2)``,
-      ``s = intercept_scale`` (default ``10 * RMS(y)``), which models images
-      (where a zero input is meaningful) far better.  ``fit_intercept=False``
-      is the paper's model.
-    - **Initialisation.** Uniformly random allocations (or k-means on the
-      standardised ``[X, y]``), then a ridge fit per component; tau starts
-      at 0.5 and alpha at ``e`` as in the code.  k-means on binary LIME
-      designs tends to split along one feature, leaving that feature
-      constant inside a component, which the sampler then takes long to undo.
-    - **Relabelling.** The reference allocation is the kept draw with the
-      highest log posterior, then iterated (Cron & West) until stable.
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_components, n_features)
+        Posterior-mean coefficients, over the kept draws in which the
+        component holds samples.
+    intercept_ : ndarray of shape (n_components,)
+        Posterior-mean intercepts (zeros without intercept).
+    weights_ : ndarray of shape (n_components,)
+        Posterior-mean mixture weights.
+    sigma2_ : ndarray of shape (n_components,)
+        Posterior-mean noise variances (averaged like ``coef_``).
+    penalty_ : ndarray of shape (n_components, 2)
+        Posterior means of each component's ``(lambda_1, lambda_2)``.
+    population_coef_ : ndarray of shape (n_features,)
+        Posterior mean of the label-invariant population coefficient map
+        (:meth:`population_coef_draws`).
+    labels_ : ndarray of shape (n_samples,)
+        Posterior modal (relabelled) component of each training sample.
+    component_sizes_ : ndarray of shape (n_components,)
+        Number of samples per component in ``labels_``.
+    trace_, marginal_trace_, log_likelihood_trace_ : ndarray of shape (n_chains, n_iter)
+        After every sweep: the joint log posterior of every sampled
+        quantity; the log posterior with tau and the empty components
+        integrated out (the monitored one); the mixture log-likelihood.
+    beta_draws_, weights_draws_, sigma2_draws_, counts_draws_ : ndarray
+        Relabelled kept draws of all chains, chain-major
+        (``n_chains * n_kept`` rows); the intercept is ``beta_draws_[..., 0]``
+        when fitted, ``counts_draws_`` holds the samples per component.
+    relabel_permutations_ : ndarray of shape (n_kept, n_components)
+        Row ``t`` maps relabelled component ``k`` to draw ``t``'s raw label.
+    n_chains_ : int
+        Chains run.
+    n_features_in_ : int
+        Number of features seen at fit.
+    burn_in_ : int
+        Sweeps discarded per chain.
+    diagnostics_ : dict
+        ArviZ R-hat, bulk/tail ESS, MCSE and sd of the log posteriors, the
+        mixture log-likelihood, the number of occupied components and the
+        worst of the ``n_top_monitored`` largest entries of the population
+        map (``top_population_coef``) and of the largest component
+        (``top_coef_largest_component``); ``converged`` and
+        ``convergence_problems``; acceptance rates and timings.
 
-    Args:
-        n_components (int, optional): DP truncation level J (the paper's
-                    code: 6).  A larger J (e.g. 12) leaves empty slots for
-                    ``split_merge`` to split into, a departure from the
-                    paper's model; at the paper's size (7 000 images) J = 12
-                    with one split-merge proposal per sweep did not mix
-                    better (acceptance 0.001, ~4x the cost per sweep;
-                    ``benchmarks/results/dmm_men_mixing_remedies.md``).
-                    Default: 6
-        n_penalties (int, optional): number of elastic-net prior components K. Default: 3
-        n_iter (int, optional): MCMC sweeps in total (the code uses 20 000). Default: 2000
-        burn_in (int, optional): sweeps discarded (and used to adapt the
-                    lambda random-walk steps); ``None`` = ``n_iter // 2``. Default: None
-        a (float, optional): shape of sigma_j^2 ~ Inv-Gamma(a, b). Default: 0.5
-        b (float, optional): scale of sigma_j^2 ~ Inv-Gamma(a, b). Default: 0.5
-        e (float, optional): shape of alpha ~ Gamma(e, rate f). Default: 5.0
-        f (float, optional): rate of alpha ~ Gamma(e, rate f). Default: 1.0
-        L (float, optional): a lambda prior shape (see ``lambda_prior``). Default: 1.0
-        R (float, optional): a lambda prior shape (see ``lambda_prior``). Default: 4.0
-        V (float, optional): both lambda priors have rate ``V / 2``. Default: 1.0
-        lambda_prior (str, optional): ``"paper"``: lambda_1 ~ Gamma(R, V/2),
-                    lambda_2 ~ Gamma(L, V/2); ``"code"``: the shapes swapped.
-                    Default: ``"paper"``
-        fit_intercept (bool, optional): per-component unpenalised intercept. Default: True
-        intercept_scale (float, optional): prior sd of the intercepts;
-                    ``None`` = ``10 * sqrt(mean(y^2))``. Default: None
-        init (str, optional): initial allocations, ``"random"`` (uniform) or
-                    ``"kmeans"`` (on standardised ``[X, y]``). Default: ``"random"``
-        label_swaps (bool, optional): add Metropolis-Hastings moves that swap
-                    the labels of adjacent components (not in the paper; the
-                    chain then visits label orderings and relies on the
-                    relabelling). Default: False
-        collapse_allocations (bool, optional): draw the allocations ``z_i``
-                    with beta integrated out (Neal 2000, Algorithm 3),
-                    followed by a fresh beta draw; ``False`` draws ``z_i``
-                    given beta (paper and code). Both exact.  On 1 000 of the
-                    class-1 images (4 x 200 sweeps) it moved the log
-                    posterior's R-hat from 1.60 to 1.25 at ~7x the cost per
-                    sweep; at the paper's 7 000 images (every component
-                    large) it did not change R-hat or ESS and costs ~15x
-                    (``benchmarks/results/dmm_men_mixing_remedies.md``), hence
-                    off by default. Default: False
-        split_merge (int, optional): split-merge Metropolis-Hastings proposals
-                    for the allocations per sweep (Jain & Neal 2004, with
-                    the sequentially allocated proposal of Dahl 2003; beta
-                    and the sticks integrated out; not in the paper); each
-                    costs O(n_j p^2). Default: 0
-        temperatures (sequence of float, optional): parallel tempering
-                    (replica exchange; Geyer 1991, Earl & Deem 2005): the
-                    temperature ladder, starting at 1 and strictly
-                    increasing, e.g. ``(1, 1.3, 1.7, 2.2)``; each chain runs
-                    one replica per temperature (so ``len(temperatures)``
-                    times the cost per sweep), swaps adjacent replicas
-                    after every sweep and keeps the ``T = 1`` replica's
-                    draws.  ``None`` (or ``(1,)``) = no tempering.  The
-                    swap acceptance per adjacent pair is in
-                    ``diagnostics_["swap_acceptance"]``.  The ladder must be
-                    fine where the complete-data log-likelihood varies a
-                    lot: on the paper's 7 000-image global fit (its sd ~200
-                    nats) adjacent temperatures ~0.8 % apart swap ~30 % of
-                    the time, so 8 temperatures reach only T = 1.06, and at
-                    the same CPU cost that ladder mixed no better than the
-                    plain sampler (``dmm_men_mixing_remedies.md``), hence off
-                    by default. Default: None
-        collapse_tau (bool, optional): draw ``c_j`` and lambda from their
-                    conditionals with tau integrated out (the Eq. 5 density),
-                    each followed by a fresh tau draw (partially collapsed
-                    Gibbs, van Dyk & Park 2008), which mixes far better;
-                    ``False`` uses the plain full conditionals with the tau
-                    and beta terms. Both are exact. Default: True
-        block_sigma (bool, optional): draw each component's ``(sigma^2, beta)``
-                    as one block: sigma^2 from its conditional with beta
-                    integrated out (independence MH on the exact target),
-                    then beta given sigma^2; ``False`` alternates the two
-                    (as the paper and code). Both exact. Default: True
-        lambda_steps (int, optional): Metropolis-Hastings updates of the
-                    penalties lambda per sweep (each costs O(J K)). Default: 5
-        n_chains (int, optional): independent chains, each of ``n_iter``
-                    sweeps with its own burn-in, seeded from one
-                    ``numpy.random.SeedSequence`` derived from
-                    ``random_state``; their kept draws are pooled and
-                    relabelled together. Default: 4
-        n_jobs (int, optional): worker processes for the chains (joblib);
-                    ``None`` = ``min(n_chains, cpu_count)``, ``-1`` = all
-                    cores, ``1`` = sequential in this process. The draws do
-                    not depend on it. Default: None
-        check_convergence (bool, optional): warn with
-                    :class:`~captum_prior.errors.ConvergenceDiagnosticWarning`
-                    when the rank-normalised split R-hat exceeds 1.01 or the
-                    bulk ESS is below 400 for the (marginal) log posterior or
-                    the ``n_top_monitored`` largest entries of the
-                    label-invariant population coefficient map
-                    (``population_coef_``). Default: True
-        thin (int, optional): keep every ``thin``-th sweep after burn-in. Default: 1
-        random_state (int or numpy Generator, optional): seed; the same seed
-                    gives the same fit. Default: None
-        progress (bool, optional): show a tqdm progress bar. Default: False
-        n_threads (int, optional): BLAS and torch threads used while sampling
-                    (restored afterwards). One thread is fastest for the small
-                    per-sweep linear algebra and on shared machines; ``None``
-                    keeps the current settings. Default: 1
+    Raises
+    ------
+    ValueError
+        At :meth:`fit`: NaN or Inf in ``X`` or ``y``, a constant feature,
+        ``y`` not 1-D, fewer samples than ``n_components``, or an
+        out-of-range setting.
+    TypeError
+        At :meth:`fit`: a setting of the wrong type.
 
-    Attributes:
-        coef_ (ndarray): ``(n_components, n_features)`` posterior-mean
-                    coefficients (over the kept draws in which the component
-                    holds samples; in the others they are prior draws).
-        intercept_ (ndarray): ``(n_components,)`` posterior-mean intercepts
-                    (0 without intercept), averaged like ``coef_``.
-        weights_ (ndarray): ``(n_components,)`` posterior-mean mixture weights pi.
-        sigma2_ (ndarray): ``(n_components,)`` posterior-mean noise variances
-                    (averaged like ``coef_``).
-        penalty_ (ndarray): ``(n_components, 2)`` posterior means of
-                    ``(lambda_1, lambda_2)`` of each component's elastic net.
-        population_coef_ (ndarray): ``(n_features,)`` posterior mean of the
-                    label-invariant coefficient map ``(1/n) sum_i beta_{z_i}``
-                    (each training sample's allocated component's
-                    coefficients, averaged over samples); see
-                    :meth:`population_coef_draws`.
-        labels_ (ndarray): ``(n_samples,)`` posterior modal (relabelled) component of each sample.
-        component_sizes_ (ndarray): number of samples per component in ``labels_``.
-        trace_ (ndarray): ``(n_chains, n_iter)`` joint log posterior of every
-                    sampled quantity (incl. tau and the empty components'
-                    prior draws) after every sweep.
-        marginal_trace_ (ndarray): ``(n_chains, n_iter)`` log posterior with
-                    tau and the empty components integrated out (Eq. 5): the
-                    monitored "log posterior" of ``diagnostics_``.
-        log_likelihood_trace_ (ndarray): ``(n_chains, n_iter)`` mixture log-likelihood
-                    ``sum_i log sum_j pi_j N(y_i | x_i beta_j, sigma_j^2)``.
-        n_chains_ (int): chains run.
-        beta_draws_, weights_draws_, sigma2_draws_, counts_draws_ (ndarray):
-                    relabelled kept draws of all chains, chain-major
-                    (``n_chains * n_kept`` rows) (intercept in ``beta_draws_[..., 0]``
-                    when fitted; ``counts_draws_`` = samples per component).
-        relabel_permutations_ (ndarray): ``(n_kept, n_components)``; row ``t``
-                    maps relabelled component ``k`` to the raw label of draw ``t``.
-        diagnostics_ (dict): ArviZ diagnostics over the chains' kept draws
-                    (``arviz_stats.base.array_stats``: rank-normalised split
-                    R-hat, bulk and tail ESS, MCSE of the mean, sd) of
-                    ``log_posterior_marginal``, ``log_posterior`` (joint) and
-                    ``log_likelihood`` and the number of occupied
-                    components ``n_occupied``; the worst case over the
-                    ``n_top_monitored`` largest entries of the population
-                    coefficient map (``top_population_coef``, monitored)
-                    and of the most populated component's coefficients
-                    (``top_coef_largest_component``: label-dependent,
-                    reported only); ``converged`` (both thresholds met for
-                    the marginal log posterior and ``top_population_coef``),
-                    ``convergence_problems`` (the failing quantities with their
-                    R-hat and ESS, as text; empty when converged); MH acceptance
-                    rates, relabelling iterations, chain and fit seconds.
-                    (Replaces the hand-written ESS and Geweke z.)
+    See Also
+    --------
+    captum_prior.attr.DMMMENAttribution : local explanations with DMM-MEN.
+    captum_prior.proxy.DMMMENGlobalInsights : a class of a classifier
+        approximated globally.
+
+    Notes
+    -----
+    Where the sampler departs from the paper and the authors' code, and why:
+
+    - Every step targets the exact full conditional, including the tau and
+      truncation terms of the elastic-net prior that the authors' code
+      leaves out of its ``c_j``, lambda and sigma^2 updates.  ``c_j`` and
+      lambda are drawn with tau integrated out (Eq. 5), each followed by a
+      fresh tau draw, and each component's ``(sigma^2, beta)`` is drawn as
+      one block (sigma^2 with beta integrated out, by an independence
+      Metropolis-Hastings step); lambda gets five random-walk updates per
+      sweep.  These partially collapsed and blocked updates (van Dyk & Park,
+      2008) leave the target unchanged.
+    - Empty components are drawn from their prior as one block after
+      lambda, which is updated with them integrated out.
+    - ``fit_intercept=True`` adds a per-component intercept, which the
+      paper's Eq. (1) has not; on images, where a zero input is meaningful,
+      it models the output far better.
+    - Allocations start uniformly at random; tau starts at 0.5 and alpha at
+      ``e``, as in the authors' code.
+
+    **What the sampler can and cannot promise.**  A component's
+    coefficients are defined only up to the labelling of the components, so
+    their R-hat is not a diagnostic of the sampler.  The convergence warning
+    (``check_convergence``) watches two label-invariant quantities: the
+    marginal log posterior (``marginal_trace_``) and the ``n_top_monitored``
+    (20) largest entries of the population coefficient map
+    ``(1/n) sum_i beta_{z_i}`` (``population_coef_``).  The most populated
+    component's coefficients are reported in ``diagnostics_`` but not
+    watched.  On small problems (a few features, hundreds of samples, as in
+    a local explanation) the chains mix.  On a large global fit they may
+    not: at the paper's size (7 000 images, 300 pixels, ``J = 6``) the
+    chains still disagree after 4 x 60 000 sweeps (marginal log posterior
+    R-hat 1.19), because the overlapping components drift slowly between
+    partitions.  The population map is nevertheless stable there: its 150
+    largest pixels agree 90-95 % between two seeds.  Report the population
+    map of a large fit, not its per-component maps, and read
+    ``diagnostics_`` before trusting anything else.
+
+    References
+    ----------
+    .. [1] Guo, W., Huang, S., Tao, Y., Xing, X., & Lin, L. (2018).
+       Explaining deep learning models - a Bayesian non-parametric
+       approach. NeurIPS 31.
+    .. [2] Cron, A. J., & West, M. (2011). Efficient classification-based
+       relabeling in mixture models. The American Statistician, 65(1).
+    .. [3] van Dyk, D. A., & Park, T. (2008). Partially collapsed Gibbs
+       samplers. JASA, 103(482).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_prior.proxy import DMMMEN
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 3))
+    >>> y = X @ np.array([1.0, -2.0, 0.0]) + 0.1 * rng.normal(size=40)
+    >>> est = DMMMEN(n_components=2, n_iter=20, n_chains=1, n_jobs=1,
+    ...              check_convergence=False, random_state=0).fit(X, y)
+    >>> est.coef_.shape
+    (2, 3)
+    >>> est.predict(X[:2]).shape
+    (2,)
     """
 
     def __init__(
@@ -388,172 +356,91 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         n_penalties: int = 3,
         n_iter: int = 2000,
         burn_in: Optional[int] = None,
-        a: float = 0.5,
-        b: float = 0.5,
-        e: float = 5.0,
-        f: float = 1.0,
-        L: float = 1.0,
-        R: float = 4.0,
-        V: float = 1.0,
-        lambda_prior: str = "paper",
-        fit_intercept: bool = True,
-        intercept_scale: Optional[float] = None,
-        init: str = "random",
-        label_swaps: bool = False,
-        collapse_allocations: bool = False,
-        split_merge: int = 0,
-        temperatures: Optional[Sequence[float]] = None,
-        collapse_tau: bool = True,
-        block_sigma: bool = True,
-        lambda_steps: int = 5,
-        n_chains: int = 4,
-        n_jobs: Optional[int] = None,
-        check_convergence: bool = True,
         thin: int = 1,
-        random_state: Any = None,
-        progress: bool = False,
+        n_chains: int = 4,
+        priors: Optional[DMMMENPriors] = None,
+        variant: str = "paper",
+        fit_intercept: bool = True,
+        check_convergence: bool = True,
+        random_state: RandomState = None,
+        n_jobs: Optional[int] = None,
         n_threads: Optional[int] = 1,
+        progress: bool = False,
     ) -> None:
         self.n_components = n_components
         self.n_penalties = n_penalties
         self.n_iter = n_iter
         self.burn_in = burn_in
-        self.a = a
-        self.b = b
-        self.e = e
-        self.f = f
-        self.L = L
-        self.R = R
-        self.V = V
-        self.lambda_prior = lambda_prior
-        self.fit_intercept = fit_intercept
-        self.intercept_scale = intercept_scale
-        self.init = init
-        self.label_swaps = label_swaps
-        self.collapse_allocations = collapse_allocations
-        self.split_merge = split_merge
-        self.temperatures = temperatures
-        self.collapse_tau = collapse_tau
-        self.block_sigma = block_sigma
-        self.lambda_steps = lambda_steps
-        self.n_chains = n_chains
-        self.n_jobs = n_jobs
-        self.check_convergence = check_convergence
         self.thin = thin
+        self.n_chains = n_chains
+        self.priors = priors
+        self.variant = variant
+        self.fit_intercept = fit_intercept
+        self.check_convergence = check_convergence
         self.random_state = random_state
-        self.progress = progress
+        self.n_jobs = n_jobs
         self.n_threads = n_threads
+        self.progress = progress
 
     # ------------------------------------------------------------------ fit
     def _validated(self) -> Dict[str, Any]:
         J = check_int(self.n_components, "n_components", 1)
         K = check_int(self.n_penalties, "n_penalties", 1)
         n_iter = check_int(self.n_iter, "n_iter", 2)
-        burn = (
-            n_iter // 2
-            if self.burn_in is None
-            else check_int(self.burn_in, "burn_in", 0)
-        )
+        burn = n_iter // 2 if self.burn_in is None else check_int(self.burn_in, "burn_in", 0)
         if burn >= n_iter:
             raise ValueError(
                 f"burn_in ({burn}) must be smaller than n_iter ({n_iter}); keep at "
                 "least one sweep after burn-in"
             )
-        hyper = {}
-        for nm in ("a", "b", "e", "f", "L", "R", "V"):
-            hyper[nm] = check_float(getattr(self, nm), nm, 0.0, low_inclusive=False)
-        check_choice(self.lambda_prior, "lambda_prior", ("paper", "code"))
-        check_choice(self.init, "init", ("kmeans", "random"))
-        if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
-        if self.intercept_scale is not None:
-            check_float(
-                self.intercept_scale, "intercept_scale", 0.0, low_inclusive=False
+        priors = DMMMENPriors() if self.priors is None else self.priors
+        if not isinstance(priors, DMMMENPriors):
+            raise TypeError(
+                "priors must be None or a captum_prior.proxy.DMMMENPriors, got "
+                f"{type(priors).__name__}; e.g. DMMMEN(priors=DMMMENPriors(e=1.0))"
             )
+        check_variant(self.variant, "DMMMEN", _VARIANTS)
+        for nm in ("fit_intercept", "check_convergence"):
+            if not isinstance(getattr(self, nm), (bool, np.bool_)):
+                raise TypeError(f"{nm} must be a bool, got {getattr(self, nm)!r}")
         thin = check_int(self.thin, "thin", 1)
         n_chains = check_int(self.n_chains, "n_chains", 1)
-        check_int(self.lambda_steps, "lambda_steps", 1)
-        check_int(self.split_merge, "split_merge", 0)
-        temps = self._temperatures()
         if self.n_jobs is not None:
             n_jobs = check_int(self.n_jobs, "n_jobs", -(10**6))
             if n_jobs == 0:
-                raise ValueError(
-                    "n_jobs must be a positive int, -1 (all cores) or None"
-                )
-        for nm in (
-            "block_sigma",
-            "collapse_tau",
-            "collapse_allocations",
-            "label_swaps",
-            "check_convergence",
-        ):
-            if not isinstance(getattr(self, nm), (bool, np.bool_)):
-                raise TypeError(f"{nm} must be a bool, got {getattr(self, nm)!r}")
-        return dict(
-            J=J,
-            K=K,
-            n_iter=n_iter,
-            burn=burn,
-            thin=thin,
-            n_chains=n_chains,
-            temperatures=temps,
-            **hyper,
-        )
-
-    def _temperatures(self) -> Optional[List[float]]:
-        """The validated ladder (``None`` = no tempering)."""
-        t = self.temperatures
-        if t is None:
-            return None
-        if isinstance(t, (str, bytes)) or not hasattr(t, "__len__"):
-            raise ValueError(
-                "temperatures must be None or a sequence of floats starting at 1, "
-                f"got {t!r}"
-            )
-        try:
-            ts = [float(v) for v in t]
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"temperatures must be a sequence of floats, got {t!r}"
-            ) from None
-        if not ts or ts[0] != 1.0:
-            raise ValueError(
-                f"temperatures must start at 1 (the kept replica), got {t!r}"
-            )
-        if not all(np.isfinite(ts)) or any(b <= a for a, b in zip(ts, ts[1:])):
-            raise ValueError(
-                f"temperatures must be finite and strictly increasing, got {t!r}"
-            )
-        return ts if len(ts) > 1 else None
-
-    def _rng(self) -> np.random.Generator:
-        rs = self.random_state
-        if isinstance(rs, np.random.Generator):
-            return rs
-        if rs is None or (
-            isinstance(rs, (int, np.integer)) and not isinstance(rs, bool)
-        ):
-            return np.random.default_rng(rs)
-        raise TypeError(
-            f"random_state must be None, an int or a numpy Generator, got {type(rs).__name__}"
-        )
+                raise ValueError("n_jobs must be a positive int, -1 (all cores) or None")
+        return dict(J=J, K=K, n_iter=n_iter, burn=burn, thin=thin, n_chains=n_chains,
+                    priors=priors)
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> "DMMMEN":
-        """Sample the posterior of DMM-MEN given ``X`` (n x p) and ``y`` (n).
+        """Sample the posterior of DMM-MEN given ``X`` and ``y``.
 
-        Args:
-            X (array or Tensor): ``n_samples x n_features`` inputs (finite, no
-                        constant column).
-            y (array or Tensor): ``n_samples`` responses (e.g. the logit of a
-                        model's class probability, paper §3.1 footnote 1).
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_features)
+            Finite inputs with no constant column.
+        y : array-like or Tensor of shape (n_samples,)
+            Responses, e.g. the logit of a model's class probability (the
+            paper's §3.1, footnote 1).
 
-        Returns:
-            self
+        Returns
+        -------
+        DMMMEN
+            ``self``, fitted.
 
-        Raises:
-            ValueError: NaN/Inf in X or y, constant features, y not 1-D,
-                fewer samples than ``n_components``, bad hyper-parameters.
+        Raises
+        ------
+        ValueError
+            NaN or Inf in ``X`` or ``y``, a constant feature, ``y`` not 1-D,
+            fewer samples than ``n_components``, or an out-of-range setting.
+        TypeError
+            A setting of the wrong type.
+
+        Warns
+        -----
+        ConvergenceDiagnosticWarning
+            With ``check_convergence=True``, when a monitored quantity has
+            not converged (see the class Notes).
         """
         if self.n_threads is None:
             return self._fit(X, y)
@@ -570,8 +457,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
 
     def _fit(self, X: ArrayLike, y: ArrayLike) -> "DMMMEN":
         cfg = self._validated()
-        Xa = check_X(X)
-        ya = check_y(y, Xa.shape[0])
+        Xa = _check_X(X)
+        ya = _check_y(y, Xa.shape[0])
         n, p = Xa.shape
         J, K = cfg["J"], cfg["K"]
         if n < J:
@@ -588,31 +475,20 @@ class DMMMEN(RegressorMixin, BaseEstimator):
                 f"{', ...' if const.size > 10 else ''}); their coefficients are not "
                 "identified: drop them (e.g. X[:, X.std(0) > 0])"
             )
-        rng = self._rng()
+        rng = check_random_state(self.random_state)
         t0 = time.perf_counter()
+        pr = cfg["priors"]
         if self.fit_intercept:
-            scale = self.intercept_scale
+            scale = pr.intercept_scale
             if scale is None:
                 scale = 10.0 * float(np.sqrt(np.mean(ya * ya))) + 1e-8
             Xd = np.column_stack([np.ones(n), Xa])
             ivar = float(scale) ** 2
         else:
             Xd, ivar = Xa, None
-        s1, s2 = (
-            (cfg["R"], cfg["L"])
-            if self.lambda_prior == "paper"
-            else (cfg["L"], cfg["R"])
-        )
+        s1, s2 = (pr.R, pr.L) if self.variant == "paper" else (pr.L, pr.R)
         hyper = Hyper(
-            J=J,
-            K=K,
-            a=cfg["a"],
-            b=cfg["b"],
-            e=cfg["e"],
-            f=cfg["f"],
-            s1=s1,
-            s2=s2,
-            V=cfg["V"],
+            J=J, K=K, a=pr.a, b=pr.b, e=pr.e, f=pr.f, s1=s1, s2=s2, V=pr.V,
             intercept_var=ivar,
         )
         n_iter, burn, thin = cfg["n_iter"], cfg["burn"], cfg["thin"]
@@ -621,19 +497,9 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         seeds = np.random.SeedSequence(
             [int(v) for v in rng.integers(0, 2**32, size=4)]
         ).spawn(n_chains)
-        options = {
-            "label_swaps": bool(self.label_swaps),
-            "collapse_beta_z": bool(self.collapse_allocations),
-            "split_merge": int(self.split_merge),
-            "collapse_tau": bool(self.collapse_tau),
-            "block_sigma": bool(self.block_sigma),
-            "lambda_steps": int(self.lambda_steps),
-        }
-        if cfg["temperatures"] is not None:
-            options["temperatures"] = list(cfg["temperatures"])
         n_jobs = self._n_jobs(n_chains)
         args = (Xd, ya, hyper)
-        kw = dict(n_iter=n_iter, burn=burn, thin=thin, init=self.init, options=options)
+        kw = dict(n_iter=n_iter, burn=burn, thin=thin)
         if n_jobs == 1:
             bar = None
             if self.progress:
@@ -739,29 +605,45 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             "relabelled_draw_fraction": float(
                 np.mean(np.any(perm != np.arange(J), axis=1))
             ),
-            "label_swaps_accepted": int(cnt["n_swaps"]),
-            "split_merge_acceptance": (
-                cnt["sm_acc"] / cnt["sm_tries"] if cnt.get("sm_tries") else None
-            ),
             "chain_seconds": [float(c["seconds"]) for c in chains],
             "chain_cpu_seconds": [float(c.get("cpu_seconds", np.nan)) for c in chains],
         }
-        if "swap_acceptance" in chains[0]:
-            # replica exchange: acceptance per adjacent pair, mean over chains
-            self.diagnostics_["temperatures"] = list(chains[0]["temperatures"])
-            self.diagnostics_["swap_acceptance"] = np.mean(
-                [c["swap_acceptance"] for c in chains], axis=0
-            ).tolist()
         self.diagnostics_.update(self._convergence_summaries(T, C))
 
     def population_coef_draws(self) -> np.ndarray:
-        """Label-invariant coefficient map of every kept draw, ``(n_kept, n_features)``.
+        """Label-invariant population coefficient map of every kept draw.
 
-        Draw ``t``: ``(1/n) sum_i beta_{z_i}`` over the training samples, i.e.
-        each sample's allocated component's coefficients averaged over samples
-        (``sum_j (n_j / n) beta_j``).  Unlike a single component's
-        coefficients it does not depend on the labelling, so its R-hat and
-        ESS are meaningful without relabelling (Stephens 2000)."""
+        Draw ``t``'s map is ``(1/n) sum_i beta_{z_i}`` over the training
+        samples: each sample's allocated component's coefficients, averaged
+        over the samples (``sum_j (n_j / n) beta_j``).  Unlike one
+        component's coefficients it does not depend on the labelling, so its
+        R-hat and ESS are meaningful without relabelling.
+
+        Returns
+        -------
+        ndarray of shape (n_chains * n_kept, n_features)
+            One map per kept draw, chain-major.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+
+        References
+        ----------
+        .. [1] Stephens, M. (2000). Dealing with label switching in mixture
+           models. JRSS B, 62(4).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_prior.proxy import DMMMEN
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1,
+        ...              check_convergence=False, random_state=0).fit(X, X[:, 0])
+        >>> est.population_coef_draws().shape
+        (5, 2)
+        """
         self._check_fitted()
         off = 1 if self.fit_intercept else 0
         cnt = self.counts_draws_.astype(float)
@@ -796,8 +678,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         out["ess_bulk_threshold"] = ESS_BULK_MIN
         return out
 
-    #: the number of largest entries of the population coefficient map (and
-    #: of the most populated component) whose R-hat and ESS are in ``diagnostics_``
+    #: The number of largest entries of the population coefficient map (and of
+    #: the most populated component) whose R-hat and ESS are in ``diagnostics_``.
     n_top_monitored = 20
 
     def _warn_convergence(self) -> None:
@@ -825,13 +707,34 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             )
 
     def to_inference_data(self) -> Any:
-        """The kept (relabelled) draws as an ``arviz.InferenceData`` with
-        ``chain`` and ``draw`` dimensions, for ArviZ's plots and summaries.
+        """The kept (relabelled) draws as an ``arviz.InferenceData``.
 
-        Needs the optional ``arviz`` package (``pip install captum-prior[arviz]``).
-        Posterior variables: ``beta`` (component x feature), ``intercept``,
-        ``weights``, ``sigma2``, ``counts``; sample stats: ``lp``
-        (``log_posterior_marginal``), ``lp_joint`` and ``loglik`` (the mixture log-likelihood).
+        Returns
+        -------
+        arviz.InferenceData
+            ``chain`` and ``draw`` dimensions; posterior variables ``beta``
+            (component x feature), ``intercept`` (when fitted), ``weights``,
+            ``sigma2`` and ``counts``; sample stats ``lp`` (the marginal log
+            posterior), ``lp_joint`` and ``loglik`` (the mixture
+            log-likelihood).
+
+        Raises
+        ------
+        ImportError
+            The optional ``arviz`` package is not installed
+            (``pip install captum-prior[arviz]``).
+        NotFittedError
+            Before :meth:`fit`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_prior.proxy import DMMMEN
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=2, n_jobs=1,
+        ...              check_convergence=False, random_state=0).fit(X, X[:, 0])
+        >>> est.to_inference_data().posterior["beta"].shape  # doctest: +SKIP
+        (2, 5, 2, 2)
         """
         self._check_fitted()
         try:
@@ -886,7 +789,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             )
 
     def _design(self, X: ArrayLike) -> np.ndarray:
-        Xa = check_X(X, self.n_features_in_)
+        Xa = _check_X(X, self.n_features_in_)
         if self.fit_intercept:
             return np.column_stack([np.ones(Xa.shape[0]), Xa])
         return Xa
@@ -900,32 +803,58 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         random_state: Any = None,
         include_empty: bool = False,
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Posterior predictive mean of ``y`` given ``X`` (and optionally an interval).
+        """Posterior predictive mean of ``y`` given ``X``, optionally with an interval.
 
-        The mean is exact over the kept draws:
+        The mean is exact over the kept draws,
         ``mean_t sum_j pi_tj (x beta_tj)``.  Intervals are Monte-Carlo
-        quantiles of the posterior predictive (as ``Analysis.R``: a random
-        draw, a component by its pi, then ``y ~ N(x beta, sigma^2)``).
+        quantiles of the posterior predictive: a random kept draw, a
+        component by its weight, then ``y ~ N(x beta, sigma^2)``, as in the
+        authors' analysis code.
 
-        By default only the components that hold samples in a draw are used
-        (their pi renormalised): an empty component's beta is a draw from the
-        prior, whose mean does not exist under the default ``a = 1/2``, so the
-        full truncated-DP predictive (``include_empty=True``, as
-        ``Analysis.R``) has a Monte-Carlo mean dominated by prior noise.
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n, n_features)
+            Inputs.
+        return_interval : bool, default False
+            Also return the lower and upper bounds.
+        level : float, default 0.95
+            Central probability of the interval.
+        n_draws : int, default 4000
+            Monte-Carlo draws per row for the interval.
+        random_state : None, int or numpy.random.Generator, default None
+            Seed of the interval draws; ``None`` uses the estimator's
+            ``random_state``.
+        include_empty : bool, default False
+            Also mix over the components that hold no sample in a draw.  By
+            default they are left out and the weights renormalised: an empty
+            component's coefficients are a draw from the prior, whose mean
+            does not exist under the default ``a = 1/2``, so including them
+            (the full truncated-DP predictive) gives a mean dominated by
+            prior noise.
 
-        Args:
-            X (array or Tensor): ``n x n_features``.
-            return_interval (bool, optional): also return lower and upper
-                        bounds. Default: False
-            level (float, optional): central interval probability. Default: 0.95
-            n_draws (int, optional): Monte-Carlo draws per row for intervals. Default: 4000
-            random_state (int, optional): seed for the interval draws;
-                        ``None`` uses the estimator's ``random_state``. Default: None
-            include_empty (bool, optional): also mix over components with no
-                        samples in a draw. Default: False
+        Returns
+        -------
+        ndarray or tuple of ndarray
+            ``mean`` of shape ``(n,)``, or ``(mean, lower, upper)``.
 
-        Returns:
-            ``mean`` or ``(mean, lower, upper)``, arrays of shape ``(n,)``.
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``X`` with another number of columns than at fit, or ``level``
+            outside ``(0, 1)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_prior.proxy import DMMMEN
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1,
+        ...              check_convergence=False, random_state=0).fit(X, X[:, 0])
+        >>> mean, lo, hi = est.predict(X[:3], return_interval=True, n_draws=100)
+        >>> bool((lo <= hi).all())
+        True
         """
         self._check_fitted()
         Xd = self._design(X)
@@ -939,12 +868,7 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             return mean
         level = check_float(level, "level", 0.0, 1.0, False, False)
         n_draws = check_int(n_draws, "n_draws", 10)
-        seed = self.random_state if random_state is None else random_state
-        rng = (
-            seed
-            if isinstance(seed, np.random.Generator)
-            else np.random.default_rng(seed)
-        )
+        rng = check_random_state(self.random_state if random_state is None else random_state)
         T, n, J = mu.shape
         t_idx = rng.integers(0, T, size=n_draws)
         cum = np.cumsum(w[t_idx], axis=1)
@@ -957,14 +881,44 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         return mean, lo, hi
 
     def responsibilities(self, X: ArrayLike, y: ArrayLike) -> np.ndarray:
-        """Posterior component probabilities of ``(x_i, y_i)`` under the posterior
-        means: ``pi_j N(y_i | x_i beta_j, sigma_j^2)`` normalised, ``(n, J)``.
+        """Component probabilities of each ``(x_i, y_i)`` under the posterior means.
 
+        ``pi_j N(y_i | x_i beta_j, sigma_j^2)``, normalised over ``j``.
         Components with no sample in ``labels_`` get probability 0 (their
-        posterior means are averages of prior draws)."""
+        posterior means are averages of prior draws).
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n, n_features)
+            Inputs.
+        y : array-like or Tensor of shape (n,)
+            Responses.
+
+        Returns
+        -------
+        ndarray of shape (n, n_components)
+            Rows sum to one.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            Shapes that do not match the fit, NaN or Inf.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_prior.proxy import DMMMEN
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1,
+        ...              check_convergence=False, random_state=0).fit(X, X[:, 0])
+        >>> est.responsibilities(X[:4], X[:4, 0]).sum(axis=1).round(6).tolist()
+        [1.0, 1.0, 1.0, 1.0]
+        """
         self._check_fitted()
         Xd = self._design(X)
-        ya = check_y(y, Xd.shape[0])
+        ya = _check_y(y, Xd.shape[0])
         B = self.coef_
         if self.fit_intercept:
             B = np.column_stack([self.intercept_, B])
@@ -982,15 +936,69 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         return np.exp(ll)
 
     def predict_component(self, X: ArrayLike, y: ArrayLike) -> np.ndarray:
-        """The component each ``(x_i, y_i)`` belongs to (argmax responsibility)."""
+        """The component each ``(x_i, y_i)`` belongs to (largest responsibility).
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n, n_features)
+            Inputs.
+        y : array-like or Tensor of shape (n,)
+            Responses.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Component indices, as in ``labels_``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_prior.proxy import DMMMEN
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1,
+        ...              check_convergence=False, random_state=0).fit(X, X[:, 0])
+        >>> est.predict_component(X[:3], X[:3, 0]).shape
+        (3,)
+        """
         return np.argmax(self.responsibilities(X, y), axis=1)
 
     # ------------------------------------------------------- save / load
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the fitted model (parameters, posterior means and the kept
-        draws used by :meth:`predict`) to a safetensors file; no pickle.  The
-        write is atomic; the folder must exist (``FileNotFoundError`` naming
-        it otherwise)."""
+        """Write the fitted model to a safetensors file (no pickle).
+
+        The file holds the parameters, the posterior means, the traces and the
+        kept draws that :meth:`predict` uses.  The write is atomic.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; its folder must exist.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        FileNotFoundError
+            The folder does not exist.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from captum_prior.proxy import DMMMEN
+        >>> X = np.random.default_rng(0).normal(size=(30, 2))
+        >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1,
+        ...              check_convergence=False, random_state=0).fit(X, X[:, 0])
+        >>> path = os.path.join(tempfile.mkdtemp(), "dmm.safetensors")
+        >>> est.save(path)
+        >>> bool(np.array_equal(DMMMEN.load(path).predict(X), est.predict(X)))
+        True
+        """
         tensors, meta = self._state()
         save_state(path, _KIND, _FORMAT_VERSION, tensors, meta)
 
@@ -1022,8 +1030,8 @@ class DMMMEN(RegressorMixin, BaseEstimator):
             v = getattr(self, k)
             if isinstance(v, np.random.Generator):
                 v = None
-            if k == "temperatures" and v is not None:
-                v = [float(t) for t in v]
+            if isinstance(v, DMMMENPriors):
+                v = dataclasses.asdict(v)
             params[k] = v.item() if isinstance(v, np.generic) else v
         meta = {
             "params": params,
@@ -1036,8 +1044,31 @@ class DMMMEN(RegressorMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "DMMMEN":
-        """Read a model written by :meth:`save`."""
-        tensors, meta = load_state(path, _KIND, (1, 2, 3, _FORMAT_VERSION))
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        DMMMEN
+            The fitted model.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        captum_prior.errors.FileFormatError
+            The file is damaged, holds another kind of object or a format
+            this version does not read.
+
+        Examples
+        --------
+        See :meth:`save`.
+        """
+        tensors, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
         with reading(path):
             return cls._from_state(tensors, meta)
 
@@ -1046,24 +1077,12 @@ class DMMMEN(RegressorMixin, BaseEstimator):
         cls, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]
     ) -> "DMMMEN":
         params = dict(meta["params"])
-        if "n_chains" not in params:  # format 1: one chain, older sampler
-            params.update(n_chains=1, block_sigma=False, lambda_steps=1)
-        # formats 1-2: allocations were drawn given beta, no split-merge
-        params.setdefault("collapse_allocations", False)
-        params.setdefault("split_merge", 0)
-        # formats 1-3: no tempering
-        params.setdefault("temperatures", None)
-        if params["temperatures"] is not None:
-            params["temperatures"] = tuple(params["temperatures"])
+        if params["priors"] is not None:
+            params["priors"] = DMMMENPriors(**params["priors"])
         est = cls(**params)
         for k, v in tensors.items():
             setattr(est, k, v.numpy())
-        for k in ("trace_", "log_likelihood_trace_"):
-            if getattr(est, k).ndim == 1:  # format 1 stored one chain as 1-D
-                setattr(est, k, getattr(est, k)[None, :])
-        if not hasattr(est, "marginal_trace_"):
-            est.marginal_trace_ = np.full_like(est.trace_, np.nan)
-        est.n_chains_ = int(meta.get("n_chains_", 1))
+        est.n_chains_ = int(meta["n_chains_"])
         est.n_features_in_ = int(meta["n_features_in_"])
         est.burn_in_ = int(meta["burn_in_"])
         est.diagnostics_ = dict(meta["diagnostics_"])
