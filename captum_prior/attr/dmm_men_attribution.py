@@ -18,6 +18,7 @@ from captum_prior._compat import (
     TensorOrTupleOfTensorsGeneric,
     _format_output,
 )
+from captum_prior._random import RandomState, check_random_state
 from captum_prior._validation import (
     as_tensor_tuple,
     check_choice,
@@ -31,59 +32,72 @@ __all__ = ["DMMMENAttribution", "patch_feature_mask", "slic_feature_mask"]
 
 
 def _default_estimator() -> DMMMEN:
-    # collapse_allocations=False: the collapsed allocation step costs a Python
-    # loop over the samples every sweep (~20x the sweep at 500 samples), which
-    # would break the ~5 s per local explanation; the local fits (few
-    # features, 500 samples) are the ones Table 1 was measured with.
-    return DMMMEN(
-        n_components=4,
-        n_penalties=2,
-        n_iter=300,
-        burn_in=150,
-        n_chains=2,
-        n_jobs=1,
-        collapse_allocations=False,
-    )
+    return DMMMEN(n_components=4, n_penalties=2, n_iter=300, burn_in=150, n_chains=2, n_jobs=1)
 
 
 class DMMMENAttribution(PerturbationAttribution):
-    r"""Local explanations with DMM-MEN (Guo et al., NeurIPS 2018, §4.2).
+    r"""Local explanations with DMM-MEN (Guo et al., 2018, §4.2).
 
     For each example, LIME-style samples are drawn around the input over the
     interpretable features of ``feature_mask`` (superpixels or patches): a
     sample keeps a random subset of the features and replaces the others by
-    the baseline.  The model's target output on all samples is computed in
-    chunks with :func:`captum_prior._batching.forward_rows`, a
-    :class:`~captum_prior.proxy.DMMMEN` mixture of elastic-net regressions is
-    fitted to ``(binary feature indicators, output)``, and the attribution of
-    each feature is its coefficient in the mixture component that the input
-    itself (the all-features-kept sample, row 0) belongs to (paper §3.1: "for
-    any data sample x_i, we can identify a regression model which best
-    approximates the local decision boundary").
+    the baseline.  A :class:`~captum_prior.proxy.DMMMEN` mixture of
+    elastic-net regressions is fitted to ``(binary feature indicators,
+    target output)``, and the attribution of each feature is its
+    coefficient in the mixture component that the input itself (the
+    all-features-kept sample) belongs to: the paper's "for any data sample
+    x_i, we can identify a regression model which best approximates the
+    local decision boundary" (§3.1).
 
-    Departures from the paper, which gives no sampling details (methods.md
-    §5.5): the number of kept features of a sample is uniform on
-    ``1..n_features`` and the subset uniform given that number (the original
-    LIME scheme); no similarity kernel weights the samples (the mixture
-    models locality itself); the response is the target output as returned
-    by ``forward_func`` (``response="raw"``) or its logit
-    (``response="logit"``, for models returning probabilities, as the
-    paper's footnote 1 does for the global fit).
+    Parameters
+    ----------
+    forward_func : Callable
+        The model or any modification of it.
+    estimator : DMMMEN or None, default None
+        Template whose parameters are used for each fit; it is cloned,
+        never fitted itself.  ``None`` uses ``DMMMEN(n_components=4,
+        n_penalties=2, n_iter=300, burn_in=150, n_chains=2, n_jobs=1)``:
+        600 sweeps in all, run in this process, a few seconds per
+        explanation.
 
-    Args:
-        forward_func (Callable): the model or any modification of it.
-        estimator (DMMMEN, optional): template whose parameters are used for
-                    each fit (it is cloned, never fitted itself). Default:
-                    ``DMMMEN(n_components=4, n_penalties=2, n_iter=300,
-                    burn_in=150, n_chains=2, n_jobs=1,
-                    collapse_allocations=False)`` (600 sweeps in all;
-                    small local fits run their chains in-process; allocations
-                    drawn given beta, which keeps a local explanation within
-                    a few seconds)
+    Attributes
+    ----------
+    estimators_ : list of DMMMEN
+        The fitted mixtures of the last call, one per example.
 
-    Attributes:
-        estimators_ (list of DMMMEN): the fitted mixtures of the last call,
-                    one per example.
+    Raises
+    ------
+    TypeError
+        ``estimator`` is not a :class:`~captum_prior.proxy.DMMMEN`.
+
+    Notes
+    -----
+    The paper gives no sampling details.  Here the number of kept features
+    of a sample is uniform on ``1..n_features`` and the subset uniform given
+    that number (the original LIME scheme); no similarity kernel weights the
+    samples, since the mixture models locality itself.  The response is the
+    target output as returned by ``forward_func`` (``response="raw"``) or
+    its logit (``response="logit"``, for models returning probabilities, as
+    the paper's footnote 1 does for the global fit).
+
+    References
+    ----------
+    .. [1] Guo, W., Huang, S., Tao, Y., Xing, X., & Lin, L. (2018).
+       Explaining deep learning models - a Bayesian non-parametric
+       approach. NeurIPS 31.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.attr import DMMMENAttribution
+    >>> from captum_prior.proxy import DMMMEN
+    >>> model = torch.nn.Linear(4, 2)
+    >>> est = DMMMEN(n_components=2, n_iter=20, n_chains=1, n_jobs=1,
+    ...              check_convergence=False)
+    >>> attr = DMMMENAttribution(model, estimator=est).attribute(
+    ...     torch.randn(1, 4), target=0, n_samples=60, random_state=0)
+    >>> attr.shape
+    torch.Size([1, 4])
     """
 
     def __init__(
@@ -109,69 +123,73 @@ class DMMMENAttribution(PerturbationAttribution):
         perturbations_per_eval: int = 100,
         return_input_shape: bool = True,
         response: str = "raw",
-        random_state: Optional[int] = None,
+        random_state: RandomState = None,
         show_progress: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric:
         r"""Attribute the target output to the interpretable features.
 
-        Args:
-            inputs (Tensor or tuple[Tensor, ...]): the input(s) to explain;
-                        dimension 0 indexes examples, each explained with its
-                        own fit.
-            baselines (scalar, Tensor, tuple, or Callable, optional): the
-                        value that replaces a removed feature: a number, or a
-                        tensor of one example's shape (or ``1 x ...`` /
-                        ``N x ...``), or a callable returning one (Captum's
-                        convention: called with no argument, or with
-                        ``inputs``). Default: None (zero)
-            target (int, tuple, Tensor or list, optional): output index
-                        explained, in any of Captum's forms: an int, a list of
-                        ints or a tensor for ``N x C`` outputs; a tuple (all
-                        examples) or a list of tuples (one per example) with
-                        one index per output dimension after the batch, for
-                        outputs of any rank. Default: None
-            additional_forward_args (Any, optional): extra arguments of
-                        ``forward_func`` after the inputs. Default: None
-            feature_mask (Tensor or tuple[Tensor, ...], optional): integer
-                        feature id of every input element, broadcastable to
-                        the inputs (``1 x ...`` or ``N x ...``); ids may be
-                        any integers and are shared across the tuple.
-                        ``None``: SLIC superpixels of each image
-                        (:func:`captum_prior.segmentation.slic_feature_mask`)
-                        when ``inputs`` is one ``N x C x H x W`` tensor, as
-                        the paper; otherwise every scalar is its own feature
-                        (Captum's default).  Patches:
-                        :func:`captum_prior.segmentation.patch_feature_mask`.
-                        Default: None
-            n_samples (int, optional): perturbed samples per example,
-                        including the unperturbed input. Default: 500
-            perturbations_per_eval (int, optional): rows per forward pass.
-                        Default: 100
-            return_input_shape (bool, optional): ``True`` returns
-                        attributions in the inputs' shape (every element gets
-                        its feature's coefficient); ``False`` returns
-                        ``N x n_features`` coefficients. Default: True
-            response (str, optional): ``"raw"`` fits the target output as
-                        returned; ``"logit"`` fits ``log(p / (1 - p))`` of
-                        outputs in ``(0, 1)``. Default: ``"raw"``
-            random_state (int, optional): seed of the sampling and the fits;
-                        the same seed gives the same attributions. Default: None
-            show_progress (bool, optional): progress bar over examples. Default: False
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            The input(s) to explain; dimension 0 indexes examples, each
+            explained with its own fit.
+        baselines : scalar, Tensor, tuple or Callable, optional
+            The value that replaces a removed feature: a number, a tensor of
+            one example's shape (or ``1 x ...`` / ``N x ...``), or a callable
+            returning one (Captum's convention: called with no argument, or
+            with ``inputs``).  ``None`` is zero.
+        target : int, tuple, Tensor or list, optional
+            Output index explained, in any of Captum's forms.
+        additional_forward_args : Any, optional
+            Extra arguments of ``forward_func`` after the inputs.
+        feature_mask : Tensor or tuple of Tensor, optional
+            Integer feature id of every input element, broadcastable to the
+            inputs (``1 x ...`` or ``N x ...``); ids are shared across the
+            tuple.  ``None``: SLIC superpixels of each image
+            (:func:`~captum_prior.segmentation.slic_feature_mask`) when
+            ``inputs`` is one ``N x C x H x W`` tensor, as in the paper;
+            otherwise every scalar is its own feature (Captum's default).
+        n_samples : int, default 500
+            Perturbed samples per example, the unperturbed input included.
+        perturbations_per_eval : int, default 100
+            Rows per forward pass.
+        return_input_shape : bool, default True
+            ``True`` returns attributions in the inputs' shape (every element
+            gets its feature's coefficient); ``False`` returns
+            ``N x n_features`` coefficients.
+        response : {"raw", "logit"}, default "raw"
+            ``"raw"`` fits the target output as returned; ``"logit"`` fits
+            ``log(p / (1 - p))`` of outputs in ``[0, 1]``.
+        random_state : None, int or numpy.random.Generator, default None
+            Seed of the sampling and of the fits (unless the estimator has
+            its own ``random_state``); the same seed gives the same
+            attributions.
+        show_progress : bool, default False
+            Show a progress bar over the examples.
 
-        Returns:
-            Attributions with the inputs' structure (or ``N x n_features``).
+        Returns
+        -------
+        Tensor or tuple of Tensor
+            Attributions with the inputs' structure, or ``N x n_features``.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 2 features in an example's mask, mis-shaped
+            baselines or masks, or ``response="logit"`` with outputs outside
+            ``[0, 1]``.
+        TypeError
+            A float ``feature_mask``, or a ``random_state`` of another type.
+
+        Examples
+        --------
+        See the class docstring.
         """
         inputs_t, is_tuple = as_tensor_tuple(inputs)
         n_samples = check_int(n_samples, "n_samples", 2)
         chunk = check_int(perturbations_per_eval, "perturbations_per_eval", 1)
         check_choice(response, "response", ("raw", "logit"))
-        if random_state is not None and (
-            isinstance(random_state, bool)
-            or not isinstance(random_state, (int, np.integer))
-        ):
-            raise TypeError(
-                f"random_state must be an int or None, got {random_state!r}"
-            )
+        rng = check_random_state(random_state)
         N = inputs_t[0].shape[0]
         if N == 0:  # an empty batch: an empty result of the right shape, as torch does
             if not return_input_shape:
@@ -182,7 +200,6 @@ class DMMMENAttribution(PerturbationAttribution):
         template = (
             self.estimator if self.estimator is not None else _default_estimator()
         )
-        rng = np.random.default_rng(random_state)
         runner = RowRunner(self.forward_func, N, target, additional_forward_args)
 
         # per-example feature ids 0..F-1 and the (rows x F) designs

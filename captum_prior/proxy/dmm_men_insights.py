@@ -18,8 +18,17 @@ from sklearn.base import clone
 from torch import Tensor
 
 from captum_prior._batching import RowRunner, forward_rows
+from captum_prior._random import RandomState, check_random_state
 from captum_prior._validation import check_choice, check_finite, check_float, check_int
 from captum_prior.proxy.dmm_men import DMMMEN
+
+__all__ = [
+    "DMMMENGlobalInsights",
+    "class_logit",
+    "fidelity_tests",
+    "model_outputs",
+    "top_variance_pixels",
+]
 
 
 def _check_images(images: Any, name: str = "images") -> Tensor:
@@ -40,8 +49,35 @@ def _check_images(images: Any, name: str = "images") -> Tensor:
 def model_outputs(
     model: Callable[..., Tensor], images: Tensor, target: int, batch_size: int = 256
 ) -> Tensor:
-    """Raw model outputs (``N x C``) in chunks of ``batch_size``, no gradients,
-    through :func:`captum_prior._batching.forward_rows`."""
+    """Raw model outputs for ``images``, in chunks of ``batch_size``, without gradients.
+
+    Parameters
+    ----------
+    model : Callable
+        Classifier returning ``N x C`` outputs.
+    images : Tensor
+        ``N x ...`` inputs of the model.
+    target : int
+        The class of interest (checked against the model's outputs).
+    batch_size : int, default 256
+        Images per forward pass.
+
+    Returns
+    -------
+    Tensor
+        ``N x C`` outputs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy.dmm_men_insights import model_outputs
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> images = torch.rand(20, 1, 4, 4)
+    >>> model_outputs(model, images, target=1).shape
+    torch.Size([20, 3])
+    """
     runner = RowRunner(model, images.shape[0], target)
     n = images.shape[0]
 
@@ -57,9 +93,42 @@ def class_logit(
     r"""The logit of the model's softmax probability of class ``target``.
 
     ``log p / (1 - p) = z_t - logsumexp_{c != t} z_c`` is computed from the
-    logits ``z``, so it stays exact where ``p`` rounds to 1.  (The authors'
-    code clips ``p`` at 0.999999, which maps every confident image to the same
-    value 13.8.)  The model must return logits (``N x C``, C >= 2).
+    logits ``z``, so it stays exact where ``p`` rounds to 1 (the authors'
+    code clips ``p`` at 0.999999, which maps every confident image to the
+    same value 13.8).  This is the response of the paper's global fit (§3.1,
+    footnote 1).
+
+    Parameters
+    ----------
+    model : Callable
+        Classifier returning logits ``N x C``, ``C >= 2``.
+    images : Tensor
+        ``N x ...`` inputs of the model.
+    target : int
+        The class.
+    batch_size : int, default 256
+        Images per forward pass.
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` float64 logits of the class probability.
+
+    Raises
+    ------
+    ValueError
+        The model does not return ``N x C`` logits with ``C >= 2``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy.dmm_men_insights import class_logit
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> images = torch.rand(20, 1, 4, 4)
+    >>> class_logit(model, images, target=1).shape
+    torch.Size([20])
     """
     z = model_outputs(model, images, target, batch_size).to(torch.float64)
     if z.dim() != 2 or z.shape[1] < 2:
@@ -71,8 +140,36 @@ def class_logit(
 
 
 def top_variance_pixels(images: Tensor, k: int) -> Tensor:
-    """Flat indices (into one example's ``numel``) of the ``k`` elements with
-    the highest variance over ``images``, highest first."""
+    """The ``k`` elements with the highest variance over ``images``.
+
+    This is the dimension reduction of the authors' global fit (``k = 300``).
+
+    Parameters
+    ----------
+    images : Tensor
+        ``N x ...`` images, ``N >= 2``.
+    k : int
+        Number of elements kept.
+
+    Returns
+    -------
+    Tensor
+        Flat indices into one image's elements, highest variance first.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 images, or ``k`` larger than one image's size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy.dmm_men_insights import top_variance_pixels
+    >>> images = torch.zeros(4, 1, 2, 2)
+    >>> images[:, 0, 1, 1] = torch.arange(4.0)
+    >>> top_variance_pixels(images, 1).tolist()
+    [3]
+    """
     images = _check_images(images)
     flat = images.reshape(images.shape[0], -1)
     k = check_int(k, "n_features", 1, flat.shape[1])
@@ -88,28 +185,73 @@ def top_variance_pixels(images: Tensor, k: int) -> Tensor:
 class DMMMENGlobalInsights:
     r"""Global approximation of one class of a classifier with DMM-MEN (§4.1).
 
-    ``fit(images)`` computes ``y`` = logit of the model's probability of
+    :meth:`fit` computes ``y``, the logit of the model's probability of
     ``target`` for every image (:func:`class_logit`), keeps the
-    ``n_features`` highest-variance pixels of ``images`` as ``X`` and fits a
-    clone of ``estimator``.  :meth:`insights` returns, per occupied mixture
-    component, its top-k pixels by ``|beta|`` mapped back to the image grid.
+    ``n_features`` highest-variance pixels of the images as ``X``
+    (:func:`top_variance_pixels`) and fits a clone of ``estimator``.
+    :meth:`insights` returns, per occupied mixture component, its top-``k``
+    pixels mapped back to the image grid (the paper's Fig. 1);
+    :meth:`population_top_pixels` ranks the label-invariant population map
+    instead, the summary a large fit can stand behind (see
+    :class:`~captum_prior.proxy.DMMMEN`).
 
-    Departure from the authors' heat-map code: the map value is ``(k - r)/k``
-    for rank ``r`` (0 = most important), so the most important pixel is
-    brightest (the code's ``(r + 1)/k`` inverts the scale, methods.md §5.5).
+    Parameters
+    ----------
+    model : Callable
+        Classifier returning logits ``N x C``.
+    target : int
+        The class to approximate.
+    n_features : int, default 300
+        Pixels kept (the paper's and the authors' code's 300).
+    estimator : DMMMEN or None, default None
+        Template, cloned at fit; ``None`` uses ``DMMMEN()``.
+    batch_size : int, default 256
+        Images per forward pass.
 
-    Args:
-        model (Callable): classifier returning logits ``N x C``.
-        target (int): the class to approximate.
-        n_features (int, optional): pixels kept (paper/code: 300). Default: 300
-        estimator (DMMMEN, optional): template (cloned). Default: ``DMMMEN()``
-        batch_size (int, optional): images per forward pass. Default: 256
+    Attributes
+    ----------
+    estimator_ : DMMMEN
+        The fitted mixture.
+    pixel_index_ : Tensor
+        Flat pixel index of every column of ``X``.
+    image_shape_ : tuple
+        Shape of one image.
+    y_ : Tensor
+        The fitted responses (class logits).
 
-    Attributes:
-        estimator_ (DMMMEN): the fitted mixture.
-        pixel_index_ (Tensor): flat pixel index of every column of ``X``.
-        image_shape_ (tuple): shape of one image.
-        y_ (Tensor): the fitted responses (class logits).
+    Raises
+    ------
+    TypeError
+        ``estimator`` is not a :class:`~captum_prior.proxy.DMMMEN`, or an
+        int argument of another type.
+    ValueError
+        A negative ``target`` or a non-positive size.
+
+    Notes
+    -----
+    The heat map value is ``(k - r) / k`` for rank ``r`` (0 = most
+    important), so the most important pixel is the brightest; the authors'
+    heat-map code writes ``(r + 1) / k``, which inverts the scale.
+
+    References
+    ----------
+    .. [1] Guo, W., Huang, S., Tao, Y., Xing, X., & Lin, L. (2018).
+       Explaining deep learning models - a Bayesian non-parametric
+       approach. NeurIPS 31.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy import DMMMEN, DMMMENGlobalInsights
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> est = DMMMEN(n_components=2, n_iter=10, n_chains=1, n_jobs=1,
+    ...              check_convergence=False, random_state=0)
+    >>> gi = DMMMENGlobalInsights(model, target=1, n_features=6, estimator=est)
+    >>> gi = gi.fit(torch.rand(30, 1, 4, 4))
+    >>> gi.population_top_pixels(3).shape
+    torch.Size([3])
     """
 
     def __init__(
@@ -131,7 +273,25 @@ class DMMMENGlobalInsights:
         self.batch_size = check_int(batch_size, "batch_size", 1)
 
     def design(self, images: Tensor) -> np.ndarray:
-        """``X``: the kept pixels of ``images`` (after :meth:`fit`)."""
+        """The design matrix ``X`` of ``images``: their kept pixels.
+
+        Parameters
+        ----------
+        images : Tensor
+            ``N x ...`` images of the fitted shape.
+
+        Returns
+        -------
+        ndarray of shape (N, n_features)
+            float64.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            Images of another shape than at fit.
+        """
         self._check_fitted()
         images = _check_images(images)
         if tuple(images.shape[1:]) != self.image_shape_:
@@ -145,9 +305,21 @@ class DMMMENGlobalInsights:
     def fit(self, images: Tensor) -> "DMMMENGlobalInsights":
         """Fit the mixture on ``images`` (e.g. all images of the class).
 
-        Raises:
-            ValueError: a kept pixel is constant over ``images`` (lower
-                ``n_features``), or ``images`` is malformed.
+        Parameters
+        ----------
+        images : Tensor
+            ``N x ...`` images in the model's input range.
+
+        Returns
+        -------
+        DMMMENGlobalInsights
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            A kept pixel is constant over ``images`` (lower
+            ``n_features``), or ``images`` is malformed.
         """
         images = _check_images(images)
         self.image_shape_ = tuple(images.shape[1:])
@@ -166,7 +338,13 @@ class DMMMENGlobalInsights:
             raise NotFittedError("call fit(images) before using the insights")
 
     def components(self) -> List[int]:
-        """Occupied components, most populated first."""
+        """Occupied components, most populated first.
+
+        Returns
+        -------
+        list of int
+            Component indices of the fitted mixture.
+        """
         self._check_fitted()
         sizes = self.estimator_.component_sizes_
         order = np.argsort(-sizes, kind="stable")
@@ -178,23 +356,35 @@ class DMMMENGlobalInsights:
         components: Optional[Sequence[int]] = None,
         rank_by: str = "abs",
     ) -> List[Dict[str, Any]]:
-        r"""Each component's top-``k`` pixels (paper Fig. 1).
+        r"""Each component's top-``k`` pixels (the paper's Fig. 1).
 
-        Args:
-            k (int, optional): pixels per component (paper: 150). Default: 150
-            components (sequence of int, optional): which components;
-                        ``None`` = every occupied one, most populated first.
-                        Default: None
-            rank_by (str, optional): ``"abs"`` ranks by ``|beta|`` (paper and
-                        code); ``"positive"`` by ``beta`` (pixels that raise
-                        the class logit). Default: ``"abs"``
+        Parameters
+        ----------
+        k : int, default 150
+            Pixels per component (the paper's 150).
+        components : sequence of int or None, default None
+            Which components; ``None`` is every occupied one, most populated
+            first.
+        rank_by : {"abs", "positive"}, default "abs"
+            ``"abs"`` ranks by ``|beta|`` (paper and code); ``"positive"`` by
+            ``beta`` (pixels that raise the class logit).
 
-        Returns:
-            A list of dicts with ``component``, ``size`` (samples),
-            ``weight`` (pi), ``pixels`` (flat indices into one image, most
-            important first), ``coef`` (their coefficients), ``heatmap`` (an
-            image-shaped tensor, ``(k - r) / k`` at the pixel of rank ``r``,
-            0 elsewhere).
+        Returns
+        -------
+        list of dict
+            One dict per component with ``component``, ``size`` (samples),
+            ``weight``, ``pixels`` (flat indices into one image, most
+            important first), ``coef`` (their coefficients) and ``heatmap``
+            (image-shaped, ``(k - r) / k`` at the pixel of rank ``r``, 0
+            elsewhere).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``k`` above ``n_features``, a component out of range, or an
+            unknown ``rank_by``.
         """
         self._check_fitted()
         k = check_int(k, "k", 1, self.n_features)
@@ -229,10 +419,23 @@ class DMMMENGlobalInsights:
         return out
 
     def save(self, path: Any) -> None:
-        """Write the fitted insights (mixture, kept pixels, responses) to a
-        safetensors file (no pickle); reload with :meth:`load`.  The write is
-        atomic; the folder must exist (``FileNotFoundError`` naming it
-        otherwise)."""
+        """Write the fitted insights to a safetensors file (no pickle).
+
+        The file holds the mixture, the kept pixels and the responses; the
+        model is not stored.  The write is atomic.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; its folder must exist.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        FileNotFoundError
+            The folder does not exist.
+        """
         self._check_fitted()
         from captum_prior._serialization import save_state
 
@@ -251,8 +454,27 @@ class DMMMENGlobalInsights:
 
     @classmethod
     def load(cls, path: Any, model: Callable[..., Tensor]) -> "DMMMENGlobalInsights":
-        """Read insights written by :meth:`save`; ``model`` is the classifier
-        (models are not stored)."""
+        """Read insights written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+        model : Callable
+            The classifier (models are not stored).
+
+        Returns
+        -------
+        DMMMENGlobalInsights
+            The fitted insights.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        captum_prior.errors.FileFormatError
+            The file is damaged or holds another kind of object.
+        """
         from captum_prior._serialization import load_state
 
         tensors, info = load_state(path, "DMMMENGlobalInsights", (1,))
@@ -272,27 +494,51 @@ class DMMMENGlobalInsights:
     def top_pixels(
         self, k: int, component: Optional[int] = None, rank_by: str = "abs"
     ) -> Tensor:
-        """Top-``k`` pixels of ``component`` (default: the most populated one,
-        which the authors' fidelity tests use)."""
+        """Top-``k`` pixels of one component.
+
+        Parameters
+        ----------
+        k : int
+            Number of pixels.
+        component : int or None, default None
+            The component; ``None`` is the most populated one, which the
+            authors' fidelity tests use.
+        rank_by : {"abs", "positive"}, default "abs"
+            As in :meth:`insights`.
+
+        Returns
+        -------
+        Tensor
+            Flat pixel indices into one image, most important first.
+        """
         comp = self.components()[0] if component is None else component
         return self.insights(k, [comp], rank_by)[0]["pixels"]
 
-
     def population_top_pixels(self, k: int, rank_by: str = "abs") -> Tensor:
-        """Top-``k`` pixels of the label-invariant population coefficient map
-        ``(1/n) sum_i beta_{z_i}`` (:attr:`DMMMEN.population_coef_`: every
-        image's allocated component's coefficients, averaged over the
-        images).  Not in the paper, whose insights are per component; unlike
-        those it does not depend on how the mixture is labelled or split, so
-        it is the more reproducible summary across chains and seeds.
+        """Top-``k`` pixels of the label-invariant population coefficient map.
 
-        Args:
-            k (int): number of pixels.
-            rank_by (str, optional): ``"abs"`` (by ``|coefficient|``) or
-                        ``"positive"``. Default: ``"abs"``
+        The map ``(1/n) sum_i beta_{z_i}`` (``DMMMEN.population_coef_``) is
+        every image's allocated component's coefficients, averaged over the
+        images.  It is not in the paper, whose insights are per component;
+        unlike those it does not depend on how the mixture is labelled or
+        split, so it is the reproducible summary across chains and seeds.
 
-        Returns:
+        Parameters
+        ----------
+        k : int
+            Number of pixels.
+        rank_by : {"abs", "positive"}, default "abs"
+            Rank by ``|coefficient|`` or by the coefficient.
+
+        Returns
+        -------
+        Tensor
             Flat pixel indices into one image, most important first.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
         """
         self._check_fitted()
         k = check_int(k, "k", 1, self.n_features)
@@ -328,7 +574,7 @@ def fidelity_tests(
     synthetic_fill: str = "sample",
     random_pool: Optional[Union[Tensor, Sequence[int]]] = None,
     batch_size: int = 512,
-    random_state: Optional[int] = None,
+    random_state: RandomState = None,
     progress: bool = False,
 ) -> Dict[str, Any]:
     r"""The fidelity tests of the paper's Fig. 2, against random pixels.
@@ -352,38 +598,78 @@ def fidelity_tests(
       alone (paper's procedure 4) give ``synthetic_baseline``.
 
     The paper's values (nullify to 0, fill with the positives' mean) are
-    used; the authors' code instead multiplies a reference image by -0.5 / 5
-    / 3 (methods.md §5.5).  The paper does not say which values the
-    synthetic images get.
+    used; the authors' code instead multiplies a reference image by -0.5, 5
+    and 3.  The paper does not say which values the synthetic images get.
 
-    Args:
-        model (Callable): classifier returning ``N x C`` logits.
-        images (Tensor): ``N x ...`` images in the model's input range.
-        target (int): the class.
-        top_pixels (Tensor or sequence): flat pixel indices, most important
-                    first (e.g. :meth:`DMMMENGlobalInsights.top_pixels`);
-                    at least ``max(n_features)`` of them.
-        n_features (sequence of int, optional): pixel counts. Default: (50, 75, 100, 125, 150)
-        n_repeats (int, optional): bootstrap repeats. Default: 50
-        bootstrap_rate (float, optional): bootstrap size / N. Default: 0.3
-        null_value (float, optional): value of nullified pixels. Default: 0.0
-        noise (sequence of 2 floats, optional): mean and sd of the synthetic
-                    background. Default: (0.03, 0.01)
-        n_synthetic (int, optional): synthetic images per repeat. Default: 200
-        synthetic_fill (str, optional): ``"sample"`` or ``"mean"`` (see
-                    above). Default: ``"sample"``
-        random_pool (Tensor or sequence, optional): pixels random sets are
-                    drawn from; ``None`` = every pixel. Default: None
-        batch_size (int, optional): images per forward pass. Default: 512
-        random_state (int, optional): seed. Default: None
-        progress (bool, optional): progress bar over repeats. Default: False
+    Parameters
+    ----------
+    model : Callable
+        Classifier returning ``N x C`` logits.
+    images : Tensor
+        ``N x ...`` images in the model's input range.
+    target : int
+        The class.
+    top_pixels : Tensor or sequence of int
+        Flat pixel indices, most important first (e.g.
+        :meth:`DMMMENGlobalInsights.top_pixels`); at least
+        ``max(n_features)`` of them.
+    n_features : sequence of int, default (50, 75, 100, 125, 150)
+        Pixel counts.
+    n_repeats : int, default 50
+        Bootstrap repeats.
+    bootstrap_rate : float, default 0.3
+        Bootstrap size as a share of ``N``.
+    null_value : float, default 0.0
+        Value of nullified pixels.
+    noise : sequence of 2 float, default (0.03, 0.01)
+        Mean and sd of the synthetic background.
+    n_synthetic : int, default 200
+        Synthetic images per repeat.
+    synthetic_fill : {"sample", "mean"}, default "sample"
+        See above.
+    random_pool : Tensor or sequence of int or None, default None
+        Pixels the random sets are drawn from; ``None`` is every pixel.
+    batch_size : int, default 512
+        Images per forward pass.
+    random_state : None, int or numpy.random.Generator, default None
+        Seed; the same seed gives the same result.
+    progress : bool, default False
+        Show a progress bar over the repeats.
 
-    Returns:
-        A dict with ``n_features`` and, for ``nullify``, ``fill`` and
-        ``synthetic``: ``{"top": PCR array (repeats x counts), "random": ...,
-        "summary": {"top": {"mean", "low", "high"}, "random": {...}}}`` (95 %
-        percentile intervals over repeats), plus ``synthetic_baseline`` (array
-        over repeats) and ``n_positives`` (per repeat).
+    Returns
+    -------
+    dict
+        ``n_features`` and, for ``nullify``, ``fill`` and ``synthetic``:
+        ``{"top": PCR array (repeats x counts), "random": ..., "summary":
+        {"top": {"mean", "low", "high"}, "random": {...}}}`` (95 %
+        percentile intervals over the repeats), plus ``synthetic_baseline``
+        (per repeat) and ``n_positives`` (per repeat).
+
+    Raises
+    ------
+    ValueError
+        Fewer ``top_pixels`` or ``random_pool`` pixels than
+        ``max(n_features)``, pixel indices out of range, or ``noise`` not a
+        pair.
+
+    References
+    ----------
+    .. [1] Guo, W., Huang, S., Tao, Y., Xing, X., & Lin, L. (2018).
+       Explaining deep learning models - a Bayesian non-parametric
+       approach. NeurIPS 31, Fig. 2.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy.dmm_men_insights import fidelity_tests
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> images = torch.rand(20, 1, 4, 4)
+    >>> out = fidelity_tests(model, images, 1, torch.arange(4), n_features=(2, 4),
+    ...                      n_repeats=2, n_synthetic=5, random_state=0)
+    >>> out["nullify"]["top"].shape
+    (2, 2)
     """
     images = _check_images(images)
     target = check_int(target, "target", 0)
@@ -411,7 +697,7 @@ def fidelity_tests(
         )
     if len(noise) != 2:
         raise ValueError("noise must be (mean, sd)")
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
     dev = images.device
     flat_all = images.reshape(images.shape[0], -1)
