@@ -419,7 +419,7 @@ def test_missing_channel_blames_the_inputs_not_the_baselines():
         (lambda: MGMPrior(cnn(), layer="nope"), ValueError, "layer"),
         (lambda: DMMMEN(n_components=0).fit(np.zeros((5, 2)), np.zeros(5)), ValueError, "n_components"),
         (lambda: JointGaussianMixture(n_lower=0).fit(np.zeros((5, 1, 2)), np.zeros((5, 2))), ValueError, "n_lower"),
-        (lambda: JointGaussianMixture(estep="fast").fit(np.zeros((5, 1, 2)), np.zeros((5, 2))), ValueError, "estep"),
+        (lambda: JointGaussianMixture(variant="fast").fit(np.zeros((5, 1, 2)), np.zeros((5, 2))), ValueError, "variant"),
         # numbers given as strings, or a bare number where a sequence is needed
         (lambda: diff_id(cnn(), images(), images(), target=1, ratios="0.5"), TypeError, r"ratios.*\(0\.5,\)"),
         (lambda: diff_id(cnn(), images(), images(), target=1, ratios=("0.5",)), TypeError, r"ratios\[0\]"),

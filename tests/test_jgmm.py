@@ -10,9 +10,10 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture
 
+from captum_prior._random import torch_generator
 from captum_prior._serialization import save_state
 from captum_prior.proxy import JointGaussianMixture
-from captum_prior.proxy.jgmm import _generator, _Whitener
+from captum_prior.proxy.jgmm import _Whitener
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -61,7 +62,7 @@ def test_lower_mixture_equals_sklearn_diag_gmm_when_n_higher_is_1():
         reg_covar=1e-6, random_state=3,
     )
     # the initialisation JGMM uses (k-means; uniform Q): hand it to sklearn
-    p0 = est._init_params(x[:, None, :], y, _generator(3), None)
+    p0 = est._init_params(x[:, None, :], y, torch_generator(3), None)
     with pytest.warns(ConvergenceWarning):
         est.fit(x, y)
     ref = GaussianMixture(
@@ -99,13 +100,13 @@ def test_exact_em_log_likelihood_never_decreases(spatial):
     assert h[-1] > h[0] + 1e-3
 
 
-def test_paper_estep_runs_and_differs_from_exact():
+def test_paper_variant_runs_and_differs_from_corrected():
     x, y, _ = _toy(600, seed=2)
     kw = dict(n_lower=6, n_higher=3, max_iter=30, tol=0.0, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ex = JointGaussianMixture(estep="exact", **kw).fit(x, y)
-        pa = JointGaussianMixture(estep="paper", **kw).fit(x, y)
+        ex = JointGaussianMixture(variant="corrected", **kw).fit(x, y)
+        pa = JointGaussianMixture(variant="paper", **kw).fit(x, y)
     assert not torch.allclose(ex.Q_, pa.Q_)
     assert torch.allclose(pa.Q_.sum(0), torch.ones(3, dtype=torch.float64))
     # exact EM maximises the likelihood; the factorised update does not do better
@@ -349,8 +350,10 @@ def test_bad_input_errors():
         JointGaussianMixture(0, 3).fit(x, y)
     with pytest.raises(TypeError, match="n_lower must be an int"):
         JointGaussianMixture(2.5, 3).fit(x, y)
-    with pytest.raises(ValueError, match="unknown estep 'paper_factorised'"):
-        JointGaussianMixture(3, 3, estep="paper_factorised").fit(x, y)
+    with pytest.raises(ValueError, match="unknown variant 'paper_factorised'"):
+        JointGaussianMixture(3, 3, variant="paper_factorised").fit(x, y)
+    with pytest.raises(ValueError, match="JointGaussianMixture has no variant 'reference_code'"):
+        JointGaussianMixture(3, 3, variant="reference_code").fit(x, y)
     with pytest.raises(ValueError, match="unknown covariance"):
         JointGaussianMixture(3, 3, covariance="full").fit(x, y)
     with pytest.raises(ValueError, match="X must be 2-D"):

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from captum_prior.data import load_fashion_mnist_sample
 from captum_prior.models import load_fashion_cnn
-from captum_prior.proxy import JGMMExplainer
+from captum_prior.proxy import JGMMExplainer, JointGaussianMixture
 from captum_prior.proxy.jgmm_explainer import _UpperNetwork
 
 
@@ -22,7 +22,8 @@ def fitted():
     model = load_fashion_cnn()
     x, _ = load_fashion_mnist_sample()
     xtr, xte = x[:400], x[400:]
-    ex = JGMMExplainer(model, "conv2", n_lower=12, pool_grid=2, random_state=0, progress=False, max_iter=150)
+    ex = JGMMExplainer(model, "conv2", mixture=JointGaussianMixture(n_lower=12, max_iter=150), pool_grid=2,
+                       random_state=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ex.fit(xtr)
@@ -50,7 +51,8 @@ def test_fit_reads_two_layers_with_hooks_then_removes_them(fitted):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            JGMMExplainer(model, "conv2", n_lower=4, random_state=0, progress=False, max_iter=5).fit(xtr[:64])
+            JGMMExplainer(model, "conv2", mixture=JointGaussianMixture(n_lower=4, max_iter=5), random_state=0,
+                          progress=False).fit(xtr[:64])
         assert model.training and _no_hooks(model)
     finally:
         model.eval()
@@ -210,14 +212,15 @@ def test_optimal_alpha_is_a_vertex_and_scores_follow_eq7_eq9(fitted):
 def test_dataloader_equals_tensor_input_and_explicit_higher_layer(fitted):
     model, _, xtr, _ = fitted
     x = xtr[:160]
-    kw = dict(n_lower=6, pool_grid=2, random_state=3, progress=False, max_iter=20)
+    kw = dict(mixture=JointGaussianMixture(n_lower=6, max_iter=20), pool_grid=2, random_state=3, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = JGMMExplainer(model, "conv2", **kw).fit(x)
         b = JGMMExplainer(model, "conv2", **kw).fit(DataLoader(TensorDataset(x, torch.zeros(160)), batch_size=50))
         torch.testing.assert_close(a.mixture_.lower_means_, b.mixture_.lower_means_)
-        c = JGMMExplainer(model, model.conv2, higher_layer="conv3", n_lower=5, n_higher=4, pool_grid=1,
-                          spatial=False, random_state=0, progress=False, max_iter=20).fit(x)
+        c = JGMMExplainer(model, model.conv2, higher_layer="conv3",
+                          mixture=JointGaussianMixture(n_lower=5, n_higher=4, max_iter=20), pool_grid=1,
+                          spatial=False, random_state=0, progress=False).fit(x)
     assert c.mixture_.n_higher_features_in_ == 64 and c.mixture_.weights_.shape == (4,)
     assert c.mixture_.n_features_in_ == 64 and c.mixture_.n_positions_ == 1
     assert 0.0 <= c.proxy_accuracy(x[:40]) <= 1.0
@@ -236,8 +239,10 @@ def test_explainer_bad_input(fitted):
         ex.counterfactuals(xtr[:2])
     with pytest.raises(ValueError, match="min_distance=2.0 exceeds max_distance=1.0"):
         ex.semifactuals(xtr[0], min_distance=2.0, max_distance=1.0)
-    with pytest.raises(TypeError, match="unknown argument"):
-        JGMMExplainer(model, "conv2", n_components=3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_lower'"):
+        JGMMExplainer(model, "conv2", n_lower=3)
+    with pytest.raises(TypeError, match="mixture must be None or a captum_prior.proxy.JointGaussianMixture"):
+        JGMMExplainer(model, "conv2", mixture=dict(n_lower=3))
     with pytest.raises(ValueError, match="not a submodule"):
         JGMMExplainer(model, "conv9")
     with pytest.raises(ValueError, match="spatial=True needs a 4-D"):

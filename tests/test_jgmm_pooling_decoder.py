@@ -12,7 +12,7 @@ from torch import nn
 from captum_prior._features import layer_features
 from captum_prior.data import load_fashion_mnist_sample
 from captum_prior.models import load_fashion_cnn
-from captum_prior.proxy import JGMMExplainer
+from captum_prior.proxy import JGMMExplainer, JointGaussianMixture
 from captum_prior.proxy.jgmm_explainer import _InverseStats, _PoolInverse
 
 
@@ -55,23 +55,17 @@ def test_pool_kernel_3_drops_the_leftover_rows_like_avgpool2d():
     torch.testing.assert_close(low.transpose(1, 2).reshape(4, 64, 4, 4), _block_means(fmap, 3))
 
 
-def test_pool_is_a_deprecated_alias_of_pool_grid():
+def test_pool_grid_pools_adaptively_and_bad_pooling_is_refused():
     model = _tiny(8)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    with pytest.warns(DeprecationWarning, match="pool_grid"):
-        old = JGMMExplainer(model, "1", pool=2, progress=False)
-    assert (old.pool_grid, old.pool_kernel) == (2, 2)
-    a = old.extract(x)[0]
-    b = JGMMExplainer(model, "1", pool_grid=2, progress=False).extract(x)[0]
+    a = JGMMExplainer(model, "1", pool_grid=2, progress=False).extract(x)[0]
     with torch.no_grad():
         fmap = model[1](model[0](x))
-    torch.testing.assert_close(a, b)
     torch.testing.assert_close(a.transpose(1, 2).reshape(3, 3, 2, 2), F.adaptive_avg_pool2d(fmap, 2))
-    with pytest.warns(DeprecationWarning):
-        none = JGMMExplainer(model, "1", pool=None, progress=False)  # old meaning: the full map
-    assert none.extract(x)[0].shape == (3, 64, 3)
-    with pytest.raises(ValueError, match="not both"), pytest.warns(DeprecationWarning):
-        JGMMExplainer(model, "1", pool=2, pool_grid=2)
+    full = JGMMExplainer(model, "1", pool_kernel=None, progress=False)  # the full map
+    assert full.extract(x)[0].shape == (3, 64, 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'pool'"):
+        JGMMExplainer(model, "1", pool=2)
     with pytest.raises(ValueError, match="pool_kernel=9 is larger"):
         JGMMExplainer(model, "1", pool_kernel=9, progress=False).extract(x)
     with pytest.raises(ValueError, match="unknown decoder"):
@@ -109,8 +103,8 @@ def kernel_explainers():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for dec in ("linear", "nearest"):
-            out[dec] = JGMMExplainer(model, "conv2", n_lower=6, decoder=dec, random_state=0,
-                                     progress=False, max_iter=8).fit(xtr)
+            out[dec] = JGMMExplainer(model, "conv2", mixture=JointGaussianMixture(n_lower=6, max_iter=8), decoder=dec,
+                                     random_state=0, progress=False).fit(xtr)
     yield model, out, xtr, xte
     torch.set_num_threads(old)
 
@@ -149,8 +143,8 @@ def test_counterfactual_decisions_go_through_the_decoder(kernel_explainers):
     # the old behaviour: decoded on the query's own map
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        anc = JGMMExplainer(model, "conv2", n_lower=6, decoder="anchored", random_state=0,
-                            progress=False, max_iter=3).fit(xtr[:100])
+        anc = JGMMExplainer(model, "conv2", mixture=JointGaussianMixture(n_lower=6, max_iter=3), decoder="anchored",
+                            random_state=0, progress=False).fit(xtr[:100])
     cfa = anc.counterfactuals(xte[1], n=3, n_samples=100, random_state=0)
     assert cfa.info["decoder"] == "anchored on the query"
     torch.testing.assert_close(cfa.decisions, anc.decide(cfa.features, xte[1]))
@@ -161,8 +155,8 @@ def test_unpooled_decoding_is_exact():
     x, _ = load_fashion_mnist_sample()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ex = JGMMExplainer(model, "conv3", pool_kernel=None, n_lower=2, spatial=True, random_state=0,
-                           progress=False, max_iter=2).fit(x[:60])
+        ex = JGMMExplainer(model, "conv3", pool_kernel=None, mixture=JointGaussianMixture(n_lower=2, max_iter=2),
+                           spatial=True, random_state=0, progress=False).fit(x[:60])
     assert ex.decoder_ is None and ex.grid_ == (7, 7)
     assert ex.decoder_fidelity(x[60:120]) == 1.0
 
@@ -170,8 +164,8 @@ def test_unpooled_decoding_is_exact():
 def test_fit_features_fits_the_decoder_on_the_latest_extract_and_can_repeat():
     model = load_fashion_cnn()
     x, _ = load_fashion_mnist_sample()
-    ex = JGMMExplainer(model, "conv2", n_lower=2, random_state=0, progress=False, max_iter=2,
-                       decoder_examples=50)
+    ex = JGMMExplainer(model, "conv2", mixture=JointGaussianMixture(n_lower=2, max_iter=2), random_state=0,
+                       progress=False, decoder_examples=50)
     ex.extract(x[300:340])  # held-out data first
     low, high, out, _ = ex.extract(x[:60])  # the training data last
     with warnings.catch_warnings():

@@ -2,7 +2,7 @@ r"""Joint Gaussian Mixture Model (JGMM) over two layers' features.
 
 Implements the model of *Joint Gaussian Mixture Model for versatile deep
 visual model explanation* (anonymous ICLR 2023 submission, OpenReview
-``amyZRbMrUA``; ``shared/papers/004``), eq. 1:
+``amyZRbMrUA``), eq. 1:
 
 .. math::
 
@@ -20,34 +20,6 @@ are shared by all positions, there is one ``Q^(r)`` per position, and the
 positions are conditionally independent given ``w``:
 ``p(w | {x^(r)}) ∝ p(w) prod_r p(x^(r) | w)`` (eq. 11), evaluated in log space.
 A 2-D ``N x D`` lower input is the plain model (``R = 1``).
-
-Departures from the paper, and why:
-
-- **Exact E-step by default.**  The E-step printed in App. A (eq. 15) uses
-  ``g_ni ∝ (Q π)_i G(x_n|i)`` and ``h_nj ∝ π_j G(y_n|j)`` separately and the
-  M-step (eq. 20-21) uses ``g_ni h_nj`` as if the joint posterior factorised
-  (eq. 15 also has a typo: ``π_j`` where ``π_r`` belongs).  That is not EM for
-  eq. 1, and its log-likelihood can decrease.  The default ``estep="exact"``
-  uses the true joint responsibilities ``r_nij ∝ Q_ij π_j G(x_n|i) G(y_n|j)``
-  (and, spatially, ``p(w | x, y) · p(z^(r) | w, x^(r))``), computed without
-  materialising the ``N x K_x x K_y`` tensor: per-row max-shifted densities
-  and matrix products, with an exact log-sum-exp fallback for the rare rows
-  whose shifted sums would underflow.  ``estep="paper"`` reproduces eq. 15-21.
-- **Spatial EM.**  The paper does not say how the extension is trained.  Here
-  it is exact EM for the spatial model: ``w`` is shared by all ``R``
-  positions, ``z^(r)`` is per position; ``mu``/``Sigma`` statistics are pooled
-  over all positions, ``Q^(r)`` is accumulated per position.
-- **Whitening** (paper §4.1): PCA whitening of ``x`` and ``y`` keeping every
-  component, so the map is invertible.  Eigenvalues are floored at
-  ``1e-6 x`` their mean so that rank-deficient features (dead ReLU channels)
-  stay finite; the map stays invertible.  Densities returned by
-  :meth:`score_samples` are densities of the *original* features (the
-  whitening Jacobian is added).
-- **k-means initialisation** (App. A): ``mu``/``Sigma`` from k-means on
-  ``x`` (all positions pooled), ``phi``/``Theta`` from k-means on ``y`` (or
-  from given labels, see :meth:`fit`); ``Q`` and ``π`` uniform.
-- A tiny ``10 * eps`` is added to every responsibility count (as
-  scikit-learn does), so no component's weight or ``Q`` entry is exactly 0.
 """
 
 from __future__ import annotations
@@ -63,6 +35,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from torch import Tensor
 
+from captum_prior._random import RandomState, torch_generator
 from captum_prior._serialization import load_state, reading, save_state
 from captum_prior._validation import (
     check_choice,
@@ -71,13 +44,15 @@ from captum_prior._validation import (
     check_float,
     check_int,
     check_magnitude,
+    check_variant,
 )
 
 __all__ = ["JointGaussianMixture"]
 
 _KIND = "JointGaussianMixture"
-_FORMAT_VERSION = 1
-_ESTEPS = ("exact", "paper")
+# 2: the E-step switch is saved as ``variant``.
+_FORMAT_VERSION = 2
+_VARIANTS = ("corrected", "paper")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 # Shifted sums below this are recomputed by an exact log-sum-exp (see _lower_terms).
 _UNDERFLOW = {torch.float64: 1e-280, torch.float32: 1e-30}
@@ -87,24 +62,6 @@ ArrayLike = Union[Tensor, np.ndarray]
 
 
 # --------------------------------------------------------------------- helpers
-def _generator(random_state: Any) -> torch.Generator:
-    """A CPU ``torch.Generator`` from an int seed, a Generator, or None."""
-    if isinstance(random_state, torch.Generator):
-        return random_state
-    gen = torch.Generator()
-    if random_state is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        seed = int(random_state)
-    else:
-        raise TypeError(
-            "random_state must be None, an int or a torch.Generator, got "
-            f"{type(random_state).__name__}"
-        )
-    gen.manual_seed(seed)
-    return gen
-
-
 def _log_gauss_diag(
     x: Tensor, means: Tensor, variances: Tensor, xx: Optional[Tensor] = None
 ) -> Tensor:
@@ -223,56 +180,127 @@ class _Whitener:
 class JointGaussianMixture(BaseEstimator):
     r"""Joint Gaussian mixture over lower features ``X`` and higher features ``Y``.
 
-    A scikit-learn-style estimator (``fit``, ``predict``, ``predict_proba``,
-    ``score``, ``get_params``/``set_params``), computed in torch on CPU or GPU.
-    See the module docstring for the model, its spatial extension and where the
-    implementation departs from the paper.
+    The model of the module docstring, fitted by EM in torch on CPU or GPU,
+    with scikit-learn's estimator API (``fit``, ``predict``,
+    ``predict_proba``, ``score``, ``get_params``/``set_params``): the
+    constructor stores its arguments, :meth:`fit` validates them.
 
-    Args:
-        n_lower (int, optional): ``K_x``, components of the lower mixture
-                    (latent ``z``). Default: 32
-        n_higher (int, optional): ``K_y``, components of the higher mixture
-                    (latent ``w``); the number of classes when ``Y`` are logits.
-                    Default: 10
-        covariance (str, optional): covariance type; only ``"diag"`` (the
-                    paper's choice after whitening, §4.1). Default: ``"diag"``
-        whiten (bool, optional): PCA-whiten ``X`` and ``Y`` first, keeping all
-                    components (§4.1). Default: True
-        estep (str, optional): ``"exact"`` (true EM for eq. 1) or ``"paper"``
-                    (the factorised E-step of App. A, eq. 15-21). Default: ``"exact"``
-        max_iter (int, optional): maximum EM iterations. A
-                    ``sklearn.exceptions.ConvergenceWarning`` is raised when it
-                    ends the fit before convergence. Default: 100
-        tol (float, optional): stop when the mean log-likelihood per sample
-                    changes by less than ``tol``. Default: 1e-3
-        n_init (int, optional): number of initialisations; the fit with the
-                    highest log-likelihood is kept. Default: 1
-        reg_covar (float, optional): added to every variance; with 0, a
-                    constant feature of ``X`` or ``Y`` is a ``ValueError`` (its
-                    variance would be zero). Default: 1e-6
-        random_state (int, torch.Generator or None, optional): seed of the
-                    k-means initialisation. Default: None
-        device (str or torch.device, optional): where EM runs and the
-                    parameters live; ``None`` uses the device of ``X`` if it is
-                    a tensor, else CPU. Default: None
-        dtype (str, optional): ``"float64"`` or ``"float32"`` (faster, mainly on
-                    GPU). Default: ``"float64"``
-        verbose (bool, optional): show a progress bar over EM iterations.
-                    Default: False
+    Parameters
+    ----------
+    n_lower : int, default 32
+        ``K_x``, components of the lower mixture (latent ``z``).
+    n_higher : int, default 10
+        ``K_y``, components of the higher mixture (latent ``w``); the number
+        of classes when ``Y`` are logits.
+    covariance : {"diag"}, default "diag"
+        Covariance type; only diagonal (the paper's choice after whitening,
+        §4.1).
+    whiten : bool, default True
+        PCA-whiten ``X`` and ``Y`` first, keeping every component (§4.1).
+    variant : {"corrected", "paper"}, default "corrected"
+        ``"corrected"``: true EM for eq. 1, with the joint
+        responsibilities; ``"paper"``: the factorised E-step printed in
+        App. A (eq. 15-21), whose log-likelihood can decrease (see Notes).
+    max_iter : int, default 100
+        Maximum EM iterations; a ``sklearn.exceptions.ConvergenceWarning``
+        is raised when it ends the fit before convergence.
+    tol : float, default 1e-3
+        Stop when the mean log-likelihood per sample changes by less.
+    n_init : int, default 1
+        Initialisations; the fit with the highest log-likelihood is kept.
+    reg_covar : float, default 1e-6
+        Added to every variance; with 0 a constant feature of ``X`` or ``Y``
+        is a ``ValueError``.
+    random_state : None, int or torch.Generator, default None
+        Seed of the k-means initialisation.
+    device : str, torch.device or None, default None
+        Where EM runs and the parameters live; ``None`` is the device of
+        ``X`` if it is a tensor, else the CPU.
+    dtype : {"float64", "float32"}, default "float64"
+        Precision of the fit (``"float32"`` is faster, mainly on GPU).
+    verbose : bool, default False
+        Show a progress bar over EM iterations.
 
-    Fitted attributes (parameters live in the *whitened* coordinates):
-        lower_means_ (Tensor): ``K_x x D`` means ``mu``.
-        lower_covariances_ (Tensor): ``K_x x D`` diagonal variances ``Sigma``.
-        higher_means_ (Tensor): ``K_y x D_y`` means ``phi``.
-        higher_covariances_ (Tensor): ``K_y x D_y`` variances ``Theta``.
-        weights_ (Tensor): ``K_y`` prior ``π = p(w)``.
-        Q_ (Tensor): ``K_x x K_y`` matrix ``p(z=i | w=j)`` (columns sum to 1);
-                    ``R x K_x x K_y`` for spatial (3-D) lower input.
-        n_positions_ (int): ``R`` (1 for 2-D lower input).
-        n_features_in_ (int): ``D``; ``n_higher_features_in_``: ``D_y``.
-        converged_ (bool), n_iter_ (int), lower_bound_ (float): final mean
-                    log-likelihood per sample (whitened coordinates), and
-                    ``log_likelihood_history_`` (list of floats, one per E-step).
+    Attributes
+    ----------
+    lower_means_, lower_covariances_ : Tensor of shape (K_x, D)
+        Means ``mu`` and diagonal variances ``Sigma`` (whitened coordinates).
+    higher_means_, higher_covariances_ : Tensor of shape (K_y, D_y)
+        Means ``phi`` and variances ``Theta`` (whitened coordinates).
+    weights_ : Tensor of shape (K_y,)
+        Prior ``pi = p(w)``.
+    Q_ : Tensor of shape (K_x, K_y) or (R, K_x, K_y)
+        ``p(z=i | w=j)`` (columns sum to 1); one matrix per position for
+        spatial (3-D) lower input.
+    n_positions_ : int
+        ``R`` (1 for 2-D lower input).
+    n_features_in_, n_higher_features_in_ : int
+        ``D`` and ``D_y``.
+    converged_ : bool
+        Whether EM met ``tol``.
+    n_iter_ : int
+        EM iterations of the kept initialisation.
+    lower_bound_ : float
+        Final mean log-likelihood per sample (whitened coordinates).
+    log_likelihood_history_ : list of float
+        One value per E-step.
+
+    Raises
+    ------
+    ValueError
+        At :meth:`fit`: an out-of-range setting, more components than rows,
+        NaN or Inf, or a fit that broke down.
+    TypeError
+        At :meth:`fit`: a setting of the wrong type.
+
+    Notes
+    -----
+    Where the implementation departs from the paper, and why:
+
+    - **Corrected E-step (default).**  The E-step printed in App. A (eq. 15)
+      uses ``g_ni ∝ (Q π)_i G(x_n|i)`` and ``h_nj ∝ π_j G(y_n|j)`` separately
+      and the M-step (eq. 20-21) uses ``g_ni h_nj`` as if the joint posterior
+      factorised (eq. 15 also writes ``π_j`` where ``π_r`` belongs).  That is
+      not EM for eq. 1, and its log-likelihood can decrease.
+      ``variant="corrected"`` uses the true joint responsibilities
+      ``r_nij ∝ Q_ij π_j G(x_n|i) G(y_n|j)`` (spatially
+      ``p(w | x, y) p(z^(r) | w, x^(r))``), computed without materialising
+      the ``N x K_x x K_y`` tensor: per-row max-shifted densities and matrix
+      products, with an exact log-sum-exp for the rare rows whose shifted
+      sums would underflow.  ``variant="paper"`` reproduces eq. 15-21.
+    - **Spatial EM.**  The paper does not say how the extension is trained.
+      Here it is exact EM for the spatial model: ``w`` is shared by all
+      ``R`` positions, ``z^(r)`` is per position; the ``mu``/``Sigma``
+      statistics are pooled over positions, ``Q^(r)`` is accumulated per
+      position.
+    - **Whitening** (§4.1): PCA whitening keeping every component, with
+      eigenvalues floored at ``1e-6`` times their mean so that
+      rank-deficient features (dead ReLU channels) stay finite and the map
+      stays invertible.  :meth:`score_samples` returns densities of the
+      original features (the whitening Jacobian is added).
+    - **Initialisation** (App. A): ``mu``/``Sigma`` from k-means on ``x``
+      (positions pooled), ``phi``/``Theta`` from k-means on ``y`` or from
+      given labels (:meth:`fit`); ``Q`` and ``pi`` uniform.
+    - ``10 * eps`` is added to every responsibility count (as scikit-learn
+      does), so no weight or ``Q`` entry is exactly 0.
+
+    References
+    ----------
+    .. [1] Joint Gaussian Mixture Model for versatile deep visual model
+       explanation. Anonymous ICLR 2023 submission, OpenReview amyZRbMrUA.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy import JointGaussianMixture
+    >>> g = torch.Generator().manual_seed(0)
+    >>> y = torch.randn(60, 2, dtype=torch.float64, generator=g) + 3 * torch.arange(3.0).repeat(20)[:, None]
+    >>> x = y @ torch.randn(2, 4, dtype=torch.float64, generator=g)
+    >>> jg = JointGaussianMixture(n_lower=3, n_higher=3, random_state=0).fit(x, y)
+    >>> jg.predict_proba(x).shape
+    torch.Size([60, 3])
+    >>> bool(jg.converged_)
+    True
     """
 
     def __init__(
@@ -281,12 +309,12 @@ class JointGaussianMixture(BaseEstimator):
         n_higher: int = 10,
         covariance: str = "diag",
         whiten: bool = True,
-        estep: str = "exact",
+        variant: str = "corrected",
         max_iter: int = 100,
         tol: float = 1e-3,
         n_init: int = 1,
         reg_covar: float = 1e-6,
-        random_state: Any = None,
+        random_state: RandomState = None,
         device: Union[str, torch.device, None] = None,
         dtype: str = "float64",
         verbose: bool = False,
@@ -295,7 +323,7 @@ class JointGaussianMixture(BaseEstimator):
         self.n_higher = n_higher
         self.covariance = covariance
         self.whiten = whiten
-        self.estep = estep
+        self.variant = variant
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
@@ -310,7 +338,7 @@ class JointGaussianMixture(BaseEstimator):
         check_int(self.n_lower, "n_lower", 1)
         check_int(self.n_higher, "n_higher", 1)
         check_choice(self.covariance, "covariance", ("diag",))
-        check_choice(self.estep, "estep", _ESTEPS)
+        check_variant(self.variant, "JointGaussianMixture", _VARIANTS)
         check_choice(self.dtype, "dtype", tuple(_DTYPES))
         check_int(self.max_iter, "max_iter", 1)
         check_float(self.tol, "tol", 0.0)
@@ -555,19 +583,37 @@ class JointGaussianMixture(BaseEstimator):
     def fit(self, X: ArrayLike, Y: ArrayLike, higher_labels: Optional[ArrayLike] = None) -> "JointGaussianMixture":
         r"""Fit the mixture by EM (App. A) on paired lower/higher features.
 
-        Args:
-            X (Tensor or ndarray): lower features, ``N x D``, or ``N x R x D``
-                        for the spatial extension (``R`` positions sharing
-                        ``mu``/``Sigma``, one ``Q^(r)`` each).
-            Y (Tensor or ndarray): higher features, ``N x D_y`` (e.g. logits).
-            higher_labels (Tensor or ndarray, optional): ``N`` integer labels in
-                        ``0..n_higher-1`` that replace k-means on ``Y`` for
-                        initialising the higher mixture (e.g. the model's
-                        predicted classes, so that component ``j`` starts at
-                        class ``j``). Default: None (k-means, as in the paper)
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            Lower features, ``N x D``, or ``N x R x D`` for the spatial
+            extension (``R`` positions sharing ``mu``/``Sigma``, one
+            ``Q^(r)`` each).
+        Y : Tensor or ndarray
+            Higher features, ``N x D_y`` (e.g. logits).
+        higher_labels : Tensor or ndarray or None, default None
+            ``N`` integer labels in ``0..n_higher-1`` that replace k-means on
+            ``Y`` for initialising the higher mixture (e.g. the model's
+            predicted classes, so that component ``j`` starts at class
+            ``j``); ``None`` is k-means, as in the paper.
 
-        Returns:
-            self
+        Returns
+        -------
+        JointGaussianMixture
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            An out-of-range setting, more components than rows, NaN or Inf,
+            labels out of range, or a fit that broke down.
+        TypeError
+            A setting of the wrong type, or float ``higher_labels``.
+
+        Warns
+        -----
+        sklearn.exceptions.ConvergenceWarning
+            ``max_iter`` ended the fit before convergence.
         """
         self._check_params()
         dev = self._resolve_device(X)
@@ -617,7 +663,7 @@ class JointGaussianMixture(BaseEstimator):
         xw = wx.forward(x.reshape(n * r, d)).reshape(n, r, d)
         yw = wy.forward(y)
 
-        gen = _generator(self.random_state)
+        gen = torch_generator(self.random_state)
         best: Optional[Tuple[float, Dict[str, Tensor], list, bool, int]] = None
         for _ in range(int(self.n_init)):
             params = self._init_params(xw, yw, gen, labels)
@@ -655,7 +701,7 @@ class JointGaussianMixture(BaseEstimator):
         from tqdm.auto import tqdm
 
         n = xw.shape[0]
-        paper = self.estep == "paper"
+        paper = self.variant == "paper"
         xx = torch.cat([xw * xw, xw], 2)
         yy = torch.cat([yw * yw, yw], 1)
         history: list = []
@@ -702,7 +748,18 @@ class JointGaussianMixture(BaseEstimator):
 
     # ------------------------------------------------------------ whitening
     def whiten_lower(self, X: ArrayLike) -> ArrayLike:
-        """Map lower features to the whitened coordinates the mixture lives in."""
+        """Map lower features to the whitened coordinates the mixture lives in.
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            Same shape and type as ``X``.
+        """
         self._check_fitted()
         x = self._check_lower(X, self._dt, self._dev, fitted=True)
         n, r, d = x.shape
@@ -710,7 +767,18 @@ class JointGaussianMixture(BaseEstimator):
         return self._out(out if _is3d(X) else out[:, 0], X)
 
     def unwhiten_lower(self, W: ArrayLike) -> ArrayLike:
-        """Inverse of :meth:`whiten_lower`."""
+        """Inverse of :meth:`whiten_lower`.
+
+        Parameters
+        ----------
+        W : Tensor or ndarray
+            Whitened lower features, last dimension ``D``.
+
+        Returns
+        -------
+        Tensor or ndarray
+            Features in the original coordinates, same shape as ``W``.
+        """
         self._check_fitted()
         w = self._as_tensor(W, "W", self._dt, self._dev)
         shape = w.shape
@@ -718,14 +786,36 @@ class JointGaussianMixture(BaseEstimator):
         return self._out(out, W)
 
     def whiten_higher(self, Y: ArrayLike) -> ArrayLike:
-        """Map higher features to whitened coordinates."""
+        """Map higher features to whitened coordinates.
+
+        Parameters
+        ----------
+        Y : Tensor or ndarray
+            ``N x D_y`` higher features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x D_y`` whitened features.
+        """
         self._check_fitted()
         y = self._as_tensor(Y, "Y", self._dt, self._dev)
         y2 = y[:, None] if y.dim() == 1 else y
         return self._out(self._wy.forward(y2), Y)
 
     def unwhiten_higher(self, W: ArrayLike) -> ArrayLike:
-        """Inverse of :meth:`whiten_higher`."""
+        """Inverse of :meth:`whiten_higher`.
+
+        Parameters
+        ----------
+        W : Tensor or ndarray
+            ``N x D_y`` whitened higher features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x D_y`` features in the original coordinates.
+        """
         self._check_fitted()
         w = self._as_tensor(W, "W", self._dt, self._dev)
         return self._out(self._wy.inverse(w), W)
@@ -756,31 +846,104 @@ class JointGaussianMixture(BaseEstimator):
 
     # ------------------------------------------------------------ inference
     def log_prob_given_higher(self, X: ArrayLike) -> ArrayLike:
-        r"""``log p(x | w=j)`` for every ``j`` (eq. 4, the prototype score), in
-        the original feature coordinates: ``N x K_y``.
+        r"""``log p(x | w=j)`` for every ``j`` (eq. 4, the prototype score).
 
-        Spatially, ``log p({x^(r)} | w) = sum_r log p(x^(r) | w)`` (eq. 10).
+        In the original feature coordinates; spatially,
+        ``log p({x^(r)} | w) = sum_r log p(x^(r) | w)`` (eq. 10).
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x K_y``, of the type of ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
         """
         xw = self._whitened_lower(X)
         out = self._log_lower_given_higher_w(xw).sum(1) + self.n_positions_ * self._wx.log_det()
         return self._out(out, X)
 
     def predict_proba(self, X: ArrayLike) -> ArrayLike:
-        r"""``p(w=j | x)`` (eq. 3; eq. 11 for spatial input): ``N x K_y``."""
+        r"""``p(w=j | x)``, the proxy model's posterior (eq. 3; eq. 11 spatially).
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x K_y``, rows summing to 1, of the type of ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_prior.proxy import JointGaussianMixture
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.randn(60, 2, dtype=torch.float64, generator=g) + 3 * torch.arange(3.0).repeat(20)[:, None]
+        >>> x = y @ torch.randn(2, 4, dtype=torch.float64, generator=g)
+        >>> jg = JointGaussianMixture(n_lower=3, n_higher=3, random_state=0).fit(x, y)
+        >>> jg.predict_proba(x[:2]).sum(1)
+        tensor([1., 1.], dtype=torch.float64)
+        """
         xw = self._whitened_lower(X)
         lp = self._log_lower_given_higher_w(xw).sum(1) + self._log_pi
         return self._out(torch.softmax(lp, 1), X)
 
     def predict(self, X: ArrayLike) -> ArrayLike:
-        """``argmax_j p(w=j | x)``: the proxy model's prediction of the higher component."""
+        """``argmax_j p(w=j | x)``: the proxy model's higher component.
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``(N,)`` component indices, of the type of ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         proba = self.predict_proba(X)
         if isinstance(proba, np.ndarray):
             return proba.argmax(1)
         return proba.argmax(1)
 
     def predict_lower_proba(self, X: ArrayLike) -> ArrayLike:
-        r"""``p(z=i | x)`` with prior ``λ = Q π`` (eq. 2): ``N x K_x``
-        (``N x R x K_x`` for spatial input, one posterior per position)."""
+        r"""``p(z=i | x)`` with prior ``λ = Q π`` (eq. 2).
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x K_x`` (``N x R x K_x`` spatially, one posterior per position), of the type of ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         xw = self._whitened_lower(X)
         p = self._params
         log_lam = torch.logsumexp(p["log_q"] + p["log_pi"], 2)  # R x Kx
@@ -790,8 +953,23 @@ class JointGaussianMixture(BaseEstimator):
         return self._out(out if _is3d(X) else out[:, 0], X)
 
     def log_prob_lower_components(self, X: ArrayLike) -> ArrayLike:
-        r"""``log G(x^(r) | mu_i, Sigma_i)`` of each lower component, in the
-        original coordinates: ``N x K_x`` (``N x R x K_x`` spatially)."""
+        r"""``log G(x^(r) | mu_i, Sigma_i)`` of each lower component (original coordinates).
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x K_x`` (``N x R x K_x`` spatially), of the type of ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         xw = self._whitened_lower(X)
         n, r, d = xw.shape
         lx = _log_gauss_diag(xw.reshape(n * r, d), self.lower_means_, self.lower_covariances_)
@@ -799,15 +977,36 @@ class JointGaussianMixture(BaseEstimator):
         return self._out(out if _is3d(X) else out[:, 0], X)
 
     def predict_higher_proba(self, Y: ArrayLike) -> ArrayLike:
-        r"""``p(w=j | y)`` from the higher features alone: ``N x K_y``."""
+        r"""``p(w=j | y)`` from the higher features alone.
+
+        Parameters
+        ----------
+        Y : Tensor or ndarray
+            ``N x D_y`` higher features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x K_y``, rows summing to 1.
+        """
         self._check_fitted()
         y = self._check_higher(Y, _nrows(Y), self._dt, self._dev, fitted=True)
         ly = _log_gauss_diag(self._wy.forward(y), self.higher_means_, self.higher_covariances_)
         return self._out(torch.softmax(ly + self._log_pi, 1), Y)
 
     def predict_lower_proba_from_higher(self, Y: ArrayLike) -> ArrayLike:
-        r"""``p(z=i | y)`` (eq. 3, second part): ``N x K_x`` (``N x R x K_x``
-        spatially)."""
+        r"""``p(z=i | y)`` (eq. 3, second part).
+
+        Parameters
+        ----------
+        Y : Tensor or ndarray
+            ``N x D_y`` higher features.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``N x K_x`` (``N x R x K_x`` spatially).
+        """
         self._check_fitted()
         y = self._check_higher(Y, _nrows(Y), self._dt, self._dev, fitted=True)
         yw = self._wy.forward(y)
@@ -817,8 +1016,20 @@ class JointGaussianMixture(BaseEstimator):
         return self._out(out if self.n_positions_ > 1 else out[:, 0], Y)
 
     def score_samples(self, X: ArrayLike, Y: Optional[ArrayLike] = None) -> ArrayLike:
-        r"""Per-sample log-likelihood in the original coordinates: ``log p(x, y)``
-        (eq. 1) or, with ``Y=None``, the lower marginal ``log p(x)``."""
+        r"""Per-sample log-likelihood in the original coordinates.
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            ``N x D`` or ``N x R x D`` lower features.
+        Y : Tensor or ndarray or None, default None
+            ``N x D_y`` higher features; ``None`` gives the lower marginal.
+
+        Returns
+        -------
+        Tensor or ndarray
+            ``(N,)``: ``log p(x, y)`` (eq. 1), or ``log p(x)``.
+        """
         xw = self._whitened_lower(X)
         n = xw.shape[0]
         lp = self._log_lower_given_higher_w(xw).sum(1) + self._log_pi
@@ -831,7 +1042,19 @@ class JointGaussianMixture(BaseEstimator):
         return self._out(torch.logsumexp(lp, 1) + jac, X)
 
     def score(self, X: ArrayLike, Y: Optional[ArrayLike] = None) -> float:
-        """Mean log-likelihood per sample (see :meth:`score_samples`)."""
+        """Mean log-likelihood per sample (see :meth:`score_samples`).
+
+        Parameters
+        ----------
+        X : Tensor or ndarray
+            Lower features.
+        Y : Tensor or ndarray or None, default None
+            Higher features.
+
+        Returns
+        -------
+        float
+        """
         s = self.score_samples(X, Y)
         return float(s.mean())
 
@@ -845,29 +1068,49 @@ class JointGaussianMixture(BaseEstimator):
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Draw from the joint model (ancestral sampling).
 
-        Args:
-            n_samples (int, optional): number of draws. Default: 1
-            higher_component (int, optional): fix ``w = j``: the lower part
-                        is then a draw from ``p(x | w=j)`` (eq. 4, sampled
-                        prototypes). Default: None (``w ~ π``)
-            lower_component (int or sequence of R ints, optional): fix
-                        ``z^(r)`` (one index for every position, or one per
-                        position): ``x^(r) ~ G(mu_i, Sigma_i)``; ``w`` is then
-                        drawn from ``p(w | z)``. Used for counterfactuals and
-                        semi-factuals (the one-hot optimal α). Default: None
-            random_state (int, torch.Generator or None, optional): seed.
-                        Default: None
+        Parameters
+        ----------
+        n_samples : int, default 1
+            Number of draws.
+        higher_component : int or None, default None
+            Fix ``w = j``: the lower part is then a draw from ``p(x | w=j)``
+            (eq. 4, sampled prototypes); ``None`` draws ``w ~ pi``.
+        lower_component : int, sequence of R ints, or None, default None
+            Fix ``z^(r)`` (one index for every position, or one per
+            position): ``x^(r) ~ G(mu_i, Sigma_i)``, and ``w`` is drawn from
+            ``p(w | z)``.  Used for counterfactuals and semi-factuals.
+        random_state : None, int or torch.Generator, default None
+            Seed; the same int gives the same draws.
 
-        Returns:
+        Returns
+        -------
+        tuple of Tensor
             ``(X, Y, w, z)``: lower features in the original coordinates
             (``n x D`` or ``n x R x D``), higher features ``n x D_y``, the
             drawn ``w`` (``n``) and ``z`` (``n x R``).
+
+        Raises
+        ------
+        ValueError
+            Both components fixed, or a component out of range.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_prior.proxy import JointGaussianMixture
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.randn(60, 2, dtype=torch.float64, generator=g) + 3 * torch.arange(3.0).repeat(20)[:, None]
+        >>> x = y @ torch.randn(2, 4, dtype=torch.float64, generator=g)
+        >>> jg = JointGaussianMixture(n_lower=3, n_higher=3, random_state=0).fit(x, y)
+        >>> xs, ys, w, z = jg.sample(5, higher_component=1, random_state=0)
+        >>> xs.shape, w.tolist()
+        (torch.Size([5, 4]), [1, 1, 1, 1, 1])
         """
         self._check_fitted()
         n = check_int(n_samples, "n_samples", 1)
         if higher_component is not None and lower_component is not None:
             raise ValueError("fix at most one of higher_component and lower_component")
-        gen = _generator(random_state)
+        gen = torch_generator(random_state)
         r, kx, ky = self.n_positions_, int(self.lower_means_.shape[0]), int(self.weights_.shape[0])
         q = self._log_q.exp().cpu()  # R x Kx x Ky
         if lower_component is not None:
@@ -906,9 +1149,22 @@ class JointGaussianMixture(BaseEstimator):
 
     # -------------------------------------------------------- save and load
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the fitted mixture to ``path`` (safetensors + JSON header with a
-        format version; loading runs no code).  The write is atomic; the
-        folder must exist (``FileNotFoundError`` naming it otherwise)."""
+        """Write the fitted mixture to a safetensors file (loading runs no code).
+
+        The write is atomic.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; its folder must exist.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        FileNotFoundError
+            The folder does not exist.
+        """
         self._check_fitted()
         tensors = {
             "lower_means": self.lower_means_, "lower_covariances": self.lower_covariances_,
@@ -935,8 +1191,28 @@ class JointGaussianMixture(BaseEstimator):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], device: Union[str, torch.device, None] = None) -> "JointGaussianMixture":
-        """Read a mixture written by :meth:`save`; ``ValueError`` for a file of
-        another kind or format version."""
+        """Read a mixture written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+        device : str, torch.device or None, default None
+            Where the parameters are put; ``None`` is the CPU.
+
+        Returns
+        -------
+        JointGaussianMixture
+            The fitted mixture.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        captum_prior.errors.FileFormatError
+            The file is damaged, holds another kind of object or another
+            format version (a ``ValueError``).
+        """
         check_device(device)
         t, meta = load_state(path, _KIND, (_FORMAT_VERSION,))
         with reading(path):

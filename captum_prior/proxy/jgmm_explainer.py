@@ -1,81 +1,18 @@
 r"""JGMM explanations of a network: proxy model and explanatory examples.
 
 From *Joint Gaussian Mixture Model for versatile deep visual model
-explanation* (anonymous ICLR 2023 submission; ``shared/papers/004``), §3.2-3.3
-and §4.1.  A :class:`~captum_prior.proxy.JointGaussianMixture` is fitted on
-two layers' features of a model (a lower, middle convolution and, by default,
-the logits); then
+explanation* (anonymous ICLR 2023 submission, OpenReview ``amyZRbMrUA``),
+§3.2-3.3 and §4.1.  A :class:`~captum_prior.proxy.JointGaussianMixture` is
+fitted on two layers' features of a model (a middle convolution and, by
+default, the logits); then
 
 - the proxy model ``argmax_j p(w=j | x)`` (eq. 3, 11) is checked against the
   model's own decisions (:meth:`JGMMExplainer.proxy_accuracy`);
-- prototypes (eq. 4), criticisms (a normalised eq. 5), influential examples
-  (eq. 6) are mined from data or sampled;
+- prototypes (eq. 4), criticisms (a normalised eq. 5) and influential
+  examples (eq. 6) are mined from data or sampled;
 - counterfactuals (eq. 7-8) and semi-factuals (eq. 9) for a query are
-  sampled from the optimal lower component and filtered by an ℓ2 constraint,
-  or mined from data.
-
-Departures from the paper, and why (each is also in the method docstrings):
-
-- **Criticism score.**  Eq. 5, ``1 - max_j p(x | w=j)``, subtracts a density
-  from 1: it is not scale-free and can be negative.  Here each ``p(x|w=j)`` is
-  replaced by its tail probability under the model,
-  ``F_j(x) = P_{x' ~ p(.|w=j)}[ p(x'|w=j) <= p(x|w=j) ]`` (estimated from
-  ``n_reference`` seeded samples of ``p(x|w=j)``), and the criticism score is
-  ``1 - max_j F_j(x)`` in ``[0, 1]``: 1 means "less typical than every sample
-  of every class-conditional mixture".  Ties (several examples at 1) are
-  broken by the lower ``max_j log p(x | w=j)``.
-- **Optimal α.**  The linear programmes of eq. 8 (and its semi-factual
-  counterpart) have a one-hot optimum on the simplex, so "sampling under α" is
-  sampling from one lower component ``i* = argmax_i c_i`` with
-  ``c_i = p(z_q=i | x_q) (1 - sum_j Psi_ij^2)`` (counterfactual) or
-  ``c_i = (Psi v)_i - p(z_q=i | x_q) sum_j Psi_ij^2``,
-  ``v_j = sum_i' Psi_i'j p(z_q=i' | x_q)`` (semi-factual).  No LP solver.
-  Spatially, this is done per position ``r`` with ``Q^(r)``; a candidate's
-  score is the mean over positions of eq. 7 / eq. 9.
-- **Pooling** (paper §4.1: "the feature maps are average-pooled with 2×2 or
-  3×3 kernels").  ``pool_kernel=k`` average-pools the lower map with a
-  ``k x k`` kernel and stride ``k`` (``nn.AvgPool2d(k)``: a 14x14 map becomes
-  7x7 for ``k=2``, 4x4 for ``k=3``; rows/columns left over are dropped).  The
-  older grid mode, adaptive pooling to a ``g x g`` output grid whatever the map
-  size, is ``pool_grid=g``; ``pool=`` is its deprecated alias.
-- **The model's decision on sampled features.**  The paper does not say how
-  generated features are pushed through the network.  Here the pooled
-  feature map is brought back to the layer's resolution by a *decoder* and put
-  in place of the layer's output in a forward pass (a forward hook), so the
-  rest of the network decides.  This needs the layer's output to be the only
-  path to the output (true for sequential CNNs such as the default
-  FashionCNN).  A pooled map does not determine the full map; the default
-  decoder (``decoder="linear"``) is a least-squares inverse of the pooling
-  fitted on the training maps during :meth:`JGMMExplainer.fit`: each pooling
-  cell's ``k x k x C`` block is a ridge regression on the pooled ``3 x 3``
-  neighbourhood of cells (on the cell alone when ``9 C`` is large), then
-  corrected so that its average pool equals the features exactly.
-  :meth:`JGMMExplainer.decoder_fidelity` measures how often the model's
-  decision through the decoder equals its decision on the image.  On the
-  default FashionCNN (``conv2``, ``pool_kernel=2``, 2000 held-out test
-  images) it is 0.974 for the linear decoder and 0.777 for nearest-neighbour
-  upsampling (``decoder="nearest"``; 0.352 with the old 2x2 output grid),
-  ``benchmarks/results/jgmm_counterfactuals_table2.md``.
-  ``decoder="anchored"`` keeps the earlier behaviour: a real full map (the
-  query's for counterfactuals and semi-factuals, the nearest real example's
-  otherwise) changed by the upsampled pooled difference; its decisions follow
-  the anchor rather than the features, so counterfactuals rarely flip.
-  Mined examples always carry the model's decision on the real input.
-- **ℓ2 distances** are measured in the whitened lower-feature space and
-  divided by ``sqrt(R * D)`` (root-mean-square per dimension), so a distance
-  of 1 is one standard deviation per whitened dimension; the paper does not
-  give its units.  A scale that means something for one query is its
-  distance to its nearest unlike neighbour (the nearest mining-set example
-  the model decides otherwise), returned as ``info["nun_distance"]`` by
-  :meth:`JGMMExplainer.counterfactuals` and :meth:`JGMMExplainer.semifactuals`;
-  ``distances / info["nun_distance"]`` is the proximity used in
-  ``benchmarks/bench_jgmm_counterfactuals.py``.
-- **Component ↔ class.**  With the logits as higher features, the higher
-  mixture is initialised from the model's predicted classes (one component
-  per class) instead of k-means, and each component is mapped to the class
-  the model predicts most often for the examples it explains
-  (``component_classes_``); the proxy's class probability is the sum of
-  ``p(w=j | x)`` over the components of that class.
+  sampled from the optimal lower component and filtered by an ℓ2
+  constraint, or mined from data.
 """
 
 from __future__ import annotations
@@ -88,11 +25,13 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import Tensor, nn
 
 from captum_prior._batching import RowRunner, forward_rows
 from captum_prior._features import capture, eval_mode, layer_features, resolve_layer
+from captum_prior._random import RandomState, torch_generator
 from captum_prior._validation import (
     check_choice,
     check_device,
@@ -101,7 +40,7 @@ from captum_prior._validation import (
     check_int,
 )
 from captum_prior.errors import CaptumPriorWarning
-from captum_prior.proxy.jgmm import JointGaussianMixture, _generator
+from captum_prior.proxy.jgmm import JointGaussianMixture
 
 __all__ = ["JGMMExamples", "JGMMExplainer"]
 
@@ -153,7 +92,6 @@ class JGMMExamples:
 
 
 _DECODERS = ("linear", "nearest", "anchored")
-_UNSET: Any = object()  # marks "pool= not passed" (deprecated alias)
 _MAX_NEIGHBOURHOOD_INPUTS = 4096  # 9 C + 1 above this: regress each block on its own cell
 
 
@@ -298,56 +236,144 @@ class _UpperNetwork:
 class JGMMExplainer:
     r"""Explain a model with a joint Gaussian mixture over two of its layers.
 
-    Args:
-        model (nn.Module): the network; its output must be ``N x C`` class
-                    scores.
-        lower_layer (str or nn.Module): the lower (middle) layer, e.g.
-                    ``"conv2"``. Its ``N x C x H x W`` output is average-pooled
-                    (paper §4.1; see ``pool_kernel``).
-        higher_layer (str, nn.Module or None, optional): the higher layer;
-                    ``None`` uses the model's output logits (paper §4.1: "the
-                    classification output ... is always selected as a higher
-                    feature"). A 4-D higher feature map is globally
-                    average-pooled. Default: None
-        n_lower (int, optional): ``K_x``. Default: 32
-        n_higher (int, optional): ``K_y``; ``None`` = number of model outputs
-                    (classes). Default: None
-        pool_kernel (int or None, optional): average-pool the lower map with a
-                    ``pool_kernel x pool_kernel`` kernel and the same stride
-                    (paper §4.1: 2x2 or 3x3 kernels), e.g. ``conv2``'s 14x14 ->
-                    7x7 for 2. ``None`` (or 1) keeps the full map. Ignored when
-                    ``pool_grid`` is given. Default: 2
-        pool_grid (int or None, optional): instead of a kernel, adaptive
-                    average pooling to a ``pool_grid x pool_grid`` output grid
-                    whatever the map size (the grid mode that ``pool=`` used to
-                    select). Default: None
-        pool (int or None, optional): **deprecated** alias of ``pool_grid``
-                    (its old meaning: the side of the output grid; ``None``
-                    kept the full map); emits a ``DeprecationWarning``.
-        decoder (str, optional): how pooled features are brought back to the
-                    layer's resolution so the rest of the network can decide
-                    on them (module docstring): ``"linear"`` (least-squares
-                    inverse fitted on the training maps), ``"nearest"``
-                    (upsampling) or ``"anchored"`` (a real map changed by the
-                    upsampled difference). Default: ``"linear"``
-        decoder_examples (int, optional): training examples whose full maps
-                    fit the linear decoder. Default: 2048
-        spatial (bool, optional): the spatial extension (§3.3): each of the
-                    ``pool x pool`` positions is one ``x^(r)`` (``R`` = the
-                    grid, as the logits have no spatial extent), ``mu``/``Sigma``
-                    shared, one ``Q^(r)`` per position. ``False`` flattens the
-                    pooled map into one vector. Default: True
-        random_state (int or None, optional): seed of the mixture and of all
-                    sampling. Default: None
-        device (str or torch.device, optional): device of the mixture;
-                    ``None`` = the model's device. Default: None
-        batch_size (int, optional): examples per forward pass. Default: 256
-        progress (bool, optional): progress bars. Default: True
-        keep_inputs (bool, optional): keep the explained inputs in memory so
-                    that mined examples come with their images. Default: True
-        **mixture_params: passed to :class:`JointGaussianMixture` (``estep``,
-                    ``max_iter``, ``tol``, ``n_init``, ``reg_covar``, ``whiten``,
-                    ``dtype``, ``verbose``).
+    Parameters
+    ----------
+    model : nn.Module
+        The network; its output must be ``N x C`` class scores.
+    lower_layer : str or nn.Module
+        The lower (middle) layer, e.g. ``"conv2"``; its ``N x C x H x W``
+        output is average-pooled (§4.1; see ``pool_kernel``).
+    higher_layer : str, nn.Module or None, default None
+        The higher layer; ``None`` uses the model's output logits (§4.1: "the
+        classification output ... is always selected as a higher feature").
+        A 4-D higher feature map is globally average-pooled.
+    mixture : JointGaussianMixture or None, default None
+        The mixture's settings (``n_lower``, ``n_higher``, ``max_iter``,
+        ``variant``, ...); it is cloned at :meth:`fit`, never fitted itself.
+        ``None`` is ``JointGaussianMixture(n_lower=32, n_higher=C)`` with
+        ``C`` the number of model outputs.  A given mixture is used as set;
+        only a ``random_state`` or ``device`` left at ``None`` is filled in
+        from this explainer's.
+    pool_kernel : int or None, default 2
+        Average-pool the lower map with a ``pool_kernel x pool_kernel``
+        kernel and the same stride (§4.1: 2x2 or 3x3 kernels), e.g.
+        ``conv2``'s 14x14 to 7x7 for 2; rows and columns left over are
+        dropped.  ``None`` (or 1) keeps the full map.  Ignored when
+        ``pool_grid`` is given.
+    pool_grid : int or None, default None
+        Instead of a kernel, adaptive average pooling to a
+        ``pool_grid x pool_grid`` output grid whatever the map size.
+    spatial : bool, default True
+        The spatial extension (§3.3): each pooled position is one ``x^(r)``
+        (``mu``/``Sigma`` shared, one ``Q^(r)`` per position); ``False``
+        flattens the pooled map into one vector.
+    decoder : {"linear", "nearest", "anchored"}, default "linear"
+        How pooled features are brought back to the layer's resolution so
+        that the rest of the network decides on them (see Notes).
+    decoder_examples : int, default 2048
+        Training examples whose full maps fit the linear decoder.
+    random_state : None, int or torch.Generator, default None
+        Seed of the mixture (when it has none) and of all sampling.
+    device : str, torch.device or None, default None
+        Device of the mixture (when it has none); ``None`` is the model's.
+    batch_size : int, default 256
+        Examples per forward pass.
+    progress : bool, default True
+        Show progress bars.
+    keep_inputs : bool, default True
+        Keep the explained inputs in memory so that mined examples come with
+        their images.
+
+    Attributes
+    ----------
+    mixture_ : JointGaussianMixture
+        The fitted mixture.
+    component_classes_ : Tensor
+        The class the model predicts most often for each higher component.
+    n_classes_ : int
+        Number of model outputs.
+    decoder_ : object or None
+        The fitted linear pooling inverse (``None`` without pooling).
+    grid_ : tuple of int or None
+        The pooled map's ``h x w``.
+
+    Raises
+    ------
+    ValueError
+        No ``lower_layer``, a layer that is not a submodule, an unknown
+        ``decoder`` or device, or a non-positive size.
+    TypeError
+        ``mixture`` is not a :class:`~captum_prior.proxy.JointGaussianMixture`,
+        or an argument of the wrong type.
+
+    Notes
+    -----
+    Where the method departs from the paper, and why:
+
+    - **Criticism score.**  Eq. 5, ``1 - max_j p(x | w=j)``, subtracts a
+      density from 1: it is not scale-free and can be negative.  Here each
+      ``p(x | w=j)`` is replaced by its tail probability under the model,
+      ``F_j(x) = P_{x' ~ p(.|w=j)}[p(x'|w=j) <= p(x|w=j)]`` (estimated from
+      ``n_reference`` seeded samples), and the score is ``1 - max_j F_j(x)``
+      in ``[0, 1]``; ties are broken by the lower ``max_j log p(x | w=j)``.
+    - **Optimal α.**  The linear programmes of eq. 8 (and its semi-factual
+      counterpart) have a one-hot optimum on the simplex, so sampling under
+      α is sampling from one lower component ``i* = argmax_i c_i`` with
+      ``c_i = p(z_q=i | x_q) (1 - sum_j Psi_ij^2)`` (counterfactual) or
+      ``c_i = (Psi v)_i - p(z_q=i | x_q) sum_j Psi_ij^2``,
+      ``v_j = sum_i' Psi_i'j p(z_q=i' | x_q)`` (semi-factual); no LP
+      solver.  Spatially this is done per position with ``Q^(r)``, and a
+      candidate's score is the mean over positions of eq. 7 / eq. 9.
+    - **The model's decision on sampled features.**  The paper does not say
+      how generated features are pushed through the network.  Here the
+      pooled map is brought back to the layer's resolution by a decoder and
+      put in place of the layer's output in a forward pass (a forward
+      hook), so the rest of the network decides; this needs the layer's
+      output to be the only path to the output (true for sequential CNNs).
+      ``decoder="linear"`` is a least-squares inverse of the pooling fitted
+      on the training maps: each cell's ``k x k x C`` block is a ridge
+      regression on the pooled ``3 x 3`` neighbourhood (on the cell alone
+      when ``9 C`` is large), corrected so that its average pool equals the
+      features exactly.  ``"nearest"`` upsamples.  ``"anchored"`` changes a
+      real full map (the query's for counterfactuals and semi-factuals, the
+      nearest real example's otherwise) by the upsampled pooled difference;
+      its decisions follow the anchor, so counterfactuals rarely flip.
+      :meth:`decoder_fidelity` measures how often the decision through the
+      decoder equals the decision on the image.  Mined examples always
+      carry the model's decision on the real input.
+    - **ℓ2 distances** are measured in the whitened lower-feature space and
+      divided by ``sqrt(R * D)`` (root mean square per dimension); the paper
+      does not give its units.  The query's distance to its nearest unlike
+      neighbour (``info["nun_distance"]`` of :meth:`counterfactuals` and
+      :meth:`semifactuals`) is a scale that means something for one query.
+    - **Component and class.**  With the logits as higher features and as
+      many higher components as classes, the higher mixture is initialised
+      from the model's predicted classes (one component per class) instead
+      of k-means, and each component is mapped to the class the model
+      predicts most often for the examples it explains
+      (``component_classes_``); the proxy's class probability is the sum of
+      ``p(w=j | x)`` over that class's components.
+
+    References
+    ----------
+    .. [1] Joint Gaussian Mixture Model for versatile deep visual model
+       explanation. Anonymous ICLR 2023 submission, OpenReview amyZRbMrUA.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy import JGMMExplainer, JointGaussianMixture
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.ReLU(),
+    ...                             torch.nn.Flatten(), torch.nn.Linear(48, 2)).eval()
+    >>> mixture = JointGaussianMixture(n_lower=2, n_higher=2, max_iter=5)
+    >>> ex = JGMMExplainer(model, "1", mixture=mixture, random_state=0, progress=False)
+    >>> ex = ex.fit(torch.rand(60, 1, 4, 4))
+    >>> ex.mixture_.n_lower, mixture.random_state is None
+    (2, True)
+    >>> 0.0 <= ex.proxy_accuracy(torch.rand(10, 1, 4, 4)) <= 1.0
+    True
     """
 
     def __init__(
@@ -355,40 +381,29 @@ class JGMMExplainer:
         model: nn.Module,
         lower_layer: Union[str, nn.Module],
         higher_layer: Union[str, nn.Module, None] = None,
-        n_lower: int = 32,
-        n_higher: Optional[int] = None,
+        mixture: Optional[JointGaussianMixture] = None,
         pool_kernel: Optional[int] = 2,
         pool_grid: Optional[int] = None,
         spatial: bool = True,
-        random_state: Optional[int] = None,
+        decoder: str = "linear",
+        decoder_examples: int = 2048,
+        random_state: RandomState = None,
         device: Union[str, torch.device, None] = None,
         batch_size: int = 256,
         progress: bool = True,
         keep_inputs: bool = True,
-        decoder: str = "linear",
-        decoder_examples: int = 2048,
-        pool: Any = _UNSET,
-        **mixture_params: Any,
     ) -> None:
         if lower_layer is None:
             raise ValueError("lower_layer is required, e.g. 'conv2' (a middle convolution)")
+        if mixture is not None and not isinstance(mixture, JointGaussianMixture):
+            raise TypeError(
+                "mixture must be None or a captum_prior.proxy.JointGaussianMixture, got "
+                f"{type(mixture).__name__}; e.g. mixture=JointGaussianMixture(n_lower=16, max_iter=50)"
+            )
         self.model = model
         self.lower_module = resolve_layer(model, lower_layer, "lower_layer")
         self.higher_module = None if higher_layer is None else resolve_layer(model, higher_layer, "higher_layer")
-        self.n_lower = check_int(n_lower, "n_lower", 1)
-        self.n_higher = None if n_higher is None else check_int(n_higher, "n_higher", 1)
-        if pool is not _UNSET:
-            warnings.warn(
-                "JGMMExplainer(pool=g) is deprecated: it pools to a g x g output grid; pass "
-                "pool_grid=g for the same behaviour, or pool_kernel=k for the paper's k x k "
-                "average-pooling kernel (the new default, pool_kernel=2)",
-                DeprecationWarning, stacklevel=2,
-            )
-            if pool_grid is not None:
-                raise ValueError("pass pool_grid only (pool is its deprecated alias), not both")
-            pool_grid = pool
-            if pool is None:
-                pool_kernel = None  # the old pool=None: keep the full map
+        self.mixture = mixture
         self.pool_kernel = None if pool_kernel is None else check_int(pool_kernel, "pool_kernel", 1)
         self.pool_grid = None if pool_grid is None else check_int(pool_grid, "pool_grid", 1)
         self.decoder = check_choice(decoder, "decoder", _DECODERS)
@@ -402,14 +417,6 @@ class JGMMExplainer:
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.progress = bool(progress)
         self.keep_inputs = bool(keep_inputs)
-        allowed = {"estep", "max_iter", "tol", "n_init", "reg_covar", "whiten", "dtype", "verbose", "covariance"}
-        unknown = set(mixture_params) - allowed
-        if unknown:
-            raise TypeError(
-                f"unknown argument(s) {sorted(unknown)}; JointGaussianMixture accepts "
-                + ", ".join(sorted(allowed))
-            )
-        self.mixture_params = mixture_params
 
     # ------------------------------------------------------------- features
     def _model_device(self) -> torch.device:
@@ -587,12 +594,17 @@ class JGMMExplainer:
         self.decoder_ = self._fit_decoder(layer_shape)
         n_classes = out.shape[1]
         preds = out.argmax(1)
-        k_y = self.n_higher if self.n_higher is not None else n_classes
         dev = torch.device(self.device) if self.device is not None else self._model_device()
-        params = dict(self.mixture_params)
-        self.mixture_ = JointGaussianMixture(
-            n_lower=self.n_lower, n_higher=k_y, random_state=self.random_state, device=dev, **params
-        )
+        if self.mixture is None:
+            mix = JointGaussianMixture(n_lower=32, n_higher=n_classes)
+        else:
+            mix = clone(self.mixture)
+        if mix.random_state is None:
+            mix.set_params(random_state=self.random_state)
+        if mix.device is None:
+            mix.set_params(device=dev)
+        self.mixture_ = mix
+        k_y = check_int(mix.n_higher, "mixture.n_higher", 1)
         labels = preds if (self.higher_module is None and k_y == n_classes) else None
         if labels is not None and int(torch.bincount(labels, minlength=k_y).min()) == 0:
             labels = None  # a class is never predicted: fall back to k-means
@@ -869,7 +881,7 @@ class JGMMExplainer:
                 s = self._ex_scores("log_g")[:, :, j].amax(1)
             top = s.topk(min(n, s.shape[0]))
             return self._mined("prototype", top.indices, top.values, info={"component": j, "level": level})
-        seed = self._seed(random_state)
+        seed = self.random_state if random_state is None else random_state
         if level == "higher":
             feats = m.sample(n, higher_component=j, random_state=seed)[0]
             s = m.log_prob_given_higher(feats)[:, j]
@@ -880,11 +892,6 @@ class JGMMExplainer:
         order = s.argsort(descending=True)
         return self._sampled("prototype", feats[order], s[order], info={"component": j, "level": level})
 
-    def _seed(self, random_state: Optional[int]) -> Any:
-        if random_state is not None:
-            return random_state
-        return self.random_state
-
     # ---------------------------------------------------------- criticisms
     def _reference(self, n_reference: int, seed: Any) -> Tensor:
         """Sorted log p(x' | w=j) of n_reference samples x' ~ p(.|w=j), K_y x n."""
@@ -892,7 +899,7 @@ class JGMMExplainer:
         if key in self._reference_cache and key[1] is not None:
             return self._reference_cache[key]
         m = self.mixture_
-        gen = _generator(seed)
+        gen = torch_generator(seed)
         refs = []
         for j in range(m.weights_.shape[0]):
             feats = m.sample(n_reference, higher_component=j, random_state=gen)[0]
@@ -907,7 +914,7 @@ class JGMMExplainer:
         of ``n_reference`` samples of ``p(. | w=j)`` whose density is at most
         ``p(x | w=j)`` (a tail probability in ``[0, 1]``)."""
         self._check_fitted()
-        ref = self._reference(check_int(n_reference, "n_reference", 10), self._seed(random_state))
+        ref = self._reference(check_int(n_reference, "n_reference", 10), self.random_state if random_state is None else random_state)
         lp = self.mixture_.log_prob_given_higher(features.to(self.mixture_._dev)).cpu()
         return self._crit_from_logp(lp, ref)
 
@@ -934,7 +941,7 @@ class JGMMExplainer:
         self._check_fitted()
         n = check_int(n, "n", 1)
         lp = self._ex_scores("log_p_given_w")
-        ref = self._reference(check_int(n_reference, "n_reference", 10), self._seed(random_state))
+        ref = self._reference(check_int(n_reference, "n_reference", 10), self.random_state if random_state is None else random_state)
         crit = self._crit_from_logp(lp, ref)
         best = lp.amax(1).double()
         # sort by (criticism desc, best log-density asc)
@@ -967,7 +974,7 @@ class JGMMExplainer:
             res = self._mined("influential", top.indices, top.values)
         else:
             n_samples = check_int(n_samples, "n_samples", 1)
-            gen = _generator(self._seed(random_state))
+            gen = torch_generator(self.random_state if random_state is None else random_state)
             if m.n_positions_ == 1:
                 kx = m.lower_means_.shape[0]
                 per = max(1, n_samples // kx)
@@ -1052,7 +1059,7 @@ class JGMMExplainer:
         # the scale a reader can use: the query's nearest unlike neighbour in the mining set
         info["nun_distance"] = float(ex_dist[unlike].min()) if bool(unlike.any()) else math.inf
         if source == "sampled":
-            feats = m.sample(n_samples, lower_component=istar, random_state=self._seed(random_state))[0].float().cpu()
+            feats = m.sample(n_samples, lower_component=istar, random_state=self.random_state if random_state is None else random_state)[0].float().cpu()
             dist = self._rms_dist(self._white(feats), q_white.to(m._dev).float())[:, 0].cpu()
             keep = (dist >= lo) & (dist <= hi)
             feats, dist = feats[keep], dist[keep]
