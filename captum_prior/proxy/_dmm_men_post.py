@@ -2,8 +2,7 @@
 
 The diagnostics are ArviZ's (``arviz-stats``, numpy + scipy only): rank-normalised
 split R-hat, bulk and tail effective sample size and Monte-Carlo standard error
-(Vehtari et al. 2021), over several chains.  They replace the hand-written
-Geyer ESS and Geweke z this module used to carry.
+(Vehtari et al. 2021), over several chains.
 """
 
 from __future__ import annotations

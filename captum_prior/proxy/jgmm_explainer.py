@@ -51,29 +51,45 @@ Data = Union[Tensor, Iterable[Any]]
 class JGMMExamples:
     """Explanatory examples returned by :class:`JGMMExplainer`.
 
-    Attributes:
-        kind (str): ``"prototype"``, ``"criticism"``, ``"influential"``,
-                    ``"counterfactual"`` or ``"semifactual"``.
-        source (str): ``"mined"`` (real examples) or ``"sampled"`` (generated
-                    features).
-        scores (Tensor): the method's score of each example (higher = better
-                    example of its kind), ``n``.
-        decisions (Tensor): the model's decision (class index) for each
-                    example: on the real input for mined examples, on the
-                    generated features (decoded through the rest of the
-                    network) for sampled ones.
-        proxy (Tensor): the JGMM proxy's class for each example.
-        features (Tensor): lower features (pooled, original coordinates), in
-                    the layout the mixture uses (``n x D`` or ``n x R x C``).
-        indices (Tensor): for mined examples, the index of each example in the
-                    explained data (iteration order); for sampled ones, the
-                    index of the nearest real example.
-        inputs (Tensor or None): the model inputs of ``indices`` (the real
-                    examples, or the nearest real example of each sample), when
-                    the explainer keeps inputs.
-        distances (Tensor or None): ℓ2 distance to the query (whitened RMS
-                    units), for counterfactuals and semi-factuals.
-        info (dict): extra details (component, query decision, ...).
+    Parameters
+    ----------
+    kind : str
+        ``"prototype"``, ``"criticism"``, ``"influential"``,
+        ``"counterfactual"`` or ``"semifactual"``.
+    source : str
+        ``"mined"`` (real examples) or ``"sampled"`` (generated features).
+    scores : Tensor
+        The method's score of each example (higher is a better example of its
+        kind), ``n``.
+    decisions : Tensor
+        The model's decision (class index) for each example: on the real
+        input for mined examples, on the generated features (decoded through
+        the rest of the network) for sampled ones.
+    proxy : Tensor
+        The JGMM proxy's class for each example.
+    features : Tensor
+        Lower features (pooled, original coordinates) in the mixture's layout
+        (``n x D`` or ``n x R x C``).
+    indices : Tensor
+        Mined examples: the index of each example in the explained data
+        (iteration order); sampled ones: the index of the nearest real
+        example.
+    inputs : Tensor or None, default None
+        The model inputs of ``indices``, when the explainer keeps inputs.
+    distances : Tensor or None, default None
+        ℓ2 distance to the query (whitened RMS units), for counterfactuals
+        and semi-factuals.
+    info : dict
+        Extra details (component, query decision, ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.proxy.jgmm_explainer import JGMMExamples
+    >>> ex = JGMMExamples("prototype", "mined", torch.ones(2), torch.zeros(2), torch.zeros(2),
+    ...                   torch.zeros(2, 3), torch.arange(2))
+    >>> len(ex)
+    2
     """
 
     kind: str
@@ -483,14 +499,29 @@ class JGMMExplainer:
         return None
 
     def extract(self, data: Data) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-        """Lower features (pooled), higher features and model outputs for
-        ``data``, one forward per batch through hooks that are removed
-        afterwards.  The first ``decoder_examples`` full-resolution lower maps
-        also feed the linear decoder that :meth:`fit_features` fits next.
+        """Lower features (pooled), higher features and model outputs for ``data``.
 
-        Returns:
+        One forward pass per batch, through hooks that are removed afterwards.
+        The first ``decoder_examples`` full-resolution lower maps also feed
+        the linear decoder that :meth:`fit_features` fits next.
+
+        Parameters
+        ----------
+        data : Tensor or iterable
+            Model inputs, or a DataLoader / iterable of batches ``x`` or
+            ``(x, y, ...)``.
+
+        Returns
+        -------
+        tuple
             ``(lower, higher, outputs, inputs)``; ``inputs`` is the
-            concatenated model inputs when ``keep_inputs`` else None.
+            concatenated model inputs with ``keep_inputs``, else ``None``.
+
+        Raises
+        ------
+        ValueError
+            NaN or Inf in the inputs, outputs that are not ``N x C``, or a
+            lower layer that does not fit the pooling.
         """
         return self._extract(data, collect=True)
 
@@ -553,13 +584,26 @@ class JGMMExplainer:
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: Data) -> "JGMMExplainer":
-        r"""Extract both layers' features of ``data`` (the model's training
-        data, paper §4.1) and fit the mixture; ``data`` also becomes the set
+        r"""Extract both layers' features of ``data`` and fit the mixture.
+
+        ``data`` is the model's training data (§4.1); it also becomes the set
         that examples are mined from (see :meth:`set_examples`).
 
-        Args:
-            data (Tensor or iterable): model inputs, or a DataLoader / iterable
-                        of batches ``x`` or ``(x, y, ...)``.
+        Parameters
+        ----------
+        data : Tensor or iterable
+            Model inputs, or a DataLoader / iterable of batches ``x`` or
+            ``(x, y, ...)``.
+
+        Returns
+        -------
+        JGMMExplainer
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`extract`, or as ``JointGaussianMixture.fit``.
         """
         low, high, out, inputs = self.extract(data)
         return self.fit_features(low, high, out, inputs)
@@ -567,10 +611,29 @@ class JGMMExplainer:
     def fit_features(
         self, lower: Tensor, higher: Tensor, outputs: Tensor, inputs: Optional[Tensor] = None
     ) -> "JGMMExplainer":
-        """Fit from features already returned by :meth:`extract` of this
-        explainer (so that one extraction can serve several fits).  The linear
-        decoder is fitted on the full-resolution maps seen by the latest
-        :meth:`extract` call, so extract the training data last."""
+        """Fit from features already returned by :meth:`extract` of this explainer.
+
+        One extraction can then serve several fits.  The linear decoder is
+        fitted on the full-resolution maps seen by the latest :meth:`extract`
+        call, so extract the training data last.
+
+        Parameters
+        ----------
+        lower, higher, outputs : Tensor
+            The first three items returned by :meth:`extract`.
+        inputs : Tensor or None, default None
+            The fourth item (the model inputs), for mined examples' images.
+
+        Returns
+        -------
+        JGMMExplainer
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            :meth:`extract` was not called, or the row counts differ.
+        """
         if getattr(self, "_input_meta", None) is None:
             raise ValueError("call extract(data) on this explainer before fit_features")
         if not (lower.shape[0] == higher.shape[0] == outputs.shape[0]):
@@ -641,8 +704,26 @@ class JGMMExplainer:
             raise NotFittedError("This JGMMExplainer is not fitted yet; call fit(data) first.")
 
     def set_examples(self, data: Data) -> "JGMMExplainer":
-        """Use ``data`` (e.g. training plus test data, as the paper's
-        explaining step does) as the set that examples are mined from."""
+        """Use ``data`` as the set that examples are mined from.
+
+        E.g. training plus test data, as the paper's explaining step does.
+
+        Parameters
+        ----------
+        data : Tensor or iterable
+            Model inputs, or a DataLoader / iterable of batches ``x`` or
+            ``(x, y, ...)``.
+
+        Returns
+        -------
+        JGMMExplainer
+            ``self``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         self._check_fitted()
         low, _, out, inputs = self._extract(data, collect=False)
         self._set_examples(low, out, inputs)
@@ -651,7 +732,27 @@ class JGMMExplainer:
     def set_example_features(
         self, lower: Tensor, outputs: Tensor, inputs: Optional[Tensor] = None
     ) -> "JGMMExplainer":
-        """As :meth:`set_examples`, from features returned by :meth:`extract`."""
+        """As :meth:`set_examples`, from features returned by :meth:`extract`.
+
+        Parameters
+        ----------
+        lower, outputs : Tensor
+            Lower features and model outputs from :meth:`extract`.
+        inputs : Tensor or None, default None
+            The model inputs, for mined examples' images.
+
+        Returns
+        -------
+        JGMMExplainer
+            ``self``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``lower`` and ``outputs`` have different row counts.
+        """
         self._check_fitted()
         if lower.shape[0] != outputs.shape[0]:
             raise ValueError(f"lower has {lower.shape[0]} rows but outputs {outputs.shape[0]}")
@@ -673,16 +774,51 @@ class JGMMExplainer:
         return out
 
     def proxy_predict_features(self, features: Tensor) -> Tensor:
-        """The proxy's class for lower features in the mixture's layout."""
+        """The proxy's class for lower features in the mixture's layout.
+
+        Parameters
+        ----------
+        features : Tensor
+            ``n x D`` or ``n x R x C`` lower features (as :meth:`extract`).
+
+        Returns
+        -------
+        Tensor
+            ``(n,)`` class indices.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         self._check_fitted()
         if features.shape[0] == 0:
             return torch.zeros(0, dtype=torch.long)
         return self._class_proba(features).argmax(1).cpu()
 
     def proxy_accuracy(self, data: Data) -> float:
-        r"""Faithfulness (paper §4.2, Table 1): the fraction of ``data`` (held
-        out from :meth:`fit`) on which the proxy's class,
-        ``argmax_c sum_{j -> c} p(w=j | x)``, equals the model's own decision."""
+        r"""Faithfulness of the proxy model (§4.2, Table 1).
+
+        The fraction of ``data`` (held out from :meth:`fit`) on which the
+        proxy's class, ``argmax_c sum_{j -> c} p(w=j | x)``, equals the
+        model's own decision.
+
+        Parameters
+        ----------
+        data : Tensor or iterable
+            Model inputs, or a DataLoader / iterable of batches ``x`` or
+            ``(x, y, ...)``.
+
+        Returns
+        -------
+        float
+            In ``[0, 1]``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         self._check_fitted()
         low, _, out, _ = self._extract(data, collect=False)
         pred = self.proxy_predict_features(low)
@@ -693,14 +829,33 @@ class JGMMExplainer:
 
         The lower layer's output is replaced by the features brought back to
         the layer's resolution, and the rest of the network decides (see the
-        module docstring).  Without ``anchor_inputs`` the explainer's decoder
-        does this (the fitted linear inverse of the pooling by default;
+        class Notes).  Without ``anchor_inputs`` the explainer's decoder does
+        this (the fitted linear inverse of the pooling by default;
         nearest-neighbour upsampling for ``decoder="nearest"`` or
-        ``"anchored"``).  With ``anchor_inputs`` (one model input, or one per
-        feature row) the layer's real map on the anchor is changed by the
-        upsampled difference of pooled features, the smallest change whose
-        pooled version equals the features; real examples anchored on
-        themselves are then decided exactly as the model decides on them.
+        ``"anchored"``).  With ``anchor_inputs`` the layer's real map on the
+        anchor is changed by the upsampled difference of pooled features, the
+        smallest change whose pooled version equals the features; real
+        examples anchored on themselves are then decided exactly as the model
+        decides on them.
+
+        Parameters
+        ----------
+        features : Tensor
+            ``n x D`` or ``n x R x C`` lower features.
+        anchor_inputs : Tensor or None, default None
+            One model input, or one per feature row.
+
+        Returns
+        -------
+        Tensor
+            ``(n,)`` class indices.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``anchor_inputs`` with neither 1 nor ``n`` rows.
         """
         self._check_fitted()
         if features.shape[0] == 0:
@@ -741,12 +896,30 @@ class JGMMExplainer:
                              self.layer_shape_, self._model_device())
 
     def decoder_fidelity(self, data: Data) -> float:
-        r"""How faithfully the model's decision survives the pooling and the
-        decoder: the fraction of ``data`` (use held-out data) on which the
-        model's decision on the pooled features, decoded by :meth:`decide`
-        (no anchor), equals its decision on the image.  1.0 without pooling.
-        Decisions on *sampled* features (counterfactuals, prototypes) can be
-        trusted about as far as this figure."""
+        r"""How faithfully the model's decision survives the pooling and the decoder.
+
+        The fraction of ``data`` (use held-out data) on which the model's
+        decision on the pooled features, decoded by :meth:`decide` (no
+        anchor), equals its decision on the image; 1.0 without pooling.
+        Decisions on sampled features (counterfactuals, prototypes) can be
+        trusted about as far as this figure.
+
+        Parameters
+        ----------
+        data : Tensor or iterable
+            Model inputs, or a DataLoader / iterable of batches ``x`` or
+            ``(x, y, ...)``.
+
+        Returns
+        -------
+        float
+            In ``[0, 1]``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         self._check_fitted()
         low, _, out, _ = self._extract(data, collect=False)
         return float((self.decide(low) == out.argmax(1)).double().mean())
@@ -845,27 +1018,40 @@ class JGMMExplainer:
     # ---------------------------------------------------------- prototypes
     def prototypes(
         self, j: int, n: int = 8, source: str = "mined", level: str = "higher",
-        random_state: Optional[int] = None,
+        random_state: RandomState = None,
     ) -> JGMMExamples:
-        r"""Prototypes of a component (paper eq. 4).
+        r"""Prototypes of a component (eq. 4).
 
-        Args:
-            j (int): the component: a higher component ``w = j`` (``level=
-                        "higher"``; with logits, class ``component_classes_[j]``)
-                        or a lower component ``z = j`` (``level="lower"``).
-            n (int, optional): number of examples. Default: 8
-            source (str, optional): ``"mined"``: the examples with the highest
-                        ``p(x | w=j)`` (eq. 4; for ``level="lower"``, the highest
-                        ``max_r G(x^(r) | mu_j, Sigma_j)``); ``"sampled"``: draws
-                        from ``p(x | w=j)`` (or from ``G(mu_j, Sigma_j)`` at every
-                        position), ranked by the same score. Default: ``"mined"``
-            level (str, optional): ``"higher"`` or ``"lower"``. Default: ``"higher"``
-            random_state (int, optional): seed for sampling; None uses the
-                        explainer's. Default: None
+        Parameters
+        ----------
+        j : int
+            The component: a higher component ``w = j`` (``level="higher"``;
+            with logits, class ``component_classes_[j]``) or a lower
+            component ``z = j`` (``level="lower"``).
+        n : int, default 8
+            Number of examples.
+        source : {"mined", "sampled"}, default "mined"
+            ``"mined"``: the examples with the highest ``p(x | w=j)`` (for
+            ``level="lower"``, the highest ``max_r G(x^(r) | mu_j,
+            Sigma_j)``); ``"sampled"``: draws from ``p(x | w=j)`` (or from
+            ``G(mu_j, Sigma_j)`` at every position), ranked by the same score.
+        level : {"higher", "lower"}, default "higher"
+            Which mixture ``j`` indexes.
+        random_state : None, int or torch.Generator, default None
+            Seed for sampling; ``None`` uses the explainer's.
 
-        Returns:
-            :class:`JGMMExamples` with ``scores`` = log-density (original
-            pooled-feature coordinates).
+        Returns
+        -------
+        JGMMExamples
+            ``scores`` are log-densities (original pooled-feature
+            coordinates).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``j`` out of range, or an unknown ``source`` or ``level``.
         """
         self._check_fitted()
         self._check_source(source)
@@ -909,10 +1095,33 @@ class JGMMExplainer:
         return out
 
     def criticism_scores(self, features: Tensor, n_reference: int = 2000,
-                         random_state: Optional[int] = None) -> Tensor:
-        r"""Normalised eq. 5: ``1 - max_j F_j(x)`` with ``F_j(x)`` the fraction
-        of ``n_reference`` samples of ``p(. | w=j)`` whose density is at most
-        ``p(x | w=j)`` (a tail probability in ``[0, 1]``)."""
+                         random_state: RandomState = None) -> Tensor:
+        r"""Criticism score of lower features: the normalised eq. 5.
+
+        ``1 - max_j F_j(x)``, with ``F_j(x)`` the fraction of
+        ``n_reference`` samples of ``p(. | w=j)`` whose density is at most
+        ``p(x | w=j)`` (a tail probability in ``[0, 1]``; see the class
+        Notes).
+
+        Parameters
+        ----------
+        features : Tensor
+            ``n x D`` or ``n x R x C`` lower features.
+        n_reference : int, default 2000
+            Reference samples per higher component.
+        random_state : None, int or torch.Generator, default None
+            Seed for sampling; ``None`` uses the explainer's.
+
+        Returns
+        -------
+        Tensor
+            ``(n,)`` scores in ``[0, 1]``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         self._check_fitted()
         ref = self._reference(check_int(n_reference, "n_reference", 10), self.random_state if random_state is None else random_state)
         lp = self.mixture_.log_prob_given_higher(features.to(self.mixture_._dev)).cpu()
@@ -928,15 +1137,32 @@ class JGMMExplainer:
         return 1.0 - tails.amax(1)
 
     def criticisms(self, n: int = 8, n_reference: int = 2000,
-                   random_state: Optional[int] = None) -> JGMMExamples:
-        r"""Criticisms: real examples that no higher component represents well
-        (paper eq. 5, normalised; see the module docstring).  Sampling
-        criticisms is not supported (as in the paper).
+                   random_state: RandomState = None) -> JGMMExamples:
+        r"""Criticisms: real examples that no higher component represents well.
 
-        Returns:
-            :class:`JGMMExamples`; ``scores`` in ``[0, 1]`` (1 = less typical
-            than every reference sample of every component); ties broken by
-            the lower ``max_j log p(x | w=j)``, given in ``info["max_log_density"]``.
+        Eq. 5, normalised (see the class Notes).  Sampling criticisms is not
+        supported, as in the paper.
+
+        Parameters
+        ----------
+        n : int, default 8
+            Number of examples.
+        n_reference : int, default 2000
+            Reference samples per higher component.
+        random_state : None, int or torch.Generator, default None
+            Seed for sampling; ``None`` uses the explainer's.
+
+        Returns
+        -------
+        JGMMExamples
+            ``scores`` in ``[0, 1]`` (1 is less typical than every reference
+            sample of every component); ties are broken by the lower
+            ``max_j log p(x | w=j)``, given in ``info["max_log_density"]``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
         """
         self._check_fitted()
         n = check_int(n, "n", 1)
@@ -956,13 +1182,35 @@ class JGMMExplainer:
         return -(p * torch.log(p.clamp_min(1e-300))).sum(1)
 
     def influential(self, n: int = 8, source: str = "mined", n_samples: int = 2000,
-                    random_state: Optional[int] = None) -> JGMMExamples:
+                    random_state: RandomState = None) -> JGMMExamples:
         r"""Influential examples: the highest entropy of ``p(w | x)`` (eq. 6).
 
-        ``source="sampled"`` draws ``n_samples`` features (from each lower
-        component in turn for the plain model; ancestrally from the joint
-        model for the spatial one) and keeps the ``n`` of highest entropy.
-        ``info["top2"]`` holds the two most likely classes of each example.
+        Parameters
+        ----------
+        n : int, default 8
+            Number of examples.
+        source : {"mined", "sampled"}, default "mined"
+            ``"sampled"`` draws ``n_samples`` features (from each lower
+            component in turn for the plain model; ancestrally from the joint
+            model for the spatial one) and keeps the ``n`` of highest
+            entropy.
+        n_samples : int, default 2000
+            Draws for ``source="sampled"``.
+        random_state : None, int or torch.Generator, default None
+            Seed for sampling; ``None`` uses the explainer's.
+
+        Returns
+        -------
+        JGMMExamples
+            ``scores`` are entropies; ``info["top2"]`` holds the two most
+            likely classes of each example.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            An unknown ``source``.
         """
         self._check_fitted()
         self._check_source(source)
@@ -1035,7 +1283,7 @@ class JGMMExplainer:
 
     def _local(
         self, kind: str, x_query: Tensor, n: int, min_distance: Optional[float],
-        max_distance: Optional[float], source: str, n_samples: int, random_state: Optional[int],
+        max_distance: Optional[float], source: str, n_samples: int, random_state: RandomState,
     ) -> JGMMExamples:
         self._check_fitted()
         self._check_source(source)
@@ -1087,44 +1335,92 @@ class JGMMExplainer:
 
     def counterfactuals(
         self, x_query: Tensor, n: int = 8, max_distance: Optional[float] = None,
-        source: str = "sampled", n_samples: int = 1000, random_state: Optional[int] = None,
+        source: str = "sampled", n_samples: int = 1000, random_state: RandomState = None,
     ) -> JGMMExamples:
-        r"""Counterfactuals for one query (paper eq. 7-8): examples close to the
-        query in the lower feature space on which the model decides otherwise.
+        r"""Counterfactuals for one query (eq. 7-8).
 
-        ``source="sampled"``: draw ``n_samples`` features from the lower
-        component ``i*`` of the one-hot optimal α (per position spatially),
-        reject those farther than ``max_distance`` from the query (whitened
-        RMS ℓ2) or on which the model keeps the query's decision, and return
-        the ``n`` with the highest eq. 7 score.  ``source="mined"``: the same
-        filter and ranking over the real examples.
+        Examples close to the query in the lower feature space on which the
+        model decides otherwise.  ``source="sampled"``: draw ``n_samples``
+        features from the lower component ``i*`` of the one-hot optimal α
+        (per position spatially), reject those farther than
+        ``max_distance`` from the query (whitened RMS ℓ2) or on which the
+        model keeps the query's decision, and return the ``n`` with the
+        highest eq. 7 score.  ``source="mined"``: the same filter and
+        ranking over the real examples.
 
-        Args:
-            x_query (Tensor): one model input (``C x H x W`` or ``1 x C x H x W``).
-            n (int, optional): number of examples. Default: 8
-            max_distance (float, optional): the ℓ2 constraint σ. Default: None
-            source (str, optional): ``"sampled"`` or ``"mined"``. Default: ``"sampled"``
-            n_samples (int, optional): draws before filtering. Default: 1000
-            random_state (int, optional): seed; None uses the explainer's.
+        Parameters
+        ----------
+        x_query : Tensor
+            One model input (``C x H x W`` or ``1 x C x H x W``).
+        n : int, default 8
+            Number of examples.
+        max_distance : float or None, default None
+            The ℓ2 constraint σ; ``None`` is no constraint.
+        source : {"sampled", "mined"}, default "sampled"
+            Generate or mine.
+        n_samples : int, default 1000
+            Draws before filtering.
+        random_state : None, int or torch.Generator, default None
+            Seed for sampling; ``None`` uses the explainer's.
 
-        Returns:
-            :class:`JGMMExamples` with ``distances``; ``info`` holds the query's
-            decision, ``i*``, the α coefficients, the acceptance counts and
-            ``nun_distance`` (the query's distance to its nearest unlike
-            neighbour in the mining set, same units as ``distances``).
+        Returns
+        -------
+        JGMMExamples
+            With ``distances``; ``info`` holds the query's decision, ``i*``,
+            the α coefficients, the acceptance counts and ``nun_distance``
+            (the query's distance to its nearest unlike neighbour in the
+            mining set, in the units of ``distances``).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``x_query`` is not one input, or a negative distance.
+        TypeError
+            ``x_query`` is not a Tensor.
         """
         return self._local("counterfactual", x_query, n, None, max_distance, source, n_samples, random_state)
 
     def semifactuals(
         self, x_query: Tensor, n: int = 8, min_distance: Optional[float] = None,
         max_distance: Optional[float] = None, source: str = "sampled",
-        n_samples: int = 1000, random_state: Optional[int] = None,
+        n_samples: int = 1000, random_state: RandomState = None,
     ) -> JGMMExamples:
-        r"""Semi-factuals for one query (paper eq. 9): examples likely from a
-        different lower component than the query but with the same decision.
+        r"""Semi-factuals for one query (eq. 9).
 
-        As :meth:`counterfactuals`, with the semi-factual coefficients, keeping
-        candidates on which the model *keeps* the query's decision and whose
-        distance lies in ``[min_distance, max_distance]``.
+        Examples likely from another lower component than the query's but
+        with the same decision: as :meth:`counterfactuals`, with the
+        semi-factual coefficients, keeping candidates on which the model
+        keeps the query's decision and whose distance lies in
+        ``[min_distance, max_distance]``.
+
+        Parameters
+        ----------
+        x_query : Tensor
+            One model input (``C x H x W`` or ``1 x C x H x W``).
+        n : int, default 8
+            Number of examples.
+        min_distance, max_distance : float or None, default None
+            The distance window (whitened RMS ℓ2); ``None`` is unbounded.
+        source : {"sampled", "mined"}, default "sampled"
+            Generate or mine.
+        n_samples : int, default 1000
+            Draws before filtering.
+        random_state : None, int or torch.Generator, default None
+            Seed for sampling; ``None`` uses the explainer's.
+
+        Returns
+        -------
+        JGMMExamples
+            As :meth:`counterfactuals`.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``x_query`` is not one input, or ``min_distance`` exceeds
+            ``max_distance``.
         """
         return self._local("semifactual", x_query, n, min_distance, max_distance, source, n_samples, random_state)
