@@ -455,7 +455,6 @@ class Sampler:
         g = -np.log(-np.log(self.rng.random(logp.shape)))
         st.z = np.argmax(logp + g, axis=1)
 
-    # ------------------------------------------------------ split-merge
     def _stick_breaking(self, st: State) -> None:
         # exact: u_j | z, alpha ~ Beta(1 + n_j, alpha + n_{>j}), j < J (Ishwaran & James 2001)
         J = self.h.J
