@@ -666,12 +666,11 @@ class JGMMExplainer:
             mix.set_params(random_state=self.random_state)
         if mix.device is None:
             mix.set_params(device=dev)
-        self.mixture_ = mix
         k_y = check_int(mix.n_higher, "mixture.n_higher", 1)
         labels = preds if (self.higher_module is None and k_y == n_classes) else None
         if labels is not None and int(torch.bincount(labels, minlength=k_y).min()) == 0:
             labels = None  # a class is never predicted: fall back to k-means
-        self.mixture_.fit(low, high, higher_labels=labels)
+        self.mixture_ = mix.fit(low, high, higher_labels=labels)
         # component -> class: the class the model predicts most for each component
         h = self.mixture_.predict_higher_proba(high.to(dev))
         votes = torch.zeros(k_y, n_classes, dtype=h.dtype, device=h.device)
