@@ -232,11 +232,8 @@ def _known_shapes(path: str, kind: str, meta: Dict[str, Any]) -> Optional[Dict[s
             }
         if kind == "DMMMEN":
             K, d = int(meta["params"]["n_components"]), int(meta["n_features_in_"])
-            # format 1 stored one chain's traces as 1-D; format 2 stores (chains, T)
-            chains = ("T",) if "n_chains_" not in meta else (int(meta["n_chains_"]), "T")
-            traces = {"trace_": chains, "log_likelihood_trace_": chains}
-            if "n_chains_" in meta:
-                traces["marginal_trace_"] = chains
+            chains = (int(meta["n_chains_"]), "T")
+            traces = {"trace_": chains, "log_likelihood_trace_": chains, "marginal_trace_": chains}
             return {
                 "coef_": (K, d), "intercept_": (K,), "weights_": (K,), "sigma2_": (K,),
                 "penalty_": (K, "Q"), "labels_": ("N",), "component_sizes_": (K,),
