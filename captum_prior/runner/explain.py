@@ -50,12 +50,13 @@ def model_fingerprint(model: Any) -> str:
 def _takes_generator_list(attribution: Any, kwargs: Mapping[str, Any]) -> bool:
     """Whether ``attribution`` declares that, with these ``attribute`` arguments,
     one call with one generator per example gives every example the result of
-    its own one-example call (``_per_example_generators``: a bool, or a method
-    of the arguments; see ExpectedGradients and ValidPathGradients)."""
-    flag = getattr(attribution, "_per_example_generators", False)
-    if callable(flag):
-        flag = flag(dict(kwargs))
-    return bool(flag) and not callable(kwargs.get("baselines"))
+    its own one-example call: its method ``_per_example_generators(kwargs)``
+    says so (see ExpectedGradients and ValidPathGradients); classes without
+    it (Captum's) are called one example at a time."""
+    declares = getattr(attribution, "_per_example_generators", None)
+    if declares is None or callable(kwargs.get("baselines")):
+        return False
+    return bool(declares(dict(kwargs)))
 
 
 def _detect_randomness(attribution: Any, kwargs: Mapping[str, Any]) -> str:

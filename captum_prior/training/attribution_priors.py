@@ -66,12 +66,14 @@ def training_attributions(
     Returns:
         attributions shaped like ``inputs``, with a graph to the parameters.
     """
-    method = ExpectedGradients(model) if prior is None else DeepPriorExpectedGradients(model, prior)
+    method = (
+        ExpectedGradients(model)
+        if prior is None
+        else DeepPriorExpectedGradients(model, prior, variant="paper")
+    )
     with _no_mode_check():  # training runs the model in train mode on purpose
-        return method._attribute_eg(
-            inputs, references, target, None, n_samples, internal_batch_size, False,
-            generator, shift=method._reference_shift(inputs, target), path="paper",
-            create_graph=True,
+        return method._attributions_with_graph(
+            inputs, references, target, n_samples, internal_batch_size, generator
         )
 
 
