@@ -590,7 +590,7 @@ class BayLime(Lime):
         >>> from torch import nn
         >>> _ = torch.manual_seed(0)
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
-        >>> x = torch.rand(2, 4)
+        >>> x = torch.rand(1, 4)
         >>> # a confident prior explanation pulls the posterior mean towards it
         >>> bl = BayLime(model, prior_precision=1e6, noise_precision=1.0, random_state=0)
         >>> attr = bl.attribute(x, target=0, n_samples=30, prior_mean=0.25)
