@@ -118,24 +118,18 @@ class BayesianLinearModel(Model):
     Parameters
     ----------
     prior_mean : float or Tensor, optional
-        μ₀, a number or one value per
-        interpretable feature. Default: 0.0
+        μ₀, a number or one value per interpretable feature. Default: 0.0
     prior_precision : float or Tensor, optional
-        λ (> 0), a number or one
-        value per feature; None estimates a scalar λ.
+        λ (> 0), a number or one value per feature; None estimates a scalar λ.
         Default: None
     noise_precision : float, optional
-        α (> 0); None estimates it.
-        Default: None
+        α (> 0); None estimates it. Default: None
     fit_intercept : bool, optional
-        fit an unpenalised intercept.
-        Default: True
+        Fit an unpenalised intercept. Default: True
     max_iter : int, optional
-        evidence-maximisation iterations.
-        Default: 300
+        Evidence-maximisation iterations. Default: 300
     tol : float, optional
-        stop when the coefficients move less than
-        this (L1). Default: 1e-3
+        Stop when the coefficients move less than this (L1). Default: 1e-3
     alpha_1, alpha_2, lambda_1, lambda_2 : float, optional
         Gamma hyperprior shape and rate of α and λ. Default: 1e-6
 
@@ -277,8 +271,8 @@ class BayesianLinearModel(Model):
         y : Tensor
             The targets, ``n`` values.
         sample_weight : Tensor, optional
-            ``n`` non-negative frequency weights with a positive sum;
-            ``None``: all 1.
+            ``n`` non-negative frequency weights with a positive sum; ``None``:
+            all 1.
         prior_mean : float or Tensor, optional
             Overrides the constructor's μ₀ for this fit.
 
@@ -428,25 +422,23 @@ class BayLime(Lime):
     Parameters
     ----------
     forward_func : Callable
-        the model.
+        The model.
     prior_mean : float or Tensor, optional
-        μ₀ per interpretable feature.
-        Default: 0.0
+        μ₀ per interpretable feature. Default: 0.0
     prior_precision : float or Tensor, optional
-        λ; None estimates it.
-        Default: None
+        λ; None estimates it. Default: None
     noise_precision : float, optional
         α; None estimates it. Default: None
     similarity_func : Callable, optional
-        Lime's similarity kernel.
-        Default: None (Captum's exponential cosine kernel)
+        Lime's similarity kernel. Default: None (Captum's exponential cosine
+        kernel)
     perturb_func : Callable, optional
-        Lime's sampler. Default: None
-        (binary uniform samples; seeded by ``random_state``)
+        Lime's sampler. Default: None (binary uniform samples; seeded by
+        ``random_state``)
     random_state : int, optional
-        seed of the default sampler, reset at
-        every :meth:`attribute` call; None uses torch's global
-        generator exactly as Captum's ``Lime``. Default: None
+        Seed of the default sampler, reset at every :meth:`attribute` call;
+        None uses torch's global generator exactly as Captum's ``Lime``.
+        Default: None
     fit_intercept, max_iter, tol : optional
         Passed to :class:`BayesianLinearModel`.
 
@@ -556,18 +548,15 @@ class BayLime(Lime):
         Parameters
         ----------
         return_intervals : bool, optional
-            also return the equal-tailed
-            ``credible_level`` intervals ``(lower, upper)``, each
-            shaped like the attributions. Default: False
+            Also return the equal-tailed ``credible_level`` intervals ``(lower,
+            upper)``, each shaped like the attributions. Default: False
         credible_level : float, optional
-            in ``(0, 1)``. Default: 0.95
+            In ``(0, 1)``. Default: 0.95
         prior_mean : float, Tensor or tuple, optional
-            overrides the
-            constructor's prior mean for this call: a number, one
-            value per interpretable feature (``p`` or
-            ``N x p``), or a tensor (tuple) of the inputs' shape,
-            averaged over each ``feature_mask`` group (e.g. a
-            prior explanation map). Default: None
+            Overrides the constructor's prior mean for this call: a number, one
+            value per interpretable feature (``p`` or ``N x p``), or a tensor
+            (tuple) of the inputs' shape, averaged over each ``feature_mask``
+            group (e.g. a prior explanation map). Default: None
 
         Returns
         -------

@@ -306,20 +306,18 @@ class ValidPathGradients(GradientAttribution):
         Parameters
         ----------
         inputs : Tensor or tuple[Tensor, ...]
-            Input for which the
-            attributions are computed. If forward_func takes a
-            single tensor as input, a single input tensor should be
-            provided. If forward_func takes multiple tensors as
-            input, a tuple of the input tensors should be provided.
-            Dimension 0 indexes the examples and must agree across
-            the tensors. For optimized baselines (``baselines=None``)
-            each tensor must be a batch of images ``N x C x H x W``.
+            Input for which the attributions are computed. If forward_func
+            takes a single tensor as input, a single input tensor should be
+            provided. If forward_func takes multiple tensors as input, a tuple
+            of the input tensors should be provided. Dimension 0 indexes the
+            examples and must agree across the tensors. For optimized baselines
+            (``baselines=None``) each tensor must be a batch of images ``N x C
+            x H x W``.
         baselines : scalar, Tensor, tuple of scalar, or Tensor, optional
-            ``None`` computes ``n_baselines`` optimized baselines per
-            example with :class:`OptimizedBaseline` (Algorithm 1),
-            which needs image inputs and a valid input range
-            (``input_range``). Otherwise the fixed baselines, per
-            input tensor:
+            ``None`` computes ``n_baselines`` optimized baselines per example
+            with :class:`OptimizedBaseline` (Algorithm 1), which needs image
+            inputs and a valid input range (``input_range``). Otherwise the
+            fixed baselines, per input tensor:
 
             - a scalar, or a tensor of one example's shape, or of
               shape ``1 x ...``: one baseline shared by all examples;
@@ -335,12 +333,10 @@ class ValidPathGradients(GradientAttribution):
             per example, so under them use ``None``, a scalar or a
             per-example tensor. Default: None
         target : int, tuple, Tensor, or list, optional
-            Output indices for
-            which gradients are computed (for classification cases,
-            this is usually the target class).
-            If the network returns a scalar value per example,
-            no target index is necessary.
-            For general 2D outputs, targets can be either:
+            Output indices for which gradients are computed (for classification
+            cases, this is usually the target class). If the network returns a
+            scalar value per example, no target index is necessary. For general
+            2D outputs, targets can be either:
 
             - a single integer or a tensor containing a single
               integer, which is applied to all input examples
@@ -364,85 +360,71 @@ class ValidPathGradients(GradientAttribution):
             input as a whole and do not depend on ``target``.
             Default: None
         additional_forward_args : Any, optional
-            If the forward function
-            requires additional arguments other than the inputs for
-            which attributions should not be computed, this argument
-            can be provided. Tensors whose first dimension equals the
-            number of examples are taken as per-example and follow
-            each path point; anything else is passed unchanged.
-            Default: None
+            If the forward function requires additional arguments other than
+            the inputs for which attributions should not be computed, this
+            argument can be provided. Tensors whose first dimension equals the
+            number of examples are taken as per-example and follow each path
+            point; anything else is passed unchanged. Default: None
         n_steps : int, optional
-            total number of path points per example,
-            ``K`` in Algorithm 2, split evenly over the baselines
-            (``floor(n_steps / B)`` each). Default: 150
+            Total number of path points per example, ``K`` in Algorithm 2,
+            split evenly over the baselines (``floor(n_steps / B)`` each).
+            Default: 150
         method : str, optional
-            how the path points and their weights are
-            chosen along each baseline's path: one of Captum's
-            integral approximations ``"gausslegendre"``,
-            ``"riemann_left"``, ``"riemann_right"``,
-            ``"riemann_middle"``, ``"riemann_trapezoid"`` (the
-            same nodes and weights as ``IntegratedGradients``), or
-            ``"monte_carlo"``, the paper's sampling (line 6:
-            ``alpha ~ U(0, 1)``, equal weights, drawn from
-            ``generator``). With a quadrature, the valid-feature
-            mean of line 11 is the weight-averaged gradient over
-            the valid points, so where every point is valid the
-            result is IG's with the same ``n_steps`` and method
-            (the weights are normalised to sum to 1; Captum's own
-            ``riemann_trapezoid`` weights sum to ``(K-1)/K``).
+            How the path points and their weights are chosen along each
+            baseline's path: one of Captum's integral approximations
+            ``"gausslegendre"``, ``"riemann_left"``, ``"riemann_right"``,
+            ``"riemann_middle"``, ``"riemann_trapezoid"`` (the same nodes and
+            weights as ``IntegratedGradients``), or ``"monte_carlo"``, the
+            paper's sampling (line 6: ``alpha ~ U(0, 1)``, equal weights, drawn
+            from ``generator``). With a quadrature, the valid-feature mean of
+            line 11 is the weight-averaged gradient over the valid points, so
+            where every point is valid the result is IG's with the same
+            ``n_steps`` and method (the weights are normalised to sum to 1;
+            Captum's own ``riemann_trapezoid`` weights sum to ``(K-1)/K``).
             Default: ``"gausslegendre"``
         internal_batch_size : int, optional
-            number of model rows (path
-            points or baseline iterates) evaluated per forward and
-            backward pass, so memory is bounded by it. ``None``
+            Number of model rows (path points or baseline iterates) evaluated
+            per forward and backward pass, so memory is bounded by it. ``None``
             evaluates all rows of a stage at once. Default: None
         return_convergence_delta : bool, optional
-            also return the
-            completeness gap ``sum(A) - (F(x) - mean_b F(x'_b))`` per
-            example. Default: False
+            Also return the completeness gap ``sum(A) - (F(x) - mean_b
+            F(x'_b))`` per example. Default: False
         n_baselines : int, optional
-            number of optimized baselines ``B``
-            when ``baselines=None`` (one blur width each, see
-            :func:`~captum_prior.attr.optimized_baseline.default_sigmas`);
-            must not exceed ``n_steps``. Default: 3
+            Number of optimized baselines ``B`` when ``baselines=None`` (one
+            blur width each, see
+            :func:`~captum_prior.attr.optimized_baseline.default_sigmas`); must
+            not exceed ``n_steps``. Default: 3
         generator : torch.Generator or list of torch.Generator, optional
-            source of the path positions ``alpha`` of
-            ``method="monte_carlo"``. One generator: drawn in one
-            call ``torch.rand((B, K, N), generator=generator)``.
-            A list (or tuple) of one generator per example:
-            example ``j``'s ``(B, K)`` positions are drawn from
+            Source of the path positions ``alpha`` of ``method="monte_carlo"``.
+            One generator: drawn in one call ``torch.rand((B, K, N),
+            generator=generator)``. A list (or tuple) of one generator per
+            example: example ``j``'s ``(B, K)`` positions are drawn from
             ``generator[j]``, exactly as in the one-example call
-            ``attribute(inputs[j:j+1], ...,
-            generator=generator[j])``, so its attribution does not
-            depend on the rest of the batch, up to floating-point
-            rounding, which the valid-feature test and the sign
-            steps of optimized baselines can turn into a flipped
-            feature now and then (with ``baselines=None`` and
-            ``input_range="auto"`` the inferred range also comes
-            from the whole batch). ``None`` uses torch's global
-            RNG. Same generator state, same result. The
+            ``attribute(inputs[j:j+1], ..., generator=generator[j])``, so its
+            attribution does not depend on the rest of the batch, up to
+            floating-point rounding, which the valid-feature test and the sign
+            steps of optimized baselines can turn into a flipped feature now
+            and then (with ``baselines=None`` and ``input_range="auto"`` the
+            inferred range also comes from the whole batch). ``None`` uses
+            torch's global RNG. Same generator state, same result. The
             quadratures draw nothing. Default: None
         baseline_kwargs : dict, optional
-            keyword arguments for
-            :class:`OptimizedBaseline` (``sigmas``, ``eta``, ``eps``,
-            ``delta``, ``max_iter``, ``clip``, ``objective``) when
-            ``baselines=None``; ``sigmas`` must then have
-            ``n_baselines`` entries. Default: None
+            Keyword arguments for :class:`OptimizedBaseline` (``sigmas``,
+            ``eta``, ``eps``, ``delta``, ``max_iter``, ``clip``, ``objective``)
+            when ``baselines=None``; ``sigmas`` must then have ``n_baselines``
+            entries. Default: None
         input_range : tuple of float, None or "auto", optional
-            the valid
-            range ``(low, high)`` of the input features, inside
-            which optimized baselines are kept (Algorithm 1 line
-            7); ``None`` for unbounded features. ``"auto"`` (or
-            leaving it out) infers it from the inputs, with an
-            :class:`~captum_prior.errors.InputRangeWarning` that
-            names the range chosen: ``(0, 1)`` when every input is
-            in ``[0, 1]``, ``(-1, 1)`` in ``[-1, 1]``, ``(0, 255)``
-            in ``[0, 255]``, otherwise unbounded. ``eta`` and
-            ``delta`` (in units of a ``[0, 1]`` range) are scaled
-            by ``high - low`` unless ``baseline_kwargs`` sets them.
-            ``baseline_kwargs["clip"]`` counts as an explicit
-            range. Only used when ``baselines=None``.
-            Default: ``"auto"``
+            The valid range ``(low, high)`` of the input features, inside which
+            optimized baselines are kept (Algorithm 1 line 7); ``None`` for
+            unbounded features. ``"auto"`` (or leaving it out) infers it from
+            the inputs, with an :class:`~captum_prior.errors.InputRangeWarning`
+            that names the range chosen: ``(0, 1)`` when every input is in
+            ``[0, 1]``, ``(-1, 1)`` in ``[-1, 1]``, ``(0, 255)`` in ``[0,
+            255]``, otherwise unbounded. ``eta`` and ``delta`` (in units of a
+            ``[0, 1]`` range) are scaled by ``high - low`` unless
+            ``baseline_kwargs`` sets them. ``baseline_kwargs["clip"]`` counts
+            as an explicit range. Only used when ``baselines=None``. Default:
+            ``"auto"``
 
         Returns
         -------

@@ -394,61 +394,52 @@ def attribute_dataset(
     Parameters
     ----------
     attribution : Attribution
-        e.g. ``ExpectedGradients(model)`` or Captum's
-        ``IntegratedGradients(model)``; its ``forward_func`` is the
-        model (used for ``target="pred"``).
+        E.g. ``ExpectedGradients(model)`` or Captum's
+        ``IntegratedGradients(model)``; its ``forward_func`` is the model (used
+        for ``target="pred"``).
     dataset : Dataset or DataLoader
-        indexable; item ``i`` is a Tensor, an
-        ``(input, label)`` pair or a dict with ``"inputs"``
-        (``"labels"``). A DataLoader's ``.dataset`` is used.
+        Indexable; item ``i`` is a Tensor, an ``(input, label)`` pair or a dict
+        with ``"inputs"`` (``"labels"``). A DataLoader's ``.dataset`` is used.
     out : str or PathLike
-        the output directory.
+        The output directory.
     attribute_kwargs : dict, optional
-        further arguments of ``attribute``
-        (``baselines``, ``n_samples``...), the same for every batch.
-        Default: None
+        Further arguments of ``attribute`` (``baselines``, ``n_samples``...),
+        the same for every batch. Default: None
     target : str or int, optional
-        ``"pred"`` (the model's top class),
-        ``"label"`` or a class index. Default: ``"pred"``
+        ``"pred"`` (the model's top class), ``"label"`` or a class index.
+        Default: ``"pred"``
     batch_size : int, optional
-        examples per ``attribute`` call (for the
-        batched modes ``"none"`` and ``"generators"``) and per
-        target prediction. Not part of the call's identity.
-        Default: 32
+        Examples per ``attribute`` call (for the batched modes ``"none"`` and
+        ``"generators"``) and per target prediction. Not part of the call's
+        identity. Default: 32
     shard_size : int, optional
-        examples per shard file. Default: 256
+        Examples per shard file. Default: 256
     seed : int, optional
-        seed of every random draw. Default: 0
+        Seed of every random draw. Default: 0
     randomness : str, optional
-        see above. Default: ``"auto"``
+        See above. Default: ``"auto"``
     return_convergence_delta : bool or str, optional
-        store the method's
-        convergence delta; ``"auto"`` does when ``attribute``
-        accepts ``return_convergence_delta``. Default: ``"auto"``
+        Store the method's convergence delta; ``"auto"`` does when
+        ``attribute`` accepts ``return_convergence_delta``. Default: ``"auto"``
     float16 : bool, optional
-        store attributions as float16. Default: False
+        Store attributions as float16. Default: False
     device : str or torch.device, optional
-        ``None``/``"auto"`` is
-        ``cuda:LOCAL_RANK`` when CUDA exists, else CPU; the model
-        (an ``nn.Module`` ``forward_func``) is moved there.
-        Default: None
+        ``None``/``"auto"`` is ``cuda:LOCAL_RANK`` when CUDA exists, else CPU;
+        the model (an ``nn.Module`` ``forward_func``) is moved there. Default:
+        None
     method : str, optional
-        name recorded in the manifest. Default: the
-        attribution's class name
+        Name recorded in the manifest. Default: the attribution's class name
     method_args : dict, optional
-        the attribution's constructor arguments,
-        recorded and compared on resume. Default: None
+        The attribution's constructor arguments, recorded and compared on
+        resume. Default: None
     dataset_description : str, optional
-        recorded and compared. Default:
-        the dataset's class name
+        Recorded and compared. Default: the dataset's class name
     info : dict, optional
-        extra descriptive fields for the manifest (not
-        compared). Default: None
+        Extra descriptive fields for the manifest (not compared). Default: None
     progress : bool, optional
-        tqdm bar (examples/s, ETA) on rank 0, labelled
-        with the method, moved as each group of examples (each
-        example, for methods called one example at a time) is done.
-        Default: True
+        Tqdm bar (examples/s, ETA) on rank 0, labelled with the method, moved
+        as each group of examples (each example, for methods called one example
+        at a time) is done. Default: True
 
     Returns
     -------

@@ -57,24 +57,22 @@ def training_attributions(
     Parameters
     ----------
     model : nn.Module
-        the model being trained.
+        The model being trained.
     inputs : Tensor
-        the batch.
+        The batch.
     target : int, Tensor or list
-        the class whose output is attributed
-        (Erion et al.: the true label).
+        The class whose output is attributed (Erion et al.: the true label).
     references : Tensor
-        the reference set.
+        The reference set.
     prior : callable, Tensor or float, optional
-        a DeepPrior-EG prior; the
-        references are shifted by it. Default: None (plain EG)
+        A DeepPrior-EG prior; the references are shifted by it. Default: None
+        (plain EG)
     n_samples : int, optional
-        draws per example. Default: 1
+        Draws per example. Default: 1
     internal_batch_size : int, optional
-        rows per forward/backward.
-        Default: None
+        Rows per forward/backward. Default: None
     generator : torch.Generator, optional
-        source of the draws. Default: None
+        Source of the draws. Default: None
 
     Returns
     -------
@@ -247,53 +245,45 @@ class AttributionPriorTrainer:
     Parameters
     ----------
     model : nn.Module
-        the classifier (returns logits).
+        The classifier (returns logits).
     optimizer : torch.optim.Optimizer
-        over the model's parameters.
+        Over the model's parameters.
     penalty : str or Callable, optional
-        ``"total_variation"``, ``"gini"``
-        or a callable ``attributions -> scalar``.
-        Default: ``"total_variation"``
+        ``"total_variation"``, ``"gini"`` or a callable ``attributions ->
+        scalar``. Default: ``"total_variation"``
     lam : float, optional
-        weight :math:`\lambda \ge 0`. Default: 1e-3
+        Weight :math:`\lambda \ge 0`. Default: 1e-3
     prior : callable, optional
-        DeepPrior-EG prior for the attributions.
-        Default: None (plain EG)
+        DeepPrior-EG prior for the attributions. Default: None (plain EG)
     n_samples : int, optional
         EG draws per example per step. Default: 1
     alternating : bool, optional
-        see above. Default: True
+        See above. Default: True
     generator : torch.Generator, optional
-        source of the EG draws. Default: None
+        Source of the EG draws. Default: None
     share_forward : bool, optional
-        for a deep-feature prior
-        (:class:`~captum_prior.priors.MGMPrior`,
-        :class:`~captum_prior.priors.BGMMPrior`), compute its map
-        from the prior layer's output captured in the step's
-        cross-entropy forward pass (and the Grad-CAM evidence of
-        ``"evidence"`` reductions from the same graph), instead of
-        a separate forward (and backward) of the batch: one forward
-        less per step. The map is a constant in the penalty either
-        way (no gradient flows through it). With
-        ``alternating=True`` the shared map comes from the
-        parameters *before* the step's cross-entropy update (the
-        separate one from those after it), and the features are
-        the training-mode ones (batch-norm batch statistics,
-        dropout) rather than eval-mode ones; with
-        ``alternating=False`` and a model without batch norm or
-        dropout both give the same step. Default: True
+        For a deep-feature prior (:class:`~captum_prior.priors.MGMPrior`,
+        :class:`~captum_prior.priors.BGMMPrior`), compute its map from the
+        prior layer's output captured in the step's cross-entropy forward pass
+        (and the Grad-CAM evidence of ``"evidence"`` reductions from the same
+        graph), instead of a separate forward (and backward) of the batch: one
+        forward less per step. The map is a constant in the penalty either way
+        (no gradient flows through it). With ``alternating=True`` the shared
+        map comes from the parameters *before* the step's cross-entropy update
+        (the separate one from those after it), and the features are the
+        training-mode ones (batch-norm batch statistics, dropout) rather than
+        eval-mode ones; with ``alternating=False`` and a model without batch
+        norm or dropout both give the same step. Default: True
     on_nonfinite : str, optional
-        what a step does when the loss, the
-        penalty or a gradient is NaN/Inf: ``"raise"`` a
-        :class:`~captum_prior.errors.ModelOutputError`, or
+        What a step does when the loss, the penalty or a gradient is NaN/Inf:
+        ``"raise"`` a :class:`~captum_prior.errors.ModelOutputError`, or
         ``"skip"`` the batch with a
-        :class:`~captum_prior.errors.CaptumPriorWarning` (the
-        step's record then has ``skipped=True`` and the cause in
-        ``reason``; the warning's text is the same for every
-        skipped step, so a loop shows it once). Either way the
-        model's parameters and buffers (batch-norm statistics) and
-        the optimiser's state are left exactly as before the step.
-        Default: ``"raise"``
+        :class:`~captum_prior.errors.CaptumPriorWarning` (the step's record
+        then has ``skipped=True`` and the cause in ``reason``; the warning's
+        text is the same for every skipped step, so a loop shows it once).
+        Either way the model's parameters and buffers (batch-norm statistics)
+        and the optimiser's state are left exactly as before the step. Default:
+        ``"raise"``
 
     Raises
     ------
