@@ -32,7 +32,7 @@ class Elementwise(torch.nn.Module):
         return torch.stack([h.flatten(1).sum(1), (h**2).flatten(1).sum(1)], dim=1)
 
 
-def reference_loop(model, x, refs, target, n, seed, prior=None, path="paper"):
+def reference_loop(model, x, refs, target, n, seed, prior=None, variant="paper"):
     """Plain per-draw loop of the EG estimator with the same draws."""
     g = gen(seed)
     bsz = x.shape[0]
@@ -43,7 +43,7 @@ def reference_loop(model, x, refs, target, n, seed, prior=None, path="paper"):
         e = r // n
         xp = refs[idx[r]]
         p = torch.zeros_like(x[e]) if prior is None else prior[e]
-        if path == "paper":
+        if variant == "paper":
             start = xp - p
             point = start + alpha[r] * (x[e] - start)
             mult = x[e] - start
@@ -64,15 +64,15 @@ def test_equals_plain_reference_loop():
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("path", ["paper", "reference_code"])
-def test_deep_prior_equals_plain_reference_loop(path):
+@pytest.mark.parametrize("variant", ["paper", "reference_code"])
+def test_deep_prior_equals_plain_reference_loop(variant):
     model = conv_net()
     x, refs = torch.randn(3, 1, 8, 8), torch.randn(10, 1, 8, 8)
     p = torch.rand(3, 1, 8, 8)
-    a = DeepPriorExpectedGradients(model, p, path=path).attribute(
+    a = DeepPriorExpectedGradients(model, p, variant=variant).attribute(
         x, refs, target=0, n_samples=6, generator=gen(2)
     )
-    b = reference_loop(model, x, refs, 0, 6, 2, prior=p, path=path)
+    b = reference_loop(model, x, refs, 0, 6, 2, prior=p, variant=variant)
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
@@ -158,13 +158,13 @@ def test_delta_matches_definition():
     torch.testing.assert_close(d, a.flatten(1).sum(1) - (f_x - f_ref), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("path", ["paper", "reference_code"])
-def test_zero_prior_equals_expected_gradients_exactly(path):
+@pytest.mark.parametrize("variant", ["paper", "reference_code"])
+def test_zero_prior_equals_expected_gradients_exactly(variant):
     model = conv_net()
     x, refs = torch.randn(3, 1, 8, 8), torch.randn(10, 1, 8, 8)
     a = ExpectedGradients(model).attribute(x, refs, target=[0, 1, 2], n_samples=9, generator=gen(7))
     zero_prior = lambda inputs, target=None: torch.zeros_like(inputs)  # noqa: E731
-    b = DeepPriorExpectedGradients(model, zero_prior, path=path).attribute(
+    b = DeepPriorExpectedGradients(model, zero_prior, variant=variant).attribute(
         x, refs, target=[0, 1, 2], n_samples=9, generator=gen(7)
     )
     assert torch.equal(a, b)
@@ -294,7 +294,9 @@ def test_bad_model_output_and_prior():
     with pytest.raises(ValueError, match="prior map 0 contains NaN"):
         DeepPriorExpectedGradients(model, torch.full((1, 1, 8, 8), float("nan"))).attribute(
             torch.randn(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), target=0)
-    with pytest.raises(ValueError, match="unknown path"):
-        DeepPriorExpectedGradients(model, 0.0, path="shifted")
+    with pytest.raises(ValueError, match="unknown variant"):
+        DeepPriorExpectedGradients(model, 0.0, variant="shifted")
+    with pytest.raises(ValueError, match="has no variant 'corrected'"):
+        DeepPriorExpectedGradients(model, 0.0, variant="corrected")
     with pytest.raises(TypeError, match="prior must be"):
         DeepPriorExpectedGradients(model, "bgmm")

@@ -245,3 +245,22 @@ def test_helper_draw_shapes_and_blocks():
     assert _random.check_generator(None, 3) is None
     assert _random.check_generator((), 0) == ()
     assert _random.rand((), (0, 2)).shape == (0, 2)
+
+
+def test_per_example_generators_is_a_method_everywhere(model):
+    """One kind of declaration: a method of the ``attribute`` kwargs returning a bool,
+    which the runner calls (callable baselines always mean one call per example)."""
+    from captum_prior.runner.explain import _takes_generator_list
+
+    cases = [
+        (ExpectedGradients(model), {"n_samples": 4}, True),
+        (DeepPriorExpectedGradients(model, 0.0), {"n_samples": 4}, False),
+        (ValidPathGradients(model, filter_path_features=False), {"baselines": 0.0}, True),
+        (ValidPathGradients(model, filter_path_features=False), {}, False),
+        (ValidPathGradients(model), {"baselines": 0.0}, False),
+    ]
+    for method, kwargs, expected in cases:
+        assert method._per_example_generators(dict(kwargs)) is expected
+        assert _takes_generator_list(method, kwargs) is expected
+    assert not _takes_generator_list(ExpectedGradients(model), {"baselines": lambda: torch.zeros(1, 1, 6, 6)})
+    assert not _takes_generator_list(object(), {})

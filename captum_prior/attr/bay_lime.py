@@ -5,8 +5,8 @@ prior knowledge about the explanation (a prior mean and precision of the
 coefficients) can be combined with the perturbation samples, and returns the
 posterior mean as the explanation.  Captum's
 ``SkLearnLinearModel("linear_model.BayesianRidge")`` keeps only the point
-coefficients of a non-informative fit (captum.md §3, "Lime"), hence the
-:class:`BayesianLinearModel` surrogate here.
+coefficients of a non-informative fit, hence the :class:`BayesianLinearModel`
+surrogate here.
 """
 
 from __future__ import annotations
@@ -115,27 +115,71 @@ class BayesianLinearModel(Model):
     those estimates is not propagated (a Normal–Gamma treatment would give
     Student-t intervals, slightly wider for few samples).
 
-    Args:
-        prior_mean (float or Tensor, optional): μ₀, a number or one value per
-                    interpretable feature. Default: 0.0
-        prior_precision (float or Tensor, optional): λ (> 0), a number or one
-                    value per feature; None estimates a scalar λ.
-                    Default: None
-        noise_precision (float, optional): α (> 0); None estimates it.
-                    Default: None
-        fit_intercept (bool, optional): fit an unpenalised intercept.
-                    Default: True
-        max_iter (int, optional): evidence-maximisation iterations.
-                    Default: 300
-        tol (float, optional): stop when the coefficients move less than
-                    this (L1). Default: 1e-3
-        alpha_1, alpha_2, lambda_1, lambda_2 (float, optional): Gamma
-                    hyperprior shape and rate of α and λ. Default: 1e-6
+    Parameters
+    ----------
+    prior_mean : float or Tensor, optional
+        μ₀, a number or one value per interpretable feature. Default: 0.0
+    prior_precision : float or Tensor, optional
+        λ (> 0), a number or one value per feature; None estimates a scalar λ.
+        Default: None
+    noise_precision : float, optional
+        α (> 0); None estimates it. Default: None
+    fit_intercept : bool, optional
+        Fit an unpenalised intercept. Default: True
+    max_iter : int, optional
+        Evidence-maximisation iterations. Default: 300
+    tol : float, optional
+        Stop when the coefficients move less than this (L1). Default: 1e-3
+    alpha_1, alpha_2, lambda_1, lambda_2 : float, optional
+        Gamma hyperprior shape and rate of α and λ. Default: 1e-6
 
-    Attributes (after :meth:`fit`): ``coef_`` (p), ``intercept_``,
-    ``sigma_`` (p x p posterior covariance), ``alpha_``, ``lambda_``,
-    ``n_iter_`` and ``fits_`` (one ``(coef, std)`` pair per fit since the
-    last :meth:`reset_history`).
+    Attributes
+    ----------
+    coef_ : Tensor
+        Posterior-mean coefficients, shape ``(p,)``, float64.
+    intercept_ : Tensor
+        The intercept (0-d).
+    sigma_ : Tensor
+        Posterior covariance of the coefficients, ``p x p``.
+    alpha_ : float
+        The noise precision used (given or estimated).
+    lambda_ : Tensor
+        The prior precision per feature used (given or estimated).
+    n_iter_ : int
+        Evidence-maximisation iterations run (0 when nothing is estimated).
+    fits_ : list of (Tensor, Tensor)
+        One ``(coef, std)`` pair per fit since the last :meth:`reset_history`.
+
+    Raises
+    ------
+    ValueError
+        At fit time: a non-positive precision, a prior vector of the wrong
+        length, non-finite data or invalid sample weights.
+    sklearn.exceptions.NotFittedError
+        Predicting or reading coefficients before a fit.
+
+    References
+    ----------
+    .. [1] X. Zhao, W. Huang, X. Huang, V. Robu, D. Flynn, "BayLIME: Bayesian
+       local interpretable model-agnostic explanations", UAI 2021.
+    .. [2] C. M. Bishop, "Pattern Recognition and Machine Learning",
+       Springer, 2006, §3.3 and §3.5.
+    .. [3] D. J. C. MacKay, "Bayesian interpolation", Neural Computation 4,
+       415-447 (1992).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.attr import BayesianLinearModel
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    >>> y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.3
+    >>> m = BayesianLinearModel().fit_tensors(x, y)
+    >>> [round(v, 2) for v in m.coef_.tolist()], round(float(m.intercept_), 2)
+    ([1.0, -2.0, 0.5], 0.3)
+    >>> lo, hi = m.credible_intervals(0.95)
+    >>> bool((lo <= m.coef_).all() and (m.coef_ <= hi).all())
+    True
     """
 
     def __init__(
@@ -166,7 +210,22 @@ class BayesianLinearModel(Model):
 
     # ------------------------------------------------------------ Model API
     def fit(self, train_data: DataLoader, **kwargs: Any) -> Dict[str, Union[int, float, Tensor]]:
-        """Fit on the ``(x, y[, w])`` batches of ``train_data`` (Lime's format)."""
+        """Fit on the ``(x, y[, w])`` batches of ``train_data`` (Lime's format).
+
+        Parameters
+        ----------
+        train_data : DataLoader
+            Batches of interpretable samples ``x``, model outputs ``y`` and
+            optional similarity weights ``w``, as Captum's ``Lime`` builds
+            them.
+        **kwargs
+            Ignored (Captum's ``Model.fit`` signature).
+
+        Returns
+        -------
+        dict
+            ``n_iter``, ``alpha`` and ``lambda`` of the fit.
+        """
         xs, ys, ws = [], [], []
         for batch in train_data:
             xs.append(batch[0])
@@ -203,9 +262,29 @@ class BayesianLinearModel(Model):
         self, x: Tensor, y: Tensor, sample_weight: Optional[Tensor] = None,
         prior_mean: PriorType = None,
     ) -> "BayesianLinearModel":
-        """Fit on an ``n x p`` design ``x``, targets ``y`` (n) and weights (n).
+        """Fit on an ``n x p`` design ``x``, targets ``y`` and weights.
 
-        ``prior_mean`` overrides the constructor's μ₀ for this fit.
+        Parameters
+        ----------
+        x : Tensor
+            The design, ``n x p``.
+        y : Tensor
+            The targets, ``n`` values.
+        sample_weight : Tensor, optional
+            ``n`` non-negative frequency weights with a positive sum; ``None``:
+            all 1.
+        prior_mean : float or Tensor, optional
+            Overrides the constructor's μ₀ for this fit.
+
+        Returns
+        -------
+        BayesianLinearModel
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not match, NaN/Inf, invalid weights or precisions.
         """
         max_iter = check_int(self.max_iter, "max_iter", 1)
         tol = check_float(self.tol, "tol", 0.0)
@@ -295,7 +374,19 @@ class BayesianLinearModel(Model):
         return self
 
     def credible_intervals(self, level: float = 0.95) -> Tuple[Tensor, Tensor]:
-        """Equal-tailed ``level`` intervals of the coefficients, ``(lower, upper)``."""
+        """Equal-tailed credible intervals of the coefficients.
+
+        Parameters
+        ----------
+        level : float, default=0.95
+            In ``(0, 1)``.
+
+        Returns
+        -------
+        lower, upper : Tensor
+            Each of shape ``(p,)``: ``coef_ -+ z * std`` of the Gaussian
+            posterior.
+        """
         self._check_fitted()
         z = _z_value(level)
         std = self.sigma_.diagonal().clamp(min=0).sqrt()
@@ -322,27 +413,62 @@ class BayLime(Lime):
     precision estimated), *full informative* (all given).  See
     :class:`BayesianLinearModel` for the exact model and estimates.
 
-    Departures: the sampling, kernel and interpretable representation are
-    Captum's ``Lime`` defaults (binary uniform samples, exponential cosine
-    kernel of width 1) rather than the paper's use of the ``lime`` package;
-    credible intervals are Normal with plugged-in precisions.
+    The sampling, kernel and interpretable representation are Captum's
+    ``Lime`` defaults (binary uniform samples, exponential cosine kernel of
+    width 1) rather than the paper's use of the ``lime`` package, so that
+    the class is a drop-in ``Lime``; credible intervals are Normal with
+    plugged-in precisions.
 
-    Args:
-        forward_func (Callable): the model.
-        prior_mean (float or Tensor, optional): μ₀ per interpretable feature.
-                    Default: 0.0
-        prior_precision (float or Tensor, optional): λ; None estimates it.
-                    Default: None
-        noise_precision (float, optional): α; None estimates it. Default: None
-        similarity_func (Callable, optional): Lime's similarity kernel.
-                    Default: None (Captum's exponential cosine kernel)
-        perturb_func (Callable, optional): Lime's sampler. Default: None
-                    (binary uniform samples; seeded by ``random_state``)
-        random_state (int, optional): seed of the default sampler, reset at
-                    every :meth:`attribute` call; None uses torch's global
-                    generator exactly as Captum's ``Lime``. Default: None
-        fit_intercept, max_iter, tol (optional): passed to
-                    :class:`BayesianLinearModel`.
+    Parameters
+    ----------
+    forward_func : Callable
+        The model.
+    prior_mean : float or Tensor, optional
+        μ₀ per interpretable feature. Default: 0.0
+    prior_precision : float or Tensor, optional
+        λ; None estimates it. Default: None
+    noise_precision : float, optional
+        α; None estimates it. Default: None
+    similarity_func : Callable, optional
+        Lime's similarity kernel. Default: None (Captum's exponential cosine
+        kernel)
+    perturb_func : Callable, optional
+        Lime's sampler. Default: None (binary uniform samples; seeded by
+        ``random_state``)
+    random_state : int, optional
+        Seed of the default sampler, reset at every :meth:`attribute` call;
+        None uses torch's global generator exactly as Captum's ``Lime``.
+        Default: None
+    fit_intercept, max_iter, tol : optional
+        Passed to :class:`BayesianLinearModel`.
+
+    Raises
+    ------
+    TypeError
+        A prior, ``similarity_func`` or ``perturb_func`` of the wrong type.
+    ValueError
+        A non-positive precision, a negative ``random_state``, ``max_iter < 1``
+        or a negative ``tol``.
+
+    References
+    ----------
+    .. [1] X. Zhao, W. Huang, X. Huang, V. Robu, D. Flynn, "BayLIME: Bayesian
+       local interpretable model-agnostic explanations", UAI 2021.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.attr import BayLime
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> mask = torch.arange(4).repeat_interleave(4).view(1, 1, 4, 4)  # 4 rows
+    >>> bl = BayLime(model, random_state=0)
+    >>> attr, (lo, hi) = bl.attribute(x, target=1, feature_mask=mask, n_samples=40,
+    ...                               return_intervals=True)
+    >>> attr.shape, bool((lo <= attr).all() and (attr <= hi).all())
+    (torch.Size([1, 1, 4, 4]), True)
     """
 
     def __init__(
@@ -419,21 +545,46 @@ class BayLime(Lime):
         The arguments up to ``show_progress`` are those of Captum's
         ``Lime.attribute``: one surrogate is fitted per example.
 
-        Args:
-            return_intervals (bool, optional): also return the equal-tailed
-                        ``credible_level`` intervals ``(lower, upper)``, each
-                        shaped like the attributions. Default: False
-            credible_level (float, optional): in ``(0, 1)``. Default: 0.95
-            prior_mean (float, Tensor or tuple, optional): overrides the
-                        constructor's prior mean for this call: a number, one
-                        value per interpretable feature (``p`` or
-                        ``N x p``), or a tensor (tuple) of the inputs' shape,
-                        averaged over each ``feature_mask`` group (e.g. a
-                        prior explanation map). Default: None
+        Parameters
+        ----------
+        return_intervals : bool, optional
+            Also return the equal-tailed ``credible_level`` intervals ``(lower,
+            upper)``, each shaped like the attributions. Default: False
+        credible_level : float, optional
+            In ``(0, 1)``. Default: 0.95
+        prior_mean : float, Tensor or tuple, optional
+            Overrides the constructor's prior mean for this call: a number, one
+            value per interpretable feature (``p`` or ``N x p``), or a tensor
+            (tuple) of the inputs' shape, averaged over each ``feature_mask``
+            group (e.g. a prior explanation map). Default: None
 
-        Returns:
-            The attributions of Captum's Lime (posterior means), or
-            ``(attributions, (lower, upper))`` with ``return_intervals``.
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensor
+            Those of Captum's ``Lime``: the posterior means.
+        (lower, upper) : tuple
+            Only with ``return_intervals=True``: the credible intervals,
+            each shaped like the attributions.
+
+        Raises
+        ------
+        ValueError
+            ``n_samples < 2``, ``credible_level`` outside ``(0, 1)``, a
+            ``prior_mean`` of the wrong shape, or a model that fails on the
+            perturbed inputs.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+        >>> x = torch.rand(1, 4)
+        >>> # a confident prior explanation pulls the posterior mean towards it
+        >>> bl = BayLime(model, prior_precision=1e6, noise_precision=1.0, random_state=0)
+        >>> attr = bl.attribute(x, target=0, n_samples=30, prior_mean=0.25)
+        >>> torch.allclose(attr, torch.full_like(attr, 0.25), atol=1e-3)
+        True
         """
         z = _z_value(credible_level)
         n_samples = check_int(n_samples, "n_samples", 2)

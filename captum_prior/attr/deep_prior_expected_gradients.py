@@ -5,26 +5,29 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Callable, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from captum_prior._compat import TargetType
-from captum_prior._validation import as_tensor_tuple, check_choice, check_finite
-from captum_prior.attr.expected_gradients import PATHS, ExpectedGradients
+from captum_prior._validation import as_tensor_tuple, check_finite, check_variant
+from captum_prior.attr.expected_gradients import ExpectedGradients, ReferenceShift
 from captum_prior.errors import InputRangeWarning
 
 PriorType = Union[Callable[..., Any], Tensor, float, Tuple[Tensor, ...]]
+
+#: The readings of DeepPrior-EG this class implements (see ``variant``).
+VARIANTS = ("paper", "reference_code")
 
 
 class DeepPriorExpectedGradients(ExpectedGradients):
     r"""Expected gradients whose references are shifted by a prior map.
 
-    DeepPrior-EG (Guo & Gong, 2025, eqs. 7-9) replaces each reference
-    :math:`x'` by the *prior baseline* :math:`x'_{prior} = x' - p_{prior}`
-    (eq. 7), where :math:`p_{prior}` is a map computed from the model's own
-    deep features (:class:`~captum_prior.priors.MGMPrior`,
+    DeepPrior-EG (Guo & Gong, 2025) replaces each reference :math:`x'` by
+    the *prior baseline* :math:`x'_{prior} = x' - p` (eq. 7), where :math:`p`
+    is a map computed from the model's own deep features
+    (:class:`~captum_prior.priors.MGMPrior`,
     :class:`~captum_prior.priors.BGMMPrior`) or from object masks
     (:class:`~captum_prior.priors.MaskPrior`, Shape-EG), and integrates
     gradients from that baseline to the input (eqs. 8-9):
@@ -33,71 +36,105 @@ class DeepPriorExpectedGradients(ExpectedGradients):
         \phi_i(x) = \mathbb{E}_{x', \alpha}\big[(x_i - x'_i + p_i)\,
         \partial_i f(x' - p + \alpha (x - x' + p))\big].
 
-    The prior is computed once per call, for the explained inputs (never per
-    draw), and subtracted from every drawn reference. ``generator`` may be a
-    list of one generator per example, as for :class:`ExpectedGradients`:
-    then the references and :math:`\alpha` of example ``j`` come from
-    ``generator[j]`` only, but the prior is still computed for the whole
-    batch, so with a prior that couples the images of a batch (the torch
+    ``attribute`` is :meth:`ExpectedGradients.attribute` (same arguments);
+    ``target`` is also passed to the prior.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The model, or any function returning ``N x C`` scores.
+    prior : callable, Tensor, tuple of Tensor, or float
+        The prior. A callable ``prior(inputs, target=None)`` (the priors of
+        :mod:`captum_prior.priors`) returning :math:`p` broadcastable to the
+        inputs (a tuple of such tensors for tuple inputs); or a fixed
+        Tensor / number used as is.
+    multiply_by_inputs : bool, default=True
+        See :class:`ExpectedGradients`.
+    variant : {"paper", "reference_code"}, default="paper"
+        How the shift enters the path. ``"paper"``: eqs. 8-9 as printed, the
+        path runs from :math:`x' - p` to :math:`x` with multiplier
+        :math:`x - x' + p`; completeness holds against :math:`f(x) -
+        \mathbb{E} f(x' - p)`, which the convergence delta measures.
+        ``"reference_code"``: what the authors' released code computes: the
+        model is evaluated at :math:`(x' + \alpha(x - x')) - p`, i.e. the
+        whole straight path is translated by :math:`-p`, it ends at
+        :math:`x - p` instead of :math:`x`, and the multiplier stays
+        :math:`x - x'`. This is not eqs. 8-9; it is offered to compare with
+        the published numbers, and its delta is measured along the path
+        taken, against :math:`f(x - p) - \mathbb{E} f(x' - p)`.
+
+    Raises
+    ------
+    TypeError
+        ``prior`` is neither callable, a Tensor, a tuple nor a number.
+    ValueError
+        An unknown ``variant``.
+
+    Notes
+    -----
+    The prior is evaluated once per ``attribute`` call, for the explained
+    inputs (never per draw), and subtracted from every drawn reference. A
+    deep-feature prior (one with a ``baseline_range`` method) is given the
+    reference set, so that its ``scale`` is in units of the reference set's
+    standard deviation, and every prior-shifted point is clamped to its
+    ``baseline_range`` (by default the reference set's per-channel range):
+    the paper's baselines :math:`x' - p` otherwise leave the data's range,
+    e.g. negative pixel values. Other priors (masks, tensors, numbers) are
+    used as given, with an :class:`~captum_prior.errors.InputRangeWarning`
+    when they push a baseline outside the reference set's range.
+
+    With a zero prior both variants reduce exactly to
+    :class:`ExpectedGradients`.
+
+    ``generator`` may be a list of one generator per example, as for
+    :class:`ExpectedGradients`: the references and :math:`\alpha` of example
+    ``j`` then come from ``generator[j]`` only, but the prior is computed for
+    the whole batch, and a prior may couple the images of a batch (the torch
     backend of :class:`~captum_prior.priors.BGMMPrior` seeds all its k-means
-    initialisations from one generator) the result for an example still
-    depends on the rest of the batch.
+    initialisations from one generator), so
+    :func:`~captum_prior.runner.attribute_dataset` calls this class one
+    example at a time.
 
-    ``path`` selects how the shift enters:
+    References
+    ----------
+    .. [1] Guo and Gong, "Enhancing Neural Network Interpretability Through
+       Deep Prior-Guided Expected Gradients", preprint, 2025.
+    .. [2] G. Erion et al., "Improving performance of deep learning models
+       with axiomatic attribution priors and expected gradients", Nature
+       Machine Intelligence 3, 620-631 (2021).
 
-    - ``"paper"`` (default): eqs. 8-9 as above. Completeness holds against
-      :math:`f(x) - \mathbb{E} f(x' - p)`, which is what the convergence delta
-      measures.
-    - ``"reference_code"``: what the authors' released code does
-      (``explainer.py``; methods.md §1.3). The model is evaluated at
-      :math:`(x' + \alpha(x - x')) - p`, i.e. the *whole* straight path is
-      translated by :math:`-p`, its end point becomes :math:`x - p` instead of
-      :math:`x`, and the multiplier stays :math:`(x - x')`. This is not eqs.
-      8-9; it is offered only to compare with the published numbers. Its
-      delta is computed along the path actually taken, against
-      :math:`f(x - p) - \mathbb{E} f(x' - p)`.
-
-    With a zero prior both paths reduce exactly to :class:`ExpectedGradients`.
-    ``attribute`` is :meth:`ExpectedGradients.attribute` (same arguments;
-    ``target`` is also passed to the prior); its delta is against
-    :math:`f(x) - \mathbb{E} f(x' - p)` for ``path="paper"``.
-
-    Args:
-        forward_func (Callable): the model or any function returning ``N x C``
-                    scores.
-        prior (Callable, Tensor, or float): the prior. A callable
-                    ``prior(inputs, target=None)`` (the priors of
-                    :mod:`captum_prior.priors`) returning :math:`p_{prior}`
-                    broadcastable to the inputs (a tuple of such tensors for
-                    tuple inputs); or a fixed Tensor / number used as is.
-        multiply_by_inputs (bool, optional): see :class:`ExpectedGradients`.
-                    Default: True
-        path (str, optional): ``"paper"`` or ``"reference_code"``, see above.
-                    Default: ``"paper"``
-
-    Examples::
-
-        >>> from captum_prior.priors import BGMMPrior
-        >>> dp = DeepPriorExpectedGradients(model, BGMMPrior(model, random_state=0))
-        >>> attr = dp.attribute(images, baselines=refs, target=labels,
-        ...                     n_samples=200, generator=torch.Generator().manual_seed(0))
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.attr import DeepPriorExpectedGradients
+    >>> from captum_prior.priors import MGMPrior
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+    ...                       nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    >>> images, references = torch.rand(2, 1, 8, 8), torch.rand(6, 1, 8, 8)
+    >>> dp = DeepPriorExpectedGradients(model, MGMPrior(model))
+    >>> attr = dp.attribute(images, references, n_samples=4, target=0,
+    ...                     generator=torch.Generator().manual_seed(0))
+    >>> attr.shape
+    torch.Size([2, 1, 8, 8])
+    >>> zero = DeepPriorExpectedGradients(model, 0.0).attribute(
+    ...     images, references, n_samples=4, target=0,
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> from captum_prior.attr import ExpectedGradients
+    >>> eg = ExpectedGradients(model).attribute(
+    ...     images, references, n_samples=4, target=0,
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> torch.equal(zero, eg)  # a zero prior is plain expected gradients
+    True
     """
-
-    #: ``attribute`` accepts one generator per example (as
-    #: :class:`ExpectedGradients`), but the prior is evaluated on the whole
-    #: batch, and a prior may couple the examples of a batch (e.g.
-    #: :class:`~captum_prior.priors.BGMMPrior`'s torch backend draws the
-    #: k-means initialisations of all images of the batch from one
-    #: generator), so :func:`captum_prior.runner.attribute_dataset` keeps
-    #: calling it one example at a time.
-    _per_example_generators = False
 
     def __init__(
         self,
         forward_func: Callable[..., Tensor],
         prior: PriorType,
         multiply_by_inputs: bool = True,
-        path: str = "paper",
+        variant: str = "paper",
     ) -> None:
         super().__init__(forward_func, multiply_by_inputs)
         if not (callable(prior) or isinstance(prior, (Tensor, tuple, numbers.Real))):
@@ -106,16 +143,52 @@ class DeepPriorExpectedGradients(ExpectedGradients):
                 f"tuple of Tensors or a number, got {type(prior).__name__}"
             )
         self.prior = prior
-        self.path = check_choice(path, "path", PATHS)
+        self.variant = check_variant(variant, "DeepPriorExpectedGradients", VARIANTS)
+
+    def _per_example_generators(self, attribute_kwargs: Dict[str, Any]) -> bool:
+        """False: the prior is evaluated on the whole batch and may couple its
+        examples, so :func:`captum_prior.runner.attribute_dataset` calls this
+        class one example at a time (see the class Notes)."""
+        return False
 
     def prior_map(
         self, inputs: Any, target: TargetType = None, references: Any = None
     ) -> Tuple[Tensor, ...]:
         """Evaluate the prior for ``inputs``, expanded to each input's shape.
 
-        A deep-feature prior (:mod:`captum_prior.priors`) is given the
-        reference set too, so that its ``scale`` is in units of the
-        reference set's standard deviation."""
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            The explained examples.
+        target : int, Tensor or list, optional
+            Passed to a callable prior (e.g. for a class-evidence reduction).
+        references : Tensor or tuple of Tensor, optional
+            The reference set; a deep-feature prior takes its ``scale`` in
+            units of its standard deviation.
+
+        Returns
+        -------
+        tuple of Tensor
+            One map per input tensor, each with that input's shape (a
+            broadcast view).
+
+        Raises
+        ------
+        TypeError
+            The prior returned something other than tensors or numbers.
+        ValueError
+            The prior returned the wrong number of maps, a map with NaN/Inf,
+            or a map that does not broadcast to its input.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> dp = DeepPriorExpectedGradients(nn.Flatten(), 0.5)
+        >>> p, = dp.prior_map(torch.zeros(2, 1, 3, 3))
+        >>> p.shape, float(p.max())
+        (torch.Size([2, 1, 3, 3]), 0.5)
+        """
         x, is_tuple = as_tensor_tuple(inputs, "inputs")
         refs = None
         if references is not None:
@@ -151,60 +224,31 @@ class DeepPriorExpectedGradients(ExpectedGradients):
             out.append(pi)
         return tuple(out)
 
-    @property
-    def _path(self) -> str:  # type: ignore[override]
-        return self.path
-
-    def _reference_shift(self, inputs: Any, target: TargetType) -> "_PendingShift":
-        """The prior is evaluated once per call, for the explained inputs
-        (``target`` is passed on, e.g. for a class-evidence reduction), when
-        the reference set is known (:meth:`_bind_references`)."""
-        return _PendingShift(inputs, target)
-
-    def _bind_references(self, shift: Any, refs: Tuple[Tensor, ...]) -> Tuple[Any, Any]:
-        """Evaluate the prior in the reference set's units and build the clamp.
-
-        Deep-feature priors give the clamp range (``prior.baseline_range``:
-        by default the reference set's per-channel min/max), and every
-        prior-shifted point is clamped to it. Other priors (masks, tensors,
-        numbers) are used as given; if they push a baseline outside the
-        reference set's range an :class:`~captum_prior.errors.InputRangeWarning`
-        is raised."""
-        if not isinstance(shift, _PendingShift):
-            return shift, None
-        p = self.prior_map(shift.inputs, shift.target, references=refs)
-        fns = tuple((lambda idx, pi=pi: pi[idx]) for pi in p)
-        if _data_unit_prior(self.prior) and len(refs) == 1:
-            rng = self.prior.baseline_range(refs[0])  # type: ignore[union-attr]
+    def _references_for(
+        self, inputs: Any, target: TargetType, references: Tuple[Tensor, ...]
+    ) -> Optional[ReferenceShift]:
+        """The prior map as the shift of every draw's path, with the clamp of
+        a deep-feature prior (see the class Notes)."""
+        p = self.prior_map(inputs, target, references=references)
+        shift_inputs = self.variant == "reference_code"
+        if _data_unit_prior(self.prior) and len(references) == 1:
+            rng = self.prior.baseline_range(references[0])  # type: ignore[union-attr]
             if rng is None:
-                return fns, None
-            lo, hi = (torch.as_tensor(b, dtype=refs[0].dtype, device=refs[0].device) for b in rng)
-
-            def clamp(points: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
-                return (torch.maximum(torch.minimum(points[0], hi), lo),)
-
-            return fns, clamp
-        for i, (pi, r) in enumerate(zip(p, refs)):
-            if r.numel() and pi.numel() and (r.amin(0) - pi.amax(0) < r.min()).any() or (
-                r.numel() and pi.numel() and (r.amax(0) - pi.amin(0) > r.max()).any()
+                return ReferenceShift(p, None, shift_inputs)
+            r = references[0]
+            lo, hi = (torch.as_tensor(b, dtype=r.dtype, device=r.device) for b in rng)
+            return ReferenceShift(p, (lo, hi), shift_inputs)
+        for i, (pi, r) in enumerate(zip(p, references)):
+            if r.numel() and pi.numel() and (
+                (r.amin(0) - pi.amax(0) < r.min()).any() or (r.amax(0) - pi.amin(0) > r.max()).any()
             ):
                 warnings.warn(
                     f"prior map {i} shifts baselines outside the reference set's range "
                     f"[{float(r.min()):.3g}, {float(r.max()):.3g}]; lower the prior's scale or use "
                     "a deep-feature prior, whose baselines are clamped",
-                    InputRangeWarning, stacklevel=4,
+                    InputRangeWarning, stacklevel=5,
                 )
-        return fns, None
-
-
-class _PendingShift(tuple):
-    """The explained inputs and target, until the references are known."""
-
-    def __new__(cls, inputs: Any, target: TargetType) -> "_PendingShift":
-        obj = super().__new__(cls, ())
-        obj.inputs = inputs  # type: ignore[attr-defined]
-        obj.target = target  # type: ignore[attr-defined]
-        return obj
+        return ReferenceShift(p, None, shift_inputs)
 
 
 def _data_unit_prior(prior: Any) -> bool:

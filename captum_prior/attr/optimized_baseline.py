@@ -23,20 +23,8 @@ from captum_prior._validation import (
     check_model_output,
 )
 
-#: Default hyper-parameters (pixels in ``[0, 1]``), chosen by the
-#: one-factor-at-a-time sweep ``benchmarks/sweep_optimized_baseline.py``
-#: (results: ``benchmarks/results/optimized_baseline_sweep_{cnn,effnet}.md``)
-#: on the default Fashion-MNIST CNN (200 held-out test images) and
-#: EfficientNet-Lite0 (8 photos). Insertion - deletion AUC of
-#: ValidPathGradients was flat within +-0.005 (paired, CNN) for sigmas
-#: (1, 2, 4) vs (2, 4, 8) px, eta 2/255 vs 4/255, cross-entropy vs logit
-#: distance and max_iter 1, 10, 30;
-#: delta = 0.1 was worse than 0.05 (paired -0.010 +- 0.006) and 0.02 no
-#: better. ``max_iter`` went from the sweep centre 30 to 10: as good (paired
-#: +0.005 +- 0.004 on the CNN) at 1.23x instead of 1.61x IG's model calls.
-#: On EfficientNet-Lite0 every variant stayed within its paired 95 % CI of
-#: the centre (max_iter 10: -0.019 +- 0.026; delta 0.1: +0.010 +- 0.030), so
-#: the CNN's choices were kept.
+#: Default hyper-parameters (pixels in ``[0, 1]``), chosen by a sweep on a
+#: small CNN and on EfficientNet-Lite0 (the docs' findings page has the numbers).
 DEFAULT_SIGMAS: Tuple[float, ...] = (1.0, 2.0, 4.0)
 DEFAULT_ETA = 2.0 / 255.0
 DEFAULT_EPS = 1.0
@@ -48,8 +36,26 @@ OBJECTIVES = ("logit_distance", "cross_entropy")
 def default_sigmas(n_baselines: int) -> Tuple[float, ...]:
     """``n_baselines`` blur widths (pixels): the defaults, then doubling.
 
-    ``n_baselines=1`` gives the middle default (2 px); more baselines take the
-    defaults in order and continue geometrically (8, 16, ... px).
+    Parameters
+    ----------
+    n_baselines : int
+        How many widths (>= 1).
+
+    Returns
+    -------
+    tuple of float
+        ``n_baselines=1`` gives the middle default (2 px); more baselines take
+        the defaults in order and continue geometrically (8, 16, ... px).
+
+    Raises
+    ------
+    ValueError
+        ``n_baselines < 1``.
+
+    Examples
+    --------
+    >>> default_sigmas(1), default_sigmas(5)
+    ((2.0,), (1.0, 2.0, 4.0, 8.0, 16.0))
     """
     n = check_int(n_baselines, "n_baselines", 1)
     if n == 1:
@@ -105,17 +111,43 @@ def enforce_delta(
     r"""Algorithm 1 lines 4-7: keep every feature of ``xp`` at least ``delta``
     from ``x``, then clip.
 
+    Parameters
+    ----------
+    xp : Tensor
+        Baselines, any shape broadcastable with ``x``.
+    x : Tensor
+        The inputs.
+    delta : float
+        The least distance ``|x_i - x'_i|`` (>= 0).
+    clip : tuple of float or None
+        ``(low, high)``; ``None`` for unbounded inputs.
+
+    Returns
+    -------
+    Tensor
+        The projected baselines, shaped like ``xp``.
+
+    Notes
+    -----
     1. Where ``|x_i - x'_i| < delta``: ``x'_i <- x'_i - sgn(x_i - x'_i) * delta``
        (line 6, moving the feature a further ``delta`` away from the input).
-       Tie-break where ``x'_i == x_i`` (``sgn(0) = 0`` would not move it):
-       move towards the side of the clip range with more room, i.e. up when
+       Where ``x'_i == x_i`` (``sgn(0) = 0`` would not move it) the feature
+       moves towards the side of the clip range with more room: up when
        ``x_i`` is at most the middle of the range, down otherwise (up when
        ``clip`` is None).
     2. Clip to ``clip`` (line 7).
-    3. Repair (not in the paper): where the clip undid step 1, put the feature
-       at exactly ``delta`` from ``x_i`` on the other side, or, when neither
-       side fits in the clip range, at the clip bound farther from ``x_i``.
-       So ``|x_i - x'_i| >= delta`` holds wherever the clip range allows it.
+    3. Repair (not in the paper): where the clip undid step 1, put the
+       feature at exactly ``delta`` from ``x_i`` on the other side, or, when
+       neither side fits in the clip range, at the clip bound farther from
+       ``x_i``. So ``|x_i - x'_i| >= delta`` holds wherever the clip range
+       allows it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([0.5, 0.98, 0.5])
+    >>> enforce_delta(torch.tensor([0.52, 0.99, 0.9]), x, 0.05, (0.0, 1.0))
+    tensor([0.5700, 0.9300, 0.9000])
     """
     if delta > 0:
         diff = x - xp
@@ -143,10 +175,8 @@ def enforce_delta(
 
 
 class OptimizedBaseline:
-    r"""Baselines that the model treats like the input (Akhtar & Jalwana, ICML
-    2023, "Towards credible visual model interpretation with path
-    attribution", Algorithm 1 *ComputeBaseline*, Definition 6, eq. (4);
-    https://arxiv.org/abs/2305.14395).
+    r"""Baselines that the model treats like the input (Akhtar & Jalwana, 2023,
+    Algorithm 1 *ComputeBaseline*, Definition 6, eq. 4).
 
     For every input ``x`` and every blur width ``sigma_b`` the baseline starts
     from a Gaussian blur ``psi(x, sigma_b)`` (line 1) and takes sign-gradient
@@ -155,69 +185,102 @@ class OptimizedBaseline:
     4-6, :func:`enforce_delta`) and inside ``clip`` (line 7), until
     ``||logits(x) - logits(x')||_2 <= eps`` (line 2) or ``max_iter`` steps.
     All inputs and all ``B`` blur widths are optimised together as ``B * N``
-    rows; rows stop individually once they reach ``eps``. Model calls go
-    through :func:`captum_prior._batching.gradient_rows`, ``internal_batch_size``
-    rows at a time, with gradients enabled even under ``torch.no_grad`` (as
-    Captum's NoiseTunnel and metrics call attribution methods).
+    rows; rows stop individually once they reach ``eps``.
 
-    **Objective of the sign step** (``objective``). Lemma 1 steps along
-    ``-sgn grad J``, with ``J`` the cross-entropy to the class predicted for
-    ``x``; Definition 6 / eq. (4) and the stopping rule (line 2) are about the
+    Parameters
+    ----------
+    forward_func : callable
+        The model (returns ``N x C`` logits, or ``N`` scores), taking the
+        inputs and then ``additional_forward_args``.
+    sigmas : float or sequence of float, default=(1.0, 2.0, 4.0)
+        Blur standard deviations in pixels, one per baseline
+        (``B = len(sigmas)``); each > 0.
+    eta : float, default=2/255
+        Sign-gradient step size, in input units (> 0).
+    eps : float, default=1.0
+        Stop once the L2 distance between the logits of the input and of the
+        baseline is at most ``eps`` (> 0).
+    delta : float, default=0.05
+        The least distance ``|x_i - x'_i|`` of every feature from the input
+        (>= 0, at most the clip range).
+    max_iter : int, default=10
+        The most sign steps (>= 1).
+    clip : tuple of float or None, default=(0.0, 1.0)
+        The valid input range ``(low, high)``; ``None`` for unbounded inputs.
+        Inputs far outside it (by more than half its width, e.g. 0..255
+        images with the default) raise ``ValueError`` in :meth:`compute`,
+        since every baseline is kept inside ``clip`` and would be pinned at
+        its edge.
+    objective : {"logit_distance", "cross_entropy"}, default="logit_distance"
+        The score whose sign gradient each step follows (see Notes).
+    internal_batch_size : int, optional
+        Rows per model call. ``None``: chosen from the model's activation
+        sizes (:mod:`captum_prior._chunking`).
+
+    Raises
+    ------
+    TypeError
+        ``forward_func`` is not callable, or ``sigmas`` / ``clip`` have the
+        wrong type.
+    ValueError
+        A parameter is out of range, ``clip`` has ``low >= high``, or
+        ``delta`` is wider than the clip range.
+
+    Notes
+    -----
+    **Objective of the sign step.** Lemma 1 steps along ``-sgn grad J``,
+    with ``J`` the cross-entropy to the class predicted for ``x``;
+    Definition 6 / eq. 4 and the stopping rule (line 2) are about the
     *logit distance*. The default, ``"logit_distance"``, steps along
     ``-sgn grad (1/2)||logits(x') - logits(x)||^2``: it descends the quantity
     that decides when to stop, so it moves the baseline towards the input's
     logits rather than past them (the cross-entropy keeps increasing the
-    predicted class's logit margin after the baseline is already as confident
-    as ``x``, which moves it *away* from ``logits(x)``), and it also works for
+    predicted class's margin after the baseline is already as confident as
+    ``x``, which moves it *away* from ``logits(x)``), and it also works for
     models with a single output, where the cross-entropy has no gradient.
-    ``"cross_entropy"`` is the paper's Lemma 1 and is kept for ablation; the
-    sweeps in ``benchmarks/results/optimized_baseline_sweep_{cnn,effnet}.md``
-    compare both.
+    ``"cross_entropy"`` is the paper's Lemma 1.
 
-    Departures from the paper (all documented in the sweep results):
+    Departures from the paper:
 
     - ``max_iter`` bounds the loop, which need not terminate as printed; the
       diagnostics say per row whether ``eps`` was reached.
     - The returned baseline is the iterate with the smallest logit distance
-      seen (every iterate satisfies the ``delta`` constraint). When ``eps`` is
-      reached this *is* the last iterate, as in the paper, since the loop
+      seen (every iterate satisfies the ``delta`` constraint). When ``eps``
+      is reached this *is* the last iterate, as in the paper, since the loop
       stops at the first iterate within ``eps``.
-    - ``x_i = x'_i`` tie-break and post-clip repair, see :func:`enforce_delta`.
+    - The ``x_i = x'_i`` tie-break and the post-clip repair of
+      :func:`enforce_delta`.
     - ``sigma`` is the standard deviation of the blur in pixels (the paper
       says "kernel size"; the kernel length is ``2 * ceil(3 sigma) + 1``).
     - The paper's values of ``sigma``, ``eta``, ``eps`` and ``delta`` are in
-      a supplement that is not available; the defaults come from our sweep.
+      a supplement that is not available; the defaults are the package's
+      own, chosen by a sweep.
 
-    Args:
-        forward_func (Callable): the model (returns ``N x C`` logits, or ``N``
-                    scores) taking the inputs and then ``additional_forward_args``.
-        sigmas (float or sequence of float, optional): blur standard deviations
-                    in pixels, one per baseline (``B = len(sigmas)``); each
-                    must be > 0. Default: (1.0, 2.0, 4.0)
-        eta (float, optional): sign-gradient step size, in input units. Default: 2/255
-        eps (float, optional): stop once the L2 distance between the logits of
-                    the input and of the baseline is at most ``eps`` (> 0).
-                    Default: 1.0
-        delta (float, optional): minimum distance ``|x_i - x'_i|`` of every
-                    feature from the input (>= 0, at most the clip range).
-                    Default: 0.05
-        max_iter (int, optional): maximum number of sign steps (>= 1). Default: 10
-        clip (tuple of float or None, optional): valid input range
-                    ``(low, high)``; ``None`` for unbounded inputs. Inputs far
-                    outside it (by more than half its width, e.g. 0..255
-                    images with the default) raise ``ValueError`` in
-                    :meth:`compute`, since every baseline is kept inside
-                    ``clip`` and would be pinned at its edge. Default: (0.0, 1.0)
-        objective (str, optional): ``"logit_distance"`` or ``"cross_entropy"``
-                    (see above). Default: "logit_distance"
-        internal_batch_size (int, optional): rows per model call; ``None``
-                    evaluates all ``B * N`` rows at once. Default: None
+    Model calls go through the package's chunked forward/backward helper,
+    with gradients enabled even under ``torch.no_grad`` (as Captum's
+    NoiseTunnel and metrics call attribution methods).
 
-    Examples::
+    References
+    ----------
+    .. [1] N. Akhtar, M. A. A. K. Jalwana, "Towards credible visual model
+       interpretation with path attribution", ICML 2023.
+       https://arxiv.org/abs/2305.14395
 
-        >>> ob = OptimizedBaseline(model, sigmas=(2.0,))
-        >>> baselines = ob.compute(images)[0]   # N x C x H x W
-        >>> IntegratedGradients(model).attribute(images, baselines, target=labels)
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import IntegratedGradients
+    >>> from captum_prior.attr import OptimizedBaseline
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    >>> images = torch.rand(2, 1, 8, 8)
+    >>> baselines = OptimizedBaseline(model, sigmas=(2.0,), max_iter=3).compute(images)
+    >>> baselines.shape  # B x N x C x H x W
+    torch.Size([1, 2, 1, 8, 8])
+    >>> attr = IntegratedGradients(model).attribute(images, baselines[0], target=0)
+    >>> attr.shape
+    torch.Size([2, 1, 8, 8])
     """
 
     def __init__(
@@ -354,28 +417,50 @@ class OptimizedBaseline:
     ) -> Any:
         r"""Optimise ``B = len(sigmas)`` baselines for every input example.
 
-        Args:
-            inputs (Tensor or tuple[Tensor, ...]): inputs ``N x ...`` (images
-                        ``N x C x H x W`` for the default blur start).
-            additional_forward_args (Any, optional): passed to ``forward_func``
-                        after the inputs; per-example tensors are sliced per row.
-                        Default: None
-            return_diagnostics (bool, optional): also return a dict of per-row
-                        diagnostics, each a ``B x N`` tensor: ``iterations``
-                        (sign steps taken), ``distance`` (final logit distance),
-                        ``initial_distance``, ``converged`` (``distance <= eps``);
-                        plus ``start`` (the starting baselines after the
-                        ``delta`` / clip projection, shaped like the result),
-                        ``sigmas`` and ``n_calls`` (model calls). Default: False
-            init (Tensor or tuple[Tensor, ...], optional): starting baselines
-                        instead of the blur, shaped like the inputs or
-                        ``B x`` the inputs; needed for non-image inputs.
-                        Default: None
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Inputs ``N x ...`` (images ``N x C x H x W`` for the default blur
+            start).
+        additional_forward_args : Any, optional
+            Passed to ``forward_func`` after the inputs; per-example tensors
+            are sliced per row.
+        return_diagnostics : bool, default=False
+            Also return a dict of per-row diagnostics, each a ``B x N``
+            tensor: ``iterations`` (sign steps taken), ``distance`` (final
+            logit distance), ``initial_distance``, ``converged``
+            (``distance <= eps``); plus ``start`` (the starting baselines
+            after the ``delta`` / clip projection, shaped like the result),
+            ``sigmas`` and ``n_calls`` (model calls).
+        init : Tensor or tuple of Tensor, optional
+            Starting baselines instead of the blur, shaped like the inputs or
+            ``B x`` the inputs; needed for non-image inputs.
 
-        Returns:
-            **baselines** or (**baselines**, **diagnostics**): a tensor (tuple
-            for tuple inputs) of shape ``B x N x ...``; ``baselines[b]`` is a
-            per-example baseline usable by any Captum method.
+        Returns
+        -------
+        baselines : Tensor or tuple of Tensor
+            Shape ``B x N x ...``; ``baselines[b]`` is a per-example baseline
+            usable by any Captum method.
+        diagnostics : dict
+            Only with ``return_diagnostics=True``.
+
+        Raises
+        ------
+        ValueError
+            Inputs far outside ``clip``, non-image inputs without ``init``,
+            an ``init`` of the wrong shape, or ``objective="cross_entropy"``
+            with a single-output model.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
+        >>> ob = OptimizedBaseline(model, sigmas=(1.0, 2.0), max_iter=2)
+        >>> b, diag = ob.compute(torch.rand(3, 1, 4, 4), return_diagnostics=True)
+        >>> b.shape, diag["iterations"].shape
+        (torch.Size([2, 3, 1, 4, 4]), torch.Size([2, 3]))
         """
         xs, is_tuple = as_tensor_tuple(inputs)
         if self.clip is not None:

@@ -56,8 +56,27 @@ AUTO_RANGES: Tuple[Tuple[float, float], ...] = ((0.0, 1.0), (-1.0, 1.0), (0.0, 2
 
 
 def infer_input_range(xs: Tuple[Tensor, ...]) -> Optional[Tuple[float, float]]:
-    """The first of ``(0, 1)``, ``(-1, 1)``, ``(0, 255)`` that holds every
-    value of ``xs``; ``None`` (unbounded) if none does or ``xs`` is empty."""
+    """The valid input range that ``input_range="auto"`` infers.
+
+    Parameters
+    ----------
+    xs : tuple of Tensor
+        The inputs.
+
+    Returns
+    -------
+    tuple of float or None
+        The first of ``(0, 1)``, ``(-1, 1)``, ``(0, 255)`` that holds every
+        value of ``xs``; ``None`` (unbounded) if none does or ``xs`` is empty.
+
+    Examples
+    --------
+    >>> import torch
+    >>> infer_input_range((torch.tensor([0.2, 0.9]),))
+    (0.0, 1.0)
+    >>> infer_input_range((torch.tensor([-0.5, 3.0]),)) is None
+    True
+    """
     xs = tuple(x for x in xs if x.numel())
     if not xs:
         return None
@@ -71,9 +90,7 @@ def infer_input_range(xs: Tuple[Tensor, ...]) -> Optional[Tuple[float, float]]:
 
 class ValidPathGradients(GradientAttribution):
     r"""Path attribution from optimized baselines, integrating only *valid path
-    features* (Akhtar & Jalwana, ICML 2023, "Towards credible visual model
-    interpretation with path attribution", Algorithm 2 with Definitions 6-7;
-    https://arxiv.org/abs/2305.14395).
+    features* (Akhtar & Jalwana, 2023, Algorithm 2 with Definitions 6-7).
 
     For every input ``x`` and each of ``B`` baselines ``x'_b`` (by default
     :class:`OptimizedBaseline`, Algorithm 1, one per blur width), ``K =
@@ -98,8 +115,7 @@ class ValidPathGradients(GradientAttribution):
     ``alpha_k`` with weights ``w_k`` replace the random draws and line 11
     becomes the weighted mean ``sum_k w_k valid_k g_k / sum_k w_k valid_k``.
     Where every path feature is valid this is exactly IG with the same
-    nodes (``tests/test_vpg_quadrature.py``; error against ``n_steps`` in
-    ``benchmarks/results/vpg_error_vs_steps_*.md``). The validity test is
+    nodes. The validity test is
     written in its gradient form, ``sgn(g_i) = sgn(grad_i F(x))`` and
     ``(1 - alpha)|g_i| < |grad_i F(x)|``: identical to Definition 7 wherever
     ``x_i != x'_i`` and ``alpha < 1``, and it counts the end point
@@ -117,8 +133,7 @@ class ValidPathGradients(GradientAttribution):
     ``rho~`` (line 9). Starting from ``rho = 0``, ``sgn(rho_i) = sgn(rho~_i)``
     holds only where ``rho~_i = 0``, and then ``|rho_i| > |rho~_i|`` fails, so
     nothing is ever accumulated and line 11 divides 0 by 0. This class
-    implements the consistent reading of methods.md §2.3, which follows
-    Definition 7 (the comparison is between the gradient at the *input* and at
+    implements the consistent reading that follows Definition 7 (the comparison is between the gradient at the *input* and at
     the path point): the reference is ``r = (x - x'_b) * grad_x F`` (line 1,
     scaled like ``rho~`` as footnote 3 suggests), the accumulator is a separate
     gradient sum with its own count, and the test is
@@ -137,25 +152,47 @@ class ValidPathGradients(GradientAttribution):
     the convergence delta. With filtering on it is not expected to be small:
     dropping invalid features gives up completeness on purpose.
 
-    Args:
-        forward_func (Callable): the model or any function returning ``N x C``
-                    outputs (or ``N`` scores).
-        multiply_by_inputs (bool, optional): Indicates whether to factor
-                    model inputs' multiplier in the final attribution scores.
-                    In the literature this is also known as local vs global
-                    attribution. If inputs' multiplier isn't factored in,
-                    then that type of attribution method is also called local
-                    attribution. If it is, then that type of attribution
-                    method is called global.
-                    More detailed can be found here:
-                    https://arxiv.org/abs/1711.06104
+    Parameters
+    ----------
+    forward_func : callable
+        The model, or any function returning ``N x C`` outputs (or ``N``
+        scores).
+    multiply_by_inputs : bool, default=True
+        If True ("global" attribution), the mean valid gradient of baseline
+        ``b`` is multiplied by ``(inputs - baselines[b])`` before averaging
+        over the baselines; if False ("local" attribution), the mean valid
+        gradient is returned (Ancona et al., 2018).
+    filter_path_features : bool, default=True
+        Keep only valid path features (Definition 7); False integrates every
+        path feature (the paper's ablation).
 
-                    If True, the mean valid gradient of baseline ``b`` is
-                    multiplied by ``(inputs - baselines[b])`` before averaging
-                    over the baselines. Default: True
-        filter_path_features (bool, optional): keep only valid path features
-                    (Definition 7); False integrates every path feature
-                    (ablation). Default: True
+    Raises
+    ------
+    TypeError
+        ``forward_func`` is not callable, or a flag is not a bool.
+
+    References
+    ----------
+    .. [1] N. Akhtar, M. A. A. K. Jalwana, "Towards credible visual model
+       interpretation with path attribution", ICML 2023.
+       https://arxiv.org/abs/2305.14395
+    .. [2] M. Ancona, E. Ceolini, C. Oztireli, M. Gross, "Towards better
+       understanding of gradient-based attribution methods for deep neural
+       networks", ICLR 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.attr import ValidPathGradients
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    >>> images = torch.rand(2, 1, 8, 8)
+    >>> vpg = ValidPathGradients(model)
+    >>> attr = vpg.attribute(images, target=1, n_steps=12, input_range=(0.0, 1.0),
+    ...                      baseline_kwargs={"max_iter": 2})
+    >>> attr.shape
+    torch.Size([2, 1, 8, 8])
     """
 
     def __init__(
@@ -184,22 +221,18 @@ class ValidPathGradients(GradientAttribution):
         return self._multiply_by_inputs
 
     def _per_example_generators(self, attribute_kwargs: Dict[str, Any]) -> bool:
-        """Read by :func:`captum_prior.runner.attribute_dataset`: with these
-        ``attribute`` arguments and one generator per example, is example
-        ``j``'s result that of its own one-example call, up to float
-        rounding (so the runner may call once per batch)?
+        """Whether, with these ``attribute`` keyword arguments and one
+        generator per example, example ``j``'s result is that of its own
+        one-example call (up to float rounding), so that
+        :func:`captum_prior.runner.attribute_dataset` may call once per batch.
 
         Only without the valid-feature filter and with fixed baselines. The
         filter's sign and magnitude tests (Definition 7), and the sign steps
-        of optimized baselines (Algorithm 1), turn a last-bit rounding
-        difference of a batched kernel into a discrete change: on the
-        bundled CNN, 3 validity tests of 1 of 40 examples flipped between one
-        batch of 40 and 40 one-example calls (monte-carlo, optimized
-        baselines, ``max_iter=3``), moving its attributions by up to 1.1 %
-        of the largest one. Optimized baselines with
-        ``input_range="auto"`` also infer the range from the whole batch.
-        So the runner keeps calling one example at a time, which is
-        bit-identical whatever the batching."""
+        of optimized baselines (Algorithm 1), can turn a last-bit rounding
+        difference of a batched kernel into a discrete change; optimized
+        baselines with ``input_range="auto"`` also infer the range from the
+        whole batch. Otherwise the runner calls one example at a time, which
+        is bit-identical whatever the batching."""
         baselines = attribute_kwargs.get("baselines")
         return (
             not self.filter_path_features
@@ -263,158 +296,168 @@ class ValidPathGradients(GradientAttribution):
     ) -> Union[
         TensorOrTupleOfTensorsGeneric, Tuple[TensorOrTupleOfTensorsGeneric, Tensor]
     ]:
-        r"""
+        r"""Attribute the ``target`` output by valid-path-feature integration.
+
         The first eight arguments are those of Captum's
         ``IntegratedGradients.attribute``, in the same order and with the same
         meaning (``baselines=None`` differs: it optimises baselines instead of
         using zeros); the arguments after them are this method's own.
 
-        Args:
+        Parameters
+        ----------
+        inputs : Tensor or tuple[Tensor, ...]
+            Input for which the attributions are computed. If forward_func
+            takes a single tensor as input, a single input tensor should be
+            provided. If forward_func takes multiple tensors as input, a tuple
+            of the input tensors should be provided. Dimension 0 indexes the
+            examples and must agree across the tensors. For optimized baselines
+            (``baselines=None``) each tensor must be a batch of images ``N x C
+            x H x W``.
+        baselines : scalar, Tensor, tuple of scalar, or Tensor, optional
+            ``None`` computes ``n_baselines`` optimized baselines per example
+            with :class:`OptimizedBaseline` (Algorithm 1), which needs image
+            inputs and a valid input range (``input_range``). Otherwise the
+            fixed baselines, per input tensor:
 
-            inputs (Tensor or tuple[Tensor, ...]): Input for which the
-                        attributions are computed. If forward_func takes a
-                        single tensor as input, a single input tensor should be
-                        provided. If forward_func takes multiple tensors as
-                        input, a tuple of the input tensors should be provided.
-                        Dimension 0 indexes the examples and must agree across
-                        the tensors. For optimized baselines (``baselines=None``)
-                        each tensor must be a batch of images ``N x C x H x W``.
-            baselines (scalar, Tensor, tuple of scalar, or Tensor, optional):
-                        ``None`` computes ``n_baselines`` optimized baselines per
-                        example with :class:`OptimizedBaseline` (Algorithm 1),
-                        which needs image inputs and a valid input range
-                        (``input_range``). Otherwise the fixed baselines, per
-                        input tensor:
+            - a scalar, or a tensor of one example's shape, or of
+              shape ``1 x ...``: one baseline shared by all examples;
+            - a tensor of the inputs' shape: one baseline per example;
+            - a tensor of shape ``B x N x ...`` (or ``B x 1 x ...``):
+              ``B`` baselines per example, integrated with
+              ``floor(n_steps / B)`` steps each (``n_baselines`` is
+              then ignored);
+            - a callable returning one of the above (Captum's
+              convention; called with ``inputs`` or with no argument).
 
-                        - a scalar, or a tensor of one example's shape, or of
-                          shape ``1 x ...``: one baseline shared by all examples;
-                        - a tensor of the inputs' shape: one baseline per example;
-                        - a tensor of shape ``B x N x ...`` (or ``B x 1 x ...``):
-                          ``B`` baselines per example, integrated with
-                          ``floor(n_steps / B)`` steps each (``n_baselines`` is
-                          then ignored);
-                        - a callable returning one of the above (Captum's
-                          convention; called with ``inputs`` or with no argument).
+            NoiseTunnel and Captum's metrics expand ``baselines``
+            per example, so under them use ``None``, a scalar or a
+            per-example tensor. Default: None
+        target : int, tuple, Tensor, or list, optional
+            Output indices for which gradients are computed (for classification
+            cases, this is usually the target class). If the network returns a
+            scalar value per example, no target index is necessary. For general
+            2D outputs, targets can be either:
 
-                        NoiseTunnel and Captum's metrics expand ``baselines``
-                        per example, so under them use ``None``, a scalar or a
-                        per-example tensor. Default: None
-            target (int, tuple, Tensor, or list, optional): Output indices for
-                        which gradients are computed (for classification cases,
-                        this is usually the target class).
-                        If the network returns a scalar value per example,
-                        no target index is necessary.
-                        For general 2D outputs, targets can be either:
+            - a single integer or a tensor containing a single
+              integer, which is applied to all input examples
 
-                        - a single integer or a tensor containing a single
-                          integer, which is applied to all input examples
+            - a list of integers or a 1D tensor, with length matching
+              the number of examples in inputs (dim 0). Each integer
+              is applied as the target for the corresponding example.
 
-                        - a list of integers or a 1D tensor, with length matching
-                          the number of examples in inputs (dim 0). Each integer
-                          is applied as the target for the corresponding example.
+            For outputs with greater than 2 dimensions, targets
+            can be either:
 
-                        For outputs with greater than 2 dimensions, targets
-                        can be either:
+            - A single tuple, which contains #output_dims - 1
+              elements. This target index is applied to all examples.
 
-                        - A single tuple, which contains #output_dims - 1
-                          elements. This target index is applied to all examples.
+            - A list of tuples with length equal to the number of
+              examples in inputs (dim 0), and each tuple containing
+              #output_dims - 1 elements. Each tuple is applied as the
+              target for the corresponding example.
 
-                        - A list of tuples with length equal to the number of
-                          examples in inputs (dim 0), and each tuple containing
-                          #output_dims - 1 elements. Each tuple is applied as the
-                          target for the corresponding example.
+            The baselines are optimised towards the logits of the
+            input as a whole and do not depend on ``target``.
+            Default: None
+        additional_forward_args : Any, optional
+            If the forward function requires additional arguments other than
+            the inputs for which attributions should not be computed, this
+            argument can be provided. Tensors whose first dimension equals the
+            number of examples are taken as per-example and follow each path
+            point; anything else is passed unchanged. Default: None
+        n_steps : int, optional
+            Total number of path points per example, ``K`` in Algorithm 2,
+            split evenly over the baselines (``floor(n_steps / B)`` each).
+            Default: 150
+        method : str, optional
+            How the path points and their weights are chosen along each
+            baseline's path: one of Captum's integral approximations
+            ``"gausslegendre"``, ``"riemann_left"``, ``"riemann_right"``,
+            ``"riemann_middle"``, ``"riemann_trapezoid"`` (the same nodes and
+            weights as ``IntegratedGradients``), or ``"monte_carlo"``, the
+            paper's sampling (line 6: ``alpha ~ U(0, 1)``, equal weights, drawn
+            from ``generator``). With a quadrature, the valid-feature mean of
+            line 11 is the weight-averaged gradient over the valid points, so
+            where every point is valid the result is IG's with the same
+            ``n_steps`` and method (the weights are normalised to sum to 1;
+            Captum's own ``riemann_trapezoid`` weights sum to ``(K-1)/K``).
+            Default: ``"gausslegendre"``
+        internal_batch_size : int, optional
+            Number of model rows (path points or baseline iterates) evaluated
+            per forward and backward pass, so memory is bounded by it. ``None``
+            evaluates all rows of a stage at once. Default: None
+        return_convergence_delta : bool, optional
+            Also return the completeness gap ``sum(A) - (F(x) - mean_b
+            F(x'_b))`` per example. Default: False
+        n_baselines : int, optional
+            Number of optimized baselines ``B`` when ``baselines=None`` (one
+            blur width each, see
+            :func:`~captum_prior.attr.optimized_baseline.default_sigmas`); must
+            not exceed ``n_steps``. Default: 3
+        generator : torch.Generator or list of torch.Generator, optional
+            Source of the path positions ``alpha`` of ``method="monte_carlo"``.
+            One generator: drawn in one call ``torch.rand((B, K, N),
+            generator=generator)``. A list (or tuple) of one generator per
+            example: example ``j``'s ``(B, K)`` positions are drawn from
+            ``generator[j]``, exactly as in the one-example call
+            ``attribute(inputs[j:j+1], ..., generator=generator[j])``, so its
+            attribution does not depend on the rest of the batch, up to
+            floating-point rounding, which the valid-feature test and the sign
+            steps of optimized baselines can turn into a flipped feature now
+            and then (with ``baselines=None`` and ``input_range="auto"`` the
+            inferred range also comes from the whole batch). ``None`` uses
+            torch's global RNG. Same generator state, same result. The
+            quadratures draw nothing. Default: None
+        baseline_kwargs : dict, optional
+            Keyword arguments for :class:`OptimizedBaseline` (``sigmas``,
+            ``eta``, ``eps``, ``delta``, ``max_iter``, ``clip``, ``objective``)
+            when ``baselines=None``; ``sigmas`` must then have ``n_baselines``
+            entries. Default: None
+        input_range : tuple of float, None or "auto", optional
+            The valid range ``(low, high)`` of the input features, inside which
+            optimized baselines are kept (Algorithm 1 line 7); ``None`` for
+            unbounded features. ``"auto"`` (or leaving it out) infers it from
+            the inputs, with an :class:`~captum_prior.errors.InputRangeWarning`
+            that names the range chosen: ``(0, 1)`` when every input is in
+            ``[0, 1]``, ``(-1, 1)`` in ``[-1, 1]``, ``(0, 255)`` in ``[0,
+            255]``, otherwise unbounded. ``eta`` and ``delta`` (in units of a
+            ``[0, 1]`` range) are scaled by ``high - low`` unless
+            ``baseline_kwargs`` sets them. ``baseline_kwargs["clip"]`` counts
+            as an explicit range. Only used when ``baselines=None``. Default:
+            ``"auto"``
 
-                        The baselines are optimised towards the logits of the
-                        input as a whole and do not depend on ``target``.
-                        Default: None
-            additional_forward_args (Any, optional): If the forward function
-                        requires additional arguments other than the inputs for
-                        which attributions should not be computed, this argument
-                        can be provided. Tensors whose first dimension equals the
-                        number of examples are taken as per-example and follow
-                        each path point; anything else is passed unchanged.
-                        Default: None
-            n_steps (int, optional): total number of path points per example,
-                        ``K`` in Algorithm 2, split evenly over the baselines
-                        (``floor(n_steps / B)`` each). Default: 150
-            method (str, optional): how the path points and their weights are
-                        chosen along each baseline's path: one of Captum's
-                        integral approximations ``"gausslegendre"``,
-                        ``"riemann_left"``, ``"riemann_right"``,
-                        ``"riemann_middle"``, ``"riemann_trapezoid"`` (the
-                        same nodes and weights as ``IntegratedGradients``), or
-                        ``"monte_carlo"``, the paper's sampling (line 6:
-                        ``alpha ~ U(0, 1)``, equal weights, drawn from
-                        ``generator``). With a quadrature, the valid-feature
-                        mean of line 11 is the weight-averaged gradient over
-                        the valid points, so where every point is valid the
-                        result is IG's with the same ``n_steps`` and method
-                        (the weights are normalised to sum to 1; Captum's own
-                        ``riemann_trapezoid`` weights sum to ``(K-1)/K``).
-                        Default: ``"gausslegendre"``
-            internal_batch_size (int, optional): number of model rows (path
-                        points or baseline iterates) evaluated per forward and
-                        backward pass, so memory is bounded by it. ``None``
-                        evaluates all rows of a stage at once. Default: None
-            return_convergence_delta (bool, optional): also return the
-                        completeness gap ``sum(A) - (F(x) - mean_b F(x'_b))`` per
-                        example. Default: False
-            n_baselines (int, optional): number of optimized baselines ``B``
-                        when ``baselines=None`` (one blur width each, see
-                        :func:`~captum_prior.attr.optimized_baseline.default_sigmas`);
-                        must not exceed ``n_steps``. Default: 3
-            generator (torch.Generator or list of torch.Generator, optional):
-                        source of the path positions ``alpha`` of
-                        ``method="monte_carlo"``. One generator: drawn in one
-                        call ``torch.rand((B, K, N), generator=generator)``.
-                        A list (or tuple) of one generator per example:
-                        example ``j``'s ``(B, K)`` positions are drawn from
-                        ``generator[j]``, exactly as in the one-example call
-                        ``attribute(inputs[j:j+1], ...,
-                        generator=generator[j])``, so its attribution does not
-                        depend on the rest of the batch, up to floating-point
-                        rounding, which the valid-feature test and the sign
-                        steps of optimized baselines can turn into a flipped
-                        feature now and then (with ``baselines=None`` and
-                        ``input_range="auto"`` the inferred range also comes
-                        from the whole batch). ``None`` uses torch's global
-                        RNG. Same generator state, same result. The
-                        quadratures draw nothing. Default: None
-            baseline_kwargs (dict, optional): keyword arguments for
-                        :class:`OptimizedBaseline` (``sigmas``, ``eta``, ``eps``,
-                        ``delta``, ``max_iter``, ``clip``, ``objective``) when
-                        ``baselines=None``; ``sigmas`` must then have
-                        ``n_baselines`` entries. Default: None
-            input_range (tuple of float, None or "auto", optional): the valid
-                        range ``(low, high)`` of the input features, inside
-                        which optimized baselines are kept (Algorithm 1 line
-                        7); ``None`` for unbounded features. ``"auto"`` (or
-                        leaving it out) infers it from the inputs, with an
-                        :class:`~captum_prior.errors.InputRangeWarning` that
-                        names the range chosen: ``(0, 1)`` when every input is
-                        in ``[0, 1]``, ``(-1, 1)`` in ``[-1, 1]``, ``(0, 255)``
-                        in ``[0, 255]``, otherwise unbounded. ``eta`` and
-                        ``delta`` (in units of a ``[0, 1]`` range) are scaled
-                        by ``high - low`` unless ``baseline_kwargs`` sets them.
-                        ``baseline_kwargs["clip"]`` counts as an explicit
-                        range. Only used when ``baselines=None``.
-                        Default: ``"auto"``
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensor
+            Attributions of the inputs' shape.
+        delta : Tensor
+            Only with ``return_convergence_delta=True``: the completeness gap
+            per example, shape ``(N,)``.
 
-        Returns:
-            **attributions** or 2-element tuple of **attributions**, **delta**:
-            - **attributions** (*Tensor* or *tuple[Tensor, ...]*): attributions
-              of the inputs' shape.
-            - **delta** (*Tensor*, returned if return_convergence_delta=True):
-              the completeness gap per example, shape ``(N,)``.
+        Raises
+        ------
+        TypeError
+            Inputs, baselines or ``generator`` of the wrong type.
+        ValueError
+            An unknown ``method``, ``n_baselines`` above ``n_steps``,
+            baselines that do not match the inputs, non-image inputs with
+            ``baselines=None``, or a ``target`` that does not fit the model.
 
-        Examples::
-
-            >>> vpg = ValidPathGradients(model)
-            >>> attr = vpg.attribute(images, target=labels, input_range=(0.0, 1.0))
-            >>> # the paper's Monte-Carlo path sampling
-            >>> attr = vpg.attribute(images, target=labels, method="monte_carlo",
-            ...                      input_range=(0.0, 1.0),
-            ...                      generator=torch.Generator().manual_seed(0))
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+        >>> images = torch.rand(2, 1, 8, 8)
+        >>> vpg = ValidPathGradients(model, filter_path_features=False)
+        >>> # the paper's Monte-Carlo path sampling, from a black baseline
+        >>> attr, delta = vpg.attribute(
+        ...     images, baselines=0.0, target=[0, 2], n_steps=16,
+        ...     method="monte_carlo", return_convergence_delta=True,
+        ...     generator=torch.Generator().manual_seed(0))
+        >>> attr.shape, delta.shape
+        (torch.Size([2, 1, 8, 8]), torch.Size([2]))
         """
         xs, is_tuple = as_tensor_tuple(inputs)
         xs = tuple(x.detach() for x in xs)
@@ -545,8 +588,12 @@ class ValidPathGradients(GradientAttribution):
         return out, delta
 
     def attribute_future(self) -> Callable:
-        r"""
-        This method is not implemented for ValidPathGradients.
+        """Not implemented (Captum's asynchronous API).
+
+        Raises
+        ------
+        NotImplementedError
+            Always.
         """
         raise NotImplementedError(
             "attribute_future is not implemented for ValidPathGradients"

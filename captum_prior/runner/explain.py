@@ -29,13 +29,54 @@ _DETERMINISTIC = (
 
 
 def example_seed(seed: int, index: int) -> int:
-    """The seed of example ``index``: a function of ``(seed, index)`` only
-    (NumPy's ``SeedSequence``), in ``[0, 2**31)``."""
+    """The seed of example ``index``: a function of ``(seed, index)`` only.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
+    index : int
+        The example's index in the dataset.
+
+    Returns
+    -------
+    int
+        In ``[0, 2**31)``, from NumPy's ``SeedSequence([seed, index])``.
+
+    Examples
+    --------
+    >>> example_seed(0, 7) == example_seed(0, 7) != example_seed(1, 7)
+    True
+    """
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] >> 1)
 
 
 def model_fingerprint(model: Any) -> str:
-    """Class name and a SHA-256 of the parameters and buffers of an ``nn.Module``."""
+    """Class name and a SHA-256 of the parameters and buffers of an ``nn.Module``.
+
+    Parameters
+    ----------
+    model : Any
+        The model; anything other than an ``nn.Module`` gives its class name
+        only.
+
+    Returns
+    -------
+    str
+        ``module.Class@<16 hex digits>``; the same for the same weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> a = nn.Linear(2, 1)
+    >>> b = nn.Linear(2, 1)
+    >>> _ = b.load_state_dict(a.state_dict())
+    >>> model_fingerprint(a) == model_fingerprint(b)
+    True
+    >>> model_fingerprint(a).split("@")[0]
+    'torch.nn.modules.linear.Linear'
+    """
     if not isinstance(model, nn.Module):
         return f"{type(model).__module__}.{type(model).__qualname__}"
     h = hashlib.sha256()
@@ -50,12 +91,13 @@ def model_fingerprint(model: Any) -> str:
 def _takes_generator_list(attribution: Any, kwargs: Mapping[str, Any]) -> bool:
     """Whether ``attribution`` declares that, with these ``attribute`` arguments,
     one call with one generator per example gives every example the result of
-    its own one-example call (``_per_example_generators``: a bool, or a method
-    of the arguments; see ExpectedGradients and ValidPathGradients)."""
-    flag = getattr(attribution, "_per_example_generators", False)
-    if callable(flag):
-        flag = flag(dict(kwargs))
-    return bool(flag) and not callable(kwargs.get("baselines"))
+    its own one-example call: its method ``_per_example_generators(kwargs)``
+    says so (see ExpectedGradients and ValidPathGradients); classes without
+    it (Captum's) are called one example at a time."""
+    declares = getattr(attribution, "_per_example_generators", None)
+    if declares is None or callable(kwargs.get("baselines")):
+        return False
+    return bool(declares(dict(kwargs)))
 
 
 def _detect_randomness(attribution: Any, kwargs: Mapping[str, Any]) -> str:
@@ -134,10 +176,29 @@ def _to_device(value: Any, device: torch.device) -> Any:
 
 
 def default_chunk_rows(model: Callable, x: Tensor) -> int:
-    """Rows per model call that the package's default chunking
-    (:mod:`captum_prior._chunking`) gives ``model`` on rows like ``x[:1]``:
-    the activations of one forward pass of one row are measured and the
-    chunk is sized so that the largest one fits the budget."""
+    """Rows per model call that the package's default chunking gives ``model``.
+
+    Parameters
+    ----------
+    model : callable
+        The model.
+    x : Tensor
+        Example rows; one forward pass of ``x[:1]`` is measured.
+
+    Returns
+    -------
+    int
+        The chunk of :mod:`captum_prior._chunking`: sized so that the
+        largest activation of a chunk fits the activation budget.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> n = default_chunk_rows(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), torch.rand(2, 1, 4, 4))
+    >>> n >= 1
+    True
+    """
     from captum_prior._chunking import MAX_ROWS, ActivationMeter, choose_chunk
 
     meter = ActivationMeter()
@@ -330,6 +391,73 @@ def attribute_dataset(
     and ``out/manifest.json`` records the call and the finished shards with
     their SHA-256 checksums.
 
+    Parameters
+    ----------
+    attribution : Attribution
+        E.g. ``ExpectedGradients(model)`` or Captum's
+        ``IntegratedGradients(model)``; its ``forward_func`` is the model (used
+        for ``target="pred"``).
+    dataset : Dataset or DataLoader
+        Indexable; item ``i`` is a Tensor, an ``(input, label)`` pair or a dict
+        with ``"inputs"`` (``"labels"``). A DataLoader's ``.dataset`` is used.
+    out : str or PathLike
+        The output directory.
+    attribute_kwargs : dict, optional
+        Further arguments of ``attribute`` (``baselines``, ``n_samples``...),
+        the same for every batch. Default: None
+    target : str or int, optional
+        ``"pred"`` (the model's top class), ``"label"`` or a class index.
+        Default: ``"pred"``
+    batch_size : int, optional
+        Examples per ``attribute`` call (for the batched modes ``"none"`` and
+        ``"generators"``) and per target prediction. Not part of the call's
+        identity. Default: 32
+    shard_size : int, optional
+        Examples per shard file. Default: 256
+    seed : int, optional
+        Seed of every random draw. Default: 0
+    randomness : str, optional
+        See above. Default: ``"auto"``
+    return_convergence_delta : bool or str, optional
+        Store the method's convergence delta; ``"auto"`` does when
+        ``attribute`` accepts ``return_convergence_delta``. Default: ``"auto"``
+    float16 : bool, optional
+        Store attributions as float16. Default: False
+    device : str or torch.device, optional
+        ``None``/``"auto"`` is ``cuda:LOCAL_RANK`` when CUDA exists, else CPU;
+        the model (an ``nn.Module`` ``forward_func``) is moved there. Default:
+        None
+    method : str, optional
+        Name recorded in the manifest. Default: the attribution's class name
+    method_args : dict, optional
+        The attribution's constructor arguments, recorded and compared on
+        resume. Default: None
+    dataset_description : str, optional
+        Recorded and compared. Default: the dataset's class name
+    info : dict, optional
+        Extra descriptive fields for the manifest (not compared). Default: None
+    progress : bool, optional
+        Tqdm bar (examples/s, ETA) on rank 0, labelled with the method, moved
+        as each group of examples (each example, for methods called one example
+        at a time) is done. Default: True
+
+    Returns
+    -------
+    str
+        ``out``.
+
+    Raises
+    ------
+    TypeError
+        ``attribution`` has no ``attribute`` method, ``dataset`` has no
+        length, or the method returns tuples.
+    ValueError
+        An empty dataset, an invalid size, seed or ``randomness``.
+    ManifestMismatchError
+        ``out`` holds the results of another call.
+
+    Notes
+    -----
     **Resuming.** Calling again with the same arguments (after an interruption,
     even ``kill -9``) computes only the shards that are not finished; finished
     shards are neither recomputed nor rewritten.  A directory written by
@@ -382,20 +510,9 @@ def attribute_dataset(
     floating-point rounding (about 1e-7 relative), and bit for bit for the
     same ``batch_size`` and ``shard_size`` (any number of processes,
     resumed or not, since every rank cuts a shard into the same batches).
-    Calling per example cost ExpectedGradients 1.57x a plain batched loop
-    with ``n_samples=8`` on 10,000 images
-    (``benchmarks/results/runner_overhead_10k_quiet.md``, before
-    ``"generators"``); one call per batch of 64 with per-example generators
-    costs what the plain loop does (0.88x on 2,000 images of a shared
-    machine, against 1.32x per example measured alongside:
-    ``runner_overhead_2k_check.md``). Small per-example calls also underuse
-    a GPU. On a CPU, a batch's ``batch_size * n_samples`` rows in one pass
-    fall out of cache when ``n_samples`` is large: at ``n_samples=50`` one
-    call per example was 1.3x faster than one call per batch of 64
-    (``runner_per_example.md``); ``internal_batch_size=64`` in
-    ``attribute_kwargs`` brings the batched calls to parity there and makes
-    them 1.4-1.5x faster than per-example calls at ``n_samples`` 8-16
-    (``runner_per_example_ibs64.md``).
+    Batched calls are the faster choice for small ``n_samples``; for large
+    ``n_samples`` on a CPU, set ``internal_batch_size`` in
+    ``attribute_kwargs`` so that a batch's rows stay in cache.
 
     **Chunking.** This package's methods bound the rows of each model call
     by themselves. Captum's deterministic methods (IntegratedGradients,
@@ -415,49 +532,23 @@ def attribute_dataset(
     device per rank from ``LOCAL_RANK``) and rank 0 finalises the manifest;
     the attributions equal a single-process run's.
 
-    Args:
-        attribution (Attribution): e.g. ``ExpectedGradients(model)`` or Captum's
-                    ``IntegratedGradients(model)``; its ``forward_func`` is the
-                    model (used for ``target="pred"``).
-        dataset (Dataset or DataLoader): indexable; item ``i`` is a Tensor, an
-                    ``(input, label)`` pair or a dict with ``"inputs"``
-                    (``"labels"``). A DataLoader's ``.dataset`` is used.
-        out (str or PathLike): the output directory.
-        attribute_kwargs (dict, optional): further arguments of ``attribute``
-                    (``baselines``, ``n_samples``...), the same for every batch.
-                    Default: None
-        target (str or int, optional): ``"pred"`` (the model's top class),
-                    ``"label"`` or a class index. Default: ``"pred"``
-        batch_size (int, optional): examples per ``attribute`` call (for the
-                    batched modes ``"none"`` and ``"generators"``) and per
-                    target prediction. Not part of the call's identity.
-                    Default: 32
-        shard_size (int, optional): examples per shard file. Default: 256
-        seed (int, optional): seed of every random draw. Default: 0
-        randomness (str, optional): see above. Default: ``"auto"``
-        return_convergence_delta (bool or str, optional): store the method's
-                    convergence delta; ``"auto"`` does when ``attribute``
-                    accepts ``return_convergence_delta``. Default: ``"auto"``
-        float16 (bool, optional): store attributions as float16. Default: False
-        device (str or torch.device, optional): ``None``/``"auto"`` is
-                    ``cuda:LOCAL_RANK`` when CUDA exists, else CPU; the model
-                    (an ``nn.Module`` ``forward_func``) is moved there.
-                    Default: None
-        method (str, optional): name recorded in the manifest. Default: the
-                    attribution's class name
-        method_args (dict, optional): the attribution's constructor arguments,
-                    recorded and compared on resume. Default: None
-        dataset_description (str, optional): recorded and compared. Default:
-                    the dataset's class name
-        info (dict, optional): extra descriptive fields for the manifest (not
-                    compared). Default: None
-        progress (bool, optional): tqdm bar (examples/s, ETA) on rank 0, labelled
-                    with the method, moved as each group of examples (each
-                    example, for methods called one example at a time) is done.
-                    Default: True
-
-    Returns:
-        str: ``out``.
+    Examples
+    --------
+    >>> import tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.attr import ExpectedGradients
+    >>> from captum_prior.runner import attribute_dataset, load_attributions
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    >>> data = torch.utils.data.TensorDataset(torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1]))
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     _ = attribute_dataset(ExpectedGradients(model), data, out,
+    ...                           {"baselines": torch.zeros(3, 1, 4, 4), "n_samples": 4},
+    ...                           target="label", batch_size=2, progress=False)
+    ...     stored = load_attributions(out)
+    >>> stored.attributions.shape
+    torch.Size([5, 1, 4, 4])
     """
     from captum_prior._validation import check_choice, check_int
 

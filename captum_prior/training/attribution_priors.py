@@ -45,33 +45,74 @@ def training_attributions(
     r"""Expected-gradients attributions that stay differentiable in the model's
     parameters (``create_graph=True``), for use inside a loss.
 
-    Erion et al. train with **one reference per example per step**
-    (``n_samples=1``; methods.md §3.3), drawn here uniformly from
-    ``references`` (e.g. the current batch, or a batch of training images),
-    as their PyTorch code draws a shuffled background batch.
+    The attributions are those of
+    :class:`~captum_prior.attr.ExpectedGradients` (or, with a ``prior``, of
+    :class:`~captum_prior.attr.DeepPriorExpectedGradients` with
+    ``variant="paper"``), computed with ``create_graph=True``. Erion et al.
+    train with **one reference per example per step** (``n_samples=1``),
+    drawn here uniformly from ``references`` (e.g. the current batch, or a
+    batch of training images), as their PyTorch code draws a shuffled
+    background batch.
 
-    Args:
-        model (nn.Module): the model being trained.
-        inputs (Tensor): the batch.
-        target (int, Tensor or list): the class whose output is attributed
-                    (Erion et al.: the true label).
-        references (Tensor): the reference set.
-        prior (callable, Tensor or float, optional): a DeepPrior-EG prior; the
-                    references are shifted by it. Default: None (plain EG)
-        n_samples (int, optional): draws per example. Default: 1
-        internal_batch_size (int, optional): rows per forward/backward.
-                    Default: None
-        generator (torch.Generator, optional): source of the draws. Default: None
+    Parameters
+    ----------
+    model : nn.Module
+        The model being trained.
+    inputs : Tensor
+        The batch.
+    target : int, Tensor or list
+        The class whose output is attributed (Erion et al.: the true label).
+    references : Tensor
+        The reference set.
+    prior : callable, Tensor or float, optional
+        A DeepPrior-EG prior; the references are shifted by it. Default: None
+        (plain EG)
+    n_samples : int, optional
+        Draws per example. Default: 1
+    internal_batch_size : int, optional
+        Rows per forward/backward. Default: None
+    generator : torch.Generator, optional
+        Source of the draws. Default: None
 
-    Returns:
-        attributions shaped like ``inputs``, with a graph to the parameters.
+    Returns
+    -------
+    Tensor
+        Attributions shaped like ``inputs``, with a graph to the parameters.
+
+    Raises
+    ------
+    ValueError
+        References that do not match the inputs, ``n_samples < 1``, or a
+        ``target`` that does not fit the model.
+
+    References
+    ----------
+    .. [1] G. Erion, J. D. Janizek, P. Sturmfels, S. M. Lundberg, S.-I. Lee,
+       "Improving performance of deep learning models with axiomatic
+       attribution priors and expected gradients", Nature Machine
+       Intelligence 3, 620-631 (2021).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.training import training_attributions
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    >>> x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    >>> attr = training_attributions(model, x, y, references=x,
+    ...                              generator=torch.Generator().manual_seed(0))
+    >>> attr.shape, attr.requires_grad
+    (torch.Size([4, 1, 4, 4]), True)
     """
-    method = ExpectedGradients(model) if prior is None else DeepPriorExpectedGradients(model, prior)
+    method = (
+        ExpectedGradients(model)
+        if prior is None
+        else DeepPriorExpectedGradients(model, prior, variant="paper")
+    )
     with _no_mode_check():  # training runs the model in train mode on purpose
-        return method._attribute_eg(
-            inputs, references, target, None, n_samples, internal_batch_size, False,
-            generator, shift=method._reference_shift(inputs, target), path="paper",
-            create_graph=True,
+        return method._attributions_with_graph(
+            inputs, references, target, n_samples, internal_batch_size, generator
         )
 
 
@@ -135,6 +176,15 @@ def total_variation_penalty(attributions: Tensor) -> Tensor:
         ``attributions`` is empty, holds NaN/Inf or has another rank.
     TypeError
         ``attributions`` is not a floating-point Tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> smooth = torch.zeros(1, 1, 4, 4)
+    >>> smooth[..., :2] = 1.0  # two flat halves: one edge
+    >>> checker = (torch.arange(16).view(1, 1, 4, 4) % 2 + torch.arange(4).view(1, 1, 4, 1)) % 2
+    >>> bool(total_variation_penalty(smooth) < total_variation_penalty(checker.float()))
+    True
     """
     return _total_variation(_check_attributions(attributions))
 
@@ -161,6 +211,14 @@ def gini_penalty(attributions: Tensor) -> Tensor:
         ``attributions`` is empty or holds NaN/Inf.
     TypeError
         ``attributions`` is not a floating-point Tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(gini_penalty(torch.ones(2, 4)))  # equal importance: Gini 0
+    -0.0
+    >>> float(gini_penalty(torch.tensor([[0.0, 0.0, 0.0, 1.0]])))  # sparse
+    -0.75
     """
     return _gini(_check_attributions(attributions))
 
@@ -176,55 +234,96 @@ PENALTIES: Dict[str, Callable[[Tensor], Tensor]] = {
 class AttributionPriorTrainer:
     r"""Train a classifier with an attribution prior.
 
-    Each :meth:`step` either (``alternating=True``, Erion et al.'s image
-    experiment, methods.md §3.4) takes one optimiser step on the
-    cross-entropy and, if ``lam > 0``, a second on :math:`\lambda\Omega`; or
-    (``alternating=False``, DeepPrior-EG eq. 18) one step on their sum.
+    Each :meth:`step` either (``alternating=True``, as in Erion et al.'s
+    image experiment) takes one optimiser step on the cross-entropy and, if
+    ``lam > 0``, a second on :math:`\lambda\Omega`; or
+    (``alternating=False``, DeepPrior-EG eq. 18) one step on their sum
+    :math:`L(\theta; X, y) + \lambda\,\Omega(\Phi(\theta, X))`, where
+    :math:`\Phi` are the model's own expected-gradients attributions
+    (:func:`training_attributions`).
 
-    Args:
-        model (nn.Module): the classifier (returns logits).
-        optimizer (torch.optim.Optimizer): over the model's parameters.
-        penalty (str or Callable, optional): ``"total_variation"``, ``"gini"``
-                    or a callable ``attributions -> scalar``.
-                    Default: ``"total_variation"``
-        lam (float, optional): weight :math:`\lambda \ge 0`. Default: 1e-3
-        prior (callable, optional): DeepPrior-EG prior for the attributions.
-                    Default: None (plain EG)
-        n_samples (int, optional): EG draws per example per step. Default: 1
-        alternating (bool, optional): see above. Default: True
-        generator (torch.Generator, optional): source of the EG draws. Default: None
-        share_forward (bool, optional): for a deep-feature prior
-                    (:class:`~captum_prior.priors.MGMPrior`,
-                    :class:`~captum_prior.priors.BGMMPrior`), compute its map
-                    from the prior layer's output captured in the step's
-                    cross-entropy forward pass (and the Grad-CAM evidence of
-                    ``"evidence"`` reductions from the same graph), instead of
-                    a separate forward (and backward) of the batch: one forward
-                    less per step. The map is a constant in the penalty either
-                    way (no gradient flows through it). With
-                    ``alternating=True`` the shared map comes from the
-                    parameters *before* the step's cross-entropy update (the
-                    separate one from those after it), and the features are
-                    the training-mode ones (batch-norm batch statistics,
-                    dropout) rather than eval-mode ones; with
-                    ``alternating=False`` and a model without batch norm or
-                    dropout both give the same step. Default: True
-        on_nonfinite (str, optional): what a step does when the loss, the
-                    penalty or a gradient is NaN/Inf: ``"raise"`` a
-                    :class:`~captum_prior.errors.ModelOutputError`, or
-                    ``"skip"`` the batch with a
-                    :class:`~captum_prior.errors.CaptumPriorWarning` (the
-                    step's record then has ``skipped=True`` and the cause in
-                    ``reason``; the warning's text is the same for every
-                    skipped step, so a loop shows it once). Either way the
-                    model's parameters and buffers (batch-norm statistics) and
-                    the optimiser's state are left exactly as before the step.
-                    Default: ``"raise"``
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier (returns logits).
+    optimizer : torch.optim.Optimizer
+        Over the model's parameters.
+    penalty : str or Callable, optional
+        ``"total_variation"``, ``"gini"`` or a callable ``attributions ->
+        scalar``. Default: ``"total_variation"``
+    lam : float, optional
+        Weight :math:`\lambda \ge 0`. Default: 1e-3
+    prior : callable, optional
+        DeepPrior-EG prior for the attributions. Default: None (plain EG)
+    n_samples : int, optional
+        EG draws per example per step. Default: 1
+    alternating : bool, optional
+        See above. Default: True
+    generator : torch.Generator, optional
+        Source of the EG draws. Default: None
+    share_forward : bool, optional
+        For a deep-feature prior (:class:`~captum_prior.priors.MGMPrior`,
+        :class:`~captum_prior.priors.BGMMPrior`), compute its map from the
+        prior layer's output captured in the step's cross-entropy forward pass
+        (and the Grad-CAM evidence of ``"evidence"`` reductions from the same
+        graph), instead of a separate forward (and backward) of the batch: one
+        forward less per step. The map is a constant in the penalty either way
+        (no gradient flows through it). With ``alternating=True`` the shared
+        map comes from the parameters *before* the step's cross-entropy update
+        (the separate one from those after it), and the features are the
+        training-mode ones (batch-norm batch statistics, dropout) rather than
+        eval-mode ones; with ``alternating=False`` and a model without batch
+        norm or dropout both give the same step. Default: True
+    on_nonfinite : str, optional
+        What a step does when the loss, the penalty or a gradient is NaN/Inf:
+        ``"raise"`` a :class:`~captum_prior.errors.ModelOutputError`, or
+        ``"skip"`` the batch with a
+        :class:`~captum_prior.errors.CaptumPriorWarning` (the step's record
+        then has ``skipped=True`` and the cause in ``reason``; the warning's
+        text is the same for every skipped step, so a loop shows it once).
+        Either way the model's parameters and buffers (batch-norm statistics)
+        and the optimiser's state are left exactly as before the step. Default:
+        ``"raise"``
 
+    Raises
+    ------
+    TypeError
+        ``model``, ``optimizer``, ``penalty``, ``prior`` or ``generator`` of
+        the wrong type.
+    ValueError
+        An unknown penalty name or ``on_nonfinite``, ``lam < 0`` or
+        ``n_samples < 1``.
+
+    Notes
+    -----
     A batch is validated before the model sees it: ``x`` must be a finite
     floating-point tensor with at least one example, ``y`` one integer class
     index per example within the model's outputs, ``references`` finite and
-    shaped like one example.  A rejected batch changes nothing.
+    shaped like one example. A rejected batch changes nothing.
+
+    References
+    ----------
+    .. [1] G. Erion et al., "Improving performance of deep learning models
+       with axiomatic attribution priors and expected gradients", Nature
+       Machine Intelligence 3, 620-631 (2021).
+    .. [2] Guo and Gong, "Enhancing Neural Network Interpretability Through
+       Deep Prior-Guided Expected Gradients", preprint, 2025, §4.3.2.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.training import AttributionPriorTrainer
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+    ...                       nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    >>> trainer = AttributionPriorTrainer(
+    ...     model, torch.optim.SGD(model.parameters(), lr=0.1), lam=0.01,
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> x, y = torch.rand(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    >>> history = trainer.fit([(x, y), (x, y)], epochs=2)
+    >>> len(history), sorted(history[0])[:2]
+    (4, ['cross_entropy', 'penalty'])
     """
 
     def __init__(
@@ -330,13 +429,37 @@ class AttributionPriorTrainer:
                     raise _Rejected(f"a gradient of the {what} is NaN or Inf")
 
     def step(self, x: Tensor, y: Tensor, references: Optional[Tensor] = None) -> Dict[str, Any]:
-        """One training step on batch ``(x, y)``; ``references`` default to the
-        batch itself. Returns the cross-entropy and penalty values.
+        """One training step on the batch ``(x, y)``.
 
+        Parameters
+        ----------
+        x : Tensor
+            The batch, ``N x ...``, finite, floating point.
+        y : Tensor
+            ``N`` integer class indices.
+        references : Tensor, optional
+            The reference set of the attributions; ``None``: the batch.
+
+        Returns
+        -------
+        dict
+            ``cross_entropy`` and ``penalty`` (floats) and ``skipped``
+            (False); for a skipped step (``on_nonfinite="skip"``) only
+            ``skipped=True`` and ``reason``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            An invalid batch (nothing is changed).
+        ModelOutputError
+            A NaN/Inf loss, penalty or gradient with ``on_nonfinite="raise"``.
+
+        Notes
+        -----
         The batch is validated first; if the loss, the penalty or a gradient
-        turns out NaN/Inf, the step is undone before anything is kept (see
-        ``on_nonfinite``): parameters, buffers and optimiser state are
-        bitwise as before."""
+        turns out NaN/Inf, the step is undone before anything is kept:
+        parameters, buffers and optimiser state are bitwise as before.
+        """
         x = self._check_batch(x, y, references)
         refs = x if references is None else references
         # The forward pass in train mode updates batch-norm statistics, and an
@@ -442,8 +565,29 @@ class AttributionPriorTrainer:
             self.optimizer.load_state_dict(opt_state)
 
     def fit(self, batches: Iterable[Any], epochs: int = 1, show_progress: bool = False) -> list:
-        """Run :meth:`step` over ``batches`` (an iterable of ``(x, y)``, e.g. a
-        DataLoader) for ``epochs`` epochs; returns the per-step records."""
+        """Run :meth:`step` over ``batches`` for ``epochs`` epochs.
+
+        Parameters
+        ----------
+        batches : iterable of (Tensor, Tensor)
+            ``(x, y)`` pairs, e.g. a DataLoader.
+        epochs : int, default=1
+            Passes over ``batches`` (>= 1).
+        show_progress : bool, default=False
+            Show a progress bar per epoch.
+
+        Returns
+        -------
+        list of dict
+            The record of every step (see :meth:`step`).
+
+        Raises
+        ------
+        TypeError
+            ``batches`` is not iterable.
+        ValueError
+            A batch is not an ``(x, y)`` pair.
+        """
         from tqdm.auto import tqdm
 
         epochs = check_int(epochs, "epochs", 1)
