@@ -58,12 +58,12 @@ CENTRE = dict(
     eps=1.0,
     delta=0.05,
     max_iter=30,
-    objective="logit_distance",
+    variant="corrected",
 )
 
 CONFIGS = {
     "default": {},
-    "cross_entropy": dict(objective="cross_entropy"),
+    "cross_entropy": dict(variant="paper"),
     "eta_1/255": dict(eta=1 / 255),
     "eta_4/255": dict(eta=4 / 255),
     "delta_0.02": dict(delta=0.02),

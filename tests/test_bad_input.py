@@ -390,7 +390,7 @@ def test_missing_channel_blames_the_inputs_not_the_baselines():
         (lambda: ExpectedGradients(cnn()).attribute(images(), refs(), target=None, n_samples=2), ValueError, "target"),
         (lambda: DeepPriorExpectedGradients(cnn(), "mgm"), TypeError, "prior"),
         (lambda: DeepPriorExpectedGradients(cnn(), 0.1, variant="code"), ValueError, "variant"),
-        (lambda: OptimizedBaseline(cnn(), objective="l2"), ValueError, "objective"),
+        (lambda: OptimizedBaseline(cnn(), variant="l2"), ValueError, "variant"),
         (lambda: OptimizedBaseline(cnn(), clip=(1.0, 0.0)), ValueError, "clip"),
         (lambda: OptimizedBaseline(cnn(), max_iter=0), ValueError, "max_iter"),
         (lambda: OptimizedBaseline(cnn(), sigmas=()), ValueError, "sigmas"),

@@ -209,7 +209,7 @@ def test_usable_as_captum_ig_baseline(cnn, images):
 
 def test_cross_entropy_objective_raises_predicted_class_probability(cnn, images):
     ob = OptimizedBaseline(
-        cnn, sigmas=(2.0,), eta=0.02, eps=1e-6, max_iter=5, objective="cross_entropy"
+        cnn, sigmas=(2.0,), eta=0.02, eps=1e-6, max_iter=5, variant="paper"
     )
     base = ob.compute(images)[0]
     with torch.no_grad():
@@ -274,7 +274,7 @@ def test_default_sigmas():
         (dict(max_iter=0), ValueError, "max_iter"),
         (dict(max_iter=2.5), TypeError, "max_iter"),
         (dict(clip=(1.0, 0.0)), ValueError, "clip"),
-        (dict(objective="hinge"), ValueError, "objective"),
+        (dict(variant="hinge"), ValueError, "variant"),
         (dict(internal_batch_size=0), ValueError, "internal_batch_size"),
     ],
 )
@@ -295,8 +295,8 @@ def test_bad_compute_arguments(cnn, images):
         OptimizedBaseline(example_f, clip=None).compute(XA)  # no blur for 2-D inputs
     with pytest.raises(ValueError, match="init"):
         OptimizedBaseline(example_f, clip=None).compute(XA, init=torch.zeros(1, 3))
-    with pytest.raises(ValueError, match="cross_entropy"):
-        OptimizedBaseline(example_f, clip=None, objective="cross_entropy").compute(
+    with pytest.raises(ValueError, match="variant=.paper"):
+        OptimizedBaseline(example_f, clip=None, variant="paper").compute(
             XA, init=torch.zeros(1, 2)
         )
     with pytest.raises(TypeError, match="forward_func"):

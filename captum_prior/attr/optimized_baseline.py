@@ -15,12 +15,12 @@ from captum_prior._compat import _format_additional_forward_args
 from captum_prior._image import gaussian_blur
 from captum_prior._validation import (
     as_tensor_tuple,
-    check_choice,
     check_finite,
     check_float,
     check_inside_range,
     check_int,
     check_model_output,
+    check_variant,
 )
 
 #: Default hyper-parameters (pixels in ``[0, 1]``), chosen by a sweep on a
@@ -30,7 +30,8 @@ DEFAULT_ETA = 2.0 / 255.0
 DEFAULT_EPS = 1.0
 DEFAULT_DELTA = 0.05
 DEFAULT_MAX_ITER = 10
-OBJECTIVES = ("logit_distance", "cross_entropy")
+#: ``variant`` -> the score whose sign gradient each step follows.
+OBJECTIVES = {"corrected": "logit_distance", "paper": "cross_entropy"}
 
 
 def default_sigmas(n_baselines: int) -> Tuple[float, ...]:
@@ -211,8 +212,10 @@ class OptimizedBaseline:
         images with the default) raise ``ValueError`` in :meth:`compute`,
         since every baseline is kept inside ``clip`` and would be pinned at
         its edge.
-    objective : {"logit_distance", "cross_entropy"}, default="logit_distance"
-        The score whose sign gradient each step follows (see Notes).
+    variant : {"corrected", "paper"}, default="corrected"
+        The score whose sign gradient each step follows: ``"corrected"``
+        the logit distance, ``"paper"`` the cross-entropy of Lemma 1 (see
+        Notes).
     internal_batch_size : int, optional
         Rows per model call. ``None``: chosen from the model's activation
         sizes (:mod:`captum_prior._chunking`).
@@ -231,14 +234,14 @@ class OptimizedBaseline:
     **Objective of the sign step.** Lemma 1 steps along ``-sgn grad J``,
     with ``J`` the cross-entropy to the class predicted for ``x``;
     Definition 6 / eq. 4 and the stopping rule (line 2) are about the
-    *logit distance*. The default, ``"logit_distance"``, steps along
+    *logit distance*. The default, ``variant="corrected"``, steps along
     ``-sgn grad (1/2)||logits(x') - logits(x)||^2``: it descends the quantity
     that decides when to stop, so it moves the baseline towards the input's
     logits rather than past them (the cross-entropy keeps increasing the
     predicted class's margin after the baseline is already as confident as
     ``x``, which moves it *away* from ``logits(x)``), and it also works for
     models with a single output, where the cross-entropy has no gradient.
-    ``"cross_entropy"`` is the paper's Lemma 1.
+    ``variant="paper"`` steps along the cross-entropy, the paper's Lemma 1.
 
     Departures from the paper:
 
@@ -292,7 +295,7 @@ class OptimizedBaseline:
         delta: float = DEFAULT_DELTA,
         max_iter: int = DEFAULT_MAX_ITER,
         clip: Optional[Tuple[float, float]] = (0.0, 1.0),
-        objective: str = "logit_distance",
+        variant: str = "corrected",
         internal_batch_size: Optional[int] = None,
     ) -> None:
         if not callable(forward_func):
@@ -307,7 +310,7 @@ class OptimizedBaseline:
         self.delta = check_float(delta, "delta", 0.0)
         self.max_iter = check_int(max_iter, "max_iter", 1)
         self.clip = self._check_clip(clip, self.delta)
-        self.objective = check_choice(objective, "objective", OBJECTIVES)
+        self.variant = check_variant(variant, "OptimizedBaseline", tuple(OBJECTIVES))
         self.internal_batch_size = (
             None
             if internal_batch_size is None
@@ -448,7 +451,7 @@ class OptimizedBaseline:
         ------
         ValueError
             Inputs far outside ``clip``, non-image inputs without ``init``,
-            an ``init`` of the wrong shape, or ``objective="cross_entropy"``
+            an ``init`` of the wrong shape, or ``variant="paper"``
             with a single-output model.
 
         Examples
@@ -504,13 +507,13 @@ class OptimizedBaseline:
             raw=True,
         )
         ref = ref if ref.dim() == 2 else ref.unsqueeze(1)
-        if self.objective == "cross_entropy" and ref.shape[1] < 2:
+        if self.variant == "paper" and ref.shape[1] < 2:
             raise ValueError(
-                "objective='cross_entropy' needs a model with at least 2 outputs; "
-                "use objective='logit_distance' for a single-output model"
+                "variant='paper' (the cross-entropy objective) needs a model with at least "
+                "2 outputs; use variant='corrected' (the logit distance) for a single-output model"
             )
         cls = ref.argmax(1)
-        wrapper = _BaselineObjective(self.forward_func, k, self.objective)
+        wrapper = _BaselineObjective(self.forward_func, k, OBJECTIVES[self.variant])
         runner = RowRunner(wrapper, N, None, (ref, cls) + tuple(user_args or ()))
         example = torch.arange(B * N, device=xs[0].device) % N
 

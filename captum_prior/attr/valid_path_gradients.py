@@ -39,7 +39,7 @@ from captum_prior.attr.optimized_baseline import (
 from captum_prior.errors import InputRangeWarning
 
 #: Keyword arguments of :class:`OptimizedBaseline` that ``baseline_kwargs`` may set.
-BASELINE_KWARGS = ("sigmas", "eta", "eps", "delta", "max_iter", "clip", "objective")
+BASELINE_KWARGS = ("sigmas", "eta", "eps", "delta", "max_iter", "clip", "variant")
 
 #: Values of ``method``: Captum's integral approximations and the paper's sampling.
 METHODS = (
@@ -410,7 +410,7 @@ class ValidPathGradients(GradientAttribution):
             quadratures draw nothing. Default: None
         baseline_kwargs : dict, optional
             Keyword arguments for :class:`OptimizedBaseline` (``sigmas``,
-            ``eta``, ``eps``, ``delta``, ``max_iter``, ``clip``, ``objective``)
+            ``eta``, ``eps``, ``delta``, ``max_iter``, ``clip``, ``variant``)
             when ``baselines=None``; ``sigmas`` must then have ``n_baselines``
             entries. Default: None
         input_range : tuple of float, None or "auto", optional
