@@ -42,8 +42,7 @@ templates_path = ["_templates"]
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
-# the findings glob is empty until the areas add their fragments
-suppress_warnings = ["myst.header", "toc.empty_glob"]
+suppress_warnings = ["myst.header"]
 
 # -- API reference -------------------------------------------------------------
 autosummary_generate = True
