@@ -6,10 +6,7 @@ above the *mmap threshold* are mapped fresh and unmapped on free, and free
 memory at the top of the heap above the *trim threshold* is given back to the
 system. Both move with the history of the process, so the same call can fault
 all its activations in afresh on every chunk in one process and not at all in
-the next: expected gradients on 8 Fashion-MNIST images x 50 samples took 282-
-310 ms with 24 000-33 000 page faults a call in fresh processes, and
-250-264 ms with none once both thresholds were fixed
-(``benchmarks/results/cpu_allocator.md``).
+the next.
 
 :func:`tune_cpu_allocator` fixes them (``mallopt``), as the environment
 variables ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` would at
@@ -27,6 +24,8 @@ import ctypes.util
 import os
 import platform
 
+__all__ = ["allocator_chosen_by_environment", "tune_cpu_allocator"]
+
 #: ``mallopt`` parameter numbers (glibc ``malloc.h``).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -39,22 +38,44 @@ ENV_VARS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"
 def tune_cpu_allocator(trim_threshold: int = 256 << 20, mmap_threshold: int = MAX_MMAP_THRESHOLD) -> bool:
     """Fix glibc's trim and mmap thresholds for this process.
 
-    Args:
-        trim_threshold (int, optional): bytes of free memory at the top of the
-                    heap that are kept instead of being returned to the system.
-                    Default: 256 MiB
-        mmap_threshold (int, optional): blocks at least this large are mapped
-                    fresh (and unmapped on free); smaller ones come from the
-                    heap and are reused. At most 32 MiB (glibc's limit).
-                    Default: 32 MiB
+    Parameters
+    ----------
+    trim_threshold : int, default=256 MiB
+        Bytes of free memory at the top of the heap that are kept instead of
+        being returned to the system (below 2 GiB).
+    mmap_threshold : int, default=32 MiB
+        Blocks at least this large are mapped fresh (and unmapped on free);
+        smaller ones come from the heap and are reused. At most 32 MiB
+        (glibc's limit on 64-bit systems).
 
-    Returns:
-        bool: True if both thresholds were set; False where the C library is
-        not glibc (macOS, Windows, musl): nothing is changed there.
+    Returns
+    -------
+    bool
+        True if both thresholds were set; False where the C library is not
+        glibc (macOS, Windows, musl): nothing is changed there.
 
-    Raises:
-        ValueError: a threshold that is not a positive int, or an mmap
-        threshold above 32 MiB.
+    Raises
+    ------
+    ValueError
+        A threshold that is not a positive int, a trim threshold of 2 GiB or
+        more, or an mmap threshold above 32 MiB.
+
+    See Also
+    --------
+    allocator_chosen_by_environment : whether the environment already set them.
+
+    Notes
+    -----
+    The setting is process-wide and lasts until the process ends; the library
+    never calls this on its own.
+
+    Examples
+    --------
+    >>> from captum_prior.allocator import tune_cpu_allocator
+    >>> tune_cpu_allocator(mmap_threshold=64 << 20)
+    Traceback (most recent call last):
+    ...
+    ValueError: mmap_threshold=67108864 is above glibc's limit of 33554432 bytes (32 MiB)
     """
     for name, value in (("trim_threshold", trim_threshold), ("mmap_threshold", mmap_threshold)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -79,5 +100,13 @@ def tune_cpu_allocator(trim_threshold: int = 256 << 20, mmap_threshold: int = MA
 
 
 def allocator_chosen_by_environment() -> bool:
-    """Whether the user set glibc's thresholds through the environment."""
+    """Whether the user set glibc's thresholds through the environment.
+
+    Returns
+    -------
+    bool
+        True when ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_`` or
+        ``GLIBC_TUNABLES`` is set (non-empty); the command line then leaves
+        the allocator alone.
+    """
     return any(os.environ.get(v) for v in ENV_VARS)

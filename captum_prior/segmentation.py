@@ -6,8 +6,8 @@ input element, broadcastable to the inputs), for ``feature_mask=`` of
 or Captum's ``Lime`` / ``KernelShap`` / ``FeatureAblation``.
 
 The DMM-MEN paper (Guo et al., NeurIPS 2018, §4.2 and Table 1) reduces an
-image to superpixels before its local fit, as LIME does; which segmentation it
-used is not stated (methods.md §5.5).  :func:`slic_feature_mask` uses SLIC
+image to superpixels before its local fit, as LIME does, without saying which
+segmentation it used. :func:`slic_feature_mask` uses SLIC
 (Achanta et al., TPAMI 2012) from scikit-image, the segmentation of Captum's
 Lime tutorials; :func:`patch_feature_mask` gives square patches.
 """
@@ -32,15 +32,35 @@ def patch_feature_mask(
 ) -> Tensor:
     r"""A feature mask of square patches for images.
 
-    Args:
-        shape (tuple): the shape of one input, ``C x H x W`` (or ``H x W``);
-                    every channel of a patch shares the patch's feature id.
-        patch_size (int or tuple, optional): patch height and width. Default: 4
-        device (torch.device, optional): device of the mask. Default: None
+    Parameters
+    ----------
+    shape : tuple of int
+        The shape of one input, ``C x H x W`` (or ``H x W``); every channel of
+        a patch shares the patch's feature id.
+    patch_size : int or tuple of int, default=4
+        Patch height and width (one int for square patches). Patches at the
+        right and bottom edges are cut short when the size does not divide
+        the image.
+    device : str or torch.device, optional
+        Device of the mask (CPU when None).
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         A ``1 x C x H x W`` (or ``1 x H x W``) ``long`` mask with ids
         ``0 .. n_patches - 1`` in row-major patch order.
+
+    Raises
+    ------
+    ValueError
+        ``shape`` has neither 2 nor 3 dimensions, or ``patch_size`` < 1.
+
+    Examples
+    --------
+    >>> from captum_prior.segmentation import patch_feature_mask
+    >>> mask = patch_feature_mask((1, 28, 28), 7)
+    >>> tuple(mask.shape), int(mask.max()) + 1
+    ((1, 1, 28, 28), 16)
     """
     if len(shape) not in (2, 3):
         raise ValueError(f"shape must be (C, H, W) or (H, W), got {tuple(shape)}")
@@ -65,34 +85,57 @@ def slic_feature_mask(
     max_num_iter: int = 10,
     device: Optional[Any] = None,
 ) -> Tensor:
-    r"""SLIC superpixels (Achanta et al. 2012, ``skimage.segmentation.slic``)
-    of every image, as a Captum feature mask.
+    r"""SLIC superpixels of every image, as a Captum feature mask.
 
-    Each image is min-max scaled to ``[0, 1]`` over all its channels first,
-    so ``compactness`` means the same for raw, normalised or standardised
-    inputs (scikit-image's default of 10 assumes CIELAB values; 0.1-0.3 suits
-    ``[0, 1]`` intensities).  Colour images are segmented in their own
-    channels (no CIELAB conversion, which would need RGB in ``[0, 1]``).
-    Every channel of a pixel shares the pixel's superpixel id; ids are
-    ``0 .. n - 1`` per image (``n`` may differ from ``n_segments``, as in
-    scikit-image).  A constant image gets one segment.
+    SLIC (Achanta et al., TPAMI 2012) is run by
+    ``skimage.segmentation.slic``. Each image is min-max scaled to ``[0, 1]``
+    over all its channels first, so ``compactness`` means the same for raw,
+    normalised or standardised inputs (scikit-image's default of 10 assumes
+    CIELAB values; 0.1-0.3 suits ``[0, 1]`` intensities). Colour images are
+    segmented in their own channels (no CIELAB conversion, which would need
+    RGB in ``[0, 1]``).
 
-    Args:
-        images (Tensor): ``N x C x H x W``, ``C x H x W`` or ``H x W``.
-        n_segments (int, optional): approximate number of superpixels. Default: 50
-        compactness (float, optional): balance of colour and space proximity
-                    on ``[0, 1]``-scaled images; higher = squarer. Default: 0.2
-        sigma (float, optional): Gaussian pre-smoothing (pixels). Default: 0.5
-        max_num_iter (int, optional): k-means iterations. Default: 10
-        device (torch.device, optional): device of the mask; ``None`` = the
-                    images' device. Default: None
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``N x C x H x W``, ``C x H x W`` or ``H x W``.
+    n_segments : int, default=50
+        Approximate number of superpixels.
+    compactness : float, default=0.2
+        Balance of colour and space proximity on ``[0, 1]``-scaled images;
+        higher gives squarer superpixels.
+    sigma : float, default=0.5
+        Gaussian pre-smoothing, in pixels.
+    max_num_iter : int, default=10
+        k-means iterations.
+    device : str or torch.device, optional
+        Device of the mask (the images' device when None).
 
-    Returns:
-        A ``long`` mask of the images' shape (``N x C x H x W`` etc.).
+    Returns
+    -------
+    torch.Tensor
+        A ``long`` mask of the images' shape. Every channel of a pixel shares
+        the pixel's superpixel id; ids are ``0 .. n - 1`` per image (``n`` may
+        differ from ``n_segments``, as in scikit-image). A constant image gets
+        one segment.
 
-    Raises:
-        ImportError: scikit-image is not installed.
-        ValueError: NaN/Inf in ``images`` or a bad shape or option.
+    Raises
+    ------
+    TypeError
+        ``images`` is not a tensor.
+    ValueError
+        NaN or Inf in ``images``, a bad shape, or an option out of range.
+    ImportError
+        scikit-image is not installed.
+
+    Examples
+    --------
+    >>> from captum_prior.data import load_fashion_mnist_sample
+    >>> from captum_prior.segmentation import slic_feature_mask
+    >>> x, _ = load_fashion_mnist_sample(2)
+    >>> mask = slic_feature_mask(x, n_segments=30)
+    >>> mask.shape == x.shape, mask.dtype
+    (True, torch.int64)
     """
     try:
         from skimage.segmentation import slic

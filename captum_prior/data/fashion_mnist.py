@@ -73,28 +73,53 @@ def load_fashion_mnist(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""Read the full Fashion-MNIST split from the original IDX files.
 
-    Args:
-        split (str, optional): ``"train"`` (60,000 images) or ``"test"``
-                    (10,000 images). Default: ``"train"``
-        path (str or PathLike, optional): a folder holding the IDX files
-                    (gzipped or not); when given, the only place searched.
-                    With ``path=None`` the folder named by the environment
-                    variable ``CAPTUM_PRIOR_FASHION_MNIST`` is the only place
-                    searched when it is set; otherwise
-                    ``/usr/share/datasets/fashion-mnist`` (Debian package
-                    ``dataset-fashion-mnist``). Default: None
+    Parameters
+    ----------
+    split : {"train", "test"}, default="train"
+        ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
+    path : str or os.PathLike, optional
+        A folder holding the IDX files (gzipped or not); when given, the only
+        place searched. With ``path=None`` the folder named by the environment
+        variable ``CAPTUM_PRIOR_FASHION_MNIST`` is the only place searched when
+        it is set; otherwise ``/usr/share/datasets/fashion-mnist`` (Debian
+        package ``dataset-fashion-mnist``).
 
-    Returns:
-        (images, labels): ``float32`` images of shape ``N x 1 x 28 x 28`` in
-        ``[0, 1]`` and ``int64`` labels of shape ``N``.
+    Returns
+    -------
+    images : torch.Tensor
+        ``float32`` images of shape ``N x 1 x 28 x 28`` in ``[0, 1]``.
+    labels : torch.Tensor
+        ``int64`` labels of shape ``N``.
 
-    Raises:
-        ValueError: ``split`` is not ``"train"`` or ``"test"``.
-        TypeError: ``path`` is not a str, an ``os.PathLike`` or None.
-        FileNotFoundError: ``path`` (or the environment variable) names a
-            folder that does not exist, or the files are not in the place
-            searched; the message names what was looked at and how to
-            install the data.
+    Raises
+    ------
+    ValueError
+        ``split`` is not ``"train"`` or ``"test"``, or the image and label
+        files disagree on the number of examples.
+    TypeError
+        ``path`` is not a str, an ``os.PathLike`` or None.
+    FileNotFoundError
+        ``path`` (or the environment variable) names a folder that does not
+        exist, or the files are not in the place searched; the message names
+        what was looked at and how to install the data.
+
+    See Also
+    --------
+    load_fashion_mnist_sample : the 500 test images shipped in the package.
+
+    Notes
+    -----
+    A folder given explicitly (``path`` or the environment variable) is never
+    replaced by another copy: a typo raises instead of silently reading other
+    data. Nothing is downloaded.
+
+    Examples
+    --------
+    >>> from captum_prior.data import load_fashion_mnist
+    >>> load_fashion_mnist("validation")
+    Traceback (most recent call last):
+    ...
+    ValueError: split must be 'train' or 'test', got 'validation'
     """
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -133,15 +158,39 @@ def load_fashion_mnist_sample(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""Return the Fashion-MNIST test images shipped inside the package.
 
-    The sample holds the first 500 images of the official test split (50 per
-    class are not guaranteed; it is the split's own order), so demos and
+    The sample holds the first 500 images of the official test split, in the
+    split's own order (the classes are not exactly balanced), so demos and
     tests run with no data installed.
 
-    Args:
-        n (int, optional): return only the first ``n`` images. Default: None (all)
+    Parameters
+    ----------
+    n : int, optional
+        Return only the first ``n`` images (all 500 when None).
 
-    Returns:
-        (images, labels) as in :func:`load_fashion_mnist`.
+    Returns
+    -------
+    images : torch.Tensor
+        ``float32`` images of shape ``n x 1 x 28 x 28`` in ``[0, 1]``.
+    labels : torch.Tensor
+        ``int64`` labels of shape ``n``.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive int.
+
+    See Also
+    --------
+    load_fashion_mnist : the full training or test split from disk.
+
+    Examples
+    --------
+    >>> from captum_prior.data import load_fashion_mnist_sample
+    >>> x, y = load_fashion_mnist_sample(4)
+    >>> tuple(x.shape), x.dtype, tuple(y.shape)
+    ((4, 1, 28, 28), torch.float32, (4,))
+    >>> float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    True
     """
     from safetensors.torch import load_file
 

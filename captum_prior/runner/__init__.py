@@ -5,8 +5,9 @@
   safetensors shards plus ``manifest.json``; rerunning resumes; under
   ``torchrun`` the ranks share the shards.
 - :func:`load_attributions` reads all or some of them back, lazily.
-- :func:`evaluate_attributions` scores stored attributions with the project's
-  metrics (also sharded and resumable); :func:`compare_runs` writes means with
+- :func:`~captum_prior.runner.evaluate.evaluate_attributions` scores stored
+  attributions with the project's metrics (also sharded and resumable);
+  :func:`~captum_prior.runner.evaluate.compare_runs` writes means with
   95 % confidence intervals, paired differences and an offline HTML report.
 """
 

@@ -38,13 +38,20 @@ __all__ = [
 
 
 class SpecError(CaptumPriorError):
-    """A ``--model``, ``--data`` or ``--method`` value that cannot be used."""
+    """A ``--model``, ``--data`` or ``--method`` value that cannot be used.
+
+    A ``ValueError``; the command line prints its one-line message and exits
+    with status 2.
+    """
 
 
 class RunnerWarning(UserWarning):
-    """Something the command line did that the user should know about (the
-    references are the explained images, fewer references than asked, labels
-    that disagree with the model); the CLI prints it as one line."""
+    """Something the command line did that the user should know about.
+
+    For example: the references are the explained images, there are fewer
+    references than asked, or the labels disagree with the model's predictions.
+    The CLI prints it as one line.
+    """
 
 
 # ---------------------------------------------------------------- models
@@ -63,6 +70,7 @@ def _efficientnet() -> nn.Module:
         raise SpecError(f"--model efficientnet-lite0: {exc}") from None
 
 
+#: Bundled ``--model`` names -> loader.
 MODELS: Dict[str, Callable[[], nn.Module]] = {
     "fashion-cnn": _fashion_cnn,
     "efficientnet-lite0": _efficientnet,
@@ -70,9 +78,33 @@ MODELS: Dict[str, Callable[[], nn.Module]] = {
 
 
 def load_model(spec: str) -> nn.Module:
-    """A bundled name or ``package.module:factory`` (a callable returning an
-    ``nn.Module``, or an ``nn.Module`` object), put in eval mode.  The current
-    directory is importable, as for ``uvicorn``/``gunicorn`` applications."""
+    """Return the model a ``--model`` string names, in eval mode.
+
+    Parameters
+    ----------
+    spec : str
+        A bundled name (a key of :data:`MODELS`) or ``package.module:factory``:
+        a callable returning an ``nn.Module``, or an ``nn.Module`` object. The
+        current directory is importable, as for ``uvicorn`` / ``gunicorn``
+        applications.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, put in eval mode.
+
+    Raises
+    ------
+    SpecError
+        The name is not bundled, the module cannot be imported, or the
+        attribute is missing or does not give an ``nn.Module``.
+
+    Examples
+    --------
+    >>> from captum_prior.runner.specs import load_model
+    >>> type(load_model("fashion-cnn")).__name__
+    'FashionCNN'
+    """
     if spec in MODELS:
         model = MODELS[spec]()
     else:
@@ -166,15 +198,29 @@ RESIZE_MODES = ("crop", "stretch")
 
 
 def read_class_index(path: str) -> Dict[str, int]:
-    """Folder name -> class index, from ``path``.
+    """Read a map from sub-folder name to class index (``--class-index``).
 
-    - ``.json``: ``{"folder": index, ...}``; or Keras' ImageNet file
-      ``{"0": ["n01440764", "tench"], ...}`` (index -> [folder, name]); or a
-      list of folder names (position = index);
-    - any other file: one class per line, index = line number from 0, the
-      folder name the line's first word (ImageNet's
-      ``LOC_synset_mapping.txt``: ``n01440764 tench, Tinca tinca``); empty
-      lines and lines starting with ``#`` are skipped.
+    Parameters
+    ----------
+    path : str
+        A ``.json`` file holding ``{"folder": index, ...}``, Keras' ImageNet
+        file ``{"0": ["n01440764", "tench"], ...}`` (index -> [folder, name])
+        or a list of folder names (position = index); or any other text file
+        with one class per line, index = line number from 0, the folder name
+        the line's first word (ImageNet's ``LOC_synset_mapping.txt``:
+        ``n01440764 tench, Tinca tinca``). Empty lines and lines starting with
+        ``#`` are skipped.
+
+    Returns
+    -------
+    dict of str to int
+        Folder name -> class index.
+
+    Raises
+    ------
+    SpecError
+        The file is unreadable, not valid JSON, of another layout, empty, or
+        holds a negative index.
     """
     import json
 
@@ -213,20 +259,41 @@ def read_class_index(path: str) -> Dict[str, int]:
 
 
 class ImageFolder(torch.utils.data.Dataset):
-    """JPEG/PNG images of a folder; labels from sub-folder names (sorted, as
-    torchvision's ``ImageFolder``, or through ``class_index``), or no labels
-    when the images lie directly in the folder.
+    """JPEG/PNG images of a folder, as a dataset.
 
-    Images are decoded with pillow to ``[0, 1]`` floats and, with ``size``,
-    brought to ``size = (h, w)``: ``resize="crop"`` (default) is
-    torchvision's evaluation transform ``Resize`` then ``CenterCrop``,
-    written with pillow (the shorter side scaled to ``resize_shorter``,
-    default ``max(size)`` for a square size, keeping the aspect ratio;
-    bilinear, antialiased; then the central crop); ``resize="stretch"``
-    scales both sides to ``size`` (the aspect ratio changes). Then
-    ``mean``/``std`` normalise. Every file's header is read up front, so
-    unreadable files and mixed sizes (without ``size``) are reported before
-    any work."""
+    Labels come from sub-folder names (sorted, as torchvision's
+    ``ImageFolder``, or through ``class_index``); images lying directly in the
+    folder have no labels. Images are decoded with pillow to ``[0, 1]``
+    floats. Every file's header is read up front, so unreadable files and
+    mixed sizes (without ``size``) are reported before any work.
+
+    Parameters
+    ----------
+    root : str
+        The folder.
+    size : tuple of int, optional
+        ``(h, w)`` to bring every image to (images must share one size when
+        None).
+    mean, std : sequence of float, optional
+        Per-channel normalisation applied after resizing.
+    resize : {"crop", "stretch"}, default="crop"
+        ``"crop"`` is torchvision's evaluation transform (``Resize`` then
+        ``CenterCrop``), written with pillow: the shorter side scaled to
+        ``resize_shorter`` keeping the aspect ratio (bilinear, antialiased),
+        then the central crop. ``"stretch"`` scales both sides to ``size``
+        (the aspect ratio changes).
+    resize_shorter : int, optional
+        The shorter side before the crop (``max(size)`` when None); at least
+        ``max(size)``.
+    class_index : dict of str to int, optional
+        Sub-folder name -> class index (see :func:`read_class_index`).
+
+    Raises
+    ------
+    SpecError
+        Pillow is missing, an option is inconsistent, the folder is unreadable
+        or holds no images, or a file cannot be decoded.
+    """
 
     def __init__(
         self,
@@ -396,6 +463,7 @@ def _fashion_sample() -> TensorData:
     return TensorData(*load_fashion_mnist_sample())
 
 
+#: Bundled ``--data`` names -> loader.
 DATASETS: Dict[str, Callable[[], TensorData]] = {
     "fashion-mnist-test": _fashion_full,
     "fashion-mnist-test-sample": _fashion_sample,
@@ -407,10 +475,46 @@ def load_data(
     limit: Optional[int] = None, resize: str = "crop", resize_shorter: Optional[int] = None,
     class_index: Optional[str] = None, option: str = "--data",
 ) -> torch.utils.data.Dataset:
-    """A bundled name, an image folder, or a ``.safetensors``/``.npz`` file
-    (``size``, ``resize``, ``resize_shorter``, ``mean``, ``std`` and
-    ``class_index`` apply to image folders; ``option`` names the option in
-    messages)."""
+    """Return the dataset a ``--data`` string names.
+
+    Parameters
+    ----------
+    spec : str
+        A bundled name (a key of :data:`DATASETS`), an image folder (see
+        :class:`ImageFolder`), or a ``.safetensors`` / ``.npz`` file holding
+        ``inputs`` (float, or uint8 scaled to ``[0, 1]``) and optionally
+        ``labels``.
+    size, mean, std : str, optional
+        The command line's ``--size`` (``"N"`` or ``"H,W"``), ``--mean`` and
+        ``--std`` (comma-separated floats); image folders only.
+    limit : int, optional
+        Keep only the first ``limit`` examples.
+    resize : {"crop", "stretch"}, default="crop"
+        How an image folder's images are brought to ``size``.
+    resize_shorter : int, optional
+        The shorter side before the crop.
+    class_index : str, optional
+        A file for :func:`read_class_index`.
+    option : str, default="--data"
+        The option's name in messages.
+
+    Returns
+    -------
+    torch.utils.data.Dataset
+        Items are ``inputs`` or ``(inputs, label)``.
+
+    Raises
+    ------
+    SpecError
+        An unknown name, a missing file, folder-only options given for a file,
+        or a bad ``limit``.
+
+    Examples
+    --------
+    >>> from captum_prior.runner.specs import load_data
+    >>> len(load_data("fashion-mnist-test-sample", limit=10))
+    10
+    """
     mapping = None if class_index is None else read_class_index(class_index)
     folder_only = {"--size": size, "--mean": mean, "--std": std, "--class-index": class_index,
                    "--resize-shorter": resize_shorter}
@@ -444,7 +548,17 @@ def load_data(
 
 
 def has_labels(dataset: Any) -> bool:
-    """Whether the dataset's items carry a label (checked on the first item)."""
+    """Return whether the dataset's items carry a label.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        Checked on its first item.
+
+    Returns
+    -------
+    bool
+    """
     from captum_prior.runner.explain import _split_item
 
     return _split_item(dataset[0])[1] is not None
@@ -481,10 +595,37 @@ def _int(v: Optional[int], default: int) -> int:
 
 
 class MethodContext:
-    """What a method builder of :data:`METHOD_BUILDERS` receives: the model,
-    the explained dataset, the command line's method options, and helpers
-    for the reference set and patch masks. ``args`` is recorded in the
-    manifest (and compared on resume): a builder adds the options it uses."""
+    """What a method builder of :data:`METHOD_BUILDERS` receives.
+
+    The model, the explained dataset, the command line's method options, and
+    helpers for the reference set and patch masks. ``args`` is recorded in the
+    manifest (and compared on resume): a builder adds the options it uses.
+
+    Parameters
+    ----------
+    name : str
+        The ``--method`` name.
+    model : torch.nn.Module
+        The model explained.
+    dataset : torch.utils.data.Dataset
+        The explained data.
+    n_samples, n_steps : int or None
+        ``--n-samples`` / ``--n-steps`` (None: the method's default).
+    n_references : int
+        ``--n-references``.
+    baseline : float
+        ``--baseline``, the constant baseline of IG-style methods.
+    patch_size : int
+        ``--patch-size`` for perturbation methods.
+    seed : int
+        ``--seed``.
+    internal_batch_size : int or None
+        ``--internal-batch-size``.
+    references : torch.utils.data.Dataset or None
+        The ``--references`` dataset (None: draw from ``dataset``).
+    references_spec : str or None
+        How ``--references`` was given, recorded in the manifest.
+    """
 
     def __init__(
         self, name: str, model: nn.Module, dataset: Any, *, n_samples: Optional[int], n_steps: Optional[int],
@@ -539,9 +680,36 @@ REFERENCE_METHODS: List[str] = []
 
 
 def register_method(name: str, description: str, references: bool = False) -> Callable[[Builder], Builder]:
-    """Decorator adding a ``--method``: ``builder(ctx) -> (attribution,
-    attribute_kwargs)``; ``references=True`` for methods that take
-    ``--references`` (call ``ctx.refs()``)."""
+    """Return a decorator that adds a ``--method``.
+
+    Parameters
+    ----------
+    name : str
+        The ``--method`` name.
+    description : str
+        One line for ``--help``.
+    references : bool, default=False
+        True for methods that take ``--references`` (the builder calls
+        ``ctx.refs()``).
+
+    Returns
+    -------
+    callable
+        The decorator; it registers ``builder(ctx) -> (attribution,
+        attribute_kwargs)`` and returns it unchanged.
+
+    Examples
+    --------
+    >>> from captum.attr import Saliency
+    >>> from captum_prior.runner.specs import METHODS, register_method
+    >>> @register_method("abs-saliency", "Captum Saliency of |gradient|")
+    ... def _abs_saliency(ctx):
+    ...     return Saliency(ctx.model), {"abs": True}
+    >>> "abs-saliency" in METHODS
+    True
+    >>> from captum_prior.runner.specs import METHOD_BUILDERS
+    >>> del METHODS["abs-saliency"], METHOD_BUILDERS["abs-saliency"]
+    """
 
     def deco(fn: Builder) -> Builder:
         METHOD_BUILDERS[name] = fn
@@ -671,14 +839,53 @@ def build_method(
     patch_size: int = 4, seed: int = 0, internal_batch_size: Optional[int] = None,
     references: Any = None, references_spec: Optional[str] = None,
 ) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:
-    """``(attribution, attribute_kwargs, method_args)`` for a ``--method`` name
-    (a builder of :data:`METHOD_BUILDERS`; add one with :func:`register_method`).
+    """Build the attribution object a ``--method`` name stands for.
 
     The methods of :data:`REFERENCE_METHODS` draw ``n_references`` references
-    (seeded by ``seed``) from ``references`` (a dataset; ``references_spec``
-    names it in the manifest), or from the explained ``dataset`` when it is
-    None, with a :class:`RunnerWarning` saying so (an image that is its own
-    reference contributes a zero path)."""
+    (seeded by ``seed``) from ``references``, or from the explained
+    ``dataset`` when it is None, with a :class:`RunnerWarning` saying so (an
+    image that is its own reference contributes a zero path).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`METHOD_BUILDERS` (add one with :func:`register_method`).
+    model : torch.nn.Module
+        The model explained.
+    dataset : torch.utils.data.Dataset
+        The explained data.
+    n_samples, n_steps : int, optional
+        Samples or steps (None: the method's default).
+    n_references : int, default=100
+        References drawn for the methods of :data:`REFERENCE_METHODS`.
+    baseline : float, default=0.0
+        The constant baseline of IG-style methods.
+    patch_size : int, default=4
+        Square-patch size of perturbation methods.
+    seed : int, default=0
+        Seed of the reference draw.
+    internal_batch_size : int, optional
+        Rows per forward/backward pass (the method's default chunking when
+        None).
+    references : torch.utils.data.Dataset, optional
+        Where references are drawn from.
+    references_spec : str, optional
+        How ``references`` was given, recorded in the manifest.
+
+    Returns
+    -------
+    attribution : object
+        The attribution object.
+    attribute_kwargs : dict
+        Keyword arguments for its ``attribute``.
+    method_args : dict
+        The options used, recorded in the manifest.
+
+    Raises
+    ------
+    SpecError
+        ``name`` is not a registered method.
+    """
     if name not in METHOD_BUILDERS:
         raise SpecError(f"--method {name!r} is unknown; choose one of: {', '.join(METHODS)}")
     ctx = MethodContext(

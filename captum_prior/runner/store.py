@@ -54,20 +54,45 @@ __all__ = [
     "jsonable",
 ]
 
+#: Format version written into every manifest; a store of another version is refused.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _META_KEY = "captum_prior_shard"
 
 
 class ManifestMismatchError(CaptumPriorError):
-    """The output directory holds results of another call (other method,
-    arguments, seed, model or dataset); they are never silently mixed."""
+    """The output directory holds results of another call.
+
+    Raised when the directory's manifest names another method, other
+    arguments, seed, model or dataset: results of two calls are never mixed.
+    The message names each differing field with both values.
+    """
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-serialisable description of ``value``: tensors and arrays become
-    ``{"tensor": shape, "dtype", "sha256"}`` so that two calls with different
-    tensors never share an identity."""
+    """Return a JSON-serialisable description of ``value``.
+
+    Tensors and arrays become ``{"tensor": shape, "dtype": ..., "sha256": ...}``,
+    so that two calls with different tensors never share an identity;
+    mappings and sequences are converted recursively.
+
+    Parameters
+    ----------
+    value : object
+        A tensor, array, number, string, mapping or sequence of them.
+
+    Returns
+    -------
+    object
+        The same structure, made of JSON types only.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.runner.store import jsonable
+    >>> jsonable({"n_samples": 8, "baselines": torch.zeros(2, 3)})["baselines"]["tensor"]
+    [2, 3]
+    """
     if isinstance(value, (str, bool, int, float)) or value is None:
         return value
     if isinstance(value, (np.integer, np.floating)):
@@ -93,7 +118,18 @@ def jsonable(value: Any) -> Any:
 
 
 def identity_hash(identity: Mapping[str, Any]) -> str:
-    """A short stable hash of a JSON-able identity dict."""
+    """Return a short stable hash of a JSON-able identity dict.
+
+    Parameters
+    ----------
+    identity : dict
+        A dict of JSON types (see :func:`jsonable`).
+
+    Returns
+    -------
+    str
+        A hexadecimal digest, the same for equal dicts whatever their key order.
+    """
     blob = json.dumps(jsonable(identity), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -167,19 +203,33 @@ class Progress:
 
 
 class ShardStore:
-    """A directory of shards for one call (``kind`` names what is stored:
-    ``"attributions"`` or ``"metrics"``).
+    """A directory of shards for one call: the engine under the runner.
 
-    Args:
-        path (str): the directory.
-        kind (str): what the shards hold.
-        identity (dict): everything that determines the results; a directory
-                    whose manifest has another identity is refused with
-                    :class:`ManifestMismatchError`.
-        n_examples (int): dataset length.
-        shard_size (int): examples per shard.
-        info (dict, optional): descriptive fields stored in the manifest but
-                    not compared (e.g. the command line). Default: None
+    Shard ``k`` holds examples ``[k * shard_size, (k + 1) * shard_size)``; it
+    is written to a temporary file and renamed into place, and its SHA-256 is
+    recorded in ``manifest.json``. A rerun computes only the missing shards.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory.
+    kind : {"attributions", "metrics"}
+        What the shards hold.
+    identity : dict
+        Everything that determines the results; a directory whose manifest has
+        another identity is refused with :class:`ManifestMismatchError`.
+    n_examples : int
+        Dataset length.
+    shard_size : int
+        Examples per shard.
+    info : dict, optional
+        Descriptive fields stored in the manifest but not compared (e.g. the
+        command line).
+
+    See Also
+    --------
+    captum_prior.runner.attribute_dataset : writes attributions through a store.
+    load_attributions : reads them back.
     """
 
     def __init__(
@@ -463,7 +513,13 @@ def read_manifest(path: Union[str, os.PathLike]) -> Dict[str, Any]:
 
 
 class StoredAttributions(NamedTuple):
-    """What :func:`load_attributions` returns (rows in the order asked for)."""
+    """What :func:`load_attributions` returns, rows in the order asked for.
+
+    A named tuple of ``index`` (dataset positions, ``long``), ``target`` (the
+    target each example was attributed to), ``attributions`` (one row per
+    example, the input's shape) and ``delta`` (the convergence delta per
+    example, or None when the method gives none).
+    """
 
     index: Tensor
     target: Tensor
@@ -507,23 +563,48 @@ def load_attributions(
     Only the shards that hold the requested indices are opened, and from each
     only the requested rows are read (safetensors slices are memory-mapped).
 
-    Args:
-        path (str): a directory written by :func:`attribute_dataset`.
-        indices (sequence of int, Tensor, range or slice, optional): dataset
-                    positions to read, in the order wanted. Default: None (all
-                    finished examples)
-        dtype (torch.dtype, optional): convert the attributions to this dtype
-                    (None keeps the stored one, e.g. float16). Default: float32
-        verify (bool, optional): check every opened shard's SHA-256 against
-                    the manifest. Default: False
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A directory written by
+        :func:`~captum_prior.runner.attribute_dataset`.
+    indices : sequence of int, torch.Tensor, range or slice, optional
+        Dataset positions to read, in the order wanted (all finished examples
+        when None).
+    dtype : torch.dtype or None, default=torch.float32
+        Convert the attributions to this dtype (None keeps the stored one,
+        e.g. float16).
+    verify : bool, default=False
+        Check every opened shard's SHA-256 against the manifest.
 
-    Returns:
-        StoredAttributions: ``index``, ``target``, ``attributions`` and
-        ``delta`` (None when the method gives none).
+    Returns
+    -------
+    StoredAttributions
+        ``index``, ``target``, ``attributions`` and ``delta`` (None when the
+        method gives none).
 
-    Raises:
-        KeyError: an index is outside the dataset or in a shard that is not
-            finished.
+    Raises
+    ------
+    KeyError
+        An index is outside the dataset or in a shard that is not finished.
+    FileFormatError
+        The directory holds no attributions, or a shard is unreadable or
+        (with ``verify=True``) does not match its checksum.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from captum.attr import Saliency
+    >>> from captum_prior.data import load_fashion_mnist_sample
+    >>> from captum_prior.models import load_fashion_cnn
+    >>> from captum_prior.runner import attribute_dataset, load_attributions
+    >>> x, y = load_fashion_mnist_sample(6)
+    >>> out = tempfile.mkdtemp()
+    >>> _ = attribute_dataset(Saliency(load_fashion_cnn()), torch.utils.data.TensorDataset(x, y),
+    ...                       out, shard_size=4, progress=False)
+    >>> part = load_attributions(out, indices=[5, 0])
+    >>> part.index.tolist(), tuple(part.attributions.shape)
+    ([5, 0], (2, 1, 28, 28))
     """
     from safetensors import safe_open
 
