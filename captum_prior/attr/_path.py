@@ -178,30 +178,62 @@ def check_inputs_range(forward_func: Any, xs: Tuple[Tensor, ...]) -> None:
 
 
 # ---------------------------------------------------------------- Gaussian blur
-def gaussian_kernel(
-    sigma: float, size: int, truncate: float = 4.0, dtype: torch.dtype = torch.float32,
-    device: Any = None,
-) -> Tuple[Tensor, Tensor]:
-    """The 1-D Gaussian kernel of width ``sigma`` and its derivative in ``sigma``.
+def gaussian_kernels(sigmas: Tensor, size: int, truncate: float = 4.0) -> Tuple[Tensor, Tensor]:
+    """1-D Gaussian kernels of the widths ``sigmas`` and their derivatives in sigma.
 
     As :func:`scipy.ndimage.gaussian_filter`: radius ``int(truncate * sigma +
-    0.5)``, weights ``exp(-t^2 / (2 sigma^2))`` normalised to sum 1. Taps
-    further than ``size - 1`` from the centre only ever meet the zero
-    padding of a signal of length ``size``, so they are dropped after
-    normalising (the result is unchanged). ``sigma = 0`` is the identity.
+    0.5)``, weights ``exp(-t^2 / (2 sigma^2))`` normalised to sum 1;
+    ``sigma = 0`` is the identity. All kernels are computed at once, centred
+    in rows of one common length; taps further than ``size - 1`` from the
+    centre only ever meet the zero padding of a signal of length ``size``,
+    so they are dropped after normalising (the result is unchanged).
+
+    Parameters
+    ----------
+    sigmas : Tensor
+        Widths, shape ``(S,)``, ``>= 0``.
+    size : int
+        Length of the signals the kernels will blur.
+    truncate : float, optional
+        Radius in widths. Default: 4.0 (scipy's).
+
+    Returns
+    -------
+    kernels, derivatives : Tensor
+        Shape ``(S, 2 * r + 1)``, float64, ``r`` the largest radius kept.
+
+    Examples
+    --------
+    >>> k, dk = gaussian_kernels(torch.tensor([0.0, 1.0]), size=9)
+    >>> k.shape, float(k[0].sum()), float(k[1].sum()), float(dk[1].sum()) == 0.0
+    (torch.Size([2, 9]), 1.0, 1.0, False)
     """
-    if sigma <= 0:
-        one = torch.ones(1, dtype=torch.float64, device=device)
-        return one.to(dtype), torch.zeros_like(one).to(dtype)
-    r = int(truncate * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=torch.float64, device=device)
-    w = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = w / w.sum()
-    t2 = t * t / sigma**3
-    dk = k * (t2 - (k * t2).sum())  # d k / d sigma of the normalised kernel
-    keep = min(r, max(size - 1, 0))
-    k, dk = k[r - keep : r + keep + 1], dk[r - keep : r + keep + 1]
-    return k.to(dtype), dk.to(dtype)
+    sig = sigmas.detach().to(torch.float64)
+    S = sig.shape[0]
+    # int(truncate * sigma + 0.5) (a floor: the argument is positive)
+    radius = torch.floor(truncate * sig + 0.5)
+    r_max = int(radius.max()) if S else 0
+    s = torch.where(sig > 0, sig, torch.ones_like(sig)).view(S, 1)
+    t = torch.arange(-r_max, r_max + 1, dtype=torch.float64, device=sig.device).view(1, -1)
+    w = torch.where(t.abs() <= radius.view(S, 1), torch.exp(-0.5 * (t / s) ** 2), 0.0)
+    k = w / w.sum(1, keepdim=True)  # S x (2 r_max + 1); sigma = 0: one tap of 1
+    t2 = t * t / s**3
+    dk = k * (t2 - (k * t2).sum(1, keepdim=True))  # d k / d sigma of the normalised kernel
+    keep = min(r_max, max(size - 1, 0))
+    return k[:, r_max - keep : r_max + keep + 1], dk[:, r_max - keep : r_max + keep + 1]
+
+
+def _toeplitz(k: Tensor, size: int) -> Tensor:
+    """``S x size x size``: the matrices of zero-padded convolutions with the
+    symmetric kernels ``k`` (``S x (2 r + 1)``), ``T[s, i, j] = k[s, j - i + r]``
+    for ``|j - i| <= r``."""
+    r = (k.shape[1] - 1) // 2
+    i = torch.arange(size, device=k.device)
+    d = i.view(1, -1) - i.view(-1, 1)
+    T = k[:, (d + r).clamp(0, 2 * r)]
+    if r < size - 1:
+        T = T * (d.abs() <= r).to(k.dtype)
+    return T
 
 
 def blur_dims(x: Tensor) -> int:
@@ -210,45 +242,139 @@ def blur_dims(x: Tensor) -> int:
     return 2 if x.dim() >= 4 else 1
 
 
-def _toeplitz(k: Tensor, size: int) -> Tensor:
-    """The ``size x size`` matrix of a zero-padded convolution with the
-    symmetric kernel ``k`` (``T[i, j] = k[j - i + r]`` for ``|j - i| <= r``)."""
-    r = (k.numel() - 1) // 2
-    i = torch.arange(size, device=k.device)
-    d = i.view(1, -1) - i.view(-1, 1)
-    return torch.where(d.abs() <= r, k[(d + r).clamp(0, 2 * r)], torch.zeros((), dtype=k.dtype, device=k.device))
+def _blur_layout(x: Tensor) -> Tuple[int, int, int, int]:
+    """``(R, M, H, W)``: rows, channels (all dimensions between the first and
+    the blurred ones), and the blurred height and width (``H = 1`` for one
+    blurred dimension)."""
+    R = x.shape[0]
+    if blur_dims(x) == 2:
+        H, W = x.shape[-2], x.shape[-1]
+    else:
+        H, W = 1, (x.shape[-1] if x.dim() >= 2 else 1)
+    return R, math.prod(x.shape[1:]) // max(H * W, 1), H, W
+
+
+def scale_space(x: Tensor, sigmas: Tensor, derivative: bool = False) -> Tensor:
+    r"""Row ``r`` of ``x`` blurred with width ``sigmas[r]`` (or, with
+    ``derivative``, the derivative of that blur with respect to the width).
+
+    The Gaussian blur of :func:`blur_dims` trailing dimensions with zero
+    padding (scipy's ``mode="constant"``), every row with its own width, in
+    batched matrix products: for images ``L = T_h X T_w`` with the banded
+    (Toeplitz) matrices of the 1-D kernels, and ``dL/dsigma = T_h' X T_w +
+    T_h X T_w'`` with those of the kernels' derivatives. The kernels are
+    cropped to the image, so the cost does not grow with the width.
+
+    Parameters
+    ----------
+    x : Tensor
+        Rows ``R x ...``.
+    sigmas : Tensor
+        One width per row, shape ``(R,)``, ``>= 0``.
+    derivative : bool, optional
+        Return ``dL/dsigma`` instead of ``L``. Default: False.
+
+    Returns
+    -------
+    Tensor
+        The shape and dtype of ``x``.
+
+    Examples
+    --------
+    >>> img = torch.zeros(2, 1, 5, 5); img[:, 0, 2, 2] = 1.0
+    >>> out = scale_space(img, torch.tensor([0.0, 1.0]))
+    >>> bool((out[0] == img[0]).all()), round(float(out[1].sum()), 3)
+    (True, 0.999)
+    """
+    R, M, H, W = _blur_layout(x)
+    kw, dkw = (t.to(x.dtype) for t in gaussian_kernels(sigmas.to(x.device), W))
+    Tw = _toeplitz(kw, W)  # R x W x W
+    if H == 1:
+        X = x.reshape(R, M, W)
+        out = torch.bmm(X, _toeplitz(dkw, W) if derivative else Tw)
+        return out.view(x.shape)
+    if H == W:
+        kh, dkh = kw, dkw
+    else:
+        kh, dkh = (t.to(x.dtype) for t in gaussian_kernels(sigmas.to(x.device), H))
+    Th = Tw if H == W else _toeplitz(kh, H)  # R x H x H
+    Xp = x.reshape(R, M, H, W).transpose(1, 2).reshape(R, H, M * W)  # H first
+    if not derivative:
+        A = torch.bmm(Th, Xp)  # blurred along H: R x H x (M W)
+        out = torch.bmm(A.view(R, H * M, W), Tw)  # and along W
+        return out.view(R, H, M, W).transpose(1, 2).reshape(x.shape)
+    dTh = _toeplitz(dkh, H)
+    dTw = dTh if H == W else _toeplitz(dkw, W)
+    AA = torch.bmm(torch.cat([Th, dTh], 1), Xp)  # [T_h X; T_h' X]: R x 2H x (M W)
+    A, dA = AA[:, :H].reshape(R, H * M, W), AA[:, H:].reshape(R, H * M, W)
+    d = torch.bmm(A, dTw) + torch.bmm(dA, Tw)
+    return d.view(R, H, M, W).transpose(1, 2).reshape(x.shape)
 
 
 def gaussian_blur(x: Tensor, sigma: float, derivative: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-    """Gaussian blur of width ``sigma`` of the trailing dimensions of ``x``
-    (:func:`blur_dims`), zero padding (scipy's ``mode="constant"``), and, if
-    ``derivative``, its derivative with respect to ``sigma``.
+    """Gaussian blur of width ``sigma`` of every row of ``x`` and, if
+    ``derivative``, its derivative with respect to ``sigma``
+    (:func:`scale_space` with one width for all rows).
 
-    The separable blur is two matrix products with the banded (Toeplitz)
-    matrices of the 1-D kernel, ``T_h X T_w``: the kernel is cropped to the
-    image, so the cost does not grow with ``sigma``.
+    Parameters
+    ----------
+    x : Tensor
+        Rows ``R x ...``.
+    sigma : float
+        The width, ``>= 0``.
+    derivative : bool, optional
+        Also return ``dL/dsigma``. Default: False.
+
+    Returns
+    -------
+    blurred : Tensor
+        The shape of ``x``.
+    derivative : Tensor or None
+        ``dL/dsigma`` if ``derivative``, else None.
+
+    Examples
+    --------
+    >>> out, d = gaussian_blur(torch.ones(1, 1, 4, 4), 0.0, derivative=True)
+    >>> bool((out == 1).all()), bool((d == 0).all())
+    (True, True)
     """
-    nd = blur_dims(x)
-    h, w = (x.shape[-2], x.shape[-1]) if nd == 2 else (1, x.shape[-1])
-    kw, dkw = gaussian_kernel(sigma, w, dtype=x.dtype, device=x.device)
-    Tw = _toeplitz(kw, w)
-    if nd == 1:
-        out = x @ Tw
-        d = (x @ _toeplitz(dkw, w)) if derivative else None
-        return out, d
-    kh, dkh = gaussian_kernel(sigma, h, dtype=x.dtype, device=x.device)
-    Th = _toeplitz(kh, h)
-    rows = Th @ x  # blurred along H
-    out = rows @ Tw
-    d = None
-    if derivative:
-        d = rows @ _toeplitz(dkw, w) + (_toeplitz(dkh, h) @ x) @ Tw
-    return out, d
+    sig = torch.full((x.shape[0],), float(sigma), dtype=torch.float64, device=x.device)
+    out = scale_space(x, sig)
+    return out, (scale_space(x, sig, derivative=True) if derivative else None)
+
+
+def sum_by_example(values: Tensor, start: int, n_examples: int) -> Tensor:
+    """Sum the rows ``start, start + 1, ...`` of ``values`` by example, row
+    ``r`` belonging to example ``r % n_examples``: ``n_examples x ...``.
+
+    The rows are padded to whole blocks of ``n_examples`` and summed over
+    blocks, so the order of the additions is fixed on every device (no
+    atomic scatter).
+    """
+    N = max(n_examples, 1)
+    lead, R = start % N, values.shape[0]
+    tail = (-(lead + R)) % N
+    if lead or tail:
+        pad = values.new_zeros((lead + R + tail,) + values.shape[1:])
+        pad[lead : lead + R] = values
+        values = pad
+    return values.view((-1, N) + values.shape[1:]).sum(0)
 
 
 # ---------------------------------------------------------------------- IDGI
+def idgi_directions(grads: Tuple[Tensor, ...], dtype: torch.dtype) -> Tuple[Tensor, ...]:
+    """``g_i^2 / ||g||^2`` per row (the norm over every feature of every
+    input tensor); zero where the gradient vanishes."""
+    sq = tuple(g.detach().to(dtype) ** 2 for g in grads)
+    R = sq[0].shape[0]
+    norm = sum(s.reshape(R, -1).sum(1) for s in sq)
+    inv = torch.where(norm > 0, 1.0 / norm.where(norm > 0, torch.ones_like(norm)), 0.0)
+    return tuple(s * inv.view((-1,) + (1,) * (s.dim() - 1)) for s in sq)
+
+
 class IDGIAccumulator:
-    r"""The important-direction rule of IDGI (Yang et al., CVPR 2023, Alg. 1).
+    r"""The important-direction rule of IDGI (Yang et al., CVPR 2023, Alg. 1)
+    along paths whose points arrive one at a time.
 
     For consecutive points ``x_k, x_{k+1}`` of one path, with gradient
     ``g_k = grad f(x_k)`` of the target score,
@@ -263,8 +389,31 @@ class IDGIAccumulator:
     everywhere contributes nothing (its output change is lost, and shows in
     the convergence delta).
 
-    Points are fed with :meth:`add` in path order per slot (a slot is one
-    path of one example); each call may hold any set of distinct slots.
+    Parameters
+    ----------
+    shapes : tuple of tuple of int
+        The attribution's shapes, one per input tensor; the first dimension
+        is the number of slots (a slot is one path of one example).
+    device : torch.device or str
+        Where the sums are kept.
+    dtype : torch.dtype
+        Their dtype.
+
+    Notes
+    -----
+    Points are fed with :meth:`add` in path order per slot; each call may
+    hold any set of distinct slots. Paths whose points are known in advance
+    use :func:`idgi_fixed_paths`, which applies the same rule a chunk of
+    points at a time.
+
+    Examples
+    --------
+    >>> acc = IDGIAccumulator(((1, 2),), "cpu", torch.float64)
+    >>> s = torch.tensor([0])
+    >>> acc.add(s, (torch.tensor([[1.0, 1.0]]),), torch.tensor([0.0]))
+    >>> acc.add(s, (torch.tensor([[0.0, 2.0]]),), torch.tensor([3.0]))
+    >>> acc.attr[0].tolist(), float(acc.last_f[0] - acc.first_f[0])
+    ([[1.5, 1.5]], 3.0)
     """
 
     def __init__(self, shapes: Tuple[Tuple[int, ...], ...], device: Any, dtype: torch.dtype) -> None:
@@ -276,17 +425,25 @@ class IDGIAccumulator:
         self._seen = torch.zeros(n_slots, device=device, dtype=torch.bool)
 
     def add(self, slots: Tensor, grads: Tuple[Tensor, ...], f: Tensor) -> None:
-        """Feed the next point of each of ``slots``: its gradients and score."""
+        """Feed the next point of each of ``slots``: its gradients and score.
+
+        Parameters
+        ----------
+        slots : Tensor
+            Distinct slot indices, shape ``(S,)``.
+        grads : tuple of Tensor
+            The gradients at the points, one ``S x ...`` tensor per input.
+        f : Tensor
+            The scores at the points, shape ``(S,)``.
+        """
         f = f.detach().to(self._last_f.dtype)
-        sq = tuple(g.detach().to(a.dtype) ** 2 for g, a in zip(grads, self.attr))
-        norm = sum(s.reshape(s.shape[0], -1).sum(1) for s in sq)
-        inv = torch.where(norm > 0, 1.0 / norm.where(norm > 0, torch.ones_like(norm)), 0.0)
+        u = idgi_directions(grads, self._last_f.dtype)
         prev = self._seen[slots]
         df = torch.where(prev, f - self._last_f[slots], 0.0)
-        for a, lu, s in zip(self.attr, self._last_u, sq):
+        for a, lu, s in zip(self.attr, self._last_u, u):
             shape = (-1,) + (1,) * (s.dim() - 1)
             a.index_add_(0, slots, lu[slots] * df.view(shape))
-            lu[slots] = s * inv.view(shape)
+            lu[slots] = s
         self.first_f[slots] = torch.where(prev, self.first_f[slots], f)
         self._last_f[slots] = f
         self._seen[slots] = True
@@ -305,32 +462,53 @@ def idgi_fixed_paths(
     shapes: Tuple[Tuple[int, ...], ...],
     chunk: Optional[int],
 ) -> Tuple[Tuple[Tensor, ...], Tensor]:
-    """IDGI along precomputed paths, through the shared chunked helper.
+    """IDGI (the rule of :class:`IDGIAccumulator`) along precomputed paths,
+    through the shared chunked helper.
 
     ``point(k, s)`` returns the ``k``-th point (``0 .. n_points - 1``, start to
     end) of the paths of slots ``s``; slot ``s`` belongs to example
-    ``slot_example[s]``. Rows are point-major, so chunks walk every path in
-    order and memory is one chunk plus one gradient per slot.
+    ``slot_example[s]``. Rows are point-major (row ``r`` is point ``r // S``
+    of slot ``r % S``), so each chunk continues every path where the last
+    one stopped; each chunk's steps are credited at once, and memory is one
+    chunk plus one gradient direction and score per slot.
 
-    Returns the per-slot attributions (shapes ``shapes``) and the output
-    difference ``f(end) - f(start)`` of each slot.
+    Returns the per-slot attributions (shapes ``shapes``, float64) and the
+    output difference ``f(end) - f(start)`` of each slot.
     """
     S = slot_example.shape[0]
-    acc = IDGIAccumulator(shapes, slot_example.device, torch.float64 if shapes else torch.float32)
     dev = slot_example.device
+    dt = torch.float64
+    attr = tuple(torch.zeros(s, device=dev, dtype=dt) for s in shapes)
+    last_u = tuple(torch.zeros(s, device=dev, dtype=dt) for s in shapes)
+    last_f = torch.zeros(S, device=dev, dtype=dt)
+    first_f = torch.zeros(S, device=dev, dtype=dt)
+    Sm = max(S, 1)
 
     def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
         r = torch.arange(sl.start, sl.stop, device=dev)
-        k, s = r // max(S, 1), r % max(S, 1)
-        return point(k, s), slot_example[s]
+        return point(r // Sm, r % Sm), slot_example[r % Sm]
 
     for sl, _rows, _idx, grads, scores in gradient_rows(runner, rows, n_points * S, chunk):
-        r = torch.arange(sl.start, sl.stop, device=dev)
-        k, s = r // max(S, 1), r % max(S, 1)
-        for kk in torch.unique(k).tolist():
-            m = k == kk
-            acc.add(s[m], tuple(g[m] for g in grads), scores[m])
-    return acc.attr, acc.last_f - acc.first_f
+        a, R = sl.start, sl.stop - sl.start
+        if R == 0:
+            continue
+        f = scores.detach().to(dt)
+        u = idgi_directions(grads, dt)
+        # the rows a - S .. b - 1: the latest point of every slot before the
+        # chunk, then the chunk; row r's predecessor on its path is r - S
+        rot = (a + torch.arange(S, device=dev)) % Sm
+        ext_f = torch.cat([last_f[rot], f])
+        r = torch.arange(a, a + R, device=dev)
+        df = torch.where(r >= S, f - ext_f[:R], 0.0)  # the first point has no step
+        for at, lu, uu in zip(attr, last_u, u):
+            ext_u = torch.cat([lu[rot], uu])
+            step = ext_u[:R] * df.view((-1,) + (1,) * (uu.dim() - 1))
+            at += sum_by_example(step, a, S)
+            lu[(a + R + torch.arange(S, device=dev)) % Sm] = ext_u[R:]
+        first = r < S
+        first_f[r[first]] = f[first]
+        last_f[(a + R + torch.arange(S, device=dev)) % Sm] = ext_f[R:]
+    return attr, last_f - first_f
 
 
 def alpha_partition(nodes: Tensor) -> Tensor:

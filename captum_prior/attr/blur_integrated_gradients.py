@@ -16,8 +16,9 @@ from captum_prior.attr._path import (
     check_path_args,
     check_positive_float,
     finish_path,
-    gaussian_blur,
     idgi_fixed_paths,
+    scale_space,
+    sum_by_example,
 )
 
 
@@ -169,57 +170,41 @@ class BlurIntegratedGradients(PathAttribution):
         dev = xs[0].device
         runner = RowRunner(self.forward_func, N, target, additional_forward_args)
 
-        def blurred(k: Tensor, n: Tensor, sigmas: Tensor, derivative: bool = False):
-            """Rows ``L(x[n], sigmas[k])`` (and ``dL/dsigma``) for each input."""
-            rows = [torch.empty((k.shape[0],) + x.shape[1:], device=dev, dtype=x.dtype) for x in xs]
-            drows = [torch.empty_like(r) for r in rows] if derivative else None
-            for kk in torch.unique(k).tolist():
-                m = k == kk
-                for i, x in enumerate(xs):
-                    b, d = gaussian_blur(x[n[m]], float(sigmas[kk]), derivative)
-                    rows[i][m] = b
-                    if derivative:
-                        drows[i][m] = d
-            return tuple(rows), (tuple(drows) if derivative else None)
-
         if idgi:
             # path points from the most blurred (j = 0) to the input (j = K)
-            sig = torch.linspace(max_sigma, 0.0, K + 1, dtype=torch.float64)
+            sig = torch.linspace(max_sigma, 0.0, K + 1, dtype=torch.float64, device=dev)
             shapes = tuple(tuple(x.shape) for x in xs)
             attr, gap = idgi_fixed_paths(
-                runner, lambda k, s: blurred(k, s, sig)[0], K + 1,
+                runner, lambda k, n: tuple(scale_space(x[n], sig[k]) for x in xs), K + 1,
                 torch.arange(N, device=dev), shapes, chunk,
             )
             attributions = tuple(a.to(x.dtype) for a, x in zip(attr, xs))
             return finish_path(is_tuple, attributions, return_convergence_delta, lambda: gap)
 
-        # sigma_k = k * max_sigma / K, k = 0 .. K-1; d sigma = max_sigma / K
-        sig = torch.arange(K, dtype=torch.float64) * (max_sigma / K)
+        # sigma_k = k * max_sigma / K, k = 0 .. K-1; d sigma = max_sigma / K.
+        # Rows are step-major: row r is step r // N of example r % N.
+        sig = torch.arange(K, dtype=torch.float64, device=dev) * (max_sigma / K)
         dsig = max_sigma / K
         attrs = [torch.zeros_like(x) for x in xs]
 
         def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
             r = torch.arange(sl.start, sl.stop, device=dev)
             k, n = r // N, r % N
-            return blurred(k, n, sig)[0], n
+            return tuple(scale_space(x[n], sig[k]) for x in xs), n
 
         for sl, _rows, n, grads, _ in gradient_rows(runner, rows, K * N, chunk):
-            r = torch.arange(sl.start, sl.stop, device=dev)
-            k = r // N
-            _, dL = blurred(k, n, sig, derivative=True)
-            for a, g, d in zip(attrs, grads, dL):
+            s = sig[torch.arange(sl.start, sl.stop, device=dev) // N]
+            for a, x, g in zip(attrs, xs, grads):
                 # the path runs from sigma_max down to 0: d sigma is negative
-                a.index_add_(0, n, -dsig * g * d)
-        full = torch.tensor([max_sigma], dtype=torch.float64)
+                a.sub_(sum_by_example(g * scale_space(x[n], s, derivative=True), sl.start, N),
+                       alpha=dsig)
 
         def ends(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            # rows 0 .. N-1: the inputs; N .. 2N-1: their most blurred copies
             r = torch.arange(sl.start, sl.stop, device=dev)
-            blk, n = r // N, r % N
-            pts = blurred(torch.zeros_like(n), n, full)[0]
-            return tuple(
-                torch.where((blk == 0).view((-1,) + (1,) * (x.dim() - 1)), x[n], p)
-                for x, p in zip(xs, pts)
-            ), n
+            n = r % N
+            s = torch.where(r < N, 0.0, max_sigma).to(torch.float64)
+            return tuple(scale_space(x[n], s) for x in xs), n
 
         def output_change() -> Tensor:
             # F(x) - F(L(x, max_sigma))
