@@ -6,12 +6,13 @@
   and :func:`finish_path` are the steps every ``attribute`` shares.
 - :func:`format_baselines`: Captum's baseline forms as one start point per
   example and input tensor.
-- :func:`gaussian_blur`: separable Gaussian blur and its derivative with
-  respect to the width, in ``torch.nn.functional`` (Blur IG's path).
-- :class:`IDGIAccumulator` and :func:`idgi_fixed_paths`: the important-direction
-  rule of IDGI (Yang et al., CVPR 2023), the one place it is implemented.
-  Every path method's IDGI variant feeds its path points, in path order, to an
-  accumulator.
+- :func:`scale_space`: separable Gaussian blurs, every row with its own
+  width, and their derivatives with respect to the width (Blur IG's path),
+  in batched matrix products.
+- :func:`idgi_directions`, :class:`IDGIAccumulator` and
+  :func:`idgi_fixed_paths`: the important-direction rule of IDGI (Yang et
+  al., CVPR 2023), the one place it is implemented. Every path method's
+  IDGI variant feeds its path points, in path order, to one of the two.
 """
 
 from __future__ import annotations
@@ -39,10 +40,32 @@ from captum_prior._validation import (
 
 # ----------------------------------------------------------------- base class
 class PathAttribution(GradientAttribution):
-    """Base of the path classes: a path integral of gradients times the path's
+    """Base of the path classes.
+
+    A path method integrates the gradient along a path times the path's
     steps, so it multiplies by (differences of) inputs and has a
-    convergence delta (the attributions' sum minus the output change along
-    the path)."""
+    convergence delta: the attributions' sum minus the output change along
+    the path.
+
+    Parameters
+    ----------
+    forward_func : Callable
+        The model, or any function returning ``N x C`` outputs (or ``N``
+        scores).
+
+    Raises
+    ------
+    TypeError
+        If ``forward_func`` is not callable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.attr._path import PathAttribution
+    >>> m = PathAttribution(torch.nn.Linear(3, 2))
+    >>> m.has_convergence_delta(), m.multiplies_by_inputs
+    (True, True)
+    """
 
     def __init__(self, forward_func: Callable[..., Tensor]) -> None:
         if not callable(forward_func):
@@ -53,14 +76,28 @@ class PathAttribution(GradientAttribution):
         GradientAttribution.__init__(self, forward_func)
 
     def has_convergence_delta(self) -> bool:
+        """True: the path methods return a convergence delta on request.
+
+        Returns
+        -------
+        bool
+            Always True.
+        """
         return True
 
     @property
     def multiplies_by_inputs(self) -> bool:
+        """True: the attributions are path integrals of gradient times step."""
         return True
 
     def attribute_future(self) -> Callable:
-        r"""Not implemented for the path methods."""
+        """Not implemented for the path methods.
+
+        Raises
+        ------
+        NotImplementedError
+            Always.
+        """
         raise NotImplementedError(
             f"attribute_future is not implemented for {type(self).__name__}"
         )
@@ -71,8 +108,40 @@ def check_path_args(
 ) -> Tuple[Tuple[Tensor, ...], bool, int, Optional[int]]:
     """The checks every path method's ``attribute`` starts with.
 
-    Returns the detached input tensors, whether ``inputs`` was a tuple, the
-    number of steps (``>= 1``) and the chunk size (``None``: automatic).
+    Parameters
+    ----------
+    inputs : Tensor or tuple of Tensor
+        The user's inputs.
+    n_steps : int
+        Path steps, ``>= 1``.
+    internal_batch_size : int or None
+        Rows per model call; None: automatic.
+    return_convergence_delta : bool
+        Whether a delta is returned.
+
+    Returns
+    -------
+    inputs : tuple of Tensor
+        The input tensors, detached.
+    is_tuple : bool
+        Whether ``inputs`` was a tuple.
+    n_steps : int
+        The number of steps.
+    chunk : int or None
+        The chunk size.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For inputs that are not floating-point tensors, non-integer or
+        non-positive ``n_steps``/``internal_batch_size``, and a
+        ``return_convergence_delta`` that is not a bool.
+
+    Examples
+    --------
+    >>> xs, is_tuple, K, chunk = check_path_args(torch.rand(2, 3), 10, None, False)
+    >>> len(xs), is_tuple, K, chunk
+    (1, False, 10, None)
     """
     xs, is_tuple = as_tensor_tuple(inputs, "inputs")
     K = check_int(n_steps, "n_steps", 1)
@@ -85,8 +154,32 @@ def check_path_args(
 def forward_points(
     runner: RowRunner, pts: Sequence[Tensor], chunk: Optional[int], raw: bool = False
 ) -> Tensor:
-    """Scores (raw outputs with ``raw``) of the rows ``pts`` (row ``i`` of
-    every tensor is runner row ``i``), without gradients, chunked."""
+    """Scores of the rows ``pts`` without gradients, chunked.
+
+    Parameters
+    ----------
+    runner : RowRunner
+        The shared helper's runner; row ``i`` of every tensor of ``pts`` is
+        its row ``i``.
+    pts : sequence of Tensor
+        One tensor per model input.
+    chunk : int or None
+        Rows per model call.
+    raw : bool, optional
+        Return the raw outputs instead of the target scores. Default: False.
+
+    Returns
+    -------
+    Tensor
+        Shape ``(rows,)`` (or the raw outputs, ``rows x ...``).
+
+    Examples
+    --------
+    >>> from captum_prior._batching import RowRunner
+    >>> lin = torch.nn.Linear(3, 2)
+    >>> forward_points(RowRunner(lin, 4, target=1), (torch.rand(4, 3),), None).shape
+    torch.Size([4])
+    """
     ar = torch.arange(pts[0].shape[0], device=pts[0].device)
     return forward_rows(
         runner, lambda sl: (tuple(p[sl] for p in pts), ar[sl]), ar.shape[0], chunk, raw=raw
@@ -96,8 +189,32 @@ def forward_points(
 def gradient_points(
     runner: RowRunner, pts: Sequence[Tensor], chunk: Optional[int]
 ) -> Iterator[Tuple[slice, Tuple[Tensor, ...], Tensor, Tuple[Tensor, ...], Tensor]]:
-    """:func:`gradient_rows` over the rows ``pts`` (row ``i`` of every tensor
-    is runner row ``i``)."""
+    """The shared helper's chunked forward and backward passes over the rows ``pts``.
+
+    Parameters
+    ----------
+    runner : RowRunner
+        The shared helper's runner; row ``i`` of every tensor of ``pts`` is
+        its row ``i``.
+    pts : sequence of Tensor
+        One tensor per model input.
+    chunk : int or None
+        Rows per model call.
+
+    Yields
+    ------
+    tuple
+        ``(slice, rows, index, grads, scores)`` per chunk, as
+        :func:`captum_prior._batching.gradient_rows`.
+
+    Examples
+    --------
+    >>> from captum_prior._batching import RowRunner
+    >>> lin = torch.nn.Linear(3, 2)
+    >>> [g[0].shape for _s, _r, _i, g, _f in
+    ...  gradient_points(RowRunner(lin, 4, target=0), (torch.rand(4, 3),), 3)]
+    [torch.Size([3, 3]), torch.Size([1, 3])]
+    """
     ar = torch.arange(pts[0].shape[0], device=pts[0].device)
     return gradient_rows(runner, lambda sl: (tuple(p[sl] for p in pts), ar[sl]), ar.shape[0], chunk)
 
@@ -109,8 +226,35 @@ def finish_path(
     output_change: Callable[[], Tensor],
 ) -> Any:
     """Format the attributions as the inputs were given and, if asked, add
-    the convergence delta ``sum(attributions) - output_change()`` per example
-    (``output_change`` is only called then: it may cost forward passes)."""
+    the convergence delta.
+
+    Parameters
+    ----------
+    is_tuple : bool
+        Whether the inputs were a tuple.
+    attributions : tuple of Tensor
+        One per input tensor.
+    return_convergence_delta : bool
+        Whether to add the delta.
+    output_change : Callable
+        Returns the output change along the path per example; only called
+        for the delta (it may cost forward passes).
+
+    Returns
+    -------
+    attributions : Tensor or tuple of Tensor
+        As the inputs were given.
+    delta : Tensor
+        ``sum(attributions) - output_change()`` per example, shape ``(N,)``,
+        with ``return_convergence_delta``.
+
+    Examples
+    --------
+    >>> a = (torch.ones(2, 3),)
+    >>> out, delta = finish_path(False, a, True, lambda: torch.tensor([3.0, 2.0]))
+    >>> out.shape, delta.tolist()
+    (torch.Size([2, 3]), [0.0, 1.0])
+    """
     out = _format_output(is_tuple, attributions)
     if not return_convergence_delta:
         return out
@@ -123,9 +267,36 @@ def finish_path(
 def format_baselines(baselines: Any, xs: Tuple[Tensor, ...], inputs: Any) -> Tuple[Tensor, ...]:
     """One baseline per example: a tuple of tensors of the inputs' shapes.
 
-    Accepts Captum's forms: ``None`` (zeros), a number, a tensor of one
-    example's shape, of shape ``1 x ...`` or of the inputs' shape, a tuple of
-    those (one per input tensor), or a callable returning one of them.
+    Parameters
+    ----------
+    baselines : None, number, Tensor, tuple or callable
+        Captum's forms: ``None`` (zeros), a number, a tensor of one
+        example's shape, of shape ``1 x ...`` or of the inputs' shape, a
+        tuple of those (one per input tensor), or a callable returning one
+        of them.
+    xs : tuple of Tensor
+        The input tensors.
+    inputs : Any
+        The inputs as the user gave them (passed to a callable baseline).
+
+    Returns
+    -------
+    tuple of Tensor
+        The baselines, expanded to the inputs' shapes.
+
+    Raises
+    ------
+    TypeError
+        For baselines that are neither numbers nor floating-point tensors.
+    ValueError
+        For a wrong number of baselines, shapes that do not broadcast, and
+        non-finite values.
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 3)
+    >>> [b.tolist() for b in format_baselines(0.5, (x,), x)]
+    [[[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]]
     """
     baselines = resolve_callable_baselines(baselines, inputs)
     if baselines is None:
@@ -168,10 +339,28 @@ def format_baselines(baselines: Any, xs: Tuple[Tensor, ...], inputs: Any) -> Tup
 
 
 def check_inputs_range(forward_func: Any, xs: Tuple[Tensor, ...]) -> None:
-    """Warn (:class:`~captum_prior.errors.InputRangeWarning`) if the inputs lie
-    far outside the model's known input range. The shared helper checks the
-    first rows it evaluates; paths that start at a baseline check the inputs
-    here."""
+    """Warn if the inputs lie far outside the model's known input range.
+
+    The shared helper checks the first rows it evaluates; paths that start
+    at a baseline check the inputs here.
+
+    Parameters
+    ----------
+    forward_func : Callable
+        The model; only models that declare an input range are checked.
+    xs : tuple of Tensor
+        The input tensors (the first is checked).
+
+    Warns
+    -----
+    InputRangeWarning
+        :class:`~captum_prior.errors.InputRangeWarning`, for inputs far
+        outside the range.
+
+    Examples
+    --------
+    >>> check_inputs_range(torch.nn.Linear(3, 2), (torch.rand(2, 3),))  # no range known
+    """
     rng = expected_input_range(forward_func)
     if rng is not None and xs[0].numel():
         check_value_range(xs[0], rng[0], rng[1], "inputs/baselines", "the model")
@@ -205,8 +394,8 @@ def gaussian_kernels(sigmas: Tensor, size: int, truncate: float = 4.0) -> Tuple[
     Examples
     --------
     >>> k, dk = gaussian_kernels(torch.tensor([0.0, 1.0]), size=9)
-    >>> k.shape, float(k[0].sum()), float(k[1].sum()), float(dk[1].sum()) == 0.0
-    (torch.Size([2, 9]), 1.0, 1.0, False)
+    >>> k.shape, k[0, 4].item(), round(k[1].sum().item(), 12), abs(dk[1].sum().item()) < 1e-12
+    (torch.Size([2, 9]), 1.0, 1.0, True)
     """
     sig = sigmas.detach().to(torch.float64)
     S = sig.shape[0]
@@ -237,8 +426,24 @@ def _toeplitz(k: Tensor, size: int) -> Tensor:
 
 
 def blur_dims(x: Tensor) -> int:
-    """How many trailing dimensions are blurred: two (``H x W``) for inputs
-    with four or more dimensions, else one (feature vectors, signals)."""
+    """How many trailing dimensions Blur IG blurs.
+
+    Parameters
+    ----------
+    x : Tensor
+        Rows ``R x ...``.
+
+    Returns
+    -------
+    int
+        Two (``H x W``) for inputs with four or more dimensions, else one
+        (feature vectors, signals).
+
+    Examples
+    --------
+    >>> blur_dims(torch.zeros(2, 3, 8, 8)), blur_dims(torch.zeros(2, 10))
+    (2, 1)
+    """
     return 2 if x.dim() >= 4 else 1
 
 
@@ -283,8 +488,8 @@ def scale_space(x: Tensor, sigmas: Tensor, derivative: bool = False) -> Tensor:
     --------
     >>> img = torch.zeros(2, 1, 5, 5); img[:, 0, 2, 2] = 1.0
     >>> out = scale_space(img, torch.tensor([0.0, 1.0]))
-    >>> bool((out[0] == img[0]).all()), round(float(out[1].sum()), 3)
-    (True, 0.999)
+    >>> bool((out[0] == img[0]).all()), [round(v, 4) for v in out[1, 0, 2].tolist()]
+    (True, [0.0215, 0.0965, 0.1592, 0.0965, 0.0215])
     """
     R, M, H, W = _blur_layout(x)
     kw, dkw = (t.to(x.dtype) for t in gaussian_kernels(sigmas.to(x.device), W))
@@ -344,12 +549,31 @@ def gaussian_blur(x: Tensor, sigma: float, derivative: bool = False) -> Tuple[Te
 
 
 def sum_by_example(values: Tensor, start: int, n_examples: int) -> Tensor:
-    """Sum the rows ``start, start + 1, ...`` of ``values`` by example, row
-    ``r`` belonging to example ``r % n_examples``: ``n_examples x ...``.
+    """Sum rows by example, for rows numbered step-major.
 
     The rows are padded to whole blocks of ``n_examples`` and summed over
     blocks, so the order of the additions is fixed on every device (no
     atomic scatter).
+
+    Parameters
+    ----------
+    values : Tensor
+        Rows ``start, start + 1, ...``; row ``r`` belongs to example
+        ``r % n_examples``.
+    start : int
+        The number of the first row.
+    n_examples : int
+        The number of examples.
+
+    Returns
+    -------
+    Tensor
+        ``n_examples x ...``.
+
+    Examples
+    --------
+    >>> sum_by_example(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), 1, 2).tolist()
+    [6.0, 9.0]
     """
     N = max(n_examples, 1)
     lead, R = start % N, values.shape[0]
@@ -363,8 +587,26 @@ def sum_by_example(values: Tensor, start: int, n_examples: int) -> Tensor:
 
 # ---------------------------------------------------------------------- IDGI
 def idgi_directions(grads: Tuple[Tensor, ...], dtype: torch.dtype) -> Tuple[Tensor, ...]:
-    """``g_i^2 / ||g||^2`` per row (the norm over every feature of every
-    input tensor); zero where the gradient vanishes."""
+    """IDGI's share of each feature in a step's output change, ``g_i^2 / ||g||^2``.
+
+    Parameters
+    ----------
+    grads : tuple of Tensor
+        The gradients of the rows, one ``R x ...`` tensor per input.
+    dtype : torch.dtype
+        The dtype of the result.
+
+    Returns
+    -------
+    tuple of Tensor
+        The shares, shaped as ``grads``; the norm runs over every feature of
+        every input tensor; zero where the gradient vanishes.
+
+    Examples
+    --------
+    >>> [u.tolist() for u in idgi_directions((torch.tensor([[3.0, 4.0], [0.0, 0.0]]),), torch.float64)]
+    [[[0.36, 0.64], [0.0, 0.0]]]
+    """
     sq = tuple(g.detach().to(dtype) ** 2 for g in grads)
     R = sq[0].shape[0]
     norm = sum(s.reshape(R, -1).sum(1) for s in sq)
@@ -405,6 +647,11 @@ class IDGIAccumulator:
     hold any set of distinct slots. Paths whose points are known in advance
     use :func:`idgi_fixed_paths`, which applies the same rule a chunk of
     points at a time.
+
+    References
+    ----------
+    R. Yang, B. Wang, M. Bilgic. IDGI: A Framework to Eliminate Explanation
+    Noise from Integrated Gradients. CVPR 2023.
 
     Examples
     --------
@@ -450,7 +697,7 @@ class IDGIAccumulator:
 
     @property
     def last_f(self) -> Tensor:
-        """The score at the latest point of each slot."""
+        """The score at the latest point of each slot, shape ``(slots,)``."""
         return self._last_f
 
 
@@ -465,15 +712,45 @@ def idgi_fixed_paths(
     """IDGI (the rule of :class:`IDGIAccumulator`) along precomputed paths,
     through the shared chunked helper.
 
-    ``point(k, s)`` returns the ``k``-th point (``0 .. n_points - 1``, start to
-    end) of the paths of slots ``s``; slot ``s`` belongs to example
-    ``slot_example[s]``. Rows are point-major (row ``r`` is point ``r // S``
-    of slot ``r % S``), so each chunk continues every path where the last
-    one stopped; each chunk's steps are credited at once, and memory is one
-    chunk plus one gradient direction and score per slot.
+    Rows are point-major (row ``r`` is point ``r // S`` of slot ``r % S``),
+    so each chunk continues every path where the last one stopped; each
+    chunk's steps are credited at once, and memory is one chunk plus one
+    gradient direction and score per slot.
 
-    Returns the per-slot attributions (shapes ``shapes``, float64) and the
-    output difference ``f(end) - f(start)`` of each slot.
+    Parameters
+    ----------
+    runner : RowRunner
+        The shared helper's runner, with one example per input example.
+    point : Callable
+        ``point(k, s)`` returns the ``k``-th points (``0 .. n_points - 1``,
+        start to end) of the paths of slots ``s`` (two index tensors of one
+        length), one tensor per model input.
+    n_points : int
+        Points per path, end points included.
+    slot_example : Tensor
+        The example of each slot, shape ``(S,)``.
+    shapes : tuple of tuple of int
+        The attribution's shapes per input, first dimension ``S``.
+    chunk : int or None
+        Rows per model call.
+
+    Returns
+    -------
+    attributions : tuple of Tensor
+        Per slot, float64, shapes ``shapes``.
+    output_change : Tensor
+        ``f(end) - f(start)`` per slot, shape ``(S,)``.
+
+    Examples
+    --------
+    >>> from captum_prior._batching import RowRunner
+    >>> lin = torch.nn.Linear(2, 1, bias=False)
+    >>> x = torch.ones(1, 2)
+    >>> line = lambda k, s: (k.view(-1, 1) / 4 * x[s],)  # 0, x/4, ..., x
+    >>> attr, gap = idgi_fixed_paths(RowRunner(lin, 1, 0), line, 5, torch.arange(1),
+    ...                              ((1, 2),), None)
+    >>> torch.allclose(attr[0].sum(), gap.double()), torch.allclose(gap, lin(x)[:, 0].double())
+    (True, True)
     """
     S = slot_example.shape[0]
     dev = slot_example.device
@@ -512,14 +789,55 @@ def idgi_fixed_paths(
 
 
 def alpha_partition(nodes: Tensor) -> Tensor:
-    """Points ``0 = a_0 < ... < a_J = 1`` of a straight path: the quadrature
-    nodes of the wrapped method with both end points added."""
+    """Points ``0 = a_0 < ... < a_J = 1`` of a straight path.
+
+    Parameters
+    ----------
+    nodes : Tensor
+        The quadrature nodes of the wrapped method, in ``[0, 1]``.
+
+    Returns
+    -------
+    Tensor
+        The sorted distinct nodes with both end points added.
+
+    Examples
+    --------
+    >>> alpha_partition(torch.tensor([0.25, 0.75])).tolist()
+    [0.0, 0.25, 0.75, 1.0]
+    """
     ends = torch.tensor([0.0, 1.0], dtype=nodes.dtype, device=nodes.device)
     a = torch.unique(torch.cat([ends, nodes.clamp(0.0, 1.0)]))
     return a
 
 
 def check_positive_float(value: Any, name: str) -> float:
+    """A finite real number ``> 0``, as a float.
+
+    Parameters
+    ----------
+    value : Any
+        The user's value.
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    float
+        ``value``.
+
+    Raises
+    ------
+    TypeError
+        For anything but a finite real number.
+    ValueError
+        For values ``<= 0``.
+
+    Examples
+    --------
+    >>> check_positive_float(2, "max_sigma")
+    2.0
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise TypeError(f"{name} must be a finite real number, got {value!r}")
     if value <= 0:

@@ -39,12 +39,11 @@ class BlurIntegratedGradients(PathAttribution):
     approximated by the left Riemann sum on ``n_steps`` equal width steps
     ``sigma_k = k * max_sigma / n_steps``, ``k = 0 .. n_steps - 1`` (the
     input itself at ``k = 0``), as the authors' reference implementation
-    (PAIR ``saliency``). Where that implementation takes
-    ``dL/dsigma`` by a forward difference with step ``grad_step``, this class
-    differentiates the discrete (truncated, normalised) Gaussian kernel
-    exactly, so the two agree up to the difference error. The blur is
-    separable, with scipy's kernel (radius ``int(4 sigma + 0.5)``) and zero
-    padding, as two products with banded matrices in plain torch.
+    (PAIR ``saliency``). Where that implementation takes ``dL/dsigma`` by a
+    forward difference with step ``grad_step``, this class differentiates
+    the discrete (truncated, normalised) Gaussian kernel exactly, so the two
+    agree up to the difference's error. The blur is separable, with scipy's
+    kernel (radius ``int(4 sigma + 0.5)``) and zero padding.
 
     Completeness holds for the blur path: ``sum(phi) ~ F(x) -
     F(L(x, max_sigma))``, returned as the convergence delta.
@@ -57,7 +56,27 @@ class BlurIntegratedGradients(PathAttribution):
     Parameters
     ----------
     forward_func : Callable
-        The model, or any function returning ``N x C`` outputs (or ``N`` scores).
+        The model, or any function returning ``N x C`` outputs (or ``N``
+        scores).
+
+    Raises
+    ------
+    TypeError
+        If ``forward_func`` is not callable.
+
+    Notes
+    -----
+    Every point of the path is known before the first gradient, so the
+    points of all examples and steps are built and evaluated in chunks of
+    ``internal_batch_size`` rows, as integrated gradients' are: each chunk's
+    blurs are batched matrix products with the banded (Toeplitz) matrices of
+    each row's kernel, ``L = T_h X T_w``, and ``dL/dsigma = T_h' X T_w + T_h
+    X T_w'``. The kernels are cropped to the image, so the cost of a blur
+    does not grow with its width. ``n_steps`` gradient evaluations per
+    example, and two forward passes per example for the delta.
+
+    Wrap the class in :class:`~captum_prior.attr.IDGI` for the
+    important-direction variant.
 
     References
     ----------
@@ -66,9 +85,17 @@ class BlurIntegratedGradients(PathAttribution):
 
     Examples
     --------
+    >>> import torch
+    >>> from captum_prior.attr import BlurIntegratedGradients
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(),
+    ...                             torch.nn.Linear(2 * 6 * 6, 3)).eval()
+    >>> images = torch.rand(2, 1, 8, 8)
     >>> big = BlurIntegratedGradients(model)
-    >>> attr, delta = big.attribute(images, target=3, n_steps=100, max_sigma=50.0,
+    >>> attr, delta = big.attribute(images, target=1, n_steps=50, max_sigma=4.0,
     ...                             return_convergence_delta=True)
+    >>> attr.shape, delta.shape
+    (torch.Size([2, 1, 8, 8]), torch.Size([2]))
     """
 
     @overload
@@ -131,7 +158,8 @@ class BlurIntegratedGradients(PathAttribution):
             At most this many rows per forward/backward pass; ``None`` sizes
             the chunks from the model's activations. Default: None
         return_convergence_delta : bool, optional
-            Also return ``sum(phi) - (F(x) - F(L(x, max_sigma)))`` per example.
+            Also return ``sum(phi) - (F(x) - F(L(x, max_sigma)))`` per
+            example. Default: False.
 
         Returns
         -------
@@ -145,6 +173,15 @@ class BlurIntegratedGradients(PathAttribution):
         TypeError, ValueError
             For inputs that are not floating-point tensors, non-positive
             ``n_steps``/``max_sigma``/``internal_batch_size`` and bad targets.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_prior.attr import BlurIntegratedGradients
+        >>> model = torch.nn.Linear(6, 2)
+        >>> BlurIntegratedGradients(model).attribute(torch.rand(3, 6), target=0,
+        ...                                          n_steps=20, max_sigma=2.0).shape
+        torch.Size([3, 6])
         """
         return self._attribute(
             inputs, target, additional_forward_args, n_steps, max_sigma,
