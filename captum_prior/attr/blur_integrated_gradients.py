@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Tuple, Union, overload
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum.log import log_usage
@@ -18,6 +18,7 @@ from captum_prior.attr._path import (
     finish_path,
     idgi_fixed_paths,
     scale_space,
+    scale_space_and_derivative,
     sum_by_example,
 )
 
@@ -223,18 +224,22 @@ class BlurIntegratedGradients(PathAttribution):
         sig = torch.arange(K, dtype=torch.float64, device=dev) * (max_sigma / K)
         dsig = max_sigma / K
         attrs = [torch.zeros_like(x) for x in xs]
+        # the derivatives dL/dsigma of the chunk being evaluated: they share
+        # the blur along H with the points, so both are built together
+        derivs: Dict[Tuple[int, int], Tuple[Tensor, ...]] = {}
 
         def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
             r = torch.arange(sl.start, sl.stop, device=dev)
             k, n = r // N, r % N
-            return tuple(scale_space(x[n], sig[k]) for x in xs), n
+            pts, ders = zip(*(scale_space_and_derivative(x[n], sig[k]) for x in xs))
+            derivs.clear()
+            derivs[sl.start, sl.stop] = ders
+            return tuple(pts), n
 
-        for sl, _rows, n, grads, _ in gradient_rows(runner, rows, K * N, chunk):
-            s = sig[torch.arange(sl.start, sl.stop, device=dev) // N]
-            for a, x, g in zip(attrs, xs, grads):
+        for sl, _rows, _n, grads, _ in gradient_rows(runner, rows, K * N, chunk):
+            for a, g, d in zip(attrs, grads, derivs.pop((sl.start, sl.stop))):
                 # the path runs from sigma_max down to 0: d sigma is negative
-                a.sub_(sum_by_example(g * scale_space(x[n], s, derivative=True), sl.start, N),
-                       alpha=dsig)
+                a.sub_(sum_by_example(g * d, sl.start, N), alpha=dsig)
 
         def ends(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
             # rows 0 .. N-1: the inputs; N .. 2N-1: their most blurred copies
