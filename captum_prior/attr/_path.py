@@ -205,7 +205,7 @@ def gradient_points(
     ------
     tuple
         ``(slice, rows, index, grads, scores)`` per chunk, as
-        :func:`captum_prior._batching.gradient_rows`.
+        ``captum_prior._batching.gradient_rows``.
 
     Examples
     --------
@@ -370,7 +370,7 @@ def check_inputs_range(forward_func: Any, xs: Tuple[Tensor, ...]) -> None:
 def gaussian_kernels(sigmas: Tensor, size: int, truncate: float = 4.0) -> Tuple[Tensor, Tensor]:
     """1-D Gaussian kernels of the widths ``sigmas`` and their derivatives in sigma.
 
-    As :func:`scipy.ndimage.gaussian_filter`: radius ``int(truncate * sigma +
+    As ``scipy.ndimage.gaussian_filter``: radius ``int(truncate * sigma +
     0.5)``, weights ``exp(-t^2 / (2 sigma^2))`` normalised to sum 1;
     ``sigma = 0`` is the identity. All kernels are computed at once, centred
     in rows of one common length; taps further than ``size - 1`` from the

@@ -29,7 +29,7 @@ from captum_prior.attr.valid_path_gradients import infer_input_range
 
 
 class _ScoreRunner(RowRunner):
-    """A :class:`RowRunner` whose scores are softmax probabilities (optional)
+    """A ``RowRunner`` whose scores are softmax probabilities (optional)
     and which records the predicted class of every row it evaluates."""
 
     def __init__(self, *args: Any, softmax: bool = True, **kwargs: Any) -> None:

@@ -80,7 +80,7 @@ class GuidedIntegratedGradients(PathAttribution):
     its points in a few large batches. Explaining several examples in one
     call shares each step's model call among them.
 
-    Each selection finds the quantile with :func:`torch.kthvalue`, linear in
+    Each selection finds the quantile with ``torch.kthvalue``, linear in
     the number of features, and the features that already reached the
     step's bound are excluded by giving them an infinite ``|g|``. The state
     is each feature's position on its own segment from ``x'_i`` to ``x_i``
@@ -166,7 +166,7 @@ class GuidedIntegratedGradients(PathAttribution):
             tensor in a tuple, or a callable returning those. Default: None
             (zeros).
         target : int, tuple, Tensor or list, optional
-            Captum's target forms (see :class:`BlurIntegratedGradients`).
+            Captum's target forms (see :class:`~captum_prior.attr.BlurIntegratedGradients`).
         additional_forward_args : Any, optional
             Passed to ``forward_func`` after the inputs.
         n_steps : int, optional

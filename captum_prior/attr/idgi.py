@@ -62,7 +62,7 @@ class IDGI(GradientAttribution):
     ``IDGI(method).attribute`` takes exactly the arguments of
     ``method.attribute``, in the same order, and walks the same path:
 
-    - ``IntegratedGradients`` (Captum) and :class:`ValidPathGradients`: the
+    - ``IntegratedGradients`` (Captum) and :class:`~captum_prior.attr.ValidPathGradients`: the
       straight line from each baseline, at the points ``0``, the
       quadrature nodes of ``method`` for ``n_steps`` and ``1``
       (``riemann_left``/``riemann_right``: the uniform grid of the paper).
@@ -71,9 +71,9 @@ class IDGI(GradientAttribution):
       the important-direction rule takes the place of the valid-feature
       filter (``filter_path_features`` is not used), and ``monte_carlo``
       uses the uniform grid.
-    - :class:`BlurIntegratedGradients`: the blur path from ``max_sigma`` to 0
+    - :class:`~captum_prior.attr.BlurIntegratedGradients`: the blur path from ``max_sigma`` to 0
       at ``n_steps + 1`` equally spaced widths.
-    - :class:`GuidedIntegratedGradients`: the adaptive path, one point per
+    - :class:`~captum_prior.attr.GuidedIntegratedGradients`: the adaptive path, one point per
       step, built by the method's own selection rule.
 
     Expected Gradients is not wrapped: each of its draws evaluates one
