@@ -306,3 +306,27 @@ def test_agi_needs_class_scores():
     with pytest.raises(ValueError, match="epsilon"):
         AdversarialGradientIntegration(nn.Linear(3, 2)).attribute(torch.rand(2, 3), target=0,
                                                                   epsilon=0.0)
+
+
+def test_batched_blur_rows_each_with_its_own_width_match_scipy():
+    from scipy import ndimage
+
+    from captum_prior.attr._path import scale_space, scale_space_and_derivative
+
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(4, 2, 9, 13, dtype=torch.float64, generator=g)  # H != W
+    sig = torch.tensor([0.0, 0.6, 2.5, 40.0], dtype=torch.float64)
+    out = scale_space(img, sig)
+    both, d = scale_space_and_derivative(img, sig)
+    torch.testing.assert_close(both, out, atol=1e-12, rtol=0)
+    torch.testing.assert_close(d, scale_space(img, sig, derivative=True), atol=1e-12, rtol=0)
+    for r in range(4):
+        s = float(sig[r])
+        ref = img[r].numpy() if s == 0 else ndimage.gaussian_filter(
+            img[r].numpy(), sigma=[0, s, s], mode="constant")
+        np.testing.assert_allclose(out[r].numpy(), ref, atol=1e-12)
+    sig1 = torch.tensor([1.5, 0.0, 3.0], dtype=torch.float64)
+    vec = torch.rand(3, 11, dtype=torch.float64, generator=g)  # feature vectors: last dim
+    ref = ndimage.gaussian_filter1d(vec[0].numpy(), 1.5, mode="constant")
+    np.testing.assert_allclose(scale_space(vec, sig1)[0].numpy(), ref, atol=1e-12)
+    torch.testing.assert_close(scale_space(vec, sig1)[1], vec[1])

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Tuple, Union, overload
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum.log import log_usage
@@ -16,8 +16,10 @@ from captum_prior.attr._path import (
     check_path_args,
     check_positive_float,
     finish_path,
-    gaussian_blur,
     idgi_fixed_paths,
+    scale_space,
+    scale_space_and_derivative,
+    sum_by_example,
 )
 
 
@@ -38,12 +40,11 @@ class BlurIntegratedGradients(PathAttribution):
     approximated by the left Riemann sum on ``n_steps`` equal width steps
     ``sigma_k = k * max_sigma / n_steps``, ``k = 0 .. n_steps - 1`` (the
     input itself at ``k = 0``), as the authors' reference implementation
-    (PAIR ``saliency``). Where that implementation takes
-    ``dL/dsigma`` by a forward difference with step ``grad_step``, this class
-    differentiates the discrete (truncated, normalised) Gaussian kernel
-    exactly, so the two agree up to the difference error. The blur is
-    separable, with scipy's kernel (radius ``int(4 sigma + 0.5)``) and zero
-    padding, as two products with banded matrices in plain torch.
+    (PAIR ``saliency``). Where that implementation takes ``dL/dsigma`` by a
+    forward difference with step ``grad_step``, this class differentiates
+    the discrete (truncated, normalised) Gaussian kernel exactly, so the two
+    agree up to the difference's error. The blur is separable, with scipy's
+    kernel (radius ``int(4 sigma + 0.5)``) and zero padding.
 
     Completeness holds for the blur path: ``sum(phi) ~ F(x) -
     F(L(x, max_sigma))``, returned as the convergence delta.
@@ -56,7 +57,27 @@ class BlurIntegratedGradients(PathAttribution):
     Parameters
     ----------
     forward_func : Callable
-        The model, or any function returning ``N x C`` outputs (or ``N`` scores).
+        The model, or any function returning ``N x C`` outputs (or ``N``
+        scores).
+
+    Raises
+    ------
+    TypeError
+        If ``forward_func`` is not callable.
+
+    Notes
+    -----
+    Every point of the path is known before the first gradient, so the
+    points of all examples and steps are built and evaluated in chunks of
+    ``internal_batch_size`` rows, as integrated gradients' are: each chunk's
+    blurs are batched matrix products with the banded (Toeplitz) matrices of
+    each row's kernel, ``L = T_h X T_w``, and ``dL/dsigma = T_h' X T_w + T_h
+    X T_w'``. The kernels are cropped to the image, so the cost of a blur
+    does not grow with its width. ``n_steps`` gradient evaluations per
+    example, and two forward passes per example for the delta.
+
+    Wrap the class in :class:`~captum_prior.attr.IDGI` for the
+    important-direction variant.
 
     References
     ----------
@@ -65,9 +86,17 @@ class BlurIntegratedGradients(PathAttribution):
 
     Examples
     --------
+    >>> import torch
+    >>> from captum_prior.attr import BlurIntegratedGradients
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(),
+    ...                             torch.nn.Linear(2 * 6 * 6, 3)).eval()
+    >>> images = torch.rand(2, 1, 8, 8)
     >>> big = BlurIntegratedGradients(model)
-    >>> attr, delta = big.attribute(images, target=3, n_steps=100, max_sigma=50.0,
+    >>> attr, delta = big.attribute(images, target=1, n_steps=50, max_sigma=4.0,
     ...                             return_convergence_delta=True)
+    >>> attr.shape, delta.shape
+    (torch.Size([2, 1, 8, 8]), torch.Size([2]))
     """
 
     @overload
@@ -130,7 +159,8 @@ class BlurIntegratedGradients(PathAttribution):
             At most this many rows per forward/backward pass; ``None`` sizes
             the chunks from the model's activations. Default: None
         return_convergence_delta : bool, optional
-            Also return ``sum(phi) - (F(x) - F(L(x, max_sigma)))`` per example.
+            Also return ``sum(phi) - (F(x) - F(L(x, max_sigma)))`` per
+            example. Default: False.
 
         Returns
         -------
@@ -144,6 +174,15 @@ class BlurIntegratedGradients(PathAttribution):
         TypeError, ValueError
             For inputs that are not floating-point tensors, non-positive
             ``n_steps``/``max_sigma``/``internal_batch_size`` and bad targets.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_prior.attr import BlurIntegratedGradients
+        >>> model = torch.nn.Linear(6, 2)
+        >>> BlurIntegratedGradients(model).attribute(torch.rand(3, 6), target=0,
+        ...                                          n_steps=20, max_sigma=2.0).shape
+        torch.Size([3, 6])
         """
         return self._attribute(
             inputs, target, additional_forward_args, n_steps, max_sigma,
@@ -169,57 +208,45 @@ class BlurIntegratedGradients(PathAttribution):
         dev = xs[0].device
         runner = RowRunner(self.forward_func, N, target, additional_forward_args)
 
-        def blurred(k: Tensor, n: Tensor, sigmas: Tensor, derivative: bool = False):
-            """Rows ``L(x[n], sigmas[k])`` (and ``dL/dsigma``) for each input."""
-            rows = [torch.empty((k.shape[0],) + x.shape[1:], device=dev, dtype=x.dtype) for x in xs]
-            drows = [torch.empty_like(r) for r in rows] if derivative else None
-            for kk in torch.unique(k).tolist():
-                m = k == kk
-                for i, x in enumerate(xs):
-                    b, d = gaussian_blur(x[n[m]], float(sigmas[kk]), derivative)
-                    rows[i][m] = b
-                    if derivative:
-                        drows[i][m] = d
-            return tuple(rows), (tuple(drows) if derivative else None)
-
         if idgi:
             # path points from the most blurred (j = 0) to the input (j = K)
-            sig = torch.linspace(max_sigma, 0.0, K + 1, dtype=torch.float64)
+            sig = torch.linspace(max_sigma, 0.0, K + 1, dtype=torch.float64, device=dev)
             shapes = tuple(tuple(x.shape) for x in xs)
             attr, gap = idgi_fixed_paths(
-                runner, lambda k, s: blurred(k, s, sig)[0], K + 1,
+                runner, lambda k, n: tuple(scale_space(x[n], sig[k]) for x in xs), K + 1,
                 torch.arange(N, device=dev), shapes, chunk,
             )
             attributions = tuple(a.to(x.dtype) for a, x in zip(attr, xs))
             return finish_path(is_tuple, attributions, return_convergence_delta, lambda: gap)
 
-        # sigma_k = k * max_sigma / K, k = 0 .. K-1; d sigma = max_sigma / K
-        sig = torch.arange(K, dtype=torch.float64) * (max_sigma / K)
+        # sigma_k = k * max_sigma / K, k = 0 .. K-1; d sigma = max_sigma / K.
+        # Rows are step-major: row r is step r // N of example r % N.
+        sig = torch.arange(K, dtype=torch.float64, device=dev) * (max_sigma / K)
         dsig = max_sigma / K
         attrs = [torch.zeros_like(x) for x in xs]
+        # the derivatives dL/dsigma of the chunk being evaluated: they share
+        # the blur along H with the points, so both are built together
+        derivs: Dict[Tuple[int, int], Tuple[Tensor, ...]] = {}
 
         def rows(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
             r = torch.arange(sl.start, sl.stop, device=dev)
             k, n = r // N, r % N
-            return blurred(k, n, sig)[0], n
+            pts, ders = zip(*(scale_space_and_derivative(x[n], sig[k]) for x in xs))
+            derivs.clear()
+            derivs[sl.start, sl.stop] = ders
+            return tuple(pts), n
 
-        for sl, _rows, n, grads, _ in gradient_rows(runner, rows, K * N, chunk):
-            r = torch.arange(sl.start, sl.stop, device=dev)
-            k = r // N
-            _, dL = blurred(k, n, sig, derivative=True)
-            for a, g, d in zip(attrs, grads, dL):
+        for sl, _rows, _n, grads, _ in gradient_rows(runner, rows, K * N, chunk):
+            for a, g, d in zip(attrs, grads, derivs.pop((sl.start, sl.stop))):
                 # the path runs from sigma_max down to 0: d sigma is negative
-                a.index_add_(0, n, -dsig * g * d)
-        full = torch.tensor([max_sigma], dtype=torch.float64)
+                a.sub_(sum_by_example(g * d, sl.start, N), alpha=dsig)
 
         def ends(sl: slice) -> Tuple[Tuple[Tensor, ...], Tensor]:
+            # rows 0 .. N-1: the inputs; N .. 2N-1: their most blurred copies
             r = torch.arange(sl.start, sl.stop, device=dev)
-            blk, n = r // N, r % N
-            pts = blurred(torch.zeros_like(n), n, full)[0]
-            return tuple(
-                torch.where((blk == 0).view((-1,) + (1,) * (x.dim() - 1)), x[n], p)
-                for x, p in zip(xs, pts)
-            ), n
+            n = r % N
+            s = torch.where(r < N, 0.0, max_sigma).to(torch.float64)
+            return tuple(scale_space(x[n], s) for x in xs), n
 
         def output_change() -> Tensor:
             # F(x) - F(L(x, max_sigma))

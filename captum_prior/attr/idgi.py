@@ -62,7 +62,7 @@ class IDGI(GradientAttribution):
     ``IDGI(method).attribute`` takes exactly the arguments of
     ``method.attribute``, in the same order, and walks the same path:
 
-    - ``IntegratedGradients`` (Captum) and :class:`ValidPathGradients`: the
+    - ``IntegratedGradients`` (Captum) and :class:`~captum_prior.attr.ValidPathGradients`: the
       straight line from each baseline, at the points ``0``, the
       quadrature nodes of ``method`` for ``n_steps`` and ``1``
       (``riemann_left``/``riemann_right``: the uniform grid of the paper).
@@ -71,9 +71,9 @@ class IDGI(GradientAttribution):
       the important-direction rule takes the place of the valid-feature
       filter (``filter_path_features`` is not used), and ``monte_carlo``
       uses the uniform grid.
-    - :class:`BlurIntegratedGradients`: the blur path from ``max_sigma`` to 0
+    - :class:`~captum_prior.attr.BlurIntegratedGradients`: the blur path from ``max_sigma`` to 0
       at ``n_steps + 1`` equally spaced widths.
-    - :class:`GuidedIntegratedGradients`: the adaptive path, one point per
+    - :class:`~captum_prior.attr.GuidedIntegratedGradients`: the adaptive path, one point per
       step, built by the method's own selection rule.
 
     Expected Gradients is not wrapped: each of its draws evaluates one
@@ -88,11 +88,22 @@ class IDGI(GradientAttribution):
     path_method : IntegratedGradients, ValidPathGradients, BlurIntegratedGradients or GuidedIntegratedGradients
         The path method (an instance) whose path is used.
 
+    Raises
+    ------
+    TypeError
+        For anything but an instance of one of the path methods above
+        (ExpectedGradients included, with the reason).
+    ValueError
+        For a path method built with ``multiply_by_inputs=False``.
+
     Notes
     -----
     Gradient evaluations: one per path point, i.e. ``n_steps + 1`` (``+ 2``
     for quadratures without end points) per path, where the wrapped method
-    takes ``n_steps``; Guided IG adds one forward pass at the input.
+    takes ``n_steps``; Guided IG adds one forward pass at the input. Points
+    known in advance (every path but Guided IG's) are evaluated in chunks of
+    ``internal_batch_size`` rows and each chunk's steps are credited at
+    once; Guided IG's are credited as its steps are taken.
 
     References
     ----------
@@ -101,10 +112,18 @@ class IDGI(GradientAttribution):
 
     Examples
     --------
+    >>> import torch
     >>> from captum.attr import IntegratedGradients
+    >>> from captum_prior.attr import IDGI
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Softplus(),
+    ...                             torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 3)).eval()
+    >>> images = torch.rand(2, 1, 8, 8)
     >>> idgi = IDGI(IntegratedGradients(model))
-    >>> attr, delta = idgi.attribute(images, baselines=0.0, target=3, n_steps=150,
+    >>> attr, delta = idgi.attribute(images, baselines=0.0, target=1, n_steps=20,
     ...                              method="riemann_left", return_convergence_delta=True)
+    >>> attr.shape, bool(delta.abs().max() < 1e-5)  # the sum telescopes
+    (torch.Size([2, 1, 8, 8]), True)
     """
 
     def __init__(self, path_method: Any) -> None:
@@ -131,10 +150,18 @@ class IDGI(GradientAttribution):
         self.path_method = path_method
 
     def has_convergence_delta(self) -> bool:
+        """True: IDGI returns a convergence delta on request.
+
+        Returns
+        -------
+        bool
+            Always True.
+        """
         return True
 
     @property
     def multiplies_by_inputs(self) -> bool:
+        """True: the attributions credit output differences along the path."""
         return True
 
     @log_usage()
@@ -159,6 +186,17 @@ class IDGI(GradientAttribution):
         TypeError
             For arguments ``path_method.attribute`` does not take, and
             everything the wrapped method rejects.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_prior.attr import IDGI, BlurIntegratedGradients
+        >>> model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(),
+        ...                             torch.nn.Linear(4, 2))
+        >>> attr = IDGI(BlurIntegratedGradients(model)).attribute(
+        ...     torch.rand(3, 6), target=0, n_steps=10, max_sigma=2.0)
+        >>> attr.shape
+        torch.Size([3, 6])
         """
         m = self.path_method
         sig = inspect.signature(type(m).attribute)
@@ -249,7 +287,13 @@ class IDGI(GradientAttribution):
         return out, s - gap.view(B, N).mean(0).to(s.dtype)
 
     def attribute_future(self) -> Callable:
-        r"""Not implemented for IDGI."""
+        """Not implemented for IDGI.
+
+        Raises
+        ------
+        NotImplementedError
+            Always.
+        """
         raise NotImplementedError("attribute_future is not implemented for IDGI")
 
 
