@@ -280,6 +280,7 @@ def render(record: Dict[str, Any]) -> None:
         n_examples=ag["n_examples"], means=ag["means"], rankings=ag["rankings"], leaders=ag["leaders"],
         tau={(t["a"], t["b"]): {k: t.get(k) for k in ("tau", "low", "high")} for t in ag["tau"]},
         disagreements=ag["disagreements"], confidence=ag.get("confidence", 0.95),
+        conflicts=ag.get("conflicts", []),
     )
     strong = [t for t in agreement.disagreements if "both orders significant" in t]
     pairs: Dict[Tuple[str, str], List[int]] = {}

@@ -21,7 +21,7 @@ metrics for several methods, computed on the same examples, and says
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,6 +32,9 @@ __all__ = ["AgreementResult", "metric_agreement", "MIN_EXAMPLES"]
 #: whatever the intervals say (a bootstrap interval of a handful of values
 #: is too narrow to trust).
 MIN_EXAMPLES = 10
+
+#: Opposite orderings named in one pair of metrics' summary sentence.
+MAX_NAMED = 5
 
 
 @dataclass
@@ -65,6 +68,11 @@ class AgreementResult:
     tau: Dict[Tuple[str, str], Dict[str, Optional[float]]]
     disagreements: List[str]
     confidence: float = 0.95
+    conflicts: List[Dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> List[str]:
+        """One sentence per pair of metrics that order some methods oppositely."""
+        return [c["text"] for c in self.conflicts]
 
     def tau_table(self, digits: int = 2) -> str:
         """Markdown matrix of Kendall's tau [CI] between the metrics' rankings."""
@@ -96,6 +104,7 @@ class AgreementResult:
             "leaders": self.leaders,
             "tau": [{"a": a, "b": b, **e} for (a, b), e in self.tau.items()],
             "disagreements": self.disagreements, "confidence": self.confidence,
+            "conflicts": self.conflicts,
         }
 
 
@@ -259,20 +268,28 @@ def metric_agreement(
             entry["high"] = float(np.quantile(tb, 1 - alpha))
         tau[(metrics[a], metrics[b])] = entry
 
+    sig_cache: Dict[Tuple[int, int, int], bool] = {}
+
+    def significant(m_i: int, i: int, j: int) -> bool:
+        if (m_i, i, j) not in sig_cache:
+            p = paired_difference(score[m_i, i], score[m_i, j], confidence=confidence, random_state=seed)
+            sig_cache[(m_i, i, j)] = bool(p["significant"])
+        return sig_cache[(m_i, i, j)]
+
     sentences: List[str] = []
+    conflicts: List[Dict[str, Any]] = []
+    n_pairs = len(methods) * (len(methods) - 1) // 2
     for a, b in itertools.combinations(range(len(metrics)), 2):
+        ma, mb = metrics[a], metrics[b]
+        opposite: List[Dict[str, Any]] = []
         for i, j in itertools.combinations(range(len(methods)), 2):
             da = mean_score[a, i] - mean_score[a, j]
             db = mean_score[b, i] - mean_score[b, j]
             if da * db >= 0:
                 continue
-            ma, mb = metrics[a], metrics[b]
             wa = methods[i] if da > 0 else methods[j]
             wb = methods[i] if db > 0 else methods[j]
-            sig = []
-            for m_i in (a, b):
-                p = paired_difference(score[m_i, i], score[m_i, j], confidence=confidence, random_state=seed)
-                sig.append(bool(p["significant"]))
+            sig = (significant(a, i, j), significant(b, i, j))
             how = ("both orders significant" if all(sig) else
                    f"significant under {ma} only" if sig[0] else
                    f"significant under {mb} only" if sig[1] else "neither order significant")
@@ -280,8 +297,29 @@ def metric_agreement(
                 f"{ma} and {mb} rank {methods[i]} and {methods[j]} in opposite order: {wa} is better under "
                 f"{ma}, {wb} under {mb} ({how}, n = {n})."
             )
+            opposite.append({"methods": [methods[i], methods[j]], "better": {ma: wa, mb: wb},
+                             "significant": {ma: sig[0], mb: sig[1]}})
+        if opposite:
+            conflicts.append(_conflict(ma, mb, opposite, n_pairs, n))
     return AgreementResult(
         metrics=metrics, methods=methods, higher_is_better={m: bool(higher_is_better[m]) for m in metrics},
         n_examples=n, means=means, rankings=rankings, leaders=leaders, tau=tau, disagreements=sentences,
-        confidence=float(confidence),
+        confidence=float(confidence), conflicts=conflicts,
     )
+
+
+def _conflict(ma: str, mb: str, opposite: List[Dict[str, Any]], n_pairs: int, n: int,
+              n_named: int = MAX_NAMED) -> Dict[str, Any]:
+    """One pair of metrics' opposite orderings, counted, with one sentence
+    naming those where both differences are significant (the ones that matter)."""
+    strong = [o for o in opposite if all(o["significant"].values())]
+    head = (f"{ma} and {mb} rank {len(opposite)} of {n_pairs} method pair(s) in opposite order")
+    if strong:
+        named = "; ".join(f"{o['better'][ma]} is better under {ma}, {o['better'][mb]} under {mb}"
+                          for o in strong[:n_named])
+        more = f"; and {len(strong) - n_named} more" if len(strong) > n_named else ""
+        text = (f"{head}; {len(strong)} with both differences significant: {named}{more} (n = {n}).")
+    else:
+        text = f"{head}; none with both differences significant (n = {n})."
+    return {"metrics": [ma, mb], "n_opposite": len(opposite), "n_pairs": n_pairs,
+            "n_significant": len(strong), "opposite": opposite, "text": text}

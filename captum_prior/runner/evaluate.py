@@ -504,7 +504,7 @@ def compare_runs(
     agreement = run_agreement(aligned, metric_names, HIGHER_IS_BETTER)
     if agreement is not None:
         md.append("## Agreement between metrics\n\n" + agreement.ranking_table() + "\n\n"
-                  + agreement.tau_table() + "\n\n" + "\n".join(f"- {t}" for t in agreement.disagreements))
+                  + agreement.tau_table() + "\n\n" + "\n".join(f"- {t}" for t in agreement.summary()))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "comparison.json"), "w") as fh:
         json.dump({"reference": reference, "n_examples": int(common_idx.size), "metrics": result,

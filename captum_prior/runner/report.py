@@ -14,6 +14,9 @@ import torch
 
 __all__ = ["write_report", "disagreement", "run_agreement"]
 
+#: Opposite orderings listed (folded) in the report; the rest are in comparison.json.
+MAX_LISTED = 200
+
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
@@ -229,8 +232,14 @@ def _verdict_html(agreement: Any, n: int, runs: Mapping[str, str], settings: Seq
         parts.append("<ul>" + "".join(f"<li>{esc(agreement.leaders[m]['text'])}</li>" for m in agreement.metrics)
                      + "</ul>")
         if agreement.disagreements:
-            parts.append(f"<p class='warn'><b>The metrics disagree</b> ({len(agreement.disagreements)} "
-                         "opposite ordering(s)); see <a href='#agreement'>agreement</a>.</p>")
+            conflicts = agreement.conflicts
+            strong = sum(c["n_significant"] for c in conflicts)
+            n_metric_pairs = len(agreement.metrics) * (len(agreement.metrics) - 1) // 2
+            parts.append(
+                f"<p class='warn'><b>The metrics disagree:</b> {len(conflicts)} of {n_metric_pairs} pair(s) "
+                f"of metrics rank some runs in opposite order ({len(agreement.disagreements)} opposite "
+                f"ordering(s), {strong} with both differences significant); see "
+                "<a href='#agreement'>agreement</a>.</p>")
         elif len(agreement.metrics) > 1 and len(agreement.methods) > 1:
             parts.append("<p>The metrics order the methods' means the same way.</p>")
     parts.append(f"<p><b>Examples:</b> {n} paired. <b>Classes:</b> {esc(classes)}.</p>")
@@ -277,7 +286,15 @@ def _agreement_html(agreement: Any) -> str:
                  f"{agreement.n_examples} examples (resampled jointly for all metrics and runs).</p>")
     parts.append("<table>" + "".join(rows) + "</table>")
     if agreement.disagreements:
-        parts.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in agreement.disagreements) + "</ul>")
+        parts.append("<p>Per pair of metrics: how many pairs of runs the two rank in opposite order, "
+                     "naming those where both metrics' paired differences are significant.</p>")
+        parts.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in agreement.summary()) + "</ul>")
+        shown = agreement.disagreements[:MAX_LISTED]
+        rest = len(agreement.disagreements) - len(shown)
+        more = (f"<p>… and {rest} more in comparison.json (<code>agreement.disagreements</code>).</p>"
+                if rest > 0 else "")
+        parts.append(f"<details><summary>All {len(agreement.disagreements)} opposite ordering(s)</summary>"
+                     "<ul>" + "".join(f"<li>{esc(t)}</li>" for t in shown) + f"</ul>{more}</details>")
     else:
         parts.append("<p>No two metrics order any two runs oppositely.</p>")
     parts.append("</section>")
