@@ -36,7 +36,7 @@ from captum_prior.metrics._perturbation import (
 
 METRICS = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 PROTOCOLS = ("auto", "image", "tabular")
-MASKERS = ("auto", "inpaint_telea", "mean", "blur", "zero")
+MASKERS = ("inpaint_telea", "mean", "blur", "zero")
 # metric -> (keep?, order: 0 positive, 1 negative, 2 absolute)
 _SPEC = {
     "KPM": (True, 0),
@@ -126,8 +126,7 @@ def keep_remove(
     a fully masked image becomes its per-channel mean colour), the per-channel
     ``"mean"`` colour, a ``"blur"`` of the image, ``"zero"``, a number or a
     tensor.  The default, Telea (the authors' choice), uses OpenCV
-    (``opencv-python-headless``, a dependency of the package); ``"auto"`` is
-    an alias of ``"inpaint_telea"``.
+    (``opencv-python-headless``, a dependency of the package).
     ``result.masker`` records the masker used.  Each step flips
     ``max(1, int(percent * U))`` pixels of ``U``; the recorded value is the
     ``score`` (default the maximum logit over all classes, as the authors'
@@ -303,8 +302,6 @@ def _image_protocol(
         )
     if isinstance(masker, str):
         check_choice(masker, "masker", MASKERS)
-        if masker == "auto":  # alias; never depends on what is installed
-            masker = "inpaint_telea"
         if masker == "inpaint_telea":
             if len(inputs_t) != 1:
                 raise ValueError("masker='inpaint_telea' supports a single image input tensor")

@@ -49,6 +49,7 @@ __all__ = [
     "mprt_scores",
     "randomizable_layers",
     "similarity",
+    "spread_layers",
 ]
 
 #: Similarity measures, all "1 = identical maps", as in Adebayo et al.:
@@ -200,6 +201,55 @@ def randomizable_layers(model: nn.Module) -> List[str]:
         if name and not isinstance(mod, _NORM) and any(True for _ in mod.parameters(recurse=False))
     ]
     return names[::-1]
+
+
+def spread_layers(model: nn.Module, k: int) -> List[str]:
+    """``k`` of the model's :func:`randomizable_layers`, spread evenly from
+    the output layer down to the middle of the network (down to the input
+    layer when ``k`` exceeds half of the layers).
+
+    A cascading randomisation over every layer of a deep network costs one
+    attribution call per layer; this picks ``k`` of them, output layer first
+    (``k = 1``: the output layer only).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model whose layers are listed.
+    k : int
+        How many layers, ``1 <= k <=`` the number of randomisable layers.
+
+    Returns
+    -------
+    list of str
+        Module names, output layer first, as ``layers=`` of
+        :func:`model_randomization_test` takes them.
+
+    Raises
+    ------
+    ValueError
+        ``k`` below 1 or above the number of randomisable layers.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from captum_prior.metrics.sanity import spread_layers
+    >>> net = nn.Sequential(*[nn.Linear(4, 4) for _ in range(8)])
+    >>> spread_layers(net, 3)
+    ['7', '5', '3']
+    """
+    layers = randomizable_layers(model)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(layers):
+        raise ValueError(
+            f"k must be an integer from 1 to {len(layers)} (the model's randomisable layers), got {k!r}"
+        )
+    if k == 1:
+        return layers[:1]
+    n = len(layers)
+    idx = [j * n // (2 * (k - 1)) for j in range(k)]
+    if len(set(idx)) < k:  # more layers than the top half holds: spread over all of them
+        idx = [j * (n - 1) // (k - 1) for j in range(k)]
+    return [layers[i] for i in idx]
 
 
 def _layer_seed(seed: int, j: int) -> int:

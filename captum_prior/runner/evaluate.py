@@ -186,7 +186,7 @@ def _score_batch(
         out["fractions"] = r.fractions.detach().cpu().float()
     kr = [m for m in _KR if m in metrics]
     if kr:
-        kw = {"masker": "mean", **dict(kwargs.get("keep_remove", {}))}
+        kw = dict(kwargs.get("keep_remove", {}))
         r = keep_remove(model, x, attrs, target=target, metrics=kr, random_state=seed, **kw)
         for m in kr:
             out[m] = getattr(r, m).detach().cpu().double()
