@@ -41,21 +41,39 @@ MAX_NAMED = 5
 class AgreementResult:
     r"""What :func:`metric_agreement` returns.
 
-    Attributes:
-        metrics (list of str), methods (list of str): as given.
-        higher_is_better (dict): metric -> bool (the metric's direction).
-        n_examples (int): examples used (finite under every metric and method).
-        means (dict): metric -> method -> mean value.
-        rankings (dict): metric -> methods, best first.
-        leaders (dict): metric -> ``{"leader", "runner_up", "difference"
-                    (paired leader - runner-up, with ``mean``, ``low``,
-                    ``high``, ``significant``), "status", "text"}``; status is
-                    ``"significant"``, ``"not significant"``, ``"n too
-                    small"`` or ``"one method"``.
-        tau (dict): ``(metric_a, metric_b)`` -> ``{"tau", "low", "high"}``
-                    (Kendall's tau-b of the two rankings and its bootstrap
-                    interval; None entries when undefined, e.g. one method).
-        disagreements (list of str): one sentence per opposite ordering.
+    Attributes
+    ----------
+    metrics : list of str
+        the metrics, as given.
+    methods : list of str
+        the methods, as given.
+    higher_is_better : dict
+        metric -> bool (the metric's direction).
+    n_examples : int
+        examples used (finite under every metric and method).
+    means : dict
+        metric -> method -> mean value.
+    rankings : dict
+        metric -> methods, best first.
+    leaders : dict
+        metric -> ``{"leader", "runner_up", "difference" (paired leader -
+        runner-up, with ``mean``, ``low``, ``high``, ``significant``),
+        "status", "text"}``; status is ``"significant"``, ``"not
+        significant"``, ``"n too small"`` or ``"one method"``.
+    tau : dict
+        ``(metric_a, metric_b)`` -> ``{"tau", "low", "high"}`` (Kendall's
+        tau-b of the two rankings and its bootstrap interval; None entries
+        when undefined, e.g. one method).
+    disagreements : list of str
+        one sentence per opposite ordering of two methods by two metrics.
+    confidence : float
+        level of the intervals.
+    conflicts : list of dict
+        per pair of metrics that order some methods oppositely:
+        ``{"metrics", "n_opposite", "n_pairs", "n_significant",
+        "opposite", "text"}``, ``text`` one sentence naming how many method
+        pairs are in opposite order and those where both differences are
+        significant (:meth:`summary` lists the sentences).
     """
 
     metrics: List[str]
@@ -177,6 +195,19 @@ def metric_agreement(
     percentile interval over ``n_resamples`` joint resamples of the
     examples.  With two methods tau is +1 or -1 in every replicate, and its
     interval shows how often the two metrics' orders flip.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_prior.metrics import metric_agreement
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.normal(0.6, 0.05, 30), rng.normal(0.5, 0.05, 30)
+    >>> values = {"insertion": {"A": a, "B": b}, "deletion": {"A": 1 - a, "B": 1 - b}}
+    >>> r = metric_agreement(values, {"insertion": True, "deletion": False}, n_resamples=200)
+    >>> r.rankings["deletion"], r.leaders["insertion"]["status"]
+    (['A', 'B'], 'significant')
+    >>> r.disagreements
+    []
     """
     from captum_prior._validation import check_float, check_int
     from captum_prior.metrics.stats import paired_difference

@@ -128,18 +128,33 @@ def similarity(a: Tensor, b: Tensor, measures: Optional[Sequence[str]] = None) -
     A constant map has no ranking and no gradient structure: its Spearman and
     HOG similarities are defined as 0.
 
-    Args:
-        a, b (Tensor): attributions of the same shape.
-        measures (sequence of str, optional): from :data:`MEASURES`.
-                    Default: all four for image maps, the Spearman pair
-                    otherwise
+    Parameters
+    ----------
+    a, b : Tensor
+        attributions of the same shape.
+    measures : sequence of str, optional
+        from :data:`MEASURES`. Default: all four for image maps, the
+        Spearman pair otherwise
 
-    Returns:
-        dict: measure -> array of ``N`` similarities (1 = identical).
+    Returns
+    -------
+    dict
+        measure -> array of ``N`` similarities (1 = identical).
 
-    Raises:
-        ValueError: shapes differ, an unknown measure, or SSIM/HOG asked of
-            maps that are not images of at least 3 x 3.
+    Raises
+    ------
+    ValueError
+        shapes differ, an unknown measure, or SSIM/HOG asked of maps that
+        are not images of at least 3 x 3.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.metrics import similarity
+    >>> a = torch.rand(2, 1, 16, 16)
+    >>> s = similarity(a, a, measures=("spearman_abs", "ssim"))
+    >>> [round(float(v.mean()), 3) for v in s.values()]
+    [1.0, 1.0]
     """
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"the two batches of maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
@@ -195,7 +210,15 @@ def randomizable_layers(model: nn.Module) -> List[str]:
     default, from the output layer down: every module that owns parameters
     itself (convolutions, linear layers...), except normalisation layers,
     in reverse registration order (registration order is the forward order
-    for the usual ``nn.Sequential`` and hand-written models)."""
+    for the usual ``nn.Sequential`` and hand-written models).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from captum_prior.metrics.sanity import randomizable_layers
+    >>> randomizable_layers(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(2)))
+    ['3', '0']
+    """
     names = [
         name for name, mod in model.named_modules()
         if name and not isinstance(mod, _NORM) and any(True for _ in mod.parameters(recurse=False))
@@ -414,29 +437,40 @@ def _summaries(values: np.ndarray, confidence: float, n_resamples: int, seed: in
 class ModelRandomizationResult:
     r"""What :func:`model_randomization_test` returns.
 
-    Attributes:
-        layers (list of str): the randomised modules, in randomisation order
-                    (output layer first).
-        modes (list of str): ``"cascading"`` and/or ``"independent"``.
-        measures (list of str): the similarity measures.
-        similarity (dict): ``[mode][method][measure]`` -> ``N x L`` array;
-                    column ``j`` compares the trained model's map with the
-                    map after randomising ``layers[: j + 1]`` (cascading) or
-                    ``layers[j]`` alone (independent).
-        summary (dict): same keys -> list of ``L`` dicts ``{"mean", "low",
-                    "high", "n"}`` (bootstrap CI over examples).
-        attributions (dict): ``[mode][method]`` -> Tensor ``(L + 1) x N x
-                    ...``: the trained model's maps, then one per step.
-        verdict (dict): method -> ``{"status", "measure", "final", "text"}``:
-                    ``"fails"`` when the lower CI bound of the similarity after
-                    the full cascade is above ``threshold`` (the maps stay
-                    similar to those of the trained model), ``"passes"``
-                    when the upper bound is below it, ``"inconclusive"``
-                    otherwise, ``"n too small"`` below ``min_examples``.
-        threshold (float): the similarity the verdict compares with.
-        inputs (Tensor): the explained inputs (CPU), for the figure.
-        target (Tensor or None): the explained targets.
-        random_logit (RandomLogitResult or None): when asked for.
+    Attributes
+    ----------
+    layers : list of str
+        the randomised modules, in randomisation order (output layer first).
+    modes : list of str
+        ``"cascading"`` and/or ``"independent"``.
+    measures : list of str
+        the similarity measures.
+    similarity : dict
+        ``[mode][method][measure]`` -> ``N x L`` array; column ``j``
+        compares the trained model's map with the map after randomising
+        ``layers[: j + 1]`` (cascading) or ``layers[j]`` alone
+        (independent).
+    summary : dict
+        same keys -> list of ``L`` dicts ``{"mean", "low", "high", "n"}``
+        (bootstrap CI over examples).
+    attributions : dict
+        ``[mode][method]`` -> Tensor ``(L + 1) x N x ...``: the trained
+        model's maps, then one per step.
+    verdict : dict
+        method -> ``{"status", "measure", "final", "text"}``: ``"fails"``
+        when the lower CI bound of the similarity after the full cascade is
+        above ``threshold`` (the maps stay similar to those of the trained
+        model), ``"passes"`` when the upper bound is below it,
+        ``"inconclusive"`` otherwise, ``"n too small"`` below
+        ``min_examples``.
+    threshold : float
+        the similarity the verdict compares with.
+    inputs : Tensor
+        the explained inputs (CPU), for the figure.
+    target : Tensor or None
+        the explained targets.
+    random_logit : RandomLogitResult or None
+        when asked for.
     """
 
     layers: List[str]

@@ -275,38 +275,50 @@ def evaluate_attributions(
     is labelled with ``name``; its total is
     :func:`forward_passes_per_example` summed over the examples.
 
-    Args:
-        attributions (str): a directory written by
-                    :func:`~captum_prior.runner.attribute_dataset`.
-        model (nn.Module or Callable): the model that was explained.
-        dataset (Dataset): the dataset that was explained (same order).
-        out (str): the metric directory: shards + ``manifest.json``, then
-                    ``per_example.csv``, ``summary.json`` and ``summary.md``.
-                    Rerunning resumes; another call's directory is refused.
-        metrics (str or sequence of str, optional): names from
-                    :data:`METRICS` (comma-separated string allowed).
-                    Default: ``("deletion", "insertion")``
-        batch_size (int, optional): examples per metric call. Default: 32
-        metric_kwargs (dict, optional): extra arguments per metric function,
-                    keyed ``"insertion_deletion"``, ``"keep_remove"`` (its
-                    masker defaults to ``"mean"``, never the environment-
-                    dependent ``"auto"``), ``"sensitivity_n"``, ``"road"`` and
-                    ``"mprt"``. Default: None
-        seed (int, optional): seed of the randomised metrics. Default: 0
-        device (str, optional): as in ``attribute_dataset``. Default: None
-        progress (bool, optional): tqdm bar on rank 0. Default: True
-        mprt_method (optional): for ``"mprt"``, the method to re-run on the
-                    randomised models (a Captum-style class, instance or
-                    callable, as in
-                    :func:`~captum_prior.metrics.sanity.model_randomization_test`);
-                    ``metric_kwargs["mprt"]`` may give ``"attribute_kwargs"``
-                    and ``"layers"``. Default: rebuilt from the ``explain``
-                    manifest's ``--method`` and arguments
-        name (str, optional): the run's name in the progress bar. Default:
-                    the attribution directory's method
+    Parameters
+    ----------
+    attributions : str
+        a directory written by
+        :func:`~captum_prior.runner.attribute_dataset`.
+    model : nn.Module or Callable
+        the model that was explained.
+    dataset : Dataset
+        the dataset that was explained (same order).
+    out : str
+        the metric directory: shards + ``manifest.json``, then
+        ``per_example.csv``, ``summary.json`` and ``summary.md``. Rerunning
+        resumes; another call's directory is refused.
+    metrics : str or sequence of str, optional
+        names from :data:`METRICS` (comma-separated string allowed).
+        Default: ``("deletion", "insertion")``
+    batch_size : int, optional
+        examples per metric call. Default: 32
+    metric_kwargs : dict, optional
+        extra arguments per metric function, keyed ``"insertion_deletion"``,
+        ``"keep_remove"`` (its masker defaults to ``"mean"``, never the
+        environment- dependent ``"auto"``), ``"sensitivity_n"``, ``"road"``
+        and ``"mprt"``. Default: None
+    seed : int, optional
+        seed of the randomised metrics. Default: 0
+    device : str, optional
+        as in ``attribute_dataset``. Default: None
+    progress : bool, optional
+        tqdm bar on rank 0. Default: True
+    mprt_method : optional
+        for ``"mprt"``, the method to re-run on the randomised models (a
+        Captum-style class, instance or callable, as in
+        :func:`~captum_prior.metrics.sanity.model_randomization_test`);
+        ``metric_kwargs["mprt"]`` may give ``"attribute_kwargs"`` and
+        ``"layers"``. Default: rebuilt from the ``explain`` manifest's
+        ``--method`` and arguments
+    name : str, optional
+        the run's name in the progress bar. Default: the attribution
+        directory's method
 
-    Returns:
-        str: ``out``.
+    Returns
+    -------
+    str
+        ``out``.
     """
     from captum_prior._validation import check_int
 
@@ -450,18 +462,24 @@ def compare_runs(
     ``comparison.md`` and ``report.html`` (self-contained; see
     :func:`captum_prior.runner.report.write_report`).
 
-    Args:
-        runs (dict): run name -> metric directory.
-        out (str): where to write.
-        dataset (Dataset, optional): the explained dataset, for the report's
-                    grid of the examples where the methods disagree most.
-                    Default: None (no grid)
-        reference (str, optional): the run every other is compared with.
-                    Default: the first
-        n_disagree (int, optional): examples in that grid. Default: 8
+    Parameters
+    ----------
+    runs : dict
+        run name -> metric directory.
+    out : str
+        where to write.
+    dataset : Dataset, optional
+        the explained dataset, for the report's grid of the examples where
+        the methods disagree most. Default: None (no grid)
+    reference : str, optional
+        the run every other is compared with. Default: the first
+    n_disagree : int, optional
+        examples in that grid. Default: 8
 
-    Returns:
-        dict: ``{metric: summarize(...)}``.
+    Returns
+    -------
+    dict
+        ``{metric: summarize(...)}``.
     """
     from captum_prior.metrics.stats import markdown_table, summarize
     from captum_prior.runner.report import write_report
