@@ -10,6 +10,7 @@ from torch import Tensor
 
 from captum_prior._batching import forward_rows
 from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
+from captum_prior._random import seed_from
 from captum_prior._validation import check_choice, check_int
 from captum_prior.errors import CaptumPriorWarning
 from captum_prior.metrics._perturbation import (
@@ -24,14 +25,6 @@ from captum_prior.metrics._perturbation import (
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SAMPLINGS = ("fixed", "bernoulli")
-
-
-def _base_seed(random_state: Union[None, int, torch.Generator]) -> int:
-    if isinstance(random_state, torch.Generator):
-        return int(torch.randint(0, 2**62, (1,), generator=random_state).item())
-    if random_state is None:
-        return int(torch.randint(0, 2**62, (1,)).item())
-    return check_int(random_state, "random_state", 0)
 
 
 def _pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -147,7 +140,7 @@ def sensitivity_n(
     layout = UnitLayout(inputs_t, channel_dim)
     n_units = layout.n_units
     chunk = resolve_chunk_size(max_examples_per_batch, inputs_t)
-    seed = _base_seed(random_state)
+    seed = seed_from(random_state)
 
     if isinstance(baselines, tuple) != is_tuple and isinstance(baselines, tuple):
         raise ValueError("baselines is a tuple but inputs is a single Tensor")
