@@ -196,6 +196,11 @@ def metric_agreement(
     examples.  With two methods tau is +1 or -1 in every replicate, and its
     interval shows how often the two metrics' orders flip.
 
+    References
+    ----------
+    R. Tomsett, D. Harborne, S. Chakraborty, P. Gurram, A. Preece, "Sanity
+    Checks for Saliency Metrics", AAAI 2020.
+
     Examples
     --------
     >>> import numpy as np

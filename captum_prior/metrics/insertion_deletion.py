@@ -235,6 +235,21 @@ def insertion_deletion(
         curves (``N x (n_steps + 1)``) when requested and the ``fractions``
         of the curve points.
 
+    Raises
+    ------
+    ValueError
+        Attributions of another shape than the inputs, inputs without
+        features, both ``n_steps`` and ``pixels_per_step``, an unknown
+        ``mode`` or ``score``, a non-positive ``blur_sigma``, or a target
+        that does not fit the model's output.
+    TypeError
+        Inputs or attributions that are not tensors.
+
+    References
+    ----------
+    V. Petsiuk, A. Das, K. Saenko, "RISE: Randomized Input Sampling for
+    Explanation of Black-box Models", BMVC 2018.
+
     Examples
     --------
     >>> import torch
@@ -450,6 +465,12 @@ def diff_id(
     ValueError
         Ratios outside ``(0, 1)``, attributions of the wrong shape, or an
         original target logit of exactly zero.
+
+    References
+    ----------
+    P. Yang, N. Akhtar, Z. Wen, A. Mian, "Local Path Integration for
+    Attribution", AAAI 2023 (the DiffID protocol of its released
+    evaluator).
 
     Examples
     --------

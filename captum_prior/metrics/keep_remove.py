@@ -221,6 +221,22 @@ def keep_remove(
     object
         KeepRemoveResult
 
+    Raises
+    ------
+    ValueError
+        An empty or unknown ``metrics`` list, an unknown ``protocol`` or
+        ``masker``, Telea inpainting with several input tensors, the image
+        protocol on inputs that are not ``N x C x H x W``, ``labels`` of the
+        wrong length, or the tabular KAM/RAM with fewer than 2 examples.
+    TypeError
+        ``labels`` that is not a tensor.
+
+    References
+    ----------
+    S. M. Lundberg, G. Erion, H. Chen, et al., "From local explanations to
+    global understanding with explainable AI for trees", Nature Machine
+    Intelligence 2020 (the keep/remove metrics).
+
     Examples
     --------
     >>> import torch

@@ -843,9 +843,44 @@ def random_logit_test(
     map for any class.  Arguments as in :func:`model_randomization_test`;
     the other classes are drawn from ``seed``.  Runs on a copy of ``model``.
 
+    Parameters
+    ----------
+    attribution_method : Captum-style class, instance, callable, or dict of them
+        As in :func:`model_randomization_test`.
+    model : nn.Module
+        The model; only a deep copy is used.
+    inputs : Tensor
+        The examples, ``N x ...``.
+    target : int, Tensor or list of int, optional
+        The class explained per example; None takes the model's prediction.
+        Default: None
+    measures : sequence of str, optional
+        Similarity measures from :data:`MEASURES`. Default: all that apply
+    attribute_kwargs : dict, optional
+        Passed to every ``attribute`` call. Default: None
+    confidence : float, optional
+        Level of the bootstrap intervals. Default: 0.95
+    n_resamples : int, optional
+        Bootstrap resamples. Default: 2000
+    seed : int, optional
+        Seed of the drawn classes and of the resampling. Default: 0
+
     Returns
     -------
     RandomLogitResult
+        Per method and measure, the per-example similarities and their mean
+        with a bootstrap interval.
+
+    Raises
+    ------
+    ValueError
+        A model with fewer than two classes, or arguments rejected by
+        :func:`model_randomization_test`.
+
+    References
+    ----------
+    J. Adebayo, J. Gilmer, M. Muelly, I. Goodfellow, M. Hardt, B. Kim,
+    "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
     from captum_prior._validation import check_int
 

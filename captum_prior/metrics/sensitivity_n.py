@@ -119,6 +119,18 @@ def sensitivity_n(
         (NaN, with a warning) where the attribution sums or the output
         changes do not vary over the subsets.
 
+    Raises
+    ------
+    ValueError
+        Fractions outside ``(0, 1)``, an unknown ``sampling``, fewer than 2
+        subsets, or ``baselines`` that do not match the inputs.
+
+    References
+    ----------
+    M. Ancona, E. Ceolini, C. Öztireli, M. Gross, "Towards better
+    understanding of gradient-based attribution methods for Deep Neural
+    Networks", ICLR 2018.
+
     Examples
     --------
     >>> import torch
