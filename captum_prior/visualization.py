@@ -27,8 +27,8 @@ with it cannot share a scale and its colour bar shows normalised units.  The
 maps here are reduced the same way Captum's ``heat_map`` does (attributions
 summed over channels, an outlier percentile clipped), then drawn on one
 symmetric scale in attribution units.  :func:`attribution_grid` and
-:func:`image_grid` keep their old call forms (they save a PNG and return its
-path) and are built on the functions below.
+:func:`image_grid` save a PNG and return its path; they are built on the
+functions below.
 """
 
 from __future__ import annotations

@@ -136,10 +136,37 @@ def forward_passes_per_example(
     metrics: Union[str, Sequence[str]], shape: Sequence[int],
     metric_kwargs: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Tuple[int, int]:
-    """``(at least, at most)`` model evaluations (one perturbed copy of one
-    example each) that the metrics need per example of ``shape``. The two
+    """Model evaluations the metrics need per example.
+
+    One evaluation is one perturbed copy of one example.  The two bounds
     differ only for the keep/remove metrics of positive or negative
-    attributions, whose curves stop at the last positive (negative) pixel."""
+    attributions, whose curves stop at the last positive (negative) pixel.
+
+    Parameters
+    ----------
+    metrics : str or sequence of str
+        Names from :data:`METRICS` (a comma-separated string allowed).
+    shape : sequence of int
+        The shape of one example (``C x H x W`` for images).
+    metric_kwargs : dict, optional
+        As in :func:`evaluate_attributions`. Default: None
+
+    Returns
+    -------
+    tuple of int
+        ``(at least, at most)``.
+
+    Raises
+    ------
+    ValueError
+        An empty or unknown metric name.
+
+    Examples
+    --------
+    >>> from captum_prior.runner.evaluate import forward_passes_per_example
+    >>> forward_passes_per_example("deletion,insertion", (1, 28, 28))  # 2 x 28 steps + 1
+    (57, 57)
+    """
     names = _parse_metrics(metrics)
     kw = metric_kwargs or {}
     low = high = 0
@@ -295,9 +322,9 @@ def evaluate_attributions(
         examples per metric call. Default: 32
     metric_kwargs : dict, optional
         extra arguments per metric function, keyed ``"insertion_deletion"``,
-        ``"keep_remove"`` (its masker defaults to ``"mean"``, never the
-        environment- dependent ``"auto"``), ``"sensitivity_n"``, ``"road"``
-        and ``"mprt"``. Default: None
+        ``"keep_remove"`` (the function's defaults otherwise, Telea
+        inpainting included), ``"sensitivity_n"``, ``"road"`` and
+        ``"mprt"``. Default: None
     seed : int, optional
         seed of the randomised metrics. Default: 0
     device : str, optional
@@ -319,6 +346,32 @@ def evaluate_attributions(
     -------
     str
         ``out``.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric, a directory that does not hold finished
+        attributions, a dataset of another length, or an ``out`` directory
+        of another call.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import Saliency
+    >>> from captum_prior.runner import attribute_dataset
+    >>> from captum_prior.runner.evaluate import evaluate_attributions, load_metrics
+    >>> _ = torch.manual_seed(0)
+    >>> data = torch.utils.data.TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> tmp = tempfile.mkdtemp()
+    >>> attr_dir = attribute_dataset(Saliency(model), data, os.path.join(tmp, "sal"), progress=False)
+    >>> out = evaluate_attributions(attr_dir, model, data, os.path.join(tmp, "ev"),
+    ...                             metrics="deletion,insertion", progress=False)
+    >>> values, curves, fractions = load_metrics(out)
+    >>> values["deletion"].shape, curves["deletion"].shape
+    ((4,), (4, 9))
     """
     from captum_prior._validation import check_int
 
@@ -397,8 +450,28 @@ def evaluate_attributions(
 
 
 def load_metrics(path: Union[str, os.PathLike]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], np.ndarray]:
-    """``(values, curves, fractions)`` of a metric directory: per-example
-    values per metric (plus ``"index"``) and the per-example curves."""
+    """Read a metric directory written by :func:`evaluate_attributions`.
+
+    Parameters
+    ----------
+    path : str
+        The metric directory.
+
+    Returns
+    -------
+    values : dict
+        Metric -> ``(N,)`` per-example values, plus ``"index"``: the
+        examples' indices in the dataset.
+    curves : dict
+        Metric -> ``N x K`` per-example curves (insertion/deletion, MPRT).
+    fractions : ndarray
+        The x-axis of the insertion/deletion curves (empty without them).
+
+    Raises
+    ------
+    FileNotFoundError
+        No manifest in ``path``.
+    """
     manifest = read_manifest(path)
     names = manifest["identity"]["metrics"]
     vals: Dict[str, List[np.ndarray]] = {"index": []}
@@ -420,8 +493,22 @@ def load_metrics(path: Union[str, os.PathLike]) -> Tuple[Dict[str, np.ndarray], 
 
 
 def summarize_run(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Write ``per_example.csv``, ``summary.json`` and ``summary.md`` of a
-    metric directory; return the summary."""
+    """Summarise a metric directory: mean and 95 % BCa interval per metric.
+
+    Writes ``per_example.csv``, ``summary.json`` and ``summary.md`` into
+    the directory.
+
+    Parameters
+    ----------
+    path : str
+        A metric directory written by :func:`evaluate_attributions`.
+
+    Returns
+    -------
+    dict
+        ``{"method": ..., "metrics": {metric: {"mean", "low", "high", "n",
+        "n_nonfinite"}}}``.
+    """
     from captum_prior.metrics.stats import format_ci, mean_ci
 
     path = os.fspath(path)
@@ -480,6 +567,33 @@ def compare_runs(
     -------
     dict
         ``{metric: summarize(...)}``.
+
+    Raises
+    ------
+    ValueError
+        No run, a ``reference`` that is not a run, or runs that share no
+        example.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import IntegratedGradients, Saliency
+    >>> from captum_prior.runner import attribute_dataset
+    >>> from captum_prior.runner.evaluate import compare_runs, evaluate_attributions
+    >>> _ = torch.manual_seed(0)
+    >>> data = torch.utils.data.TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> tmp = tempfile.mkdtemp()
+    >>> runs = {}
+    >>> for name, method in (("sal", Saliency(model)), ("ig", IntegratedGradients(model))):
+    ...     a = attribute_dataset(method, data, os.path.join(tmp, name), progress=False)
+    ...     runs[name] = evaluate_attributions(a, model, data, os.path.join(tmp, "ev", name),
+    ...                                        metrics="deletion", progress=False)
+    >>> res = compare_runs(runs, os.path.join(tmp, "ev"))
+    >>> sorted(res["deletion"]), os.path.exists(os.path.join(tmp, "ev", "report.html"))
+    (['ig', 'sal'], True)
     """
     from captum_prior.metrics.stats import markdown_table, summarize
     from captum_prior.runner.report import write_report

@@ -49,8 +49,26 @@ def _curve_figure(curves: Mapping[str, Mapping[str, np.ndarray]], metric: str, f
 
 
 def disagreement(attr_dirs: Mapping[str, str], indices: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Per example, the lowest cosine similarity between any two runs'
-    attribution maps (summed over channels): low means the methods disagree."""
+    """Per example, the lowest cosine similarity between any two runs' maps.
+
+    Maps are summed over channels and flattened; a low value means that at
+    least two methods explain the example differently.
+
+    Parameters
+    ----------
+    attr_dirs : dict
+        Run name -> attribution directory written by ``explain``.
+    indices : ndarray
+        The examples, as indices into the directories.
+    chunk : int, optional
+        Examples loaded at a time. Default: 512
+
+    Returns
+    -------
+    ndarray
+        ``(len(indices),)`` similarities in ``[-1, 1]``; all 1 for fewer
+        than two runs.
+    """
     from captum_prior.runner.store import load_attributions
 
     names = list(attr_dirs)
@@ -149,9 +167,35 @@ def _table(metric: str, summary: Mapping[str, Mapping[str, Any]], reference: str
 
 def run_agreement(aligned: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str],
                   higher_is_better: Mapping[str, bool], seed: int = 0) -> Any:
-    """:func:`~captum_prior.metrics.agreement.metric_agreement` of the runs'
-    aligned per-example values (run -> metric -> values), or None when no
-    metric was scored."""
+    """:func:`~captum_prior.metrics.agreement.metric_agreement` of runs.
+
+    Parameters
+    ----------
+    aligned : dict
+        Run -> metric -> per-example values, the same examples in the same
+        order for every run.
+    metrics : sequence of str
+        The metrics to compare; those without a direction in
+        ``higher_is_better`` are left out.
+    higher_is_better : dict
+        Metric -> whether larger is better.
+    seed : int, optional
+        Seed of the bootstrap. Default: 0
+
+    Returns
+    -------
+    AgreementResult or None
+        None when no metric or no run is left.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_prior.runner.report import run_agreement
+    >>> rng = np.random.default_rng(0)
+    >>> aligned = {"A": {"insertion": rng.random(12)}, "B": {"insertion": rng.random(12)}}
+    >>> run_agreement(aligned, ["insertion", "sanity"], {"insertion": True}).metrics
+    ['insertion']
+    """
     from captum_prior.metrics.agreement import metric_agreement
 
     metrics = [m for m in metrics if m in higher_is_better]
@@ -355,19 +399,51 @@ def write_report(
     agreement: Any = None,
     class_names: Optional[Sequence[str]] = None,
 ) -> str:
-    """Write ``path`` (HTML).  In order: a verdict (the leader under each
-    metric with its direction, whether its paired lead over the runner-up is
-    significant, or that n is too small; how many examples; which classes;
-    every run's settings), the agreement between metrics (rankings, Kendall's
-    tau with CIs, sentences where two metrics order two runs oppositely),
-    the model-randomisation sanity check when ``mprt`` was scored, the metric
-    curves per run with 95 % bands, the paired-difference tables, and (with
-    ``dataset``) a grid of the examples whose attribution maps disagree most
-    between the runs, with class names and one colour bar.
+    """Write the self-contained HTML report of compared runs.
 
-    ``agreement`` is a :class:`~captum_prior.metrics.agreement.AgreementResult`
-    (``compare_runs`` passes it); ``class_names`` default to the dataset's
-    ``.classes`` or the bundled data's names."""
+    In order: a verdict (the leader under each metric with its direction,
+    whether its paired lead over the runner-up is significant, or that n is
+    too small; how many examples; which classes; every run's settings), the
+    agreement between metrics (rankings, Kendall's tau with CIs, one
+    sentence per pair of metrics that order some runs oppositely, the full
+    list folded), the model-randomisation sanity check when ``mprt`` was
+    scored, the metric curves per run with 95 % bands, the paired-difference
+    tables, and (with ``dataset``) a grid of the examples whose attribution
+    maps disagree most between the runs, with class names and one colour
+    bar.  :func:`~captum_prior.runner.evaluate.compare_runs` calls it.
+
+    Parameters
+    ----------
+    path : str
+        The HTML file to write.
+    result : dict
+        Metric -> run -> summary (``mean``, ``low``, ``high``, ``n`` and
+        ``vs``: paired differences), as in ``comparison.json``.
+    curves : dict
+        Run -> metric -> ``N x K`` per-example curves.
+    fractions : ndarray
+        The x-axis of the insertion/deletion curves.
+    runs : dict
+        Run name -> metric directory.
+    indices : ndarray
+        The paired examples.
+    dataset : Dataset, optional
+        For the grid of maps; None leaves the grid out. Default: None
+    reference : str, optional
+        The run of the paired-difference columns. Default: the first run
+    n_disagree : int, optional
+        Examples in the grid. Default: 8
+    agreement : AgreementResult, optional
+        The metrics' agreement; None leaves the tables out. Default: None
+    class_names : sequence of str, optional
+        Class names; default the dataset's ``.classes`` or the bundled
+        data's names. Default: None
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     reference = reference or next(iter(runs))
     settings = _settings(runs)
     names = list(class_names) if class_names is not None else _class_names(
