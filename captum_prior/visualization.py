@@ -153,7 +153,21 @@ def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
 
 
 def save_figure(fig, path: Union[str, os.PathLike], dpi: int = 110) -> str:
-    """Write ``fig`` to ``path`` (format from the extension); returns the path.
+    """Write ``fig`` to ``path`` (format from the extension).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str
+        The file to write.
+    dpi : int, optional
+        Resolution. Default: 110
+
+    Returns
+    -------
+    str
+        ``path``.
 
     Examples
     --------
@@ -227,8 +241,8 @@ def plot_attributions(
 
     Returns
     -------
-    object
-        matplotlib.figure.Figure
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
 
     Raises
     ------
@@ -347,10 +361,25 @@ def plot_images(
 ):
     """``N x C x H x W`` images in ``[0, 1]`` as a grid with optional titles.
 
+    Parameters
+    ----------
+    images : Tensor
+        ``N x C x H x W`` images, ``C`` 1 or 3, values in ``[0, 1]``.
+    titles : sequence of str, optional
+        One title per image. Default: None
+    ncols : int, optional
+        Panels per row. Default: 8
+    suptitle : str, optional
+        Figure title. Default: None
+    panel_size : float, optional
+        Inches per panel. Default: 1.6
+    fontsize : float, optional
+        Font size of the titles. Default: 8.0
+
     Returns
     -------
-    object
-        matplotlib.figure.Figure
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
 
     Examples
     --------
@@ -438,8 +467,8 @@ def plot_curves(
 
     Returns
     -------
-    object
-        matplotlib.figure.Figure
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
 
     Examples
     --------
@@ -550,8 +579,8 @@ def plot_intervals(
 
     Returns
     -------
-    object
-        matplotlib.figure.Figure
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
 
     Examples
     --------
@@ -649,8 +678,8 @@ def attribution_grid(
 
     Returns
     -------
-    object
-        the path written, as a string.
+    str
+        The path written.
 
     Examples
     --------
@@ -676,6 +705,20 @@ def image_grid(
     dpi: int = 110,
 ) -> str:
     """Save :func:`plot_images` as a PNG and return its path.
+
+    Parameters
+    ----------
+    images, titles, ncols, suptitle
+        As in :func:`plot_images`.
+    path : str
+        The PNG to write.
+    dpi : int, optional
+        Resolution. Default: 110
+
+    Returns
+    -------
+    str
+        ``path``.
 
     Examples
     --------
@@ -752,8 +795,8 @@ def plot_similarity_curves(
 
     Returns
     -------
-    object
-        matplotlib.figure.Figure
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
 
     Examples
     --------
@@ -828,8 +871,8 @@ def plot_model_randomization(
 
     Returns
     -------
-    object
-        matplotlib.figure.Figure
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
     """
     from matplotlib.colors import Normalize
 

@@ -218,8 +218,8 @@ def keep_remove(
 
     Returns
     -------
-    object
-        KeepRemoveResult
+    KeepRemoveResult
+        Per-example values of the requested metrics (and curves when asked).
 
     Raises
     ------

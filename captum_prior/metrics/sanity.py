@@ -212,6 +212,16 @@ def randomizable_layers(model: nn.Module) -> List[str]:
     in reverse registration order (registration order is the forward order
     for the usual ``nn.Sequential`` and hand-written models).
 
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+
+    Returns
+    -------
+    list of str
+        Module names, output layer first.
+
     Examples
     --------
     >>> from torch import nn
@@ -524,11 +534,22 @@ class ModelRandomizationResult:
 
 @dataclass
 class RandomLogitResult:
-    """What :func:`random_logit_test` returns: per method and measure the
-    ``N`` similarities between the map of the target class and the map of a
-    random other class (``similarity``), their mean and CI (``summary``),
-    the classes drawn (``other_target``) and the maps (``attributions``:
-    method -> ``(target maps, other-class maps)``)."""
+    """What :func:`random_logit_test` returns.
+
+    Attributes
+    ----------
+    measures : list of str
+        The similarity measures.
+    similarity : dict
+        Method -> measure -> ``(N,)`` similarities between the map of the
+        target class and the map of a random other class.
+    summary : dict
+        Method -> measure -> mean with its bootstrap interval.
+    other_target : Tensor
+        ``(N,)`` the classes drawn.
+    attributions : dict
+        Method -> ``(target maps, other-class maps)``.
+    """
 
     measures: List[str]
     similarity: Dict[str, Dict[str, np.ndarray]]
@@ -924,12 +945,46 @@ def mprt_scores(
 ) -> Dict[str, Tensor]:
     """Per-example cascading-randomisation scores, for dataset-scale runs.
 
-    Returns ``{"mprt": N, "curve_mprt": N x L}``: the curve is the Spearman
-    rank correlation of absolute maps after each cascading step
-    (:func:`model_randomization_test`); ``"mprt"`` is its mean over the
-    steps (lower is better: the maps leave the trained model's sooner).
-    The new weights depend on ``seed`` only, so every batch sees the same
-    randomised models.
+    The curve is the Spearman rank correlation of absolute maps after each
+    cascading step (:func:`model_randomization_test`); ``"mprt"`` is its
+    mean over the steps (lower is better: the maps leave the trained
+    model's sooner).  The new weights depend on ``seed`` only, so every
+    batch sees the same randomised models.
+
+    Parameters
+    ----------
+    attribution_method : Captum-style class, instance or callable
+        As in :func:`model_randomization_test`.
+    model : nn.Module
+        The model; only deep copies are randomised.
+    inputs : Tensor
+        ``N x ...`` examples.
+    target : int, Tensor or list of int
+        The explained class per example.
+    attribute_kwargs : dict, optional
+        Passed to every ``attribute`` call. Default: None
+    layers : sequence of str, optional
+        The layers randomised in cascade, output layer first. Default: every
+        layer of :func:`randomizable_layers`
+    seed : int, optional
+        Seed of the new weights. Default: 0
+
+    Returns
+    -------
+    dict
+        ``{"mprt": (N,), "curve_mprt": N x L}`` tensors, ``L`` layers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import Saliency
+    >>> from captum_prior.metrics.sanity import mprt_scores
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> out = mprt_scores(Saliency, net, torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 0]))
+    >>> out["curve_mprt"].shape
+    torch.Size([3, 2])
     """
     _, _, _, maps, _ = _randomized_maps(
         {"m": attribution_method}, model, inputs, target, layers, ("cascading",), attribute_kwargs, seed)

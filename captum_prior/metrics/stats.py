@@ -117,6 +117,17 @@ def paired_difference(
     ``a`` and ``b`` hold the same examples in the same order (e.g. one metric
     for two methods).  ``significant`` is true when the interval excludes 0.
 
+    Parameters
+    ----------
+    a, b : array-like
+        Per-example values of the same length.
+    confidence : float, optional
+        Confidence level. Default: 0.95
+    n_resamples : int, optional
+        Bootstrap resamples. Default: 2000
+    random_state : int, optional
+        Seed of the resampling. Default: 0
+
     Returns
     -------
     dict
@@ -202,7 +213,29 @@ def format_ci(entry: Mapping[str, float], digits: int = 3) -> str:
 def markdown_table(
     summary: Mapping[str, Mapping[str, object]], title: str = "method", digits: int = 3
 ) -> str:
-    """A Markdown table of :func:`summarize`'s output (one row per method)."""
+    """A Markdown table of :func:`summarize`'s output (one row per method).
+
+    Parameters
+    ----------
+    summary : dict
+        The output of :func:`summarize`.
+    title : str, optional
+        Header of the first column. Default: ``"method"``
+    digits : int, optional
+        Decimals. Default: 3
+
+    Returns
+    -------
+    str
+        The table, with one paired-difference column per reference.
+
+    Examples
+    --------
+    >>> from captum_prior.metrics.stats import markdown_table, summarize
+    >>> s = summarize({"A": [0.5, 0.6, 0.7, 0.8], "B": [0.1, 0.3, 0.2, 0.4]}, reference="A")
+    >>> print(markdown_table(s).splitlines()[0])
+    | method | mean [95 % CI] | Δ vs A [95 % CI] |
+    """
     refs = sorted({r for e in summary.values() for r in e.get("vs", {})})  # type: ignore[union-attr]
     head = [title, "mean [95 % CI]"] + [f"Δ vs {r} [95 % CI]" for r in refs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
