@@ -110,7 +110,8 @@ def test_disagreements_are_summarised_per_pair_of_metrics():
     ac = pairs[("a", "c")]
     assert ac["n_opposite"] == 45 == ac["n_pairs"] and ac["n_significant"] == 45
     assert ac["text"].startswith("a and c rank 45 of 45 method pair(s) in opposite order; 45 with both")
-    assert ac["text"].count(" is better under a") == 5 and "and 40 more" in ac["text"]
+    assert "45 with both differences significant, where a prefers M" in ac["text"]
+    assert ac["text"].count(" to M") == 5 and "(and 40 more pairs) and c the reverse" in ac["text"]
     ad = pairs[("a", "d")]
     assert ad["n_opposite"] == 1 and ad["n_significant"] == 0
     assert "none with both differences significant" in ad["text"]

@@ -351,10 +351,10 @@ def _conflict(ma: str, mb: str, opposite: List[Dict[str, Any]], n_pairs: int, n:
     strong = [o for o in opposite if all(o["significant"].values())]
     head = (f"{ma} and {mb} rank {len(opposite)} of {n_pairs} method pair(s) in opposite order")
     if strong:
-        named = "; ".join(f"{o['better'][ma]} is better under {ma}, {o['better'][mb]} under {mb}"
-                          for o in strong[:n_named])
-        more = f"; and {len(strong) - n_named} more" if len(strong) > n_named else ""
-        text = (f"{head}; {len(strong)} with both differences significant: {named}{more} (n = {n}).")
+        named = ", ".join(f"{o['better'][ma]} to {o['better'][mb]}" for o in strong[:n_named])
+        more = f" (and {len(strong) - n_named} more pairs)" if len(strong) > n_named else ""
+        text = (f"{head}; {len(strong)} with both differences significant, where {ma} prefers {named}"
+                f"{more} and {mb} the reverse (n = {n}).")
     else:
         text = f"{head}; none with both differences significant (n = {n})."
     return {"metrics": [ma, mb], "n_opposite": len(opposite), "n_pairs": n_pairs,
