@@ -148,8 +148,9 @@ def road(
     symmetric positive-definite system, solved for all channels with one
     factorisation; the systems of all images and fractions in a chunk of
     rows are stacked block-diagonally and factorised together (a banded
-    Cholesky for narrow images, a sparse LU otherwise), in float64 on the
-    CPU; the model runs on the inputs' device through the package's chunked
+    Cholesky for narrow images; otherwise a sparse LU with a minimum-degree
+    ordering and no pivoting, which the positive-definite matrix allows and
+    which keeps the fill-in low), in float64 on the CPU; the model runs on the inputs' device through the package's chunked
     forward helper, ``max_examples_per_batch`` imputed images per call.
 
     Where this departs from the authors' code, and why:
