@@ -473,6 +473,8 @@ def _run_names(dirs: List[str], manifests: List[dict]) -> List[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> str:
+    import torch
+
     from captum_prior.runner._dist import Group, resolve_device
     from captum_prior.runner.evaluate import (
         _parse_metrics,
@@ -549,6 +551,11 @@ def _evaluate(args: argparse.Namespace) -> str:
             k = int(args.mprt_layers)
         except ValueError:
             layers = [t.strip() for t in args.mprt_layers.split(",") if t.strip()]
+            known = dict(model.named_modules()) if isinstance(model, torch.nn.Module) else {}
+            missing = [name for name in layers if name not in known]
+            if missing or not layers:
+                raise SpecError(f"--mprt-layers: {missing[0] if missing else args.mprt_layers!r} is not a "
+                                "layer of the model; name modules of model.named_modules() or pass a count") from None
         else:
             try:
                 layers = spread_layers(model, k)

@@ -690,3 +690,7 @@ def test_evaluate_masker_default_is_the_functions_and_protocol_options(tiny, tmp
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("captum-prior evaluate: error: --mprt-layers: k must be"), err
+    rc = main(["evaluate", "--attributions", str(tmp_path / "sal"), "--metric", "mprt", "--mprt-layers",
+               f"{layers[0]},fc9", "--out", str(tmp_path / "ev2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--mprt-layers: 'fc9' is not a layer of the model" in err.strip().splitlines()[-1], err
