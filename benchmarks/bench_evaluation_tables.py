@@ -132,11 +132,9 @@ def _method_args(method: str, run: str, s: Dict[str, Any], refs: Any) -> List[st
 def _mprt_layers(model_obj: Any, how: Any) -> Any:
     if how is None:
         return None
-    from captum_prior.metrics.sanity import randomizable_layers
+    from captum_prior.metrics.sanity import spread_layers
 
-    layers = randomizable_layers(model_obj)  # output layer first
-    k = len(layers)
-    return [layers[j * k // (2 * (int(how) - 1))] for j in range(int(how))]  # output layer first, down to the middle
+    return spread_layers(model_obj, int(how))  # output layer first, down to the middle (--mprt-layers K)
 
 
 def _fmt(e: Dict[str, Any], d: int = 3) -> str:
@@ -220,10 +218,11 @@ def main() -> None:
     compare_runs(metric_dirs, work / "eval", dataset=dataset, reference=runs[0][0])
     commands.append(
         "captum-prior evaluate --attributions " + " ".join(str(work / "attr" / r[0]) for r in runs)
-        + f" --metric {','.join(s['metrics'])} --masker inpaint_telea --batch-size {s['batch']}"
+        + f" --metric {','.join(s['metrics'])} --masker inpaint_telea --percent {s['percent']}"
+        + f" --batch-size {s['batch']}"
         + (f" --steps {s['id_steps']}" if s["id_steps"] else "")
-        + f" --out {work / 'eval'}   # plus keep_remove percent={s['percent']}"
-        + (f", MPRT layers {layers}" if layers else "") + " (not CLI options: set in-process)"
+        + (f" --mprt-layers {s['mprt_layers']}" if layers else "")
+        + f" --out {work / 'eval'}"
     )
     total_s = time.time() - t_all
     comp = json.loads((work / "eval" / "comparison.json").read_text())
@@ -280,6 +279,7 @@ def render(record: Dict[str, Any]) -> None:
         n_examples=ag["n_examples"], means=ag["means"], rankings=ag["rankings"], leaders=ag["leaders"],
         tau={(t["a"], t["b"]): {k: t.get(k) for k in ("tau", "low", "high")} for t in ag["tau"]},
         disagreements=ag["disagreements"], confidence=ag.get("confidence", 0.95),
+        conflicts=ag.get("conflicts", []),
     )
     strong = [t for t in agreement.disagreements if "both orders significant" in t]
     pairs: Dict[Tuple[str, str], List[int]] = {}

@@ -30,6 +30,7 @@ beyond ours)::
     pip install --no-deps --target /tmp/quantus_ref quantus==0.6.0 cachetools
     python benchmarks/bench_road.py --quantus-path /tmp/quantus_ref            # 1,000 images
     python benchmarks/bench_road.py --quantus-path /tmp/quantus_ref --n-images 40 --tag smoke
+    python benchmarks/bench_road.py --photos 20 --batch 14 --pivoting --quantus-path /tmp/quantus_ref  # per photo
 
 Images: the first ``--n-images`` of the Fashion-MNIST test set when it is on
 disk (``captum_prior.data.load_fashion_mnist``), else the shipped 500-image
@@ -130,6 +131,99 @@ def floor_time(model, x, masks, batch):
     return t_solve, t_fwd
 
 
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def photo_timing(args) -> None:
+    """ROAD per 224 x 224 photo: our ``road`` (both orders, the paper's
+    fractions, noise 0.01) against its floor (factorise-and-solve calls plus
+    bare forward passes), on EfficientNet-Lite0 and the bundled photos with
+    Saliency maps (pixel-level noisy maps, the hardest masks for the sparse
+    solver); with ``--pivoting`` also SuperLU with threshold pivoting (the
+    solver before the fix) on the first photo's systems."""
+    import scipy.sparse as sp
+    from captum.attr import Saliency
+    from scipy.sparse.linalg import splu
+
+    from captum_prior.metrics import _masking as mk
+    from captum_prior.metrics import road
+    from captum_prior.metrics.road import PAPER_FRACTIONS
+    from captum_prior.models.efficientnet import (
+        load_efficientnet_lite0,
+        load_imagenet_samples,
+    )
+
+    load_before = _uptime()
+    model = load_efficientnet_lite0().eval()
+    x, y, _ = load_imagenet_samples(224)
+    x, y = x[: args.photos], y[: args.photos]
+    a = Saliency(model).attribute(x, target=y, abs=True).detach()
+    fr = list(PAPER_FRACTIONS)
+    per_photo = []
+    for i in range(len(x)):
+        t0 = time.perf_counter()
+        road(model, x[i : i + 1], a[i : i + 1], target=y[i : i + 1], fractions=fr,
+             generator=torch.Generator().manual_seed(0), max_examples_per_batch=args.batch)
+        per_photo.append(time.perf_counter() - t0)
+    masks = removal_masks(a, fr)
+    t_solve, t_fwd = floor_time(model, x, masks, min(args.batch, masks.shape[1]))
+    rec = {
+        "what": "ROAD per 224x224 photo, EfficientNet-Lite0, Saliency maps, both orders, paper fractions",
+        "command": "python " + " ".join(sys.argv), "commit": _commit(), "machine": platform.platform(),
+        "uptime_before": load_before, "threads": args.threads, "photos": len(x),
+        "road_s_per_photo": [round(t, 3) for t in per_photo],
+        "road_s_per_photo_mean": round(float(np.mean(per_photo)), 3),
+        "floor_solve_s_per_photo": round(t_solve / len(x), 3),
+        "floor_forward_s_per_photo": round(t_fwd / len(x), 3),
+    }
+    if args.pivoting:
+        m0 = masks[0].numpy()
+        x0 = x[:1].double().numpy()
+        t_piv = 0.0
+        for j in range(m0.shape[0]):
+            sys_ = mk.linear_system(m0[j : j + 1], x0)
+            mm = sys_.diag.size
+            idx = np.arange(mm)
+            A = sp.csc_matrix((np.concatenate([sys_.values, sys_.values, sys_.diag]),
+                               (np.concatenate([sys_.rows, sys_.cols, idx]), np.concatenate([sys_.cols, sys_.rows, idx]))),
+                              shape=(mm, mm))
+            t0 = time.perf_counter()
+            splu(A, permc_spec="MMD_AT_PLUS_A").solve(sys_.b)
+            t_piv += time.perf_counter() - t0
+        rec["pivoting_solve_s_first_photo"] = round(t_piv, 2)
+    if args.quantus_path:  # the imputed first photo against Quantus's, noise off, every row
+        sys.path.insert(0, args.quantus_path)
+        from quantus.functions.perturb_func import noisy_linear_imputation as q_impute
+
+        m0 = masks[0]
+        ours = mk.noisy_linear_imputation(x[:1].expand(m0.shape[0], -1, -1, -1), m0, noise=0.0)
+        rec["quantus_max_abs_diff_first_photo"] = max(
+            float(np.abs(q_impute(arr=x[0].numpy(), indices=np.flatnonzero(m0[j].numpy().reshape(-1)), noise=0.0)
+                         - ours[j].numpy()).max()) for j in range(m0.shape[0]))
+    rec["uptime_after"] = _uptime()
+    tag = f"_{args.tag}" if args.tag else ""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"road_photo_efficientnet{tag}.json").write_text(json.dumps(rec, indent=1))
+    lines = [f"# {rec['what']}", "", f"Command: `{rec['command']}` (commit {rec['commit']}, {rec['machine']})",
+             f"Load before: `{rec['uptime_before']}`; after: `{rec['uptime_after']}`", "",
+             "| | seconds per photo |", "|---|---|",
+             f"| ours (`road`) | {rec['road_s_per_photo_mean']} |",
+             f"| floor: factorise-and-solve calls | {rec['floor_solve_s_per_photo']} |",
+             f"| floor: bare forward passes | {rec['floor_forward_s_per_photo']} |"]
+    if args.pivoting:
+        lines.append(f"| SuperLU with threshold pivoting, solves only (first photo) | "
+                     f"{rec['pivoting_solve_s_first_photo']} |")
+    if args.quantus_path:
+        lines += ["", "Imputed images of the first photo (every fraction and order, noise off) against "
+                  f"Quantus 0.6.0: max abs difference {rec['quantus_max_abs_diff_first_photo']:.2e}"]
+    (RESULTS / f"road_photo_efficientnet{tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-images", type=int, default=1000)
@@ -140,7 +234,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quantus-path", default=None, help="directory holding quantus 0.6.0 (see the docstring)")
     p.add_argument("--tag", default="")
+    p.add_argument("--photos", type=int, default=0,
+                   help="instead: time ROAD per 224 x 224 photo (EfficientNet-Lite0, this many bundled photos)")
+    p.add_argument("--pivoting", action="store_true",
+                   help="with --photos: also time SuperLU with threshold pivoting (the solver before the fix) "
+                   "on the first photo's systems; minutes per photo")
     args = p.parse_args()
+    if args.photos:
+        torch.set_num_threads(args.threads)
+        photo_timing(args)
+        return
     if args.quantus_path:
         sys.path.insert(0, args.quantus_path)
     torch.set_num_threads(args.threads)

@@ -47,6 +47,38 @@ _positive_int = _int_at_least(1)
 _nonneg_int = _int_at_least(0)
 
 
+def _fraction(text: str) -> float:
+    """An argparse ``type`` for a fraction in ``(0, 1]``."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
+
+
+def _fractions(text: str) -> List[float]:
+    """An argparse ``type`` for comma-separated fractions in ``(0, 1)``."""
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers in (0, 1), got {text!r}") from None
+    if not vals or any(not 0 < v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers in (0, 1), got {text!r}")
+    return vals
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def _target(text: str):
     if text in ("pred", "label"):
         return text
@@ -244,7 +276,23 @@ def _build_parser() -> _Parser:
                    "(default: the recorded one)")
     p.add_argument("--batch-size", type=_positive_int, default=32,
                    help="examples perturbed together (their forward passes are chunked)")
-    p.add_argument("--masker", default="mean", help="keep/remove masker")
+    p.add_argument("--masker", choices=("inpaint_telea", "mean", "blur", "zero"), default="inpaint_telea",
+                   help="how keep/remove (KPM...RAM) fills masked pixels: OpenCV Telea inpainting "
+                   "(the papers' protocol), the per-channel mean colour, a blur, or zero")
+    p.add_argument("--percent", type=_fraction, default=None,
+                   help="keep/remove: fraction of the pixels flipped per step, in (0, 1] "
+                   "(default: 0.01, the papers' 1 %%)")
+    p.add_argument("--road-fractions", type=_fractions, default=None,
+                   help="ROAD: comma-separated removal fractions in (0, 1) "
+                   "(default: the paper's 0.1,0.2,0.3,0.4,0.5,0.7,0.9)")
+    p.add_argument("--road-noise", type=_nonneg_float, default=None,
+                   help="ROAD: std of the imputation noise, in the model's input units (default: 0.01, "
+                   "the paper's for [0, 1] pixels; for normalised inputs pass 0.01 / std)")
+    p.add_argument("--mprt-layers", default=None,
+                   help="MPRT: the layers randomised in cascade, output layer first: comma-separated "
+                   "module names (see model.named_modules()), or a number K for K layers spread from "
+                   "the output layer down to the middle of the network (default: every layer with "
+                   "parameters)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the randomised metrics")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -425,6 +473,8 @@ def _run_names(dirs: List[str], manifests: List[dict]) -> List[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> str:
+    import torch
+
     from captum_prior.runner._dist import Group, resolve_device
     from captum_prior.runner.evaluate import (
         _parse_metrics,
@@ -470,9 +520,14 @@ def _evaluate(args: argparse.Namespace) -> str:
                 f"--attributions {d!r} holds {m['n_examples']} examples but the data has {len(dataset)}; "
                 "pass the --data that was explained"
             )
-    metric_kwargs = {"keep_remove": {"masker": args.masker}}
+    metric_kwargs: dict = {"keep_remove": {"masker": args.masker}}
+    if args.percent is not None:
+        metric_kwargs["keep_remove"]["percent"] = args.percent
     if args.steps is not None:
         metric_kwargs["insertion_deletion"] = {"n_steps": args.steps}
+    road_kw = {k: v for k, v in (("fractions", args.road_fractions), ("noise", args.road_noise)) if v is not None}
+    if road_kw:
+        metric_kwargs["road"] = road_kw
     try:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
@@ -489,6 +544,24 @@ def _evaluate(args: argparse.Namespace) -> str:
     # 2. the model
     _tune_allocator(args)
     model = load_model(mspec)
+    if args.mprt_layers is not None and "mprt" in metrics:
+        from captum_prior.metrics.sanity import spread_layers
+
+        try:
+            k = int(args.mprt_layers)
+        except ValueError:
+            layers = [t.strip() for t in args.mprt_layers.split(",") if t.strip()]
+            known = dict(model.named_modules()) if isinstance(model, torch.nn.Module) else {}
+            missing = [name for name in layers if name not in known]
+            if missing or not layers:
+                raise SpecError(f"--mprt-layers: {missing[0] if missing else args.mprt_layers!r} is not a "
+                                "layer of the model; name modules of model.named_modules() or pass a count") from None
+        else:
+            try:
+                layers = spread_layers(model, k)
+            except ValueError as exc:
+                raise SpecError(f"--mprt-layers: {exc}") from None
+        metric_kwargs["mprt"] = {"layers": layers}
     group = Group(device)  # one process group for every run (torchrun)
     try:
         runs = {}

@@ -27,8 +27,8 @@ with it cannot share a scale and its colour bar shows normalised units.  The
 maps here are reduced the same way Captum's ``heat_map`` does (attributions
 summed over channels, an outlier percentile clipped), then drawn on one
 symmetric scale in attribution units.  :func:`attribution_grid` and
-:func:`image_grid` keep their old call forms (they save a PNG and return its
-path) and are built on the functions below.
+:func:`image_grid` save a PNG and return its path; they are built on the
+functions below.
 """
 
 from __future__ import annotations
@@ -153,7 +153,31 @@ def _check_choice(value: str, name: str, choices: Sequence[str]) -> str:
 
 
 def save_figure(fig, path: Union[str, os.PathLike], dpi: int = 110) -> str:
-    """Write ``fig`` to ``path`` (format from the extension); returns the path."""
+    """Write ``fig`` to ``path`` (format from the extension).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str
+        The file to write.
+    dpi : int, optional
+        Resolution. Default: 110
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from captum_prior.visualization import plot_images, save_figure
+    >>> import torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "grid.png")
+    >>> save_figure(plot_images(torch.rand(2, 1, 8, 8)), path) == path
+    True
+    """
     fig.savefig(path, dpi=dpi)
     return str(path)
 
@@ -176,42 +200,65 @@ def plot_attributions(
 ):
     r"""One row per image: the image, then one heat map per method.
 
-    Args:
-        images (Tensor or None): ``N x C x H x W`` in ``[0, 1]`` (``C`` = 1 or
-                    3), drawn in the first column; None omits that column.
-        attributions (dict[str, Tensor]): column title (the method) -> maps
-                    shaped ``N x C x H x W`` (or ``N x H x W``); channels are
-                    summed, as Captum's ``heat_map`` does.
-        row_titles (sequence of str, optional): a label per row, e.g.
-                    ``"pred: Sneaker"``. Default: None
-        sign (str, optional): ``"all"`` (signed, :data:`DIVERGING_CMAP`,
-                    symmetric scale), ``"positive"``, ``"negative"`` or
-                    ``"absolute_value"`` (non-negative,
-                    :data:`SEQUENTIAL_CMAP`, scale from 0). Default: ``"all"``
-        scale (str, optional): ``"shared"``: every heat map of the grid on one
-                    scale with one colour bar; ``"per_panel"``: each panel on
-                    its own scale with its own colour bar (the title says
-                    so). Default: ``"shared"``
-        outlier_perc (float, optional): the scale ends at the
-                    ``100 - outlier_perc`` percentile of ``|A|`` (of the whole
-                    grid, or of the panel); larger values saturate. As in
-                    Captum. Default: 1.0
-        cmap (str, optional): overrides the colour map (keep the convention
-                    unless the maps are not attributions). Default: None
-        colorbar_label (str, optional): Default: ``"attribution"`` (with
-                    ``"shared scale"`` or ``"per-panel scale"`` appended)
-        title (str, optional): figure title. Default: None
-        overlay (bool, optional): draw each heat map semi-transparent over the
-                    grey-scale image. Default: False
-        panel_size (float, optional): inches per panel. Default: 2.1
-        fontsize (float, optional): titles and labels. Default: 9
+    Parameters
+    ----------
+    images : Tensor or None
+        ``N x C x H x W`` in ``[0, 1]`` (``C`` = 1 or 3), drawn in the first
+        column; None omits that column.
+    attributions : dict[str, Tensor]
+        column title (the method) -> maps shaped ``N x C x H x W`` (or ``N x
+        H x W``); channels are summed, as Captum's ``heat_map`` does.
+    row_titles : sequence of str, optional
+        a label per row, e.g. ``"pred: Sneaker"``. Default: None
+    sign : str, optional
+        ``"all"`` (signed, :data:`DIVERGING_CMAP`, symmetric scale),
+        ``"positive"``, ``"negative"`` or ``"absolute_value"``
+        (non-negative, :data:`SEQUENTIAL_CMAP`, scale from 0). Default:
+        ``"all"``
+    scale : str, optional
+        ``"shared"``: every heat map of the grid on one scale with one
+        colour bar; ``"per_panel"``: each panel on its own scale with its
+        own colour bar (the title says so). Default: ``"shared"``
+    outlier_perc : float, optional
+        the scale ends at the ``100 - outlier_perc`` percentile of ``|A|``
+        (of the whole grid, or of the panel); larger values saturate. As in
+        Captum. Default: 1.0
+    cmap : str, optional
+        overrides the colour map (keep the convention unless the maps are
+        not attributions). Default: None
+    colorbar_label : str, optional
+        Default: ``"attribution"`` (with ``"shared scale"`` or ``"per-panel
+        scale"`` appended)
+    title : str, optional
+        figure title. Default: None
+    overlay : bool, optional
+        draw each heat map semi-transparent over the grey-scale image.
+        Default: False
+    panel_size : float, optional
+        inches per panel. Default: 2.1
+    fontsize : float, optional
+        titles and labels. Default: 9
 
-    Returns:
-        matplotlib.figure.Figure
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
 
-    Raises:
-        ValueError: maps or images holding NaN/Inf, maps of different sizes
-            (across methods, or unlike the images), or row counts that differ.
+    Raises
+    ------
+    ValueError
+        maps or images holding NaN/Inf, maps of different sizes (across
+        methods, or unlike the images), or row counts that differ.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> from captum_prior.visualization import plot_attributions
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> fig = plot_attributions(x, {"IG": torch.randn(2, 3, 8, 8)}, ["cat", "dog"])
+    >>> type(fig).__name__
+    'Figure'
     """
     from matplotlib.colors import Normalize
 
@@ -314,8 +361,34 @@ def plot_images(
 ):
     """``N x C x H x W`` images in ``[0, 1]`` as a grid with optional titles.
 
-    Returns:
-        matplotlib.figure.Figure
+    Parameters
+    ----------
+    images : Tensor
+        ``N x C x H x W`` images, ``C`` 1 or 3, values in ``[0, 1]``.
+    titles : sequence of str, optional
+        One title per image. Default: None
+    ncols : int, optional
+        Panels per row. Default: 8
+    suptitle : str, optional
+        Figure title. Default: None
+    panel_size : float, optional
+        Inches per panel. Default: 1.6
+    fontsize : float, optional
+        Font size of the titles. Default: 8.0
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> from captum_prior.visualization import plot_images
+    >>> fig = plot_images(torch.rand(3, 1, 8, 8), ["a", "b", "c"])
+    >>> type(fig).__name__
+    'Figure'
     """
     n, _ = _check_maps(images, "images", "images")
     _check_titles(titles, "titles", n)
@@ -361,31 +434,51 @@ def plot_curves(
 ):
     r"""Mean curve per method, with a band over examples and a legend.
 
-    Args:
-        x (Tensor, array or dict): the x values of every curve, or
-                    panel -> x values when ``curves`` has panels.
-        curves (dict): label -> values ``N x K`` (``N`` examples, the mean is
-                    drawn) or ``K``; or panel title -> such a dict, one
-                    subplot per panel.
-        xlabel, ylabel (str, optional): axis labels. Default: ``""``
-        title (str, optional): figure title. Default: None
-        band (str or None, optional): ``"ci"``: normal-approximation
-                    ``confidence`` interval of the mean over examples;
-                    ``"sd"``: ± one standard deviation; None: no band.
-                    Default: ``"ci"``
-        confidence (float, optional): for ``band="ci"``. Default: 0.95
-        label_values (dict, optional): label -> number appended to the legend
-                    entry (e.g. the AUC); or panel -> such a dict.
-                    Default: None
-        panel_size ((float, float), optional): inches per panel.
-        fontsize (float, optional): Default: 9
-        sharey (bool, optional): panels share the y axis. Default: True
-        sample_name (str, optional): what the rows of a curve are, for the
-                    band's note (e.g. ``"bootstrap repeats"``).
-                    Default: ``"examples"``
+    Parameters
+    ----------
+    x : Tensor, array or dict
+        the x values of every curve, or panel -> x values when ``curves``
+        has panels.
+    curves : dict
+        label -> values ``N x K`` (``N`` examples, the mean is drawn) or
+        ``K``; or panel title -> such a dict, one subplot per panel.
+    xlabel, ylabel : str, optional
+        axis labels. Default: ``""``
+    title : str, optional
+        figure title. Default: None
+    band : str or None, optional
+        ``"ci"``: normal-approximation ``confidence`` interval of the mean
+        over examples; ``"sd"``: ± one standard deviation; None: no band.
+        Default: ``"ci"``
+    confidence : float, optional
+        for ``band="ci"``. Default: 0.95
+    label_values : dict, optional
+        label -> number appended to the legend entry (e.g. the AUC); or
+        panel -> such a dict. Default: None
+    panel_size : (float, float), optional
+        inches per panel.
+    fontsize : float, optional
+        Default: 9
+    sharey : bool, optional
+        panels share the y axis. Default: True
+    sample_name : str, optional
+        what the rows of a curve are, for the band's note (e.g. ``"bootstrap
+        repeats"``). Default: ``"examples"``
 
-    Returns:
-        matplotlib.figure.Figure
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> from captum_prior.visualization import plot_curves
+    >>> fig = plot_curves([0.0, 0.5, 1.0], {"IG": torch.rand(10, 3), "EG": torch.rand(10, 3)},
+    ...                   xlabel="fraction deleted", ylabel="probability")
+    >>> type(fig).__name__
+    'Figure'
     """
     from scipy.stats import norm as _norm
 
@@ -459,27 +552,43 @@ def plot_intervals(
 ):
     r"""Point estimates with intervals: one row per item, one panel per metric.
 
-    Args:
-        estimates (dict): item -> ``(mean, low, high)`` or a dict with keys
-                    ``mean, low, high`` (e.g. from
-                    :func:`captum_prior.metrics.stats.mean_ci`); or panel
-                    title (a metric) -> such a dict.  In a panel dict the items
-                    (methods) are drawn in one colour each, with a legend.
-        xlabel (str, optional): Default: ``""``
-        title (str, optional): figure title. Default: None
-        reference (float, optional): a vertical reference line (e.g. 0).
-                    Default: None
-        legend_title (str, optional): Default: None
-        panel_size ((float, float), optional): width per panel and height per
-                    row, in inches.
-        better (dict, optional): panel -> ``"higher"`` or ``"lower"``, added
-                    to the panel title.  Default: None
-        legend (bool, optional): a legend of the items, one colour each.
-                    Default: None (a legend when there are several panels;
-                    one panel is labelled by its y axis and drawn in one colour)
+    Parameters
+    ----------
+    estimates : dict
+        item -> ``(mean, low, high)`` or a dict with keys ``mean, low,
+        high`` (e.g. from :func:`captum_prior.metrics.stats.mean_ci`); or
+        panel title (a metric) -> such a dict. In a panel dict the items
+        (methods) are drawn in one colour each, with a legend.
+    xlabel : str, optional
+        Default: ``""``
+    title : str, optional
+        figure title. Default: None
+    reference : float, optional
+        a vertical reference line (e.g. 0). Default: None
+    legend_title : str, optional
+        Default: None
+    panel_size : (float, float), optional
+        width per panel and height per row, in inches.
+    better : dict, optional
+        panel -> ``"higher"`` or ``"lower"``, added to the panel title.
+        Default: None
+    legend : bool, optional
+        a legend of the items, one colour each. Default: None (a legend when
+        there are several panels; one panel is labelled by its y axis and
+        drawn in one colour)
 
-    Returns:
-        matplotlib.figure.Figure
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
+
+    Examples
+    --------
+    >>> from captum_prior.visualization import plot_intervals
+    >>> fig = plot_intervals({"IG": {"mean": 0.5, "low": 0.4, "high": 0.6},
+    ...                       "EG": {"mean": 0.55, "low": 0.5, "high": 0.6}}, xlabel="insertion AUC")
+    >>> type(fig).__name__
+    'Figure'
     """
     from matplotlib.lines import Line2D
 
@@ -545,21 +654,41 @@ def attribution_grid(
 ) -> str:
     r"""Save :func:`plot_attributions` as a PNG and return its path.
 
-    Args:
-        images (Tensor): ``N x C x H x W`` in ``[0, 1]``.
-        attributions (dict[str, Tensor]): method name -> attributions.
-        path (str or PathLike): the PNG to write.
-        row_titles (sequence of str, optional): a label per row. Default: None
-        method (str, optional): ``"heat_map"`` or ``"blended_heat_map"``
-                    (heat map over the grey-scale image), Captum's names.
-                    Default: ``"heat_map"``
-        sign (str, optional): as in :func:`plot_attributions`. Default: ``"all"``
-        dpi (int, optional): resolution. Default: 110
-        scale (str, optional): ``"shared"`` or ``"per_panel"``. Default: ``"shared"``
-        title (str, optional): figure title. Default: None
+    Parameters
+    ----------
+    images : Tensor
+        ``N x C x H x W`` in ``[0, 1]``.
+    attributions : dict[str, Tensor]
+        method name -> attributions.
+    path : str or PathLike
+        the PNG to write.
+    row_titles : sequence of str, optional
+        a label per row. Default: None
+    method : str, optional
+        ``"heat_map"`` or ``"blended_heat_map"`` (heat map over the
+        grey-scale image), Captum's names. Default: ``"heat_map"``
+    sign : str, optional
+        as in :func:`plot_attributions`. Default: ``"all"``
+    dpi : int, optional
+        resolution. Default: 110
+    scale : str, optional
+        ``"shared"`` or ``"per_panel"``. Default: ``"shared"``
+    title : str, optional
+        figure title. Default: None
 
-    Returns:
-        the path written, as a string.
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from captum_prior.visualization import attribution_grid
+    >>> path = os.path.join(tempfile.mkdtemp(), "maps.png")
+    >>> attribution_grid(torch.rand(2, 1, 8, 8), {"IG": torch.randn(2, 1, 8, 8)}, path) == path
+    True
     """
     _check_choice(method, "method", ("heat_map", "blended_heat_map"))
     fig = plot_attributions(images, attributions, row_titles, sign=sign, scale=scale, title=title,
@@ -575,7 +704,31 @@ def image_grid(
     suptitle: Optional[str] = None,
     dpi: int = 110,
 ) -> str:
-    """Save :func:`plot_images` as a PNG and return its path."""
+    """Save :func:`plot_images` as a PNG and return its path.
+
+    Parameters
+    ----------
+    images, titles, ncols, suptitle
+        As in :func:`plot_images`.
+    path : str
+        The PNG to write.
+    dpi : int, optional
+        Resolution. Default: 110
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from captum_prior.visualization import image_grid
+    >>> path = os.path.join(tempfile.mkdtemp(), "images.png")
+    >>> image_grid(torch.rand(2, 1, 8, 8), path) == path
+    True
+    """
     return save_figure(plot_images(images, titles, ncols, suptitle), path, dpi)
 
 
@@ -619,22 +772,40 @@ def plot_similarity_curves(
 ):
     r"""Similarity to the trained model's maps as layers are randomised.
 
-    Args:
-        layers (sequence of str): the randomised layers, in order (output
-                    layer first); the x axis is "trained" then one tick per
-                    layer.
-        curves (dict): method -> ``N x L`` similarities (``N`` examples);
-                    the mean is drawn with a 95 % bootstrap band.
-        measure (str, optional): the y label. Default: ``"spearman_abs"``
-        threshold (float, optional): a dashed line, e.g. the verdict's
-                    threshold. Default: None
-        title (str, optional): Default: None
-        xlabel (str, optional): Default: the cascading order
-        panel_size ((float, float), optional): inches.
-        fontsize (float, optional): Default: 9
+    Parameters
+    ----------
+    layers : sequence of str
+        the randomised layers, in order (output layer first); the x axis is
+        "trained" then one tick per layer.
+    curves : dict
+        method -> ``N x L`` similarities (``N`` examples); the mean is drawn
+        with a 95 % bootstrap band.
+    measure : str, optional
+        the y label. Default: ``"spearman_abs"``
+    threshold : float, optional
+        a dashed line, e.g. the verdict's threshold. Default: None
+    title : str, optional
+        Default: None
+    xlabel : str, optional
+        Default: the cascading order
+    panel_size : (float, float), optional
+        inches.
+    fontsize : float, optional
+        Default: 9
 
-    Returns:
-        matplotlib.figure.Figure
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_prior.visualization import plot_similarity_curves
+    >>> curves = {"Saliency": np.array([[0.6, 0.3, 0.1], [0.5, 0.2, 0.0]])}
+    >>> fig = plot_similarity_curves(["fc", "conv2", "conv1"], curves, threshold=0.5)
+    >>> type(fig).__name__
+    'Figure'
     """
     if not curves:
         raise ValueError("curves must hold at least one method")
@@ -676,23 +847,32 @@ def plot_model_randomization(
     and all are drawn on one symmetric diverging scale, [-1, 1], with one
     colour bar; the colour bar's label says so.
 
-    Args:
-        result (ModelRandomizationResult): from
-                    :func:`captum_prior.metrics.sanity.model_randomization_test`.
-        mode (str, optional): ``"cascading"`` or ``"independent"``.
-                    Default: ``"cascading"``
-        n_examples (int, optional): the first examples shown. Default: 3
-        methods (sequence of str, optional): Default: all
-        measures (sequence of str, optional): similarity panels. Default:
-                    all the result's measures
-        class_names (sequence of str, optional): names of the target classes
-                    for the row labels. Default: class indices
-        outlier_perc (float, optional): Default: 1.0
-        panel_size (float, optional): inches per map. Default: 1.35
-        fontsize (float, optional): Default: 8
+    Parameters
+    ----------
+    result : ModelRandomizationResult
+        from :func:`captum_prior.metrics.sanity.model_randomization_test`.
+    mode : str, optional
+        ``"cascading"`` or ``"independent"``. Default: ``"cascading"``
+    n_examples : int, optional
+        the first examples shown. Default: 3
+    methods : sequence of str, optional
+        Default: all
+    measures : sequence of str, optional
+        similarity panels. Default: all the result's measures
+    class_names : sequence of str, optional
+        names of the target classes for the row labels. Default: class
+        indices
+    outlier_perc : float, optional
+        Default: 1.0
+    panel_size : float, optional
+        inches per map. Default: 1.35
+    fontsize : float, optional
+        Default: 8
 
-    Returns:
-        matplotlib.figure.Figure
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (built without pyplot).
     """
     from matplotlib.colors import Normalize
 

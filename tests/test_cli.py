@@ -644,3 +644,53 @@ def test_path_family_methods_in_explain(method, tmp_path):
     stored = load_attributions(out, [0, 1, 2])
     assert stored.attributions.shape == (3, 1, 28, 28)
     assert torch.isfinite(stored.attributions).all() and stored.attributions.abs().sum() > 0
+
+
+def test_evaluate_masker_default_is_the_functions_and_protocol_options(tiny, tmp_path, capsys):
+    """`evaluate --masker` defaults to keep_remove's own default (Telea
+    inpainting); --percent, --road-fractions, --road-noise and --mprt-layers
+    reach the metrics and are recorded in the metric manifest."""
+    import inspect
+    import json
+
+    from captum_prior.cli import _build_parser
+    from captum_prior.metrics import keep_remove
+    from captum_prior.metrics.sanity import randomizable_layers
+    from captum_prior.models import load_fashion_cnn
+    from captum_prior.runner.evaluate import load_metrics
+
+    default = inspect.signature(keep_remove).parameters["masker"].default
+    args = _build_parser().parse_args(["evaluate", "--attributions", "a", "--out", "b"])
+    assert args.masker == default == "inpaint_telea"
+    base = ["explain", "--model", "fashion-cnn", "--data", tiny, "--limit", "3", "--no-progress"]
+    assert main([str(a) for a in base + ["--method", "saliency", "--out", tmp_path / "sal"]]) == 0
+    capsys.readouterr()
+    rc = main(["evaluate", "--attributions", str(tmp_path / "sal"), "--metric", "KPM,road-morf,mprt",
+               "--percent", "0.25", "--road-fractions", "0.2,0.6", "--road-noise", "0",
+               "--mprt-layers", "2", "--out", str(tmp_path / "ev"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    man = json.loads((tmp_path / "ev" / "saliency" / "manifest.json").read_text())
+    kw = man["identity"]["metric_kwargs"]
+    assert kw["keep_remove"] == {"masker": "inpaint_telea", "percent": 0.25}
+    assert kw["road"] == {"fractions": [0.2, 0.6], "noise": 0.0}
+    layers = randomizable_layers(load_fashion_cnn())
+    assert man["info"]["mprt_layers"] == [layers[0], layers[len(layers) // 2]]
+    values, curves, _ = load_metrics(tmp_path / "ev" / "saliency")
+    assert curves["mprt"].shape == (3, 2) and values["KPM"].shape == (3,)
+    # bad values: one line, exit 2
+    for extra, msg in ((["--percent", "0"], "--percent"), (["--road-fractions", "0.5,1.5"], "--road-fractions"),
+                       (["--masker", "auto"], "--masker")):
+        line = _fail(capsys, ["evaluate", "--attributions", tmp_path / "sal", "--metric", "mprt",
+                              "--out", tmp_path / "ev2"] + extra)
+        assert msg in line, line
+    # a layer count the model does not have: refused once the model is loaded
+    rc = main(["evaluate", "--attributions", str(tmp_path / "sal"), "--metric", "mprt", "--mprt-layers", "99",
+               "--out", str(tmp_path / "ev2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("captum-prior evaluate: error: --mprt-layers: k must be"), err
+    rc = main(["evaluate", "--attributions", str(tmp_path / "sal"), "--metric", "mprt", "--mprt-layers",
+               f"{layers[0]},fc9", "--out", str(tmp_path / "ev2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--mprt-layers: 'fc9' is not a layer of the model" in err.strip().splitlines()[-1], err

@@ -86,3 +86,35 @@ def test_nonfinite_dropped_and_bad_input():
         metric_agreement(bad, DIRS)
     one = metric_agreement({"m": {"A": [1.0, 2.0]}}, {"m": True})
     assert one.leaders["m"]["status"] == "one method"
+
+
+def test_disagreements_are_summarised_per_pair_of_metrics():
+    """Ten methods, one metric reversing another: one sentence per pair of
+    metrics (not one per pair of methods), with the counts and the pairs
+    where both differences are significant named; the full list stays."""
+    rng = np.random.default_rng(3)
+    n, k = 40, 10
+    base = {f"M{i}": 0.1 * i + rng.normal(0, 0.01, n) for i in range(k)}
+    z = rng.normal(0, 0.05, n)
+    vals = {
+        "a": base,
+        "b": {m: v + rng.normal(0, 0.001, n) for m, v in base.items()},  # same order as a
+        "c": {m: -v for m, v in base.items()},  # reversed: every pair opposite, all significant
+        # reverses only M0 and M1, by a difference too small to be significant
+        "d": {**base, "M0": base["M1"] + 1e-4 + z - z.mean()},
+    }
+    r = metric_agreement(vals, {m: True for m in vals}, n_resamples=100)
+    summary = r.summary()
+    pairs = {tuple(c["metrics"]): c for c in r.conflicts}
+    assert ("a", "b") not in pairs and len(summary) == len(r.conflicts)
+    ac = pairs[("a", "c")]
+    assert ac["n_opposite"] == 45 == ac["n_pairs"] and ac["n_significant"] == 45
+    assert ac["text"].startswith("a and c rank 45 of 45 method pair(s) in opposite order; 45 with both")
+    assert "45 with both differences significant, where a prefers M" in ac["text"]
+    assert ac["text"].count(" to M") == 5 and "(and 40 more pairs) and c the reverse" in ac["text"]
+    ad = pairs[("a", "d")]
+    assert ad["n_opposite"] == 1 and ad["n_significant"] == 0
+    assert "none with both differences significant" in ad["text"]
+    # the full list is still there, one sentence per opposite ordering
+    assert len(r.disagreements) == sum(c["n_opposite"] for c in r.conflicts)
+    assert r.to_dict()["conflicts"][0]["metrics"] == list(r.conflicts[0]["metrics"])

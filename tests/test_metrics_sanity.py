@@ -226,3 +226,21 @@ def test_figure_layout(cnn_result):
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["trained"] + res.layers
     with pytest.raises(ValueError, match="steps"):
         plot_similarity_curves(["a"], {"IG": np.zeros((2, 3))})
+
+
+def test_spread_layers_output_first_distinct_and_checked():
+    from torch import nn
+
+    from captum_prior.metrics.sanity import randomizable_layers, spread_layers
+
+    net = nn.Sequential(*[nn.Linear(4, 4) for _ in range(8)])
+    layers = randomizable_layers(net)
+    assert spread_layers(net, 1) == [layers[0]]
+    assert spread_layers(net, 2) == [layers[0], layers[4]]  # output layer, then the middle
+    for k in range(1, 9):
+        got = spread_layers(net, k)
+        assert len(set(got)) == k and got[0] == layers[0]
+        assert [layers.index(g) for g in got] == sorted(layers.index(g) for g in got)
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match="k must be an integer from 1 to 8"):
+            spread_layers(net, bad)

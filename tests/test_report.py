@@ -3,6 +3,7 @@ maps with class names; `evaluate --metric mprt` sharded and resumable."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -107,6 +108,12 @@ def test_report_verdict_agreement_and_sanity(evaluated):
     n_opposite = sum(best[a] != best[b] for i, a in enumerate(means) for b in list(means)[i + 1:])
     assert len(ag["disagreements"]) == n_opposite
     assert all("in opposite order" in s for s in ag["disagreements"])
+    # the page summarises them per pair of metrics, the full list folded
+    assert sum(c["n_opposite"] for c in ag["conflicts"]) == n_opposite
+    agree = page[pos[1]:pos[2]]
+    for c in ag["conflicts"]:
+        assert html.escape(c["text"]) in agree
+    assert ("<details><summary>All " in agree) == (n_opposite > 0)
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert page.count("data:image/png;base64,") == 4  # MPRT curves, 2 metric curves, map grid
     assert "Agreement between metrics" in (d / "ev" / "comparison.md").read_text()

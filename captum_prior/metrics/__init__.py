@@ -1,7 +1,15 @@
-"""Faithfulness metrics in Captum's metric convention.
+"""Faithfulness metrics and sanity checks in Captum's metric convention
+(``forward_func, inputs, attributions, target, additional_forward_args``).
+
+- removal metrics: :func:`insertion_deletion`, :func:`diff_id`,
+  :func:`keep_remove` (KPM ... RAM), :func:`road`;
+- :func:`sensitivity_n`;
+- sanity checks: :func:`model_randomization_test`, :func:`random_logit_test`,
+  :func:`similarity`;
+- :func:`metric_agreement`: do several metrics rank the methods alike?
 
 ``BayLime`` (an attribution method, defined in :mod:`captum_prior.attr`) is
-re-exported here because it is the comparator of the metrics issue.
+also importable from here.
 """
 
 from captum_prior.attr.bay_lime import BayLime

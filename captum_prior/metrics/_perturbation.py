@@ -47,11 +47,14 @@ class UnitLayout:
     has one unit per scalar entry.  Units of a tuple of inputs are numbered
     tensor after tensor.
 
-    Args:
-        inputs (tuple of Tensor): the formatted inputs.
-        channel_dim (int, str or None): ``"auto"`` (dimension 1 of 4-D
-                    ``N x C x H x W`` tensors, none otherwise), ``None`` (every
-                    scalar is a unit) or a dimension index ``>= 1``.
+    Parameters
+    ----------
+    inputs : tuple of Tensor
+        the formatted inputs.
+    channel_dim : int, str or None
+        ``"auto"`` (dimension 1 of 4-D ``N x C x H x W`` tensors, none
+        otherwise), ``None`` (every scalar is a unit) or a dimension index
+        ``>= 1``.
     """
 
     def __init__(self, inputs: Tuple[Tensor, ...], channel_dim: Union[int, str, None]) -> None:

@@ -21,7 +21,7 @@ metrics for several methods, computed on the same examples, and says
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -33,26 +33,47 @@ __all__ = ["AgreementResult", "metric_agreement", "MIN_EXAMPLES"]
 #: is too narrow to trust).
 MIN_EXAMPLES = 10
 
+#: Opposite orderings named in one pair of metrics' summary sentence.
+MAX_NAMED = 5
+
 
 @dataclass
 class AgreementResult:
     r"""What :func:`metric_agreement` returns.
 
-    Attributes:
-        metrics (list of str), methods (list of str): as given.
-        higher_is_better (dict): metric -> bool (the metric's direction).
-        n_examples (int): examples used (finite under every metric and method).
-        means (dict): metric -> method -> mean value.
-        rankings (dict): metric -> methods, best first.
-        leaders (dict): metric -> ``{"leader", "runner_up", "difference"
-                    (paired leader - runner-up, with ``mean``, ``low``,
-                    ``high``, ``significant``), "status", "text"}``; status is
-                    ``"significant"``, ``"not significant"``, ``"n too
-                    small"`` or ``"one method"``.
-        tau (dict): ``(metric_a, metric_b)`` -> ``{"tau", "low", "high"}``
-                    (Kendall's tau-b of the two rankings and its bootstrap
-                    interval; None entries when undefined, e.g. one method).
-        disagreements (list of str): one sentence per opposite ordering.
+    Attributes
+    ----------
+    metrics : list of str
+        the metrics, as given.
+    methods : list of str
+        the methods, as given.
+    higher_is_better : dict
+        metric -> bool (the metric's direction).
+    n_examples : int
+        examples used (finite under every metric and method).
+    means : dict
+        metric -> method -> mean value.
+    rankings : dict
+        metric -> methods, best first.
+    leaders : dict
+        metric -> ``{"leader", "runner_up", "difference" (paired leader -
+        runner-up, with ``mean``, ``low``, ``high``, ``significant``),
+        "status", "text"}``; status is ``"significant"``, ``"not
+        significant"``, ``"n too small"`` or ``"one method"``.
+    tau : dict
+        ``(metric_a, metric_b)`` -> ``{"tau", "low", "high"}`` (Kendall's
+        tau-b of the two rankings and its bootstrap interval; None entries
+        when undefined, e.g. one method).
+    disagreements : list of str
+        one sentence per opposite ordering of two methods by two metrics.
+    confidence : float
+        level of the intervals.
+    conflicts : list of dict
+        per pair of metrics that order some methods oppositely:
+        ``{"metrics", "n_opposite", "n_pairs", "n_significant",
+        "opposite", "text"}``, ``text`` one sentence naming how many method
+        pairs are in opposite order and those where both differences are
+        significant (:meth:`summary` lists the sentences).
     """
 
     metrics: List[str]
@@ -65,6 +86,11 @@ class AgreementResult:
     tau: Dict[Tuple[str, str], Dict[str, Optional[float]]]
     disagreements: List[str]
     confidence: float = 0.95
+    conflicts: List[Dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> List[str]:
+        """One sentence per pair of metrics that order some methods oppositely."""
+        return [c["text"] for c in self.conflicts]
 
     def tau_table(self, digits: int = 2) -> str:
         """Markdown matrix of Kendall's tau [CI] between the metrics' rankings."""
@@ -96,6 +122,7 @@ class AgreementResult:
             "leaders": self.leaders,
             "tau": [{"a": a, "b": b, **e} for (a, b), e in self.tau.items()],
             "disagreements": self.disagreements, "confidence": self.confidence,
+            "conflicts": self.conflicts,
         }
 
 
@@ -168,6 +195,24 @@ def metric_agreement(
     percentile interval over ``n_resamples`` joint resamples of the
     examples.  With two methods tau is +1 or -1 in every replicate, and its
     interval shows how often the two metrics' orders flip.
+
+    References
+    ----------
+    R. Tomsett, D. Harborne, S. Chakraborty, P. Gurram, A. Preece, "Sanity
+    Checks for Saliency Metrics", AAAI 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_prior.metrics import metric_agreement
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.normal(0.6, 0.05, 30), rng.normal(0.5, 0.05, 30)
+    >>> values = {"insertion": {"A": a, "B": b}, "deletion": {"A": 1 - a, "B": 1 - b}}
+    >>> r = metric_agreement(values, {"insertion": True, "deletion": False}, n_resamples=200)
+    >>> r.rankings["deletion"], r.leaders["insertion"]["status"]
+    (['A', 'B'], 'significant')
+    >>> r.disagreements
+    []
     """
     from captum_prior._validation import check_float, check_int
     from captum_prior.metrics.stats import paired_difference
@@ -259,20 +304,28 @@ def metric_agreement(
             entry["high"] = float(np.quantile(tb, 1 - alpha))
         tau[(metrics[a], metrics[b])] = entry
 
+    sig_cache: Dict[Tuple[int, int, int], bool] = {}
+
+    def significant(m_i: int, i: int, j: int) -> bool:
+        if (m_i, i, j) not in sig_cache:
+            p = paired_difference(score[m_i, i], score[m_i, j], confidence=confidence, random_state=seed)
+            sig_cache[(m_i, i, j)] = bool(p["significant"])
+        return sig_cache[(m_i, i, j)]
+
     sentences: List[str] = []
+    conflicts: List[Dict[str, Any]] = []
+    n_pairs = len(methods) * (len(methods) - 1) // 2
     for a, b in itertools.combinations(range(len(metrics)), 2):
+        ma, mb = metrics[a], metrics[b]
+        opposite: List[Dict[str, Any]] = []
         for i, j in itertools.combinations(range(len(methods)), 2):
             da = mean_score[a, i] - mean_score[a, j]
             db = mean_score[b, i] - mean_score[b, j]
             if da * db >= 0:
                 continue
-            ma, mb = metrics[a], metrics[b]
             wa = methods[i] if da > 0 else methods[j]
             wb = methods[i] if db > 0 else methods[j]
-            sig = []
-            for m_i in (a, b):
-                p = paired_difference(score[m_i, i], score[m_i, j], confidence=confidence, random_state=seed)
-                sig.append(bool(p["significant"]))
+            sig = (significant(a, i, j), significant(b, i, j))
             how = ("both orders significant" if all(sig) else
                    f"significant under {ma} only" if sig[0] else
                    f"significant under {mb} only" if sig[1] else "neither order significant")
@@ -280,8 +333,29 @@ def metric_agreement(
                 f"{ma} and {mb} rank {methods[i]} and {methods[j]} in opposite order: {wa} is better under "
                 f"{ma}, {wb} under {mb} ({how}, n = {n})."
             )
+            opposite.append({"methods": [methods[i], methods[j]], "better": {ma: wa, mb: wb},
+                             "significant": {ma: sig[0], mb: sig[1]}})
+        if opposite:
+            conflicts.append(_conflict(ma, mb, opposite, n_pairs, n))
     return AgreementResult(
         metrics=metrics, methods=methods, higher_is_better={m: bool(higher_is_better[m]) for m in metrics},
         n_examples=n, means=means, rankings=rankings, leaders=leaders, tau=tau, disagreements=sentences,
-        confidence=float(confidence),
+        confidence=float(confidence), conflicts=conflicts,
     )
+
+
+def _conflict(ma: str, mb: str, opposite: List[Dict[str, Any]], n_pairs: int, n: int,
+              n_named: int = MAX_NAMED) -> Dict[str, Any]:
+    """One pair of metrics' opposite orderings, counted, with one sentence
+    naming those where both differences are significant (the ones that matter)."""
+    strong = [o for o in opposite if all(o["significant"].values())]
+    head = (f"{ma} and {mb} rank {len(opposite)} of {n_pairs} method pair(s) in opposite order")
+    if strong:
+        named = ", ".join(f"{o['better'][ma]} to {o['better'][mb]}" for o in strong[:n_named])
+        more = f" (and {len(strong) - n_named} more pairs)" if len(strong) > n_named else ""
+        text = (f"{head}; {len(strong)} with both differences significant, where {ma} prefers {named}"
+                f"{more} and {mb} the reverse (n = {n}).")
+    else:
+        text = f"{head}; none with both differences significant (n = {n})."
+    return {"metrics": [ma, mb], "n_opposite": len(opposite), "n_pairs": n_pairs,
+            "n_significant": len(strong), "opposite": opposite, "text": text}

@@ -2,7 +2,7 @@
 
 The protocol of the path-attribution paper (Akhtar & Jalwana, ICML 2023,
 §5 "insertion − deletion AUC") and of DeepPrior-EG's Table 4, with the
-defaults of RISE's reference evaluation: see ``methods.md`` §2.4 and §1.5 (c).
+defaults of RISE's reference evaluation (Petsiuk et al., BMVC 2018).
 """
 
 from __future__ import annotations
@@ -36,22 +36,28 @@ SubstrateType = Union[str, float, Tensor, Tuple[Tensor, ...], Callable[[Tensor],
 class InsertionDeletionResult(NamedTuple):
     r"""Per-example results of :func:`insertion_deletion`.
 
-    Attributes:
-        insertion (Tensor or None): insertion AUC per example, shape ``(N,)``.
-        deletion (Tensor or None): deletion AUC per example, shape ``(N,)``.
-        difference (Tensor or None): ``insertion - deletion`` per example
-                    (the headline metric of Akhtar & Jalwana 2023); None unless
-                    both curves were computed.
-        insertion_curve (Tensor or None): ``N x (n_steps + 1)`` scores, only
-                    with ``return_curves=True``.
-        deletion_curve (Tensor or None): likewise.
-        fractions (Tensor): ``n_steps + 1`` fractions of units inserted or
-                    deleted at each point of the curves (from 0 to 1).
-        insertion_substrate (str): the insertion substrate used (``"auto"``
-                    resolved to ``"blur"`` or ``"zero"``; ``"value"`` for a
-                    number or tensor, ``"callable"`` for a function); ``""``
-                    if the insertion curve was not computed.
-        deletion_substrate (str): likewise for deletion.
+    Attributes
+    ----------
+    insertion : Tensor or None
+        insertion AUC per example, shape ``(N,)``.
+    deletion : Tensor or None
+        deletion AUC per example, shape ``(N,)``.
+    difference : Tensor or None
+        ``insertion - deletion`` per example (the headline metric of Akhtar
+        & Jalwana 2023); None unless both curves were computed.
+    insertion_curve : Tensor or None
+        ``N x (n_steps + 1)`` scores, only with ``return_curves=True``.
+    deletion_curve : Tensor or None
+        likewise.
+    fractions : Tensor
+        ``n_steps + 1`` fractions of units inserted or deleted at each point
+        of the curves (from 0 to 1).
+    insertion_substrate : str
+        the insertion substrate used (``"auto"`` resolved to ``"blur"`` or
+        ``"zero"``; ``"value"`` for a number or tensor, ``"callable"`` for a
+        function); ``""`` if the insertion curve was not computed.
+    deletion_substrate : str
+        likewise for deletion.
     """
 
     insertion: Optional[Tensor]
@@ -154,7 +160,7 @@ def insertion_deletion(
     probabilities lie in ``[0, 1]``.
 
     Defaults follow RISE's reference evaluation (``eclique/RISE``,
-    ``evaluation.py``; methods.md §2.4): deletion towards a zero substrate *in
+    ``evaluation.py``): deletion towards a zero substrate *in
     the model's input space* (RISE's zeros are in normalised space, the
     ImageNet-mean grey; pass ``deletion_substrate=<tensor>`` to reproduce that
     for a model taking ``[0, 1]`` pixels), insertion from a Gaussian blur with
@@ -169,61 +175,95 @@ def insertion_deletion(
     ``rows = N * (2 * n_steps + 1)`` for ``mode="both"`` (the unperturbed input
     is shared by the last insertion and first deletion points).
 
-    Args:
-        forward_func (Callable): the model, returning ``N x C`` outputs (or
-                    ``N`` scores with ``score="logit"``).
-        inputs (Tensor or tuple of Tensor): the explained examples.
-        attributions (Tensor or tuple of Tensor): one per input tensor, of its
-                    shape, or ``N x 1 x H x W`` for images (a map shared by
-                    all channels).
-        target (int, tuple, Tensor or list, optional): Captum target, the class
-                    whose score is tracked (RISE tracks the top-1 class of the
-                    unperturbed input: pass ``model(x).argmax(1)``). Ignored
-                    for ``score="max_logit"``. Default: None
-        additional_forward_args (Any, optional): passed to ``forward_func``
-                    after the inputs; per-example tensors are sliced per row.
-                    Default: None
-        max_examples_per_batch (int, optional): rows per forward call. None
-                    takes as many as fit in 32 MiB of perturbed input.
-                    Default: None
-        n_steps (int, optional): number of steps of each curve (the curve has
-                    ``n_steps + 1`` points); exclusive with
-                    ``pixels_per_step``. Default: None
-        pixels_per_step (int, optional): units changed per step. If neither is
-                    given: the image width for image inputs (RISE), else
-                    ``n_steps = min(U, 100)`` for ``U`` units. Default: None
-        mode (str, optional): ``"both"``, ``"insertion"`` or ``"deletion"``.
-                    Default: ``"both"``
-        insertion_substrate (str, number, Tensor, tuple or Callable, optional):
-                    the start of the insertion curve: ``"blur"``, ``"zero"``,
-                    ``"mean"`` (per-example, per-channel mean), a number, a
-                    tensor broadcastable to the inputs, or a function
-                    ``x -> substrate``; ``"auto"`` is ``"blur"`` for image
-                    inputs and ``"zero"`` otherwise. Default: ``"auto"``
-        deletion_substrate (same types, optional): what deleted units become.
-                    Default: ``"zero"``
-        score (str, optional): ``"probability"`` (softmax, then target),
-                    ``"logit"`` (target output) or ``"max_logit"`` (largest
-                    output). Default: ``"probability"``
-        blur_sigma (float, optional): σ of the blur substrate. Default: 5.0
-        blur_kernel_size (int, optional): odd kernel length of the blur.
-                    Default: 11
-        channel_dim (int, str or None, optional): dimension summed into one
-                    unit; ``"auto"`` is 1 for 4-D inputs and none otherwise.
-                    Default: ``"auto"``
-        return_curves (bool, optional): also return the curves. Default: False
-        show_progress (bool, optional): progress bar over rows. Default: False
+    Parameters
+    ----------
+    forward_func : Callable
+        the model, returning ``N x C`` outputs (or ``N`` scores with
+        ``score="logit"``).
+    inputs : Tensor or tuple of Tensor
+        the explained examples.
+    attributions : Tensor or tuple of Tensor
+        one per input tensor, of its shape, or ``N x 1 x H x W`` for images
+        (a map shared by all channels).
+    target : int, tuple, Tensor or list, optional
+        Captum target, the class whose score is tracked (RISE tracks the
+        top-1 class of the unperturbed input: pass ``model(x).argmax(1)``).
+        Ignored for ``score="max_logit"``. Default: None
+    additional_forward_args : Any, optional
+        passed to ``forward_func`` after the inputs; per-example tensors are
+        sliced per row. Default: None
+    max_examples_per_batch : int, optional
+        rows per forward call. None takes as many as fit in 32 MiB of
+        perturbed input. Default: None
+    n_steps : int, optional
+        number of steps of each curve (the curve has ``n_steps + 1``
+        points); exclusive with ``pixels_per_step``. Default: None
+    pixels_per_step : int, optional
+        units changed per step. If neither is given: the image width for
+        image inputs (RISE), else ``n_steps = min(U, 100)`` for ``U`` units.
+        Default: None
+    mode : str, optional
+        ``"both"``, ``"insertion"`` or ``"deletion"``. Default: ``"both"``
+    insertion_substrate : str, number, Tensor, tuple or Callable, optional
+        the start of the insertion curve: ``"blur"``, ``"zero"``, ``"mean"``
+        (per-example, per-channel mean), a number, a tensor broadcastable to
+        the inputs, or a function ``x -> substrate``; ``"auto"`` is
+        ``"blur"`` for image inputs and ``"zero"`` otherwise. Default:
+        ``"auto"``
+    deletion_substrate : same types, optional
+        what deleted units become. Default: ``"zero"``
+    score : str, optional
+        ``"probability"`` (softmax, then target), ``"logit"`` (target
+        output) or ``"max_logit"`` (largest output). Default:
+        ``"probability"``
+    blur_sigma : float, optional
+        σ of the blur substrate. Default: 5.0
+    blur_kernel_size : int, optional
+        odd kernel length of the blur. Default: 11
+    channel_dim : int, str or None, optional
+        dimension summed into one unit; ``"auto"`` is 1 for 4-D inputs and
+        none otherwise. Default: ``"auto"``
+    return_curves : bool, optional
+        also return the curves. Default: False
+    show_progress : bool, optional
+        progress bar over rows. Default: False
 
-    Returns:
-        InsertionDeletionResult: ``insertion``, ``deletion`` and ``difference``
-        (each ``(N,)``), the curves (``N x (n_steps + 1)``) when requested and
-        the ``fractions`` of the curve points.
+    Returns
+    -------
+    InsertionDeletionResult
+        ``insertion``, ``deletion`` and ``difference`` (each ``(N,)``), the
+        curves (``N x (n_steps + 1)``) when requested and the ``fractions``
+        of the curve points.
 
-    Examples::
+    Raises
+    ------
+    ValueError
+        Attributions of another shape than the inputs, inputs without
+        features, both ``n_steps`` and ``pixels_per_step``, an unknown
+        ``mode`` or ``score``, a non-positive ``blur_sigma``, or a target
+        that does not fit the model's output.
+    TypeError
+        Inputs or attributions that are not tensors.
 
-        >>> from captum_prior.metrics import insertion_deletion
-        >>> res = insertion_deletion(model, x, attr, target=y, max_examples_per_batch=64)
-        >>> res.difference.mean()  # insertion AUC − deletion AUC
+    References
+    ----------
+    V. Petsiuk, A. Das, K. Saenko, "RISE: Randomized Input Sampling for
+    Explanation of Black-box Models", BMVC 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> attr = torch.rand(2, 3, 8, 8)
+    >>> from captum_prior.metrics import insertion_deletion
+    >>> res = insertion_deletion(model, x, attr, target=0, n_steps=4)
+    >>> res.insertion.shape, res.deletion.shape
+    (torch.Size([2]), torch.Size([2]))
+    >>> bool(((res.insertion >= 0) & (res.insertion <= 1)).all())
+    True
     """
     check_choice(mode, "mode", MODES)
     check_choice(score, "score", ("probability", "logit", "max_logit"))
@@ -347,15 +387,20 @@ def insertion_deletion(
 class DiffIDResult(NamedTuple):
     r"""Per-example results of :func:`diff_id`.
 
-    Attributes:
-        insertion (Tensor): mean over ratios of the insertion score, ``(N,)``.
-        deletion (Tensor): mean over ratios of the deletion score, ``(N,)``.
-        difference (Tensor): ``insertion - deletion`` (DiffID), ``(N,)``.
-        insertion_curve (Tensor or None): ``N x len(ratios)``, with
-                    ``return_curves=True``.
-        deletion_curve (Tensor or None): likewise.
-        ratios (Tensor): the ratios of pixels kept (insertion) or removed
-                    (deletion).
+    Attributes
+    ----------
+    insertion : Tensor
+        mean over ratios of the insertion score, ``(N,)``.
+    deletion : Tensor
+        mean over ratios of the deletion score, ``(N,)``.
+    difference : Tensor
+        ``insertion - deletion`` (DiffID), ``(N,)``.
+    insertion_curve : Tensor or None
+        ``N x len(ratios)``, with ``return_curves=True``.
+    deletion_curve : Tensor or None
+        likewise.
+    ratios : Tensor
+        the ratios of pixels kept (insertion) or removed (deletion).
     """
 
     insertion: Tensor
@@ -382,7 +427,7 @@ def diff_id(
     r"""DiffID: the insertion/deletion variant of Yang, Akhtar et al.
 
     The alternative protocol of the same group's evaluator (``ypeiyu/LPI``
-    and ``attribution_recalibration``, ``evaluator.py``; methods.md §2.4):
+    and ``attribution_recalibration``, ``evaluator.py``):
     units are ranked by ``|attribution|`` summed over channels
     (``absolute=False`` ranks by the signed sum); at each ratio ``r`` the
     *insertion* input keeps the top ``r`` of the units and the *deletion*
@@ -396,18 +441,49 @@ def diff_id(
     Rows: ``N * (1 + 2 * len(ratios))``, ``max_examples_per_batch`` per
     forward call.
 
-    Args:
-        forward_func, inputs, attributions, target, additional_forward_args,
-        max_examples_per_batch, channel_dim, show_progress: as
-                    :func:`insertion_deletion`.
-        ratios (tuple of float, optional): fractions in ``(0, 1)``.
-                    Default: 0.1, …, 0.9
-        absolute (bool, optional): rank by absolute attribution. Default: True
-        return_curves (bool, optional): also return the per-ratio scores.
-                    Default: False
+    Parameters
+    ----------
+    forward_func, inputs, attributions, target, additional_forward_args
+        As :func:`insertion_deletion`.
+    max_examples_per_batch, channel_dim, show_progress
+        As :func:`insertion_deletion`.
+    ratios : tuple of float, optional
+        fractions in ``(0, 1)``. Default: 0.1, …, 0.9
+    absolute : bool, optional
+        rank by absolute attribution. Default: True
+    return_curves : bool, optional
+        also return the per-ratio scores. Default: False
 
-    Returns:
-        DiffIDResult
+    Returns
+    -------
+    DiffIDResult
+        ``insertion``, ``deletion`` and their ``difference`` (DiffID) per
+        example, and the per-ratio scores when requested.
+
+    Raises
+    ------
+    ValueError
+        Ratios outside ``(0, 1)``, attributions of the wrong shape, or an
+        original target logit of exactly zero.
+
+    References
+    ----------
+    P. Yang, N. Akhtar, Z. Wen, A. Mian, "Local Path Integration for
+    Attribution", AAAI 2023 (the DiffID protocol of its released
+    evaluator).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> attr = torch.rand(2, 3, 8, 8)
+    >>> from captum_prior.metrics import diff_id
+    >>> res = diff_id(model, x, attr, target=0, ratios=(0.25, 0.5))
+    >>> res.difference.shape
+    torch.Size([2])
     """
     from captum_prior.metrics._perturbation import check_fractions
 

@@ -1,6 +1,6 @@
 """Keep/remove positive/negative/absolute mask metrics: KPM, KNM, KAM, RPM, RNM, RAM.
 
-Two protocols (methods.md §1.5):
+Two protocols:
 
 - ``"image"``: the sequential-perturbation variant that produced DeepPrior-EG's
   Tables 1-3 (shap 0.43 ``benchmark/_sequential.py`` as modified in the
@@ -36,7 +36,7 @@ from captum_prior.metrics._perturbation import (
 
 METRICS = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 PROTOCOLS = ("auto", "image", "tabular")
-MASKERS = ("auto", "inpaint_telea", "mean", "blur", "zero")
+MASKERS = ("inpaint_telea", "mean", "blur", "zero")
 # metric -> (keep?, order: 0 positive, 1 negative, 2 absolute)
 _SPEC = {
     "KPM": (True, 0),
@@ -51,20 +51,25 @@ _SPEC = {
 class KeepRemoveResult(NamedTuple):
     r"""Results of :func:`keep_remove` (a field is None if not requested).
 
-    Attributes:
-        KPM, KNM, KAM, RPM, RNM, RAM (Tensor or None): per-example values,
-                    shape ``(N,)``; their mean is the dataset value of the
-                    papers. In the tabular protocol KAM and RAM are
-                    dataset-level (an R² across examples) and 0-d.
-        curves (dict or None): with ``return_curves=True``, metric name ->
-                    curve (``N x K``) at ``fractions``: the (sign-adjusted)
-                    score for the image protocol, the model score per
-                    feature count for the tabular one (R² for KAM/RAM, ``K``).
-        fractions (Tensor): x-axis of the curves, fractions of the units.
-        masker (str): the masker used (``"inpaint_telea"``, ``"mean"``,
-                    ``"blur"``, ``"zero"``, ``"value"`` for a number or
-                    tensor), or ``"baselines"`` for the tabular protocol.
-        protocol (str): ``"image"`` or ``"tabular"``.
+    Attributes
+    ----------
+    KPM, KNM, KAM, RPM, RNM, RAM : Tensor or None
+        per-example values, shape ``(N,)``; their mean is the dataset value
+        of the papers. In the tabular protocol KAM and RAM are dataset-level
+        (an R² across examples) and 0-d.
+    curves : dict or None
+        with ``return_curves=True``, metric name -> curve (``N x K``) at
+        ``fractions``: the (sign-adjusted) score for the image protocol, the
+        model score per feature count for the tabular one (R² for KAM/RAM,
+        ``K``).
+    fractions : Tensor
+        x-axis of the curves, fractions of the units.
+    masker : str
+        the masker used (``"inpaint_telea"``, ``"mean"``, ``"blur"``,
+        ``"zero"``, ``"value"`` for a number or tensor), or ``"baselines"``
+        for the tabular protocol.
+    protocol : str
+        ``"image"`` or ``"tabular"``.
     """
 
     KPM: Optional[Tensor]
@@ -119,15 +124,14 @@ def keep_remove(
     from the most negative up and flip only negative units, *absolute* orders
     go by ``|attribution|`` and flip every unit.
 
-    **Image protocol** (methods.md §1.5 b; the default for ``N x C x H x W``
+    **Image protocol** (the default for ``N x C x H x W``
     inputs). Units are pixels (attributions summed over channels; the
     authors' mean gives the same order).  Masked pixels are filled by
     ``masker``: OpenCV Telea inpainting with radius 3 (``"inpaint_telea"``;
     a fully masked image becomes its per-channel mean colour), the per-channel
     ``"mean"`` colour, a ``"blur"`` of the image, ``"zero"``, a number or a
     tensor.  The default, Telea (the authors' choice), uses OpenCV
-    (``opencv-python-headless``, a dependency of the package); ``"auto"`` is
-    an alias of ``"inpaint_telea"``.
+    (``opencv-python-headless``, a dependency of the package).
     ``result.masker`` records the masker used.  Each step flips
     ``max(1, int(percent * U))`` pixels of ``U``; the recorded value is the
     ``score`` (default the maximum logit over all classes, as the authors'
@@ -138,7 +142,7 @@ def keep_remove(
     orders.  Per example; since the integral is linear, the mean over
     examples equals the paper's "area of the mean curve minus its start".
 
-    **Tabular protocol** (methods.md §1.5 a; the default otherwise). Units are
+    **Tabular protocol** (the default otherwise). Units are
     scalar features; masked ones take ``baselines`` (default: the column mean
     of ``inputs``; pass the training-set means for Lundberg et al.'s
     protocol).  The attributions (times +1, −1, or absolute) get a fixed
@@ -158,49 +162,93 @@ def keep_remove(
     flat there), and the fully masked / unmasked starts are shared by the
     keep / remove curves.
 
-    Args:
-        forward_func (Callable): the model.
-        inputs (Tensor or tuple of Tensor): the explained examples.
-        attributions (Tensor or tuple of Tensor): of the inputs' shape (or
-                    ``N x 1 x H x W`` for images).
-        target (int, tuple, Tensor or list, optional): Captum target, used by
-                    ``score="logit"`` and ``"probability"``. Default: None
-        additional_forward_args (Any, optional): extra model arguments.
-                    Default: None
-        max_examples_per_batch (int, optional): rows per forward call; None
-                    takes as many as fit in 32 MiB of perturbed input.
-                    Default: None
-        metrics (sequence of str, optional): which of KPM, KNM, KAM, RPM,
-                    RNM, RAM to compute. Default: all six
-        protocol (str, optional): ``"image"``, ``"tabular"`` or ``"auto"``
-                    (image when every input is ``N x C x H x W``).
-                    Default: ``"auto"``
-        masker (str, number or Tensor, optional): image protocol only.
-                    Default: ``"inpaint_telea"``
-        percent (float, optional): image protocol: fraction of pixels per
-                    step, in ``(0, 1]``. Default: 0.01
-        score (str, optional): ``"max_logit"``, ``"logit"`` (target output) or
-                    ``"probability"``; None is ``"max_logit"`` for images
-                    and ``"logit"`` for tabular inputs. Default: None
-        n_interp (int, optional): image protocol: points of ``[0, 1]`` the
-                    curves are interpolated on. Default: 100
-        baselines (number, Tensor or tuple, optional): tabular protocol:
-                    values of masked features. Default: None (column means)
-        labels (Tensor, optional): tabular KAM/RAM reference values, ``(N,)``.
-                    Default: None (unmasked model scores)
-        n_counts (int, optional): tabular protocol: number of log-spaced
-                    feature counts. Default: 11
-        blur_sigma (float, optional): σ of the ``"blur"`` masker. Default: 5.0
-        blur_kernel_size (int, optional): its kernel length. Default: 11
-        channel_dim (int, str or None, optional): image protocol: dimension
-                    summed into one pixel. Default: ``"auto"``
-        random_state (int, optional): seed of the tabular tie-breaking jitter.
-                    Default: 0
-        return_curves (bool, optional): also return the curves. Default: False
-        show_progress (bool, optional): progress bar over rows. Default: False
+    Parameters
+    ----------
+    forward_func : Callable
+        the model.
+    inputs : Tensor or tuple of Tensor
+        the explained examples.
+    attributions : Tensor or tuple of Tensor
+        of the inputs' shape (or ``N x 1 x H x W`` for images).
+    target : int, tuple, Tensor or list, optional
+        Captum target, used by ``score="logit"`` and ``"probability"``.
+        Default: None
+    additional_forward_args : Any, optional
+        extra model arguments. Default: None
+    max_examples_per_batch : int, optional
+        rows per forward call; None takes as many as fit in 32 MiB of
+        perturbed input. Default: None
+    metrics : sequence of str, optional
+        which of KPM, KNM, KAM, RPM, RNM, RAM to compute. Default: all six
+    protocol : str, optional
+        ``"image"``, ``"tabular"`` or ``"auto"`` (image when every input is
+        ``N x C x H x W``). Default: ``"auto"``
+    masker : str, number or Tensor, optional
+        image protocol only. Default: ``"inpaint_telea"``
+    percent : float, optional
+        image protocol: fraction of pixels per step, in ``(0, 1]``. Default:
+        0.01
+    score : str, optional
+        ``"max_logit"``, ``"logit"`` (target output) or ``"probability"``;
+        None is ``"max_logit"`` for images and ``"logit"`` for tabular
+        inputs. Default: None
+    n_interp : int, optional
+        image protocol: points of ``[0, 1]`` the curves are interpolated on.
+        Default: 100
+    baselines : number, Tensor or tuple, optional
+        tabular protocol: values of masked features. Default: None (column
+        means)
+    labels : Tensor, optional
+        tabular KAM/RAM reference values, ``(N,)``. Default: None (unmasked
+        model scores)
+    n_counts : int, optional
+        tabular protocol: number of log-spaced feature counts. Default: 11
+    blur_sigma : float, optional
+        σ of the ``"blur"`` masker. Default: 5.0
+    blur_kernel_size : int, optional
+        its kernel length. Default: 11
+    channel_dim : int, str or None, optional
+        image protocol: dimension summed into one pixel. Default: ``"auto"``
+    random_state : int, optional
+        seed of the tabular tie-breaking jitter. Default: 0
+    return_curves : bool, optional
+        also return the curves. Default: False
+    show_progress : bool, optional
+        progress bar over rows. Default: False
 
-    Returns:
-        KeepRemoveResult
+    Returns
+    -------
+    KeepRemoveResult
+        Per-example values of the requested metrics (and curves when asked).
+
+    Raises
+    ------
+    ValueError
+        An empty or unknown ``metrics`` list, an unknown ``protocol`` or
+        ``masker``, Telea inpainting with several input tensors, the image
+        protocol on inputs that are not ``N x C x H x W``, ``labels`` of the
+        wrong length, or the tabular KAM/RAM with fewer than 2 examples.
+    TypeError
+        ``labels`` that is not a tensor.
+
+    References
+    ----------
+    S. M. Lundberg, G. Erion, H. Chen, et al., "From local explanations to
+    global understanding with explainable AI for trees", Nature Machine
+    Intelligence 2020 (the keep/remove metrics).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> attr = torch.rand(2, 3, 8, 8)
+    >>> from captum_prior.metrics import keep_remove
+    >>> res = keep_remove(model, x, attr, target=0, metrics=["KPM", "RPM"], percent=0.25)
+    >>> res.masker, res.KPM.shape
+    ('inpaint_telea', torch.Size([2]))
     """
     inputs_t, attrs, is_tuple = format_inputs_attributions(inputs, attributions)
     if isinstance(metrics, str):
@@ -303,8 +351,6 @@ def _image_protocol(
         )
     if isinstance(masker, str):
         check_choice(masker, "masker", MASKERS)
-        if masker == "auto":  # alias; never depends on what is installed
-            masker = "inpaint_telea"
         if masker == "inpaint_telea":
             if len(inputs_t) != 1:
                 raise ValueError("masker='inpaint_telea' supports a single image input tensor")

@@ -34,23 +34,27 @@ class RoadResult(NamedTuple):
     r"""Per-example results of :func:`road` (a field is None if its order was
     not requested).
 
-    Attributes:
-        morf_accuracy (Tensor or None): ``N x K``, 1 where the model's top
-                    class on the imputed image is the target, after removing
-                    the ``fractions[k]`` most relevant pixels; the paper's
-                    MoRF accuracy curve is its mean over examples.
-        morf_probability (Tensor or None): ``N x K`` softmax probability of
-                    the target on the same images.
-        lerf_accuracy (Tensor or None): likewise, removing the least relevant
-                    pixels first.
-        lerf_probability (Tensor or None): likewise.
-        morf (Tensor or None): ``(N,)`` mean of ``morf_probability`` over the
-                    fractions (lower is better: a faithful map removes the
-                    evidence first).
-        lerf (Tensor or None): ``(N,)`` mean of ``lerf_probability`` (higher
-                    is better).
-        fractions (Tensor): the ``K`` removal fractions.
-        target (Tensor): ``(N,)`` the class tracked for each example.
+    Attributes
+    ----------
+    morf_accuracy : Tensor or None
+        ``N x K``, 1 where the model's top class on the imputed image is the
+        target, after removing the ``fractions[k]`` most relevant pixels;
+        the paper's MoRF accuracy curve is its mean over examples.
+    morf_probability : Tensor or None
+        ``N x K`` softmax probability of the target on the same images.
+    lerf_accuracy : Tensor or None
+        likewise, removing the least relevant pixels first.
+    lerf_probability : Tensor or None
+        likewise.
+    morf : Tensor or None
+        ``(N,)`` mean of ``morf_probability`` over the fractions (lower is
+        better: a faithful map removes the evidence first).
+    lerf : Tensor or None
+        ``(N,)`` mean of ``lerf_probability`` (higher is better).
+    fractions : Tensor
+        the ``K`` removal fractions.
+    target : Tensor
+        ``(N,)`` the class tracked for each example.
     """
 
     morf_accuracy: Optional[Tensor]
@@ -144,8 +148,9 @@ def road(
     symmetric positive-definite system, solved for all channels with one
     factorisation; the systems of all images and fractions in a chunk of
     rows are stacked block-diagonally and factorised together (a banded
-    Cholesky for narrow images, a sparse LU otherwise), in float64 on the
-    CPU; the model runs on the inputs' device through the package's chunked
+    Cholesky for narrow images; otherwise a sparse LU with a minimum-degree
+    ordering and no pivoting, which the positive-definite matrix allows and
+    which keeps the fill-in low), in float64 on the CPU; the model runs on the inputs' device through the package's chunked
     forward helper, ``max_examples_per_batch`` imputed images per call.
 
     Where this departs from the authors' code, and why:
@@ -233,9 +238,19 @@ def road(
 
     Examples
     --------
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> attr = torch.rand(2, 3, 8, 8)
     >>> from captum_prior.metrics import road
-    >>> res = road(model, x, attributions, target=labels)
-    >>> res.morf_accuracy.mean(0), res.lerf_accuracy.mean(0)  # the paper's curves
+    >>> res = road(model, x, attr, target=0, fractions=[0.2, 0.5],
+    ...            generator=torch.Generator().manual_seed(0))
+    >>> res.morf_accuracy.shape  # N x K; its mean over examples is the paper's curve
+    torch.Size([2, 2])
+    >>> res.morf.shape, res.lerf.shape
+    (torch.Size([2]), torch.Size([2]))
     """
     inputs_t, attrs, _ = format_inputs_attributions(inputs, attributions)
     layout = UnitLayout(inputs_t, "auto")

@@ -49,6 +49,7 @@ __all__ = [
     "mprt_scores",
     "randomizable_layers",
     "similarity",
+    "spread_layers",
 ]
 
 #: Similarity measures, all "1 = identical maps", as in Adebayo et al.:
@@ -127,18 +128,33 @@ def similarity(a: Tensor, b: Tensor, measures: Optional[Sequence[str]] = None) -
     A constant map has no ranking and no gradient structure: its Spearman and
     HOG similarities are defined as 0.
 
-    Args:
-        a, b (Tensor): attributions of the same shape.
-        measures (sequence of str, optional): from :data:`MEASURES`.
-                    Default: all four for image maps, the Spearman pair
-                    otherwise
+    Parameters
+    ----------
+    a, b : Tensor
+        attributions of the same shape.
+    measures : sequence of str, optional
+        from :data:`MEASURES`. Default: all four for image maps, the
+        Spearman pair otherwise
 
-    Returns:
-        dict: measure -> array of ``N`` similarities (1 = identical).
+    Returns
+    -------
+    dict
+        measure -> array of ``N`` similarities (1 = identical).
 
-    Raises:
-        ValueError: shapes differ, an unknown measure, or SSIM/HOG asked of
-            maps that are not images of at least 3 x 3.
+    Raises
+    ------
+    ValueError
+        shapes differ, an unknown measure, or SSIM/HOG asked of maps that
+        are not images of at least 3 x 3.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.metrics import similarity
+    >>> a = torch.rand(2, 1, 16, 16)
+    >>> s = similarity(a, a, measures=("spearman_abs", "ssim"))
+    >>> [round(float(v.mean()), 3) for v in s.values()]
+    [1.0, 1.0]
     """
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"the two batches of maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
@@ -194,12 +210,79 @@ def randomizable_layers(model: nn.Module) -> List[str]:
     default, from the output layer down: every module that owns parameters
     itself (convolutions, linear layers...), except normalisation layers,
     in reverse registration order (registration order is the forward order
-    for the usual ``nn.Sequential`` and hand-written models)."""
+    for the usual ``nn.Sequential`` and hand-written models).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+
+    Returns
+    -------
+    list of str
+        Module names, output layer first.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from captum_prior.metrics.sanity import randomizable_layers
+    >>> randomizable_layers(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(2)))
+    ['3', '0']
+    """
     names = [
         name for name, mod in model.named_modules()
         if name and not isinstance(mod, _NORM) and any(True for _ in mod.parameters(recurse=False))
     ]
     return names[::-1]
+
+
+def spread_layers(model: nn.Module, k: int) -> List[str]:
+    """``k`` of the model's :func:`randomizable_layers`, spread evenly from
+    the output layer down to the middle of the network (down to the input
+    layer when ``k`` exceeds half of the layers).
+
+    A cascading randomisation over every layer of a deep network costs one
+    attribution call per layer; this picks ``k`` of them, output layer first
+    (``k = 1``: the output layer only).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model whose layers are listed.
+    k : int
+        How many layers, ``1 <= k <=`` the number of randomisable layers.
+
+    Returns
+    -------
+    list of str
+        Module names, output layer first, as ``layers=`` of
+        :func:`model_randomization_test` takes them.
+
+    Raises
+    ------
+    ValueError
+        ``k`` below 1 or above the number of randomisable layers.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from captum_prior.metrics.sanity import spread_layers
+    >>> net = nn.Sequential(*[nn.Linear(4, 4) for _ in range(8)])
+    >>> spread_layers(net, 3)
+    ['7', '5', '3']
+    """
+    layers = randomizable_layers(model)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(layers):
+        raise ValueError(
+            f"k must be an integer from 1 to {len(layers)} (the model's randomisable layers), got {k!r}"
+        )
+    if k == 1:
+        return layers[:1]
+    n = len(layers)
+    idx = [j * n // (2 * (k - 1)) for j in range(k)]
+    if len(set(idx)) < k:  # more layers than the top half holds: spread over all of them
+        idx = [j * (n - 1) // (k - 1) for j in range(k)]
+    return [layers[i] for i in idx]
 
 
 def _layer_seed(seed: int, j: int) -> int:
@@ -364,29 +447,40 @@ def _summaries(values: np.ndarray, confidence: float, n_resamples: int, seed: in
 class ModelRandomizationResult:
     r"""What :func:`model_randomization_test` returns.
 
-    Attributes:
-        layers (list of str): the randomised modules, in randomisation order
-                    (output layer first).
-        modes (list of str): ``"cascading"`` and/or ``"independent"``.
-        measures (list of str): the similarity measures.
-        similarity (dict): ``[mode][method][measure]`` -> ``N x L`` array;
-                    column ``j`` compares the trained model's map with the
-                    map after randomising ``layers[: j + 1]`` (cascading) or
-                    ``layers[j]`` alone (independent).
-        summary (dict): same keys -> list of ``L`` dicts ``{"mean", "low",
-                    "high", "n"}`` (bootstrap CI over examples).
-        attributions (dict): ``[mode][method]`` -> Tensor ``(L + 1) x N x
-                    ...``: the trained model's maps, then one per step.
-        verdict (dict): method -> ``{"status", "measure", "final", "text"}``:
-                    ``"fails"`` when the lower CI bound of the similarity after
-                    the full cascade is above ``threshold`` (the maps stay
-                    similar to those of the trained model), ``"passes"``
-                    when the upper bound is below it, ``"inconclusive"``
-                    otherwise, ``"n too small"`` below ``min_examples``.
-        threshold (float): the similarity the verdict compares with.
-        inputs (Tensor): the explained inputs (CPU), for the figure.
-        target (Tensor or None): the explained targets.
-        random_logit (RandomLogitResult or None): when asked for.
+    Attributes
+    ----------
+    layers : list of str
+        the randomised modules, in randomisation order (output layer first).
+    modes : list of str
+        ``"cascading"`` and/or ``"independent"``.
+    measures : list of str
+        the similarity measures.
+    similarity : dict
+        ``[mode][method][measure]`` -> ``N x L`` array; column ``j``
+        compares the trained model's map with the map after randomising
+        ``layers[: j + 1]`` (cascading) or ``layers[j]`` alone
+        (independent).
+    summary : dict
+        same keys -> list of ``L`` dicts ``{"mean", "low", "high", "n"}``
+        (bootstrap CI over examples).
+    attributions : dict
+        ``[mode][method]`` -> Tensor ``(L + 1) x N x ...``: the trained
+        model's maps, then one per step.
+    verdict : dict
+        method -> ``{"status", "measure", "final", "text"}``: ``"fails"``
+        when the lower CI bound of the similarity after the full cascade is
+        above ``threshold`` (the maps stay similar to those of the trained
+        model), ``"passes"`` when the upper bound is below it,
+        ``"inconclusive"`` otherwise, ``"n too small"`` below
+        ``min_examples``.
+    threshold : float
+        the similarity the verdict compares with.
+    inputs : Tensor
+        the explained inputs (CPU), for the figure.
+    target : Tensor or None
+        the explained targets.
+    random_logit : RandomLogitResult or None
+        when asked for.
     """
 
     layers: List[str]
@@ -440,11 +534,22 @@ class ModelRandomizationResult:
 
 @dataclass
 class RandomLogitResult:
-    """What :func:`random_logit_test` returns: per method and measure the
-    ``N`` similarities between the map of the target class and the map of a
-    random other class (``similarity``), their mean and CI (``summary``),
-    the classes drawn (``other_target``) and the maps (``attributions``:
-    method -> ``(target maps, other-class maps)``)."""
+    """What :func:`random_logit_test` returns.
+
+    Attributes
+    ----------
+    measures : list of str
+        The similarity measures.
+    similarity : dict
+        Method -> measure -> ``(N,)`` similarities between the map of the
+        target class and the map of a random other class.
+    summary : dict
+        Method -> measure -> mean with its bootstrap interval.
+    other_target : Tensor
+        ``(N,)`` the classes drawn.
+    attributions : dict
+        Method -> ``(target maps, other-class maps)``.
+    """
 
     measures: List[str]
     similarity: Dict[str, Dict[str, np.ndarray]]
@@ -759,9 +864,44 @@ def random_logit_test(
     map for any class.  Arguments as in :func:`model_randomization_test`;
     the other classes are drawn from ``seed``.  Runs on a copy of ``model``.
 
+    Parameters
+    ----------
+    attribution_method : Captum-style class, instance, callable, or dict of them
+        As in :func:`model_randomization_test`.
+    model : nn.Module
+        The model; only a deep copy is used.
+    inputs : Tensor
+        The examples, ``N x ...``.
+    target : int, Tensor or list of int, optional
+        The class explained per example; None takes the model's prediction.
+        Default: None
+    measures : sequence of str, optional
+        Similarity measures from :data:`MEASURES`. Default: all that apply
+    attribute_kwargs : dict, optional
+        Passed to every ``attribute`` call. Default: None
+    confidence : float, optional
+        Level of the bootstrap intervals. Default: 0.95
+    n_resamples : int, optional
+        Bootstrap resamples. Default: 2000
+    seed : int, optional
+        Seed of the drawn classes and of the resampling. Default: 0
+
     Returns
     -------
     RandomLogitResult
+        Per method and measure, the per-example similarities and their mean
+        with a bootstrap interval.
+
+    Raises
+    ------
+    ValueError
+        A model with fewer than two classes, or arguments rejected by
+        :func:`model_randomization_test`.
+
+    References
+    ----------
+    J. Adebayo, J. Gilmer, M. Muelly, I. Goodfellow, M. Hardt, B. Kim,
+    "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
     from captum_prior._validation import check_int
 
@@ -805,12 +945,46 @@ def mprt_scores(
 ) -> Dict[str, Tensor]:
     """Per-example cascading-randomisation scores, for dataset-scale runs.
 
-    Returns ``{"mprt": N, "curve_mprt": N x L}``: the curve is the Spearman
-    rank correlation of absolute maps after each cascading step
-    (:func:`model_randomization_test`); ``"mprt"`` is its mean over the
-    steps (lower is better: the maps leave the trained model's sooner).
-    The new weights depend on ``seed`` only, so every batch sees the same
-    randomised models.
+    The curve is the Spearman rank correlation of absolute maps after each
+    cascading step (:func:`model_randomization_test`); ``"mprt"`` is its
+    mean over the steps (lower is better: the maps leave the trained
+    model's sooner).  The new weights depend on ``seed`` only, so every
+    batch sees the same randomised models.
+
+    Parameters
+    ----------
+    attribution_method : Captum-style class, instance or callable
+        As in :func:`model_randomization_test`.
+    model : nn.Module
+        The model; only deep copies are randomised.
+    inputs : Tensor
+        ``N x ...`` examples.
+    target : int, Tensor or list of int
+        The explained class per example.
+    attribute_kwargs : dict, optional
+        Passed to every ``attribute`` call. Default: None
+    layers : sequence of str, optional
+        The layers randomised in cascade, output layer first. Default: every
+        layer of :func:`randomizable_layers`
+    seed : int, optional
+        Seed of the new weights. Default: 0
+
+    Returns
+    -------
+    dict
+        ``{"mprt": (N,), "curve_mprt": N x L}`` tensors, ``L`` layers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import Saliency
+    >>> from captum_prior.metrics.sanity import mprt_scores
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> out = mprt_scores(Saliency, net, torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 0]))
+    >>> out["curve_mprt"].shape
+    torch.Size([3, 2])
     """
     _, _, _, maps, _ = _randomized_maps(
         {"m": attribution_method}, model, inputs, target, layers, ("cascading",), attribute_kwargs, seed)

@@ -1,7 +1,4 @@
-"""Sensitivity-N (Ancona et al., ICLR 2018), as used by Akhtar & Jalwana 2023.
-
-See ``methods.md`` §2.5.
-"""
+"""Sensitivity-N (Ancona et al., ICLR 2018), as used by Akhtar & Jalwana 2023."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ from torch import Tensor
 
 from captum_prior._batching import forward_rows
 from captum_prior._compat import TargetType, TensorOrTupleOfTensorsGeneric
+from captum_prior._random import seed_from
 from captum_prior._validation import check_choice, check_int
 from captum_prior.errors import CaptumPriorWarning
 from captum_prior.metrics._perturbation import (
@@ -27,14 +25,6 @@ from captum_prior.metrics._perturbation import (
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SAMPLINGS = ("fixed", "bernoulli")
-
-
-def _base_seed(random_state: Union[None, int, torch.Generator]) -> int:
-    if isinstance(random_state, torch.Generator):
-        return int(torch.randint(0, 2**62, (1,), generator=random_state).item())
-    if random_state is None:
-        return int(torch.randint(0, 2**62, (1,)).item())
-    return check_int(random_state, "random_state", 0)
 
 
 def _pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -77,48 +67,82 @@ def sensitivity_n(
 
     ``sampling="fixed"`` draws subsets of exactly ``max(1, round(q U))`` units
     uniformly (Ancona et al.'s ``N = q U``); ``"bernoulli"`` keeps each unit
-    with probability ``q`` (the evaluator of Yang, Akhtar et al., methods.md
-    §2.5).  The subsets depend only on ``random_state``, the fraction and the
+    with probability ``q`` (the evaluator released by Yang, Akhtar et al.).
+    The subsets depend only on ``random_state``, the fraction and the
     number of units, not on the other examples of the batch, so per-example
     results do not depend on batch composition or ``max_examples_per_batch``.
 
     Batching: ``N * (1 + len(fractions) * n_subsets)`` rows, built lazily and
     evaluated ``max_examples_per_batch`` at a time.
 
-    Args:
-        forward_func (Callable): the model.
-        inputs (Tensor or tuple of Tensor): the explained examples.
-        attributions (Tensor or tuple of Tensor): of the inputs' shape (or
-                    ``N x 1 x H x W`` for images).
-        target (int, tuple, Tensor or list, optional): Captum target.
-                    Default: None
-        additional_forward_args (Any, optional): extra arguments to
-                    ``forward_func``. Default: None
-        max_examples_per_batch (int, optional): rows per forward call; None
-                    takes as many as fit in 32 MiB of perturbed input.
-                    Default: None
-        fractions (sequence of float, optional): subset sizes as fractions of
-                    the units, each in ``(0, 1)``. Default: 0.1, 0.2, …, 0.9
-        n_subsets (int, optional): subsets per fraction (Ancona et al.: 100).
-                    Default: 100
-        baselines (number, Tensor or tuple, optional): values the removed
-                    units take, broadcastable to the inputs. Default: 0.0
-        sampling (str, optional): ``"fixed"`` or ``"bernoulli"``.
-                    Default: ``"fixed"``
-        score (str, optional): ``"logit"`` (target output), ``"probability"``
-                    or ``"max_logit"``. Default: ``"logit"``
-        channel_dim (int, str or None, optional): see
-                    :func:`~captum_prior.metrics.insertion_deletion`.
-                    Default: ``"auto"``
-        random_state (int or torch.Generator, optional): seed of the subsets;
-                    None draws one from torch's global generator.
-                    Default: None
-        show_progress (bool, optional): progress bar over rows. Default: False
+    Parameters
+    ----------
+    forward_func : Callable
+        the model.
+    inputs : Tensor or tuple of Tensor
+        the explained examples.
+    attributions : Tensor or tuple of Tensor
+        of the inputs' shape (or ``N x 1 x H x W`` for images).
+    target : int, tuple, Tensor or list, optional
+        Captum target. Default: None
+    additional_forward_args : Any, optional
+        extra arguments to ``forward_func``. Default: None
+    max_examples_per_batch : int, optional
+        rows per forward call; None takes as many as fit in 32 MiB of
+        perturbed input. Default: None
+    fractions : sequence of float, optional
+        subset sizes as fractions of the units, each in ``(0, 1)``. Default:
+        0.1, 0.2, …, 0.9
+    n_subsets : int, optional
+        subsets per fraction (Ancona et al.: 100). Default: 100
+    baselines : number, Tensor or tuple, optional
+        values the removed units take, broadcastable to the inputs. Default:
+        0.0
+    sampling : str, optional
+        ``"fixed"`` or ``"bernoulli"``. Default: ``"fixed"``
+    score : str, optional
+        ``"logit"`` (target output), ``"probability"`` or ``"max_logit"``.
+        Default: ``"logit"``
+    channel_dim : int, str or None, optional
+        see :func:`~captum_prior.metrics.insertion_deletion`. Default:
+        ``"auto"``
+    random_state : int or torch.Generator, optional
+        seed of the subsets; None draws one from torch's global generator.
+        Default: None
+    show_progress : bool, optional
+        progress bar over rows. Default: False
 
-    Returns:
-        Tensor: ``N x len(fractions)`` correlations.  A correlation is
-        undefined (NaN, with a warning) where the attribution sums or the
-        output changes do not vary over the subsets.
+    Returns
+    -------
+    Tensor
+        ``N x len(fractions)`` correlations. A correlation is undefined
+        (NaN, with a warning) where the attribution sums or the output
+        changes do not vary over the subsets.
+
+    Raises
+    ------
+    ValueError
+        Fractions outside ``(0, 1)``, an unknown ``sampling``, fewer than 2
+        subsets, or ``baselines`` that do not match the inputs.
+
+    References
+    ----------
+    M. Ancona, E. Ceolini, C. Öztireli, M. Gross, "Towards better
+    understanding of gradient-based attribution methods for Deep Neural
+    Networks", ICLR 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> attr = torch.rand(2, 3, 8, 8)
+    >>> from captum_prior.metrics import sensitivity_n
+    >>> corr = sensitivity_n(model, x, attr, target=0, fractions=[0.1, 0.5], n_subsets=20)
+    >>> corr.shape
+    torch.Size([2, 2])
     """
     inputs_t, attrs, is_tuple = format_inputs_attributions(inputs, attributions)
     fr = check_fractions(fractions, "fractions")
@@ -128,7 +152,7 @@ def sensitivity_n(
     layout = UnitLayout(inputs_t, channel_dim)
     n_units = layout.n_units
     chunk = resolve_chunk_size(max_examples_per_batch, inputs_t)
-    seed = _base_seed(random_state)
+    seed = seed_from(random_state)
 
     if isinstance(baselines, tuple) != is_tuple and isinstance(baselines, tuple):
         raise ValueError("baselines is a tuple but inputs is a single Tensor")

@@ -49,17 +49,32 @@ def mean_ci(
 ) -> Dict[str, float]:
     """Mean of ``values`` with a bootstrap confidence interval.
 
-    Args:
-        values (array-like): per-example values (1-D after flattening).
-        confidence (float, optional): confidence level. Default: 0.95
-        n_resamples (int, optional): bootstrap resamples. Default: 2000
-        random_state (int, optional): seed of the resampling. Default: 0
-        method (str, optional): ``"BCa"``, ``"percentile"`` or ``"basic"``, as in
-            :func:`scipy.stats.bootstrap`. Default: ``"BCa"``
+    Parameters
+    ----------
+    values : array-like
+        per-example values (1-D after flattening).
+    confidence : float, optional
+        confidence level. Default: 0.95
+    n_resamples : int, optional
+        bootstrap resamples. Default: 2000
+    random_state : int, optional
+        seed of the resampling. Default: 0
+    method : str, optional
+        ``"BCa"``, ``"percentile"`` or ``"basic"``, as in
+        :func:`scipy.stats.bootstrap`. Default: ``"BCa"``
 
-    Returns:
-        dict: ``{"mean", "low", "high", "n"}``.  For ``n < 2`` or constant
-        values the interval is ``(mean, mean)``.
+    Returns
+    -------
+    dict
+        ``{"mean", "low", "high", "n"}``. For ``n < 2`` or constant values
+        the interval is ``(mean, mean)``.
+
+    Examples
+    --------
+    >>> from captum_prior.metrics.stats import mean_ci
+    >>> e = mean_ci([0.2, 0.4, 0.3, 0.5, 0.6, 0.1], n_resamples=500)
+    >>> round(e["mean"], 2), e["low"] < e["mean"] < e["high"], e["n"]
+    (0.35, True, 6)
     """
     from scipy import stats
 
@@ -102,8 +117,28 @@ def paired_difference(
     ``a`` and ``b`` hold the same examples in the same order (e.g. one metric
     for two methods).  ``significant`` is true when the interval excludes 0.
 
-    Returns:
-        dict: ``{"mean", "low", "high", "n", "significant"}``.
+    Parameters
+    ----------
+    a, b : array-like
+        Per-example values of the same length.
+    confidence : float, optional
+        Confidence level. Default: 0.95
+    n_resamples : int, optional
+        Bootstrap resamples. Default: 2000
+    random_state : int, optional
+        Seed of the resampling. Default: 0
+
+    Returns
+    -------
+    dict
+        ``{"mean", "low", "high", "n", "significant"}``.
+
+    Examples
+    --------
+    >>> from captum_prior.metrics.stats import paired_difference
+    >>> d = paired_difference([0.5, 0.6, 0.7, 0.8], [0.1, 0.3, 0.2, 0.4], n_resamples=500)
+    >>> round(d["mean"], 2), d["significant"]
+    (0.4, True)
     """
     va, vb = _as_1d(a, "a"), _as_1d(b, "b")
     if va.shape != vb.shape:
@@ -124,14 +159,25 @@ def summarize(
 ) -> Dict[str, Dict[str, object]]:
     """Mean and CI per method, plus paired differences against ``reference``.
 
-    Args:
-        per_method (dict): method name -> per-example values (same examples,
-            same order, for every method).
-        reference (str or list of str, optional): method(s) to compare every
-            other method with. Default: None
+    Parameters
+    ----------
+    per_method : dict
+        method name -> per-example values (same examples, same order, for
+        every method).
+    reference : str or list of str, optional
+        method(s) to compare every other method with. Default: None
 
-    Returns:
-        dict: ``{method: {"mean", "low", "high", "n", "vs": {ref: paired}}}``.
+    Returns
+    -------
+    dict
+        ``{method: {"mean", "low", "high", "n", "vs": {ref: paired}}}``.
+
+    Examples
+    --------
+    >>> from captum_prior.metrics.stats import summarize
+    >>> s = summarize({"A": [0.5, 0.6, 0.7, 0.8], "B": [0.1, 0.3, 0.2, 0.4]}, reference="A")
+    >>> sorted(s["B"]["vs"]), round(s["B"]["vs"]["A"]["mean"], 2)
+    (['A'], -0.4)
     """
     refs = [reference] if isinstance(reference, str) else list(reference or [])
     for r in refs:
@@ -150,7 +196,14 @@ def summarize(
 
 
 def format_ci(entry: Mapping[str, float], digits: int = 3) -> str:
-    """``"0.412 [0.398, 0.427]"`` (a ``*`` marks a significant paired difference)."""
+    """``"0.412 [0.398, 0.427]"`` (a ``*`` marks a significant paired difference).
+
+    Examples
+    --------
+    >>> from captum_prior.metrics.stats import format_ci
+    >>> format_ci({"mean": 0.5, "low": 0.4, "high": 0.6})
+    '0.500 [0.400, 0.600]'
+    """
     s = f"{entry['mean']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
     if entry.get("significant"):
         s += " *"
@@ -160,7 +213,29 @@ def format_ci(entry: Mapping[str, float], digits: int = 3) -> str:
 def markdown_table(
     summary: Mapping[str, Mapping[str, object]], title: str = "method", digits: int = 3
 ) -> str:
-    """A Markdown table of :func:`summarize`'s output (one row per method)."""
+    """A Markdown table of :func:`summarize`'s output (one row per method).
+
+    Parameters
+    ----------
+    summary : dict
+        The output of :func:`summarize`.
+    title : str, optional
+        Header of the first column. Default: ``"method"``
+    digits : int, optional
+        Decimals. Default: 3
+
+    Returns
+    -------
+    str
+        The table, with one paired-difference column per reference.
+
+    Examples
+    --------
+    >>> from captum_prior.metrics.stats import markdown_table, summarize
+    >>> s = summarize({"A": [0.5, 0.6, 0.7, 0.8], "B": [0.1, 0.3, 0.2, 0.4]}, reference="A")
+    >>> print(markdown_table(s).splitlines()[0])
+    | method | mean [95 % CI] | Δ vs A [95 % CI] |
+    """
     refs = sorted({r for e in summary.values() for r in e.get("vs", {})})  # type: ignore[union-attr]
     head = [title, "mean [95 % CI]"] + [f"Δ vs {r} [95 % CI]" for r in refs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -136,10 +136,37 @@ def forward_passes_per_example(
     metrics: Union[str, Sequence[str]], shape: Sequence[int],
     metric_kwargs: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Tuple[int, int]:
-    """``(at least, at most)`` model evaluations (one perturbed copy of one
-    example each) that the metrics need per example of ``shape``. The two
+    """Model evaluations the metrics need per example.
+
+    One evaluation is one perturbed copy of one example.  The two bounds
     differ only for the keep/remove metrics of positive or negative
-    attributions, whose curves stop at the last positive (negative) pixel."""
+    attributions, whose curves stop at the last positive (negative) pixel.
+
+    Parameters
+    ----------
+    metrics : str or sequence of str
+        Names from :data:`METRICS` (a comma-separated string allowed).
+    shape : sequence of int
+        The shape of one example (``C x H x W`` for images).
+    metric_kwargs : dict, optional
+        As in :func:`evaluate_attributions`. Default: None
+
+    Returns
+    -------
+    tuple of int
+        ``(at least, at most)``.
+
+    Raises
+    ------
+    ValueError
+        An empty or unknown metric name.
+
+    Examples
+    --------
+    >>> from captum_prior.runner.evaluate import forward_passes_per_example
+    >>> forward_passes_per_example("deletion,insertion", (1, 28, 28))  # 2 x 28 steps + 1
+    (57, 57)
+    """
     names = _parse_metrics(metrics)
     kw = metric_kwargs or {}
     low = high = 0
@@ -186,7 +213,7 @@ def _score_batch(
         out["fractions"] = r.fractions.detach().cpu().float()
     kr = [m for m in _KR if m in metrics]
     if kr:
-        kw = {"masker": "mean", **dict(kwargs.get("keep_remove", {}))}
+        kw = dict(kwargs.get("keep_remove", {}))
         r = keep_remove(model, x, attrs, target=target, metrics=kr, random_state=seed, **kw)
         for m in kr:
             out[m] = getattr(r, m).detach().cpu().double()
@@ -275,38 +302,76 @@ def evaluate_attributions(
     is labelled with ``name``; its total is
     :func:`forward_passes_per_example` summed over the examples.
 
-    Args:
-        attributions (str): a directory written by
-                    :func:`~captum_prior.runner.attribute_dataset`.
-        model (nn.Module or Callable): the model that was explained.
-        dataset (Dataset): the dataset that was explained (same order).
-        out (str): the metric directory: shards + ``manifest.json``, then
-                    ``per_example.csv``, ``summary.json`` and ``summary.md``.
-                    Rerunning resumes; another call's directory is refused.
-        metrics (str or sequence of str, optional): names from
-                    :data:`METRICS` (comma-separated string allowed).
-                    Default: ``("deletion", "insertion")``
-        batch_size (int, optional): examples per metric call. Default: 32
-        metric_kwargs (dict, optional): extra arguments per metric function,
-                    keyed ``"insertion_deletion"``, ``"keep_remove"`` (its
-                    masker defaults to ``"mean"``, never the environment-
-                    dependent ``"auto"``), ``"sensitivity_n"``, ``"road"`` and
-                    ``"mprt"``. Default: None
-        seed (int, optional): seed of the randomised metrics. Default: 0
-        device (str, optional): as in ``attribute_dataset``. Default: None
-        progress (bool, optional): tqdm bar on rank 0. Default: True
-        mprt_method (optional): for ``"mprt"``, the method to re-run on the
-                    randomised models (a Captum-style class, instance or
-                    callable, as in
-                    :func:`~captum_prior.metrics.sanity.model_randomization_test`);
-                    ``metric_kwargs["mprt"]`` may give ``"attribute_kwargs"``
-                    and ``"layers"``. Default: rebuilt from the ``explain``
-                    manifest's ``--method`` and arguments
-        name (str, optional): the run's name in the progress bar. Default:
-                    the attribution directory's method
+    Parameters
+    ----------
+    attributions : str
+        a directory written by
+        :func:`~captum_prior.runner.attribute_dataset`.
+    model : nn.Module or Callable
+        the model that was explained.
+    dataset : Dataset
+        the dataset that was explained (same order).
+    out : str
+        the metric directory: shards + ``manifest.json``, then
+        ``per_example.csv``, ``summary.json`` and ``summary.md``. Rerunning
+        resumes; another call's directory is refused.
+    metrics : str or sequence of str, optional
+        names from :data:`METRICS` (comma-separated string allowed).
+        Default: ``("deletion", "insertion")``
+    batch_size : int, optional
+        examples per metric call. Default: 32
+    metric_kwargs : dict, optional
+        extra arguments per metric function, keyed ``"insertion_deletion"``,
+        ``"keep_remove"`` (the function's defaults otherwise, Telea
+        inpainting included), ``"sensitivity_n"``, ``"road"`` and
+        ``"mprt"``. Default: None
+    seed : int, optional
+        seed of the randomised metrics. Default: 0
+    device : str, optional
+        as in ``attribute_dataset``. Default: None
+    progress : bool, optional
+        tqdm bar on rank 0. Default: True
+    mprt_method : optional
+        for ``"mprt"``, the method to re-run on the randomised models (a
+        Captum-style class, instance or callable, as in
+        :func:`~captum_prior.metrics.sanity.model_randomization_test`);
+        ``metric_kwargs["mprt"]`` may give ``"attribute_kwargs"`` and
+        ``"layers"``. Default: rebuilt from the ``explain`` manifest's
+        ``--method`` and arguments
+    name : str, optional
+        the run's name in the progress bar. Default: the attribution
+        directory's method
 
-    Returns:
-        str: ``out``.
+    Returns
+    -------
+    str
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric, a directory that does not hold finished
+        attributions, a dataset of another length, or an ``out`` directory
+        of another call.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import Saliency
+    >>> from captum_prior.runner import attribute_dataset
+    >>> from captum_prior.runner.evaluate import evaluate_attributions, load_metrics
+    >>> _ = torch.manual_seed(0)
+    >>> data = torch.utils.data.TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> tmp = tempfile.mkdtemp()
+    >>> attr_dir = attribute_dataset(Saliency(model), data, os.path.join(tmp, "sal"), progress=False)
+    >>> out = evaluate_attributions(attr_dir, model, data, os.path.join(tmp, "ev"),
+    ...                             metrics="deletion,insertion", progress=False)
+    >>> values, curves, fractions = load_metrics(out)
+    >>> values["deletion"].shape, curves["deletion"].shape
+    ((4,), (4, 9))
     """
     from captum_prior._validation import check_int
 
@@ -385,8 +450,28 @@ def evaluate_attributions(
 
 
 def load_metrics(path: Union[str, os.PathLike]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], np.ndarray]:
-    """``(values, curves, fractions)`` of a metric directory: per-example
-    values per metric (plus ``"index"``) and the per-example curves."""
+    """Read a metric directory written by :func:`evaluate_attributions`.
+
+    Parameters
+    ----------
+    path : str
+        The metric directory.
+
+    Returns
+    -------
+    values : dict
+        Metric -> ``(N,)`` per-example values, plus ``"index"``: the
+        examples' indices in the dataset.
+    curves : dict
+        Metric -> ``N x K`` per-example curves (insertion/deletion, MPRT).
+    fractions : ndarray
+        The x-axis of the insertion/deletion curves (empty without them).
+
+    Raises
+    ------
+    FileNotFoundError
+        No manifest in ``path``.
+    """
     manifest = read_manifest(path)
     names = manifest["identity"]["metrics"]
     vals: Dict[str, List[np.ndarray]] = {"index": []}
@@ -408,8 +493,22 @@ def load_metrics(path: Union[str, os.PathLike]) -> Tuple[Dict[str, np.ndarray], 
 
 
 def summarize_run(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Write ``per_example.csv``, ``summary.json`` and ``summary.md`` of a
-    metric directory; return the summary."""
+    """Summarise a metric directory: mean and 95 % BCa interval per metric.
+
+    Writes ``per_example.csv``, ``summary.json`` and ``summary.md`` into
+    the directory.
+
+    Parameters
+    ----------
+    path : str
+        A metric directory written by :func:`evaluate_attributions`.
+
+    Returns
+    -------
+    dict
+        ``{"method": ..., "metrics": {metric: {"mean", "low", "high", "n",
+        "n_nonfinite"}}}``.
+    """
     from captum_prior.metrics.stats import format_ci, mean_ci
 
     path = os.fspath(path)
@@ -450,18 +549,51 @@ def compare_runs(
     ``comparison.md`` and ``report.html`` (self-contained; see
     :func:`captum_prior.runner.report.write_report`).
 
-    Args:
-        runs (dict): run name -> metric directory.
-        out (str): where to write.
-        dataset (Dataset, optional): the explained dataset, for the report's
-                    grid of the examples where the methods disagree most.
-                    Default: None (no grid)
-        reference (str, optional): the run every other is compared with.
-                    Default: the first
-        n_disagree (int, optional): examples in that grid. Default: 8
+    Parameters
+    ----------
+    runs : dict
+        run name -> metric directory.
+    out : str
+        where to write.
+    dataset : Dataset, optional
+        the explained dataset, for the report's grid of the examples where
+        the methods disagree most. Default: None (no grid)
+    reference : str, optional
+        the run every other is compared with. Default: the first
+    n_disagree : int, optional
+        examples in that grid. Default: 8
 
-    Returns:
-        dict: ``{metric: summarize(...)}``.
+    Returns
+    -------
+    dict
+        ``{metric: summarize(...)}``.
+
+    Raises
+    ------
+    ValueError
+        No run, a ``reference`` that is not a run, or runs that share no
+        example.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum.attr import IntegratedGradients, Saliency
+    >>> from captum_prior.runner import attribute_dataset
+    >>> from captum_prior.runner.evaluate import compare_runs, evaluate_attributions
+    >>> _ = torch.manual_seed(0)
+    >>> data = torch.utils.data.TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    >>> tmp = tempfile.mkdtemp()
+    >>> runs = {}
+    >>> for name, method in (("sal", Saliency(model)), ("ig", IntegratedGradients(model))):
+    ...     a = attribute_dataset(method, data, os.path.join(tmp, name), progress=False)
+    ...     runs[name] = evaluate_attributions(a, model, data, os.path.join(tmp, "ev", name),
+    ...                                        metrics="deletion", progress=False)
+    >>> res = compare_runs(runs, os.path.join(tmp, "ev"))
+    >>> sorted(res["deletion"]), os.path.exists(os.path.join(tmp, "ev", "report.html"))
+    (['ig', 'sal'], True)
     """
     from captum_prior.metrics.stats import markdown_table, summarize
     from captum_prior.runner.report import write_report
@@ -504,7 +636,7 @@ def compare_runs(
     agreement = run_agreement(aligned, metric_names, HIGHER_IS_BETTER)
     if agreement is not None:
         md.append("## Agreement between metrics\n\n" + agreement.ranking_table() + "\n\n"
-                  + agreement.tau_table() + "\n\n" + "\n".join(f"- {t}" for t in agreement.disagreements))
+                  + agreement.tau_table() + "\n\n" + "\n".join(f"- {t}" for t in agreement.summary()))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "comparison.json"), "w") as fh:
         json.dump({"reference": reference, "n_examples": int(common_idx.size), "metrics": result,

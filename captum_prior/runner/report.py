@@ -14,6 +14,9 @@ import torch
 
 __all__ = ["write_report", "disagreement", "run_agreement"]
 
+#: Opposite orderings listed (folded) in the report; the rest are in comparison.json.
+MAX_LISTED = 200
+
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
@@ -46,8 +49,26 @@ def _curve_figure(curves: Mapping[str, Mapping[str, np.ndarray]], metric: str, f
 
 
 def disagreement(attr_dirs: Mapping[str, str], indices: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Per example, the lowest cosine similarity between any two runs'
-    attribution maps (summed over channels): low means the methods disagree."""
+    """Per example, the lowest cosine similarity between any two runs' maps.
+
+    Maps are summed over channels and flattened; a low value means that at
+    least two methods explain the example differently.
+
+    Parameters
+    ----------
+    attr_dirs : dict
+        Run name -> attribution directory written by ``explain``.
+    indices : ndarray
+        The examples, as indices into the directories.
+    chunk : int, optional
+        Examples loaded at a time. Default: 512
+
+    Returns
+    -------
+    ndarray
+        ``(len(indices),)`` similarities in ``[-1, 1]``; all 1 for fewer
+        than two runs.
+    """
     from captum_prior.runner.store import load_attributions
 
     names = list(attr_dirs)
@@ -146,9 +167,35 @@ def _table(metric: str, summary: Mapping[str, Mapping[str, Any]], reference: str
 
 def run_agreement(aligned: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str],
                   higher_is_better: Mapping[str, bool], seed: int = 0) -> Any:
-    """:func:`~captum_prior.metrics.agreement.metric_agreement` of the runs'
-    aligned per-example values (run -> metric -> values), or None when no
-    metric was scored."""
+    """:func:`~captum_prior.metrics.agreement.metric_agreement` of runs.
+
+    Parameters
+    ----------
+    aligned : dict
+        Run -> metric -> per-example values, the same examples in the same
+        order for every run.
+    metrics : sequence of str
+        The metrics to compare; those without a direction in
+        ``higher_is_better`` are left out.
+    higher_is_better : dict
+        Metric -> whether larger is better.
+    seed : int, optional
+        Seed of the bootstrap. Default: 0
+
+    Returns
+    -------
+    AgreementResult or None
+        None when no metric or no run is left.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_prior.runner.report import run_agreement
+    >>> rng = np.random.default_rng(0)
+    >>> aligned = {"A": {"insertion": rng.random(12)}, "B": {"insertion": rng.random(12)}}
+    >>> run_agreement(aligned, ["insertion", "sanity"], {"insertion": True}).metrics
+    ['insertion']
+    """
     from captum_prior.metrics.agreement import metric_agreement
 
     metrics = [m for m in metrics if m in higher_is_better]
@@ -229,8 +276,14 @@ def _verdict_html(agreement: Any, n: int, runs: Mapping[str, str], settings: Seq
         parts.append("<ul>" + "".join(f"<li>{esc(agreement.leaders[m]['text'])}</li>" for m in agreement.metrics)
                      + "</ul>")
         if agreement.disagreements:
-            parts.append(f"<p class='warn'><b>The metrics disagree</b> ({len(agreement.disagreements)} "
-                         "opposite ordering(s)); see <a href='#agreement'>agreement</a>.</p>")
+            conflicts = agreement.conflicts
+            strong = sum(c["n_significant"] for c in conflicts)
+            n_metric_pairs = len(agreement.metrics) * (len(agreement.metrics) - 1) // 2
+            parts.append(
+                f"<p class='warn'><b>The metrics disagree:</b> {len(conflicts)} of {n_metric_pairs} pair(s) "
+                f"of metrics rank some runs in opposite order ({len(agreement.disagreements)} opposite "
+                f"ordering(s), {strong} with both differences significant); see "
+                "<a href='#agreement'>agreement</a>.</p>")
         elif len(agreement.metrics) > 1 and len(agreement.methods) > 1:
             parts.append("<p>The metrics order the methods' means the same way.</p>")
     parts.append(f"<p><b>Examples:</b> {n} paired. <b>Classes:</b> {esc(classes)}.</p>")
@@ -277,7 +330,15 @@ def _agreement_html(agreement: Any) -> str:
                  f"{agreement.n_examples} examples (resampled jointly for all metrics and runs).</p>")
     parts.append("<table>" + "".join(rows) + "</table>")
     if agreement.disagreements:
-        parts.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in agreement.disagreements) + "</ul>")
+        parts.append("<p>Per pair of metrics: how many pairs of runs the two rank in opposite order, "
+                     "naming those where both metrics' paired differences are significant.</p>")
+        parts.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in agreement.summary()) + "</ul>")
+        shown = agreement.disagreements[:MAX_LISTED]
+        rest = len(agreement.disagreements) - len(shown)
+        more = (f"<p>… and {rest} more in comparison.json (<code>agreement.disagreements</code>).</p>"
+                if rest > 0 else "")
+        parts.append(f"<details><summary>All {len(agreement.disagreements)} opposite ordering(s)</summary>"
+                     "<ul>" + "".join(f"<li>{esc(t)}</li>" for t in shown) + f"</ul>{more}</details>")
     else:
         parts.append("<p>No two metrics order any two runs oppositely.</p>")
     parts.append("</section>")
@@ -338,19 +399,51 @@ def write_report(
     agreement: Any = None,
     class_names: Optional[Sequence[str]] = None,
 ) -> str:
-    """Write ``path`` (HTML).  In order: a verdict (the leader under each
-    metric with its direction, whether its paired lead over the runner-up is
-    significant, or that n is too small; how many examples; which classes;
-    every run's settings), the agreement between metrics (rankings, Kendall's
-    tau with CIs, sentences where two metrics order two runs oppositely),
-    the model-randomisation sanity check when ``mprt`` was scored, the metric
-    curves per run with 95 % bands, the paired-difference tables, and (with
-    ``dataset``) a grid of the examples whose attribution maps disagree most
-    between the runs, with class names and one colour bar.
+    """Write the self-contained HTML report of compared runs.
 
-    ``agreement`` is a :class:`~captum_prior.metrics.agreement.AgreementResult`
-    (``compare_runs`` passes it); ``class_names`` default to the dataset's
-    ``.classes`` or the bundled data's names."""
+    In order: a verdict (the leader under each metric with its direction,
+    whether its paired lead over the runner-up is significant, or that n is
+    too small; how many examples; which classes; every run's settings), the
+    agreement between metrics (rankings, Kendall's tau with CIs, one
+    sentence per pair of metrics that order some runs oppositely, the full
+    list folded), the model-randomisation sanity check when ``mprt`` was
+    scored, the metric curves per run with 95 % bands, the paired-difference
+    tables, and (with ``dataset``) a grid of the examples whose attribution
+    maps disagree most between the runs, with class names and one colour
+    bar.  :func:`~captum_prior.runner.evaluate.compare_runs` calls it.
+
+    Parameters
+    ----------
+    path : str
+        The HTML file to write.
+    result : dict
+        Metric -> run -> summary (``mean``, ``low``, ``high``, ``n`` and
+        ``vs``: paired differences), as in ``comparison.json``.
+    curves : dict
+        Run -> metric -> ``N x K`` per-example curves.
+    fractions : ndarray
+        The x-axis of the insertion/deletion curves.
+    runs : dict
+        Run name -> metric directory.
+    indices : ndarray
+        The paired examples.
+    dataset : Dataset, optional
+        For the grid of maps; None leaves the grid out. Default: None
+    reference : str, optional
+        The run of the paired-difference columns. Default: the first run
+    n_disagree : int, optional
+        Examples in the grid. Default: 8
+    agreement : AgreementResult, optional
+        The metrics' agreement; None leaves the tables out. Default: None
+    class_names : sequence of str, optional
+        Class names; default the dataset's ``.classes`` or the bundled
+        data's names. Default: None
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     reference = reference or next(iter(runs))
     settings = _settings(runs)
     names = list(class_names) if class_names is not None else _class_names(
