@@ -34,7 +34,7 @@ __all__ = ["METRICS", "evaluate_attributions", "load_metrics", "compare_runs", "
 
 #: Metric names: RISE insertion/deletion AUC, the keep/remove family, Sensitivity-N
 #: (mean Pearson correlation over the default fractions), MPRT (mean Spearman
-#: similarity of |maps| over the cascading randomisation steps, lower is better),
+#: similarity of the absolute maps over the cascading randomisation steps, lower is better),
 #: ROAD (mean target probability over the removal fractions after noisy linear
 #: imputation, most- and least-relevant first).
 METRICS = (
