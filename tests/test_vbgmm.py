@@ -9,7 +9,8 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 
 from captum_prior.priors import BGMMPrior
-from captum_prior.priors._vbgmm import BatchedBayesianGMM, kmeans_labels
+from captum_prior._kmeans import kmeans
+from captum_prior.priors._vbgmm import BatchedBayesianGMM
 
 
 def blobs(seed, n=(30, 19), d=4):
@@ -66,7 +67,7 @@ def test_kmeans_init_finds_sklearns_partition_and_is_seeded():
     centres = rng.normal(0, 10, (4, 3))
     x = np.concatenate([c + rng.normal(0, 0.3, (15, 3)) for c in centres])
     ref = KMeans(4, n_init=1, random_state=0).fit(x).labels_
-    lab = kmeans_labels(torch.tensor(x)[None], 4, torch.Generator().manual_seed(0))[0]
+    lab = kmeans(torch.tensor(x)[None], 4, torch.Generator().manual_seed(0))[0]
     assert adjusted_rand_score(ref, lab.numpy()) == 1.0
     xt = torch.tensor(np.stack([blobs(0), blobs(1)]))
     a = BatchedBayesianGMM(5, random_state=7).fit(xt)
@@ -131,7 +132,7 @@ def test_prior_posterior_is_sklearns_fit_from_the_same_start():
     gm, pca, scale = prior._torch_fit(rows)
     z = ((rows.double() - pca[0]) @ pca[1]) / scale
     post = gm.predict_proba(z)
-    labels = kmeans_labels(z, 5, torch.Generator().manual_seed(0))
+    labels = kmeans(z, 5, torch.Generator().manual_seed(0))
     for i in range(len(x)):
         resp0 = np.eye(5)[labels[i].numpy()]
         ref = sklearn_from(resp0, n_components=5, max_iter=200, reg_covar=1e-4).fit(z[i].numpy())

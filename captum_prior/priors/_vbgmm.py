@@ -35,11 +35,12 @@ import scipy.special
 import torch
 from torch import Tensor
 
+from captum_prior._kmeans import kmeans
+from captum_prior._random import torch_generator
 from captum_prior._validation import check_choice, check_float, check_int
 
 COVARIANCE_TYPES = ("full", "diag")
 WEIGHT_PRIORS = ("dirichlet_process", "dirichlet_distribution")
-INITS = ("kmeans", "random")
 ENGINES = ("auto", "torch", "numpy")
 
 
@@ -73,61 +74,6 @@ class _NumpyOps:
     @staticmethod
     def amax(a, axis: int):
         return a.max(axis, keepdims=True)
-
-
-def make_generator(random_state: Union[int, torch.Generator, None], device: torch.device) -> torch.Generator:
-    """A generator on ``device`` from an int seed, a generator, or None (fresh seed)."""
-    if isinstance(random_state, torch.Generator):
-        return random_state
-    g = torch.Generator(device=device)
-    if random_state is None:
-        g.seed()
-    else:
-        g.manual_seed(int(random_state))
-    return g
-
-
-def _sq_dist(a: Tensor, b: Tensor) -> Tensor:
-    """Squared distances ``B x M x N`` between the rows of ``a`` (``B x M x D``)
-    and ``b`` (``B x N x D``), from the differences (exact; for these small
-    sizes cheaper than ``torch.cdist``)."""
-    diff = a[:, :, None] - b[:, None]
-    return (diff * diff).sum(-1)
-
-
-def kmeans_labels(x: Tensor, k: int, generator: torch.Generator, max_iter: int = 100) -> Tensor:
-    """Batched k-means: greedy k-means++ seeding (``2 + log k`` candidates per
-    centre, as scikit-learn) and Lloyd iterations until no label changes.
-
-    ``x`` is ``B x N x D``; returns the ``B x N`` labels."""
-    b, n, _ = x.shape
-    ar = torch.arange(b, device=x.device)
-    trials = 2 + int(math.log(k))
-    first = torch.randint(n, (b,), generator=generator, device=x.device)
-    centres = [x[ar, first]]
-    d2 = _sq_dist(centres[0][:, None], x)[:, 0]  # B x N
-    for _ in range(1, k):
-        w = d2.clamp_min(0) + 1e-300
-        cand = torch.multinomial(w, trials, replacement=True, generator=generator)  # B x T
-        cx = x[ar[:, None], cand]  # B x T x D
-        cd = _sq_dist(cx, x)  # B x T x N
-        pot = torch.minimum(cd, d2[:, None]).sum(-1)  # B x T
-        best = pot.argmin(1)
-        centres.append(cx[ar, best])
-        d2 = torch.minimum(d2, cd[ar, best])
-    c = torch.stack(centres, 1)  # B x K x D
-    labels = _sq_dist(x, c).argmin(-1)
-    eye = torch.eye(k, device=x.device, dtype=x.dtype)
-    for _ in range(max_iter):
-        onehot = eye[labels]  # B x N x K
-        cnt = onehot.sum(1)  # B x K
-        s = onehot.transpose(1, 2) @ x
-        c = torch.where(cnt[..., None] > 0, s / cnt.clamp_min(1)[..., None], c)
-        new = _sq_dist(x, c).argmin(-1)
-        if torch.equal(new, labels):
-            break
-        labels = new
-    return labels
 
 
 class BatchedBayesianGMM:
@@ -186,7 +132,6 @@ class BatchedBayesianGMM:
         weight_concentration_prior: Optional[float] = None,
         mean_precision_prior: Optional[float] = None,
         degrees_of_freedom_prior: Optional[float] = None,
-        init: str = "kmeans",
         random_state: Union[int, torch.Generator, None] = None,
         dtype: torch.dtype = torch.float64,
         engine: str = "auto",
@@ -202,7 +147,6 @@ class BatchedBayesianGMM:
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
-        self.init = check_choice(init, "init", INITS)
         self.random_state = random_state
         self.dtype = dtype
         self.engine = check_choice(engine, "engine", ENGINES)
@@ -217,7 +161,7 @@ class BatchedBayesianGMM:
         k = self.n_components
         if n < 2:
             raise ValueError(f"X has {n} rows per mixture; a Bayesian GMM needs at least 2")
-        if n < k and resp is None and self.init == "kmeans":
+        if n < k and resp is None:
             raise ValueError(f"X has {n} rows per mixture but n_components={k}; lower n_components")
         # priors (per image)
         self._wcp = 1.0 / k if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
@@ -225,15 +169,10 @@ class BatchedBayesianGMM:
         self._dfp = float(d) if self.degrees_of_freedom_prior is None else float(self.degrees_of_freedom_prior)
         if self._dfp <= d - 1:
             raise ValueError(f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}")
-        # initialisation (always torch: the generator decides the start)
+        # initialisation (always torch: the generator decides the start, whatever the engine)
         if resp is None:
-            g = make_generator(self.random_state, x.device)
-            if self.init == "kmeans":
-                labels = kmeans_labels(x, k, g)
-                resp = torch.nn.functional.one_hot(labels, k).to(x.dtype)
-            else:
-                resp = torch.rand(b, n, k, generator=g, device=x.device, dtype=x.dtype)
-                resp = resp / resp.sum(-1, keepdim=True)
+            labels = kmeans(x, k, torch_generator(self.random_state))
+            resp = torch.nn.functional.one_hot(labels, k).to(x.dtype)
         else:
             resp = torch.as_tensor(resp).to(device=x.device, dtype=x.dtype)
             if resp.dim() == 2:
@@ -260,34 +199,46 @@ class BatchedBayesianGMM:
 
     def _coordinate_ascent(self, x, rt):
         """The iterations of :meth:`fit` from responsibilities ``rt`` (``B x K x N``),
-        in the engine's arrays: E-step, M-step, lower bound, until every
-        element's bound changes by less than ``tol`` (a converged element is
-        frozen while the others continue) or ``max_iter``."""
-        ops, b, d = self._ops, x.shape[0], x.shape[-1]
+        in the engine's arrays: E-step, M-step, lower bound, until each
+        element's bound changes by less than ``tol`` or ``max_iter``.
+
+        An element that has converged leaves the batch: its state is stored
+        and the arrays of the remaining elements are cut down to them, so the
+        iterations cost what the still-running elements need, and each
+        element stops where it would have stopped alone."""
+        b, d = x.shape[0], x.shape[-1]
         state = self._m_step(x, rt)
-        lb = self._full(b, -math.inf, x)
-        done = self._full(b, False, x)
-        n_iter = self._full(b, 0, x)
-        any_done = False  # while no element has converged, no masking is needed
-        for _ in range(self.max_iter):
+        out = {key: state[key] for key in self._KEYS}  # filled in as elements stop
+        lb_out = self._full(b, -math.inf, x)
+        n_out = self._full(b, 0, x)
+        done_out = self._full(b, False, x)
+        priors = self._priors
+        idx = self._arange(b, x)  # the batch indices of the running elements
+        lb = lb_out
+        for it in range(1, self.max_iter + 1):
             log_r = self._log_resp_kn(x, state)
-            r = ops.exp(log_r)
-            new = self._m_step(x, r)
-            new_lb = self._lower_bound(r, log_r, new, d)
-            change = new_lb - lb
-            if any_done:
-                active = ~done
-                state = {key: _select(ops, active, v, state[key]) for key, v in new.items()}
-                lb = ops.where(active, new_lb, lb)
-                n_iter = n_iter + active
-            else:
-                state, lb, n_iter = new, new_lb, n_iter + 1
-            done = done | (abs(change) < self.tol)
-            n_done = int(done.sum())
-            if n_done == b:
+            r = self._ops.exp(log_r)
+            state = self._m_step(x, r)
+            new_lb = self._lower_bound(r, log_r, state, d)
+            stop = abs(new_lb - lb) < self.tol
+            lb = new_lb
+            n_stop = int(stop.sum())
+            if n_stop == 0 and it < self.max_iter:
+                continue
+            sel = stop if it < self.max_iter else stop | True
+            _store(out, state, idx[sel], sel, self._KEYS)
+            lb_out[idx[sel]] = lb[sel]
+            n_out[idx[sel]] = it
+            done_out[idx[stop]] = True
+            if n_stop == len(idx) or it == self.max_iter:
                 break
-            any_done = n_done > 0
-        return state, lb, n_iter, done
+            keep = ~stop
+            idx, x, lb = idx[keep], x[keep], lb[keep]
+            state = {key: _take(v, keep) for key, v in state.items()}
+            self._priors = tuple(v[keep] for v in self._priors)
+            self._prepare(x)
+        self._priors = priors
+        return out, lb_out, n_out, done_out
 
     def predict_proba(self, X: Tensor) -> Tensor:
         """Posterior responsibilities ``B x N x K`` (``X``: ``B x N x D``; a
@@ -368,6 +319,12 @@ class BatchedBayesianGMM:
         if self.covariance_type == "diag":
             self._x2 = x * x
             self._xt, self._x2t = x.swapaxes(1, 2), self._x2.swapaxes(1, 2)
+
+    @staticmethod
+    def _arange(b: int, like):
+        if isinstance(like, np.ndarray):
+            return np.arange(b)
+        return torch.arange(b, device=like.device)
 
     def _full(self, b: int, value, like):
         if isinstance(like, np.ndarray):
@@ -470,8 +427,17 @@ class BatchedBayesianGMM:
         return -ent - log_wishart.sum(-1) - log_norm_w - 0.5 * d * ops.log(s["mean_precision_"]).sum(-1)
 
 
-def _select(ops, mask, new, old):
-    """``new`` where ``mask`` (per batch element), else ``old``; tuples element-wise."""
-    if isinstance(new, tuple):
-        return tuple(_select(ops, mask, a, b) for a, b in zip(new, old))
-    return ops.where(mask.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+def _take(v, mask):
+    """The batch elements ``mask`` of an array (or of each array of a pair)."""
+    return tuple(a[mask] for a in v) if isinstance(v, tuple) else v[mask]
+
+
+def _store(out: dict, state: dict, where, mask, keys) -> None:
+    """Write the batch elements ``mask`` of ``state`` into ``out`` at the batch
+    indices ``where``."""
+    for key in keys:
+        if isinstance(out[key], tuple):
+            for o, v in zip(out[key], state[key]):
+                o[where] = v[mask]
+        else:
+            out[key][where] = state[key][mask]
