@@ -1,4 +1,4 @@
-"""The batched torch Bayesian GMM against scikit-learn's (issue 16)."""
+"""The batched Bayesian GMM engine against scikit-learn's BayesianGaussianMixture (the oracle)."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 
-from captum_prior.priors import BGMMPrior
 from captum_prior._kmeans import kmeans
+from captum_prior.priors import BGMMPrior
 from captum_prior.priors._vbgmm import BatchedBayesianGMM
 
 
@@ -113,15 +113,13 @@ def test_bad_input():
         BatchedBayesianGMM(3, covariance_type="tied")
     with pytest.raises(ValueError, match="engine"):
         BatchedBayesianGMM(3, engine="jax")
-    with pytest.raises(ValueError, match="backend='sklearn'"):
-        BGMMPrior(torch.nn.Conv2d(1, 1, 1), covariance_type="tied")
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_prior_posterior_is_sklearns_fit_from_the_same_start():
-    """End to end on the bundled CNN: the torch backend's posterior for every
-    image equals scikit-learn's mixture fitted on the same (PCA-reduced,
-    scaled) rows from the same k-means partition."""
+    """End to end on the bundled CNN: the prior's posterior for every image
+    equals scikit-learn's mixture fitted on the same (PCA-reduced, scaled)
+    rows from the same k-means partition."""
     from captum_prior.data import load_fashion_mnist_sample
     from captum_prior.models import load_fashion_cnn
 
@@ -129,7 +127,7 @@ def test_prior_posterior_is_sklearns_fit_from_the_same_start():
     x, _ = load_fashion_mnist_sample(4)
     prior = BGMMPrior(model, random_state=0)
     rows = prior._rows(prior.features(x)[0])
-    gm, pca, scale = prior._torch_fit(rows)
+    gm, pca, scale = prior._fit_rows(rows)
     z = ((rows.double() - pca[0]) @ pca[1]) / scale
     post = gm.predict_proba(z)
     labels = kmeans(z, 5, torch.Generator().manual_seed(0))
@@ -140,6 +138,3 @@ def test_prior_posterior_is_sklearns_fit_from_the_same_start():
         np.testing.assert_allclose(gm.lower_bound_[i].item(), ref.lower_bound_, rtol=1e-8)
     maps = prior(x)
     assert maps.shape == x.shape and maps.device == x.device
-    assert BGMMPrior(model, random_state=0, backend="sklearn")(x).shape == x.shape
-    p = BGMMPrior(model, random_state=0, covariance_type="diag")(x)
-    assert torch.isfinite(p).all() and 0 <= p.min() and p.max() <= 1
