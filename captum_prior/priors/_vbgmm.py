@@ -225,6 +225,10 @@ class BatchedBayesianGMM:
             n_stop = int(stop.sum())
             if n_stop == 0 and it < self.max_iter:
                 continue
+            if len(idx) == b and (n_stop == b or it == self.max_iter):  # all stop together
+                self._priors = priors
+                return ({key: state[key] for key in self._KEYS}, lb,
+                        self._full(b, it, x), stop)
             sel = stop if it < self.max_iter else stop | True
             _store(out, state, idx[sel], sel, self._KEYS)
             lb_out[idx[sel]] = lb[sel]
