@@ -125,9 +125,26 @@ class DeepFeaturePrior:
     def features(
         self, inputs: Tensor, target: TargetType = None, evidence: bool = False
     ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Layer features ``B x C x h x w`` (one forward per batch), and with
-        ``evidence=True`` the Grad-CAM evidence map ``B x h x w`` of the target
-        (predicted class if ``target`` is None). The model is left as found."""
+        """The prior layer's features for ``inputs``, and optionally the Grad-CAM evidence.
+
+        One forward per ``batch_size`` images; the model is left as found.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            ``B x C x H x W`` images.
+        target : int, sequence or Tensor, optional
+            The class of the evidence; None: the predicted class.
+        evidence : bool, optional
+            Also compute the Grad-CAM evidence map (one backward per batch).
+            Default: False
+
+        Returns
+        -------
+        tuple of (Tensor, Tensor or None)
+            Features ``B x C x h x w`` and the evidence ``B x h x w`` (None
+            when ``evidence=False``).
+        """
         feats, evid = [], []
         n = inputs.shape[0]
         with capture(self.model, self._layer_for(inputs)) as store:
@@ -165,12 +182,21 @@ class DeepFeaturePrior:
 
     # -- public API -----------------------------------------------------
     def fit(self, reference_inputs: Tensor) -> "DeepFeaturePrior":
-        """Fit the density once on the feature rows of ``reference_inputs``
-        (all positions of all images), instead of per explained image, and
-        record the reference set's per-channel standard deviation
-        (``data_std_``) and range (``data_range_``).
+        """Fit one density on all feature positions of a reference set.
 
-        Returns self."""
+        The fitted density is then used for every explained image instead of
+        a fit per image. Also records the reference set's per-channel
+        standard deviation (``data_std_``) and range (``data_range_``).
+
+        Parameters
+        ----------
+        reference_inputs : Tensor
+            ``R x C x H x W`` reference images.
+
+        Returns
+        -------
+        self
+        """
         (x,), _ = as_tensor_tuple(reference_inputs, "reference_inputs")
         self.set_reference_stats(x)
         feats, _ = self.features(x)
@@ -178,11 +204,20 @@ class DeepFeaturePrior:
         return self
 
     def set_reference_stats(self, references: Tensor) -> "DeepFeaturePrior":
-        """Record the per-channel standard deviation and range of the
-        reference set ``references`` (``R x C x H x W``), used for the
-        shift's units and the clamp when not given explicitly.
-        :class:`~captum_prior.attr.DeepPriorExpectedGradients` calls this
-        with the baselines of every ``attribute`` call. Returns self."""
+        """Record the per-channel standard deviation and range of a reference set.
+
+        They are the shift's units and the clamp when ``data_std`` and
+        ``clamp`` are not given explicitly.
+
+        Parameters
+        ----------
+        references : Tensor
+            ``R x C x H x W`` reference images.
+
+        Returns
+        -------
+        self
+        """
         std, lo, hi = _channel_stats(references)
         self.data_std_ = std
         self.data_range_ = (lo, hi)
@@ -212,12 +247,26 @@ class DeepFeaturePrior:
         return self.map_from_features(feats, evid, x)
 
     def map_from_features(self, feats: Tensor, evidence: Optional[Tensor], inputs: Tensor) -> Tensor:
-        """The map of :meth:`prior_map` from features already computed, e.g.
-        captured in the forward pass of a training step
-        (:class:`~captum_prior.training.AttributionPriorTrainer`): ``feats``
-        (``B x C x h x w``) of the prior's layer for ``inputs``, and the
-        Grad-CAM ``evidence`` (``B x h x w``) when the reduction needs it
-        (``_needs_evidence``), else None. Returns ``B x 1 x H x W``."""
+        """The map of :meth:`prior_map` from features already computed.
+
+        E.g. features captured in the forward pass of a training step
+        (:class:`~captum_prior.training.AttributionPriorTrainer`).
+
+        Parameters
+        ----------
+        feats : Tensor
+            ``B x C x h x w`` features of the prior's layer for ``inputs``.
+        evidence : Tensor or None
+            The Grad-CAM evidence ``B x h x w`` when the reduction needs it,
+            else None.
+        inputs : Tensor
+            The ``B x C x H x W`` images (their size and device are used).
+
+        Returns
+        -------
+        Tensor
+            ``B x 1 x H x W``.
+        """
         feats = feats.detach()
         maps = self._maps(feats, evidence)  # B x h' x w'
         if self.variant == "corrected":
@@ -225,28 +274,72 @@ class DeepFeaturePrior:
         return resize(maps.unsqueeze(1).to(inputs.dtype), tuple(inputs.shape[-2:])).to(inputs.device)
 
     def shift_from_map(self, maps: Tensor, inputs: Tensor, references: Optional[Tensor] = None) -> Tensor:
-        r"""The shift of :meth:`__call__` from a map of :meth:`prior_map`:
-        ``maps * scale * units``."""
+        r"""The shift of :meth:`__call__` from a map of :meth:`prior_map`.
+
+        Parameters
+        ----------
+        maps : Tensor
+            ``B x 1 x H x W`` maps.
+        inputs : Tensor
+            The ``B x C x H x W`` images.
+        references : Tensor, optional
+            The reference set whose standard deviation gives the units.
+
+        Returns
+        -------
+        Tensor
+            ``maps * scale * units(inputs, references)``.
+        """
         return maps * self.scale * self.units(inputs, references).to(device=inputs.device, dtype=inputs.dtype)
 
     def __call__(self, inputs: Any, target: TargetType = None, references: Optional[Tensor] = None) -> Tensor:
-        r"""The shift :math:`p_{prior}` for images ``inputs`` (``B x C x H x W``):
-        the map of :meth:`prior_map` times ``scale`` times the data's
+        r"""The shift :math:`p_{prior}` for ``inputs``.
+
+        The map of :meth:`prior_map` times ``scale`` times the data's
         per-channel standard deviation :math:`\sigma_c`, i.e. ``scale`` is in
         units of the data. :math:`\sigma_c` is ``data_std`` if given, else
         that of ``references`` (the baselines, when called by
-        DeepPriorExpectedGradients), else the one recorded by :meth:`fit` /
-        :meth:`set_reference_stats`, else that of ``inputs`` themselves.
-        Shape ``B x 1 x H x W`` for one channel (or one ``data_std``), else
-        ``B x C x H x W``."""
+        :class:`~captum_prior.attr.DeepPriorExpectedGradients`), else the one
+        recorded by :meth:`fit` / :meth:`set_reference_stats`, else that of
+        ``inputs`` themselves.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            ``B x C x H x W`` images.
+        target : int, sequence or Tensor, optional
+            Passed to :meth:`prior_map`.
+        references : Tensor, optional
+            The reference set (for the units).
+
+        Returns
+        -------
+        Tensor
+            ``B x 1 x H x W`` for one channel (or one ``data_std``), else
+            ``B x C x H x W``.
+        """
         x = self._check_images(inputs)
         if x.shape[0] == 0:  # an empty batch: an empty shift of the right shape
             return x.new_zeros((0, 1) + tuple(x.shape[-2:]))
         return self.shift_from_map(self.prior_map(x, target), x, references)
 
     def units(self, inputs: Tensor, references: Optional[Tensor] = None) -> Tensor:
-        r"""The per-channel :math:`\sigma_c` that multiplies the map (``1 x C x 1 x 1``
-        or ``1 x 1 x 1 x 1``), chosen as described in :meth:`__call__`."""
+        r"""The per-channel :math:`\sigma_c` that multiplies the map.
+
+        Chosen as described in :meth:`__call__`.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            The ``B x C x H x W`` images.
+        references : Tensor, optional
+            The reference set.
+
+        Returns
+        -------
+        Tensor
+            ``1 x C x 1 x 1`` or ``1 x 1 x 1 x 1``.
+        """
         if self._data_std_t is not None:
             t = self._data_std_t
             if t.numel() not in (1, inputs.shape[1]):
@@ -264,11 +357,22 @@ class DeepFeaturePrior:
         return torch.where(std > 0, std, torch.ones_like(std))
 
     def baseline_range(self, references: Optional[Tensor] = None) -> Optional[Tuple[Any, Any]]:
-        """The ``(low, high)`` range that prior-shifted baselines are clamped
-        to: ``clamp`` if given; for ``clamp="auto"`` the per-channel min and
-        max of ``references`` (or those recorded by :meth:`fit`); ``None``
-        for ``clamp=None``, with an :class:`~captum_prior.errors.InputRangeWarning`
-        (baselines may then leave the data's range)."""
+        """The ``(low, high)`` range that prior-shifted baselines are clamped to.
+
+        Parameters
+        ----------
+        references : Tensor, optional
+            The reference set.
+
+        Returns
+        -------
+        tuple or None
+            ``clamp`` if given; for ``clamp="auto"`` the per-channel min and
+            max of ``references`` (or those recorded by :meth:`fit`); None for
+            ``clamp=None``, with an
+            :class:`~captum_prior.errors.InputRangeWarning` (baselines may then
+            leave the data's range).
+        """
         if self.clamp is None:
             warnings.warn(
                 "clamp=None: prior-shifted baselines are not clamped and can leave the range "
@@ -331,16 +435,40 @@ class DeepFeaturePrior:
 
 
 def gradcam_evidence(score: Tensor, feats: Tensor, retain_graph: bool = False) -> Tensor:
-    """Grad-CAM evidence ``B x h x w`` (Selvaraju et al. 2017): the ReLU of the
-    feature map ``feats`` weighted by the spatial mean of the gradient of
-    ``score`` (one value per example) with respect to it. Detached."""
+    """Grad-CAM evidence ``B x h x w`` (Selvaraju et al., 2017).
+
+    The ReLU of the feature map ``feats`` weighted by the spatial mean of the
+    gradient of ``score`` (one value per example) with respect to it.
+
+    Parameters
+    ----------
+    score : Tensor
+        ``B`` scores, with a graph to ``feats``.
+    feats : Tensor
+        ``B x C x h x w`` features.
+    retain_graph : bool, optional
+        Keep the graph for another backward. Default: False
+
+    Returns
+    -------
+    Tensor
+        ``B x h x w``, detached.
+    """
     (g,) = torch.autograd.grad(score.sum(), feats, retain_graph=retain_graph)
     w = g.mean(dim=(2, 3), keepdim=True)  # Grad-CAM channel weights
     return torch.relu((w * feats).sum(1)).detach()
 
 
 def minmax(v: Tensor, dim: int = -1) -> Tensor:
-    """Min-max normalise along ``dim`` to ``[0, 1]`` (a constant row maps to 0)."""
+    """Min-max normalise along ``dim`` to ``[0, 1]`` (a constant row maps to 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> minmax(torch.tensor([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]]))
+    tensor([[0.0000, 1.0000, 0.5000],
+            [0.0000, 0.0000, 0.0000]])
+    """
     lo = v.amin(dim, keepdim=True)
     hi = v.amax(dim, keepdim=True)
     rng = hi - lo

@@ -1,12 +1,12 @@
-"""A batched variational Bayesian Gaussian mixture in torch.
+"""A batched variational Bayesian Gaussian mixture (the engine of BGMMPrior).
 
 :class:`BatchedBayesianGMM` fits one variational Bayesian Gaussian mixture
 *per batch element* of ``X`` (``B x N x D``): the ``N`` feature rows of each of
-``B`` images, all at once, on ``X``'s device.  The model, the priors and the
-updates are those of scikit-learn's ``BayesianGaussianMixture`` (Bishop 2006,
-§10.2; Blei & Jordan 2006 for the Dirichlet-process stick-breaking weights),
-so that on the same initialisation the two give the same lower bound and the
-same responsibilities (``tests/test_vbgmm.py``):
+``B`` images, all at once.  The model, the priors and the updates are those of
+scikit-learn's ``BayesianGaussianMixture`` (Bishop 2006, §10.2; Blei & Jordan
+2006 for the Dirichlet-process stick-breaking weights), so that from the same
+initialisation the two give the same lower bound and the same
+responsibilities; scikit-learn is the test oracle:
 
 - weights: a truncated Dirichlet process (stick-breaking Beta posteriors,
   ``weight_concentration_prior_type="dirichlet_process"``) or a Dirichlet
@@ -15,11 +15,11 @@ same responsibilities (``tests/test_vbgmm.py``):
 - means: a Gaussian prior centred on the image's row mean, precision prior 1;
 - precisions: a Wishart prior with ``D`` degrees of freedom whose scale is the
   rows' empirical covariance (``"full"``) or variance (``"diag"``);
-- initialisation: k-means (greedy k-means++ seeding and Lloyd iterations),
-  seeded with a ``torch.Generator``, or given responsibilities;
+- initialisation: k-means (:func:`captum_prior._kmeans.kmeans`), seeded by
+  ``random_state``, or given responsibilities;
 - coordinate ascent until the lower bound changes by less than ``tol`` or
-  ``max_iter`` iterations.  Each image stops on its own: once converged its
-  parameters are frozen while the others continue, as if fitted alone.
+  ``max_iter`` iterations.  Each image stops on its own, where it would
+  stop if fitted alone.
 
 The lower bound is scikit-learn's (up to the same additive constant).
 Only ``"full"`` and ``"diag"`` covariances are implemented.
@@ -79,46 +79,72 @@ class _NumpyOps:
 class BatchedBayesianGMM:
     r"""Variational Bayesian Gaussian mixtures, one per batch element.
 
-    **Engine.** The coordinate-ascent updates are written once, against the
-    operations torch tensors and NumPy arrays share (:class:`_TorchOps`,
-    :class:`_NumpyOps` name the few that differ). On the CPU they run in
-    NumPy by default: a per-image fit of ~50 rows is bound by the cost of
-    each operation's dispatch, not by arithmetic, and NumPy dispatches such
-    small arrays' operations about 2.5x faster (0.12 vs 0.28 ms per iteration
-    on the bundled CNN's rows, one thread). On any other device they run in
-    torch, on that device. Inputs and fitted attributes are torch tensors on
-    ``X``'s device either way; the k-means start always draws from the torch
-    generator, so the engine does not change which start a seed gives, and
-    the two engines agree to rounding (``tests/test_vbgmm.py``).
+    The coordinate-ascent updates are written once, against the operations
+    torch tensors and NumPy arrays share (``_TorchOps`` and ``_NumpyOps`` name
+    the few that differ). On the CPU they run in NumPy by default: a
+    per-image fit of some 50 rows is bound by the cost of each operation's
+    dispatch, not by arithmetic, and NumPy dispatches such small arrays'
+    operations faster than torch. On any other device they run in torch, on
+    that device. Inputs and fitted attributes are torch tensors on ``X``'s
+    device either way; the k-means start always draws from a torch
+    generator, so the engine does not change which start a seed gives.
 
-    Args:
-        n_components (int, optional): truncation level / number of components.
-                    Default: 5
-        covariance_type (str, optional): ``"full"`` or ``"diag"``. Default: ``"full"``
-        tol (float, optional): convergence threshold on the change of the lower
-                    bound. Default: 1e-3 (scikit-learn's)
-        reg_covar (float, optional): added to the covariance diagonals.
-                    Default: 1e-6
-        max_iter (int, optional): cap on the coordinate-ascent iterations.
-                    Default: 100
-        weight_concentration_prior_type (str, optional): ``"dirichlet_process"``
-                    or ``"dirichlet_distribution"``. Default: ``"dirichlet_process"``
-        weight_concentration_prior (float, optional): Default: None (``1/K``)
-        mean_precision_prior (float, optional): Default: None (1.0)
-        degrees_of_freedom_prior (float, optional): Default: None (``D``)
-        init (str, optional): ``"kmeans"`` or ``"random"`` responsibilities.
-                    Default: ``"kmeans"``
-        random_state (int or torch.Generator, optional): seed of the
-                    initialisation. Default: None
-        dtype (torch.dtype, optional): the dtype the fit runs in.
-                    Default: ``torch.float64``
-        engine (str, optional): ``"auto"`` (NumPy for CPU inputs, else torch),
-                    ``"torch"`` or ``"numpy"`` (CPU inputs only). Default: ``"auto"``
+    Parameters
+    ----------
+    n_components : int, optional
+        Truncation level / number of components. Default: 5
+    covariance_type : {"full", "diag"}, optional
+        Default: ``"full"``
+    tol : float, optional
+        Convergence threshold on the change of the lower bound. Default: 1e-3
+    reg_covar : float, optional
+        Added to the covariance diagonals. Default: 1e-6
+    max_iter : int, optional
+        Cap on the coordinate-ascent iterations. Default: 100
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, optional
+        Default: ``"dirichlet_process"``
+    weight_concentration_prior : float, optional
+        Default: None (``1 / n_components``)
+    mean_precision_prior : float, optional
+        Default: None (1.0)
+    degrees_of_freedom_prior : float, optional
+        Default: None (the number of features ``D``)
+    random_state : None, int or torch.Generator, optional
+        Seed of the k-means start (:func:`captum_prior._random.torch_generator`).
+        Default: None
+    dtype : torch.dtype, optional
+        The dtype the fit runs in. Default: ``torch.float64``
+    engine : {"auto", "torch", "numpy"}, optional
+        ``"auto"``: NumPy for CPU inputs, else torch; ``"numpy"`` needs CPU
+        inputs. Default: ``"auto"``
 
-    Fitted attributes (leading dimension ``B``): ``weight_concentration_``
-    (a pair for the Dirichlet process), ``mean_precision_``, ``means_``,
-    ``degrees_of_freedom_``, ``covariances_``, ``precisions_cholesky_``,
-    ``lower_bound_``, ``n_iter_``, ``converged_``.
+    Attributes
+    ----------
+    weight_concentration_, mean_precision_, means_, degrees_of_freedom_, covariances_, precisions_cholesky_ : Tensor
+        The variational posterior, leading dimension ``B`` (the weight
+        concentration is a pair of tensors for the Dirichlet process).
+    lower_bound_ : Tensor
+        ``B`` final lower bounds.
+    n_iter_ : Tensor
+        ``B`` iteration counts.
+    converged_ : Tensor
+        ``B`` booleans.
+
+    References
+    ----------
+    C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §10.2.
+    D. M. Blei and M. I. Jordan, "Variational inference for Dirichlet process
+    mixtures", Bayesian Analysis 1(1), 2006.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.priors._vbgmm import BatchedBayesianGMM
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.cat([torch.randn(2, 20, 2, generator=g), 5 + torch.randn(2, 20, 2, generator=g)], 1)
+    >>> gm = BatchedBayesianGMM(n_components=3, random_state=0).fit(x)
+    >>> gm.predict_proba(x).shape, gm.converged_.tolist()
+    (torch.Size([2, 40, 3]), [True, True])
     """
 
     def __init__(
@@ -153,9 +179,20 @@ class BatchedBayesianGMM:
 
     # -- fit -----------------------------------------------------------------
     def fit(self, X: Tensor, resp: Optional[Tensor] = None) -> "BatchedBayesianGMM":
-        """Fit one mixture per ``X[b]`` (``X``: ``B x N x D``, or ``N x D`` for
-        one). ``resp`` (``B x N x K``), if given, replaces the k-means
-        initialisation. Returns self."""
+        """Fit one mixture per ``X[b]``.
+
+        Parameters
+        ----------
+        X : Tensor
+            ``B x N x D`` rows (``N x D`` for one mixture), ``N >= 2``.
+        resp : Tensor, optional
+            ``B x N x K`` starting responsibilities, instead of k-means.
+
+        Returns
+        -------
+        BatchedBayesianGMM
+            self
+        """
         x = self._check_X(X)
         b, n, d = x.shape
         k = self.n_components
@@ -245,8 +282,15 @@ class BatchedBayesianGMM:
         return out, lb_out, n_out, done_out
 
     def predict_proba(self, X: Tensor) -> Tensor:
-        """Posterior responsibilities ``B x N x K`` (``X``: ``B x N x D``; a
-        mixture fitted on one batch element is applied to every ``X[b]``)."""
+        """Posterior responsibilities ``B x N x K`` of the rows ``X``
+        (``B x N x D``; a mixture fitted on one batch element is applied to
+        every ``X[b]``).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit`.
+        """
         if not hasattr(self, "means_"):
             from sklearn.exceptions import NotFittedError
 
@@ -259,7 +303,7 @@ class BatchedBayesianGMM:
         return self._to_torch(self._ops.exp(self._log_resp_kn(xa, state)).swapaxes(1, 2), x)
 
     def predict(self, X: Tensor) -> Tensor:
-        """The most probable component of each row, ``B x N``."""
+        """The most probable component of each row of ``X``, ``B x N``."""
         return self.predict_proba(X).argmax(-1)
 
     @property

@@ -20,6 +20,21 @@ def ledoit_wolf_intensity(xc: Tensor) -> Tensor:
     :math:`d^2 = \lVert S - mI\rVert_F^2`,
     :math:`\bar b^2 = (\sum_i \lVert x_i\rVert^4 - N\lVert S\rVert_F^2)/N^2`,
     intensity :math:`\min(\bar b^2, d^2)/d^2`.
+
+    Parameters
+    ----------
+    xc : Tensor
+        ``B x N x C`` centred rows.
+
+    Returns
+    -------
+    Tensor
+        ``B`` intensities in ``[0, 1]``.
+
+    References
+    ----------
+    O. Ledoit and M. Wolf, "A well-conditioned estimator for large-dimensional
+    covariance matrices", J. Multivariate Analysis 88, 2004.
     """
     n, c = xc.shape[-2], xc.shape[-1]
     gram = xc @ xc.transpose(-1, -2) / n
@@ -41,6 +56,23 @@ def shrunk_gaussian(x: Tensor) -> Dict[str, Tensor]:
     ``N - 1``); the shrinkage makes it invertible. Works in the ``N x N``
     Gram space when ``N <= C`` (e.g. 49 positions x 1280 channels), in the
     ``C x C`` covariance otherwise (e.g. a reference set of many images).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``B x N x C`` rows.
+
+    Returns
+    -------
+    dict of str to Tensor
+        The fitted Gaussians, for :func:`shrunk_gaussian_logpdf`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(1, 10, 30, generator=torch.Generator().manual_seed(0))
+    >>> shrunk_gaussian_logpdf(shrunk_gaussian(x), x).shape
+    torch.Size([1, 10])
     """
     x = x.to(torch.float64)
     b, n, c = x.shape
@@ -86,7 +118,20 @@ def _shrunk_gaussian_eig(xc: Tensor, mu: Tensor, s: Tensor, nu: Tensor) -> Dict[
 
 
 def shrunk_gaussian_logpdf(params: Dict[str, Tensor], z: Tensor) -> Tensor:
-    """Log-density (eq. 14) of rows ``z`` (``B x M x C``) under :func:`shrunk_gaussian`."""
+    """Log-density (eq. 14) of rows under Gaussians of :func:`shrunk_gaussian`.
+
+    Parameters
+    ----------
+    params : dict of str to Tensor
+        The output of :func:`shrunk_gaussian` (``B`` Gaussians).
+    z : Tensor
+        ``B x M x C`` rows.
+
+    Returns
+    -------
+    Tensor
+        ``B x M`` log-densities (float64).
+    """
     z = z.to(torch.float64) - params["mu"]
     c = z.shape[-1]
     if "chol" in params:  # Mahalanobis distance by one triangular solve
@@ -102,7 +147,22 @@ def shrunk_gaussian_logpdf(params: Dict[str, Tensor], z: Tensor) -> Tensor:
 
 
 def pca_project(x_fit: Tensor, x_eval: Tensor, k: int) -> "tuple[Tensor, Tensor]":
-    """Project both row sets on the top-``k`` principal axes of ``x_fit`` (per batch item)."""
+    """Project both row sets on the top-``k`` principal axes of ``x_fit``, per batch item.
+
+    Parameters
+    ----------
+    x_fit : Tensor
+        ``B x N x C`` rows that define the axes.
+    x_eval : Tensor
+        ``B x M x C`` rows to project as well.
+    k : int
+        Number of axes.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``B x N x k`` and ``B x M x k`` (float64), centred on ``x_fit``'s mean.
+    """
     mu = x_fit.mean(1, keepdim=True)
     _, _, vh = torch.linalg.svd((x_fit - mu).to(torch.float64), full_matrices=False)
     basis = vh[:, :k].transpose(1, 2)
