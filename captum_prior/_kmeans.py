@@ -90,28 +90,31 @@ def kmeans_plusplus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     (torch.Size([1, 2, 2]), [0.0, 5.0])
     """
     x = _as_batch(x, k)
+    return _plusplus(x, k, generator, (x * x).sum(-1))
+
+
+def _plusplus(x: Tensor, k: int, generator: torch.Generator, sq: Tensor) -> Tensor:
+    """:func:`kmeans_plusplus` of checked ``B x N x D`` rows ``x`` with squared norms ``sq``."""
     b, n, d = x.shape
     trials = 2 + int(math.log(k))
     u = torch.rand(1 + (k - 1) * trials, generator=generator, dtype=torch.float64,
                    device=generator.device).to(x.device)
     ar = torch.arange(b, device=x.device)
-    sq = (x * x).sum(-1)  # B x N
     first = min(int(u[0] * n), n - 1)
     centres = [x[:, first]]  # each B x D
-    d2 = (_rel_sq_dist(x, centres[0][:, None]).squeeze(-1) + sq).clamp_min(0)  # B x N
+    d2 = ((x - x[:, first : first + 1]) ** 2).sum(-1)  # B x N
     for j in range(1, k):
         uj = u[1 + (j - 1) * trials : 1 + j * trials]  # T
         cum = d2.to(torch.float64).cumsum(-1)  # B x N
         total = cum[:, -1:]
-        cand = torch.searchsorted(cum, uj[None, :] * total, right=True).clamp_max(n - 1)  # B x T
-        uniform = (uj * n).long().clamp_max(n - 1)[None, :].expand(b, -1)
-        cand = torch.where(total > 0, cand, uniform)  # no spread left: uniform draws
-        cx = x.gather(1, cand[..., None].expand(-1, -1, d))  # B x T x D
-        cd = (_rel_sq_dist(x, cx) + sq[..., None]).clamp_min(0).transpose(1, 2)  # B x T x N
-        cd = torch.minimum(cd, d2[:, None])
-        best = cd.sum(-1).argmin(-1)  # B
+        cand = torch.searchsorted(cum, uj * total, right=True).clamp_max_(n - 1)  # B x T
+        if bool((total <= 0).any()):  # no spread left: uniform draws
+            cand = torch.where(total > 0, cand, (uj * n).long().clamp_max(n - 1))
+        cx = x[ar[:, None], cand]  # B x T x D
+        cd = torch.minimum((_rel_sq_dist(x, cx) + sq[..., None]).clamp_min_(0), d2[..., None])  # B x N x T
+        best = cd.sum(1).argmin(-1)  # B
         centres.append(cx[ar, best])
-        d2 = cd[ar, best]
+        d2 = cd[ar, :, best]
     return torch.stack(centres, 1)
 
 
@@ -123,9 +126,11 @@ def kmeans(x: Tensor, k: int, generator: torch.Generator, max_iter: int = 100, t
     distance) by at most ``tol`` times the mean variance of its rows; a
     stopped element is left as it is while the others continue, so every
     element's labels are those of a one-element call with the same
-    generator state.  A cluster that loses all its rows is moved to the row
-    farthest from its centre.  The returned labels are those of the final
-    centres.
+    generator state.  With ``tol=0`` only the labels decide (an element
+    whose labels stay put is at a fixed point of the iterations, so nothing
+    needs to be frozen: the cheapest loop for many small problems).  A
+    cluster that loses all its rows is moved to the row farthest from its
+    centre.  The returned labels are those of the final centres.
 
     Parameters
     ----------
@@ -139,7 +144,8 @@ def kmeans(x: Tensor, k: int, generator: torch.Generator, max_iter: int = 100, t
     max_iter : int, optional
         Cap on the Lloyd iterations. Default: 100
     tol : float, optional
-        Relative tolerance on the centres' movement. Default: 1e-4
+        Relative tolerance on the centres' movement; 0: stop on the labels
+        only. Default: 1e-4
 
     Returns
     -------
@@ -163,32 +169,43 @@ def kmeans(x: Tensor, k: int, generator: torch.Generator, max_iter: int = 100, t
     True
     """
     squeeze = x.dim() == 2
-    c = kmeans_plusplus(x, k, generator)
     x = _as_batch(x, k)
     b, n, d = x.shape
     sq = (x * x).sum(-1)
-    thresh = tol * x.var(1, unbiased=False).mean(-1) if n > 1 else x.new_zeros(b)  # B
-    active = torch.ones(b, dtype=torch.bool, device=x.device)
-    labels = None
+    c = _plusplus(x, k, generator, sq)
+    thresh = tol * x.var(1, unbiased=False).mean(-1)  # B
+    eye = torch.eye(k, dtype=x.dtype, device=x.device)
+    active = labels = None  # active: None while no element has stopped
     for _ in range(max_iter):
         rel = _rel_sq_dist(x, c)  # B x N x K
         new = rel.argmin(-1)  # B x N
-        counts = torch.zeros(b, k, dtype=x.dtype, device=x.device).scatter_add_(1, new, torch.ones_like(x[..., 0]))
-        sums = torch.zeros_like(c).scatter_add_(1, new[..., None].expand(-1, -1, d), x)
-        c_new = sums / counts.clamp_min(1)[..., None]
-        empty = counts == 0
-        if bool(empty.any()):  # move empty clusters to the rows farthest from their centres
+        onehot = eye[new]  # B x N x K
+        counts = onehot.sum(1)  # B x K
+        c_new = (onehot.transpose(1, 2) @ x) / counts.clamp_min(1)[..., None]
+        relocated = int(counts.amin()) == 0
+        if relocated:  # move empty clusters to the rows farthest from their centres
+            empty = counts == 0
             far = (rel.gather(-1, new[..., None]).squeeze(-1) + sq).argsort(-1, descending=True)
             pick = far.gather(1, (empty.long().cumsum(-1) - 1).clamp_min(0))  # B x K
             c_new = torch.where(empty[..., None], x.gather(1, pick[..., None].expand(-1, -1, d)), c_new)
-        shift = ((c_new - c) ** 2).sum((1, 2))
-        c = torch.where(active[:, None, None], c_new, c)
-        done = shift <= thresh
+        if tol == 0:  # labels only: a batch element whose labels stay put is at a fixed point
+            if labels is not None and not relocated and torch.equal(new, labels):
+                break
+            c, labels = c_new, new
+            continue
+        done = ((c_new - c) ** 2).sum((1, 2)) <= thresh
         if labels is not None:
             done = done | (new == labels).all(-1)
-        labels = torch.where(active[:, None], new, labels) if labels is not None else new
-        active = active & ~done
-        if not bool(active.any()):
+        if active is None:
+            c, labels, active = c_new, new, ~done
+        else:  # stopped elements keep their centres and labels
+            c = torch.where(active[:, None, None], c_new, c)
+            labels = torch.where(active[:, None], new, labels)
+            active = active & ~done
+        n_active = int(active.sum())
+        if n_active == 0:
             break
+        if n_active == b:
+            active = None
     out = _rel_sq_dist(x, c).argmin(-1)
     return out[0] if squeeze else out

@@ -208,7 +208,7 @@ class BatchedBayesianGMM:
             raise ValueError(f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}")
         # initialisation (always torch: the generator decides the start, whatever the engine)
         if resp is None:
-            labels = kmeans(x, k, torch_generator(self.random_state))
+            labels = kmeans(x, k, torch_generator(self.random_state), tol=0.0)
             resp = torch.nn.functional.one_hot(labels, k).to(x.dtype)
         else:
             resp = torch.as_tensor(resp).to(device=x.device, dtype=x.dtype)
