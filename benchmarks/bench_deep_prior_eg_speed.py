@@ -16,11 +16,19 @@ model (default FashionCNN, EfficientNet-Lite0):
 Every timing is recorded as wall and process CPU time (user + system; less
 sensitive to other jobs on a shared machine), with the load average.
 
+``--small``: speed only, on the bundled CNN (28x28) and on a smaller CNN
+with 24x24 inputs (``small_cnn``: two 3x3 convolutions, seeded random
+weights, centre crops of the Fashion-MNIST sample), where the prior's fit is
+a larger share of the call; each timed both with one image per call and with
+all images in one call (time per image = call time / images).
+
 Usage::
 
     python benchmarks/bench_deep_prior_eg_speed.py [--quick] [--threads 1] [--effnet-images 2]
+    python benchmarks/bench_deep_prior_eg_speed.py --small [--rounds 3]
 
-Writes ``benchmarks/results/deep_prior_eg_speed.{json,md}``.
+Writes ``benchmarks/results/deep_prior_eg_speed.{json,md}``
+(``deep_prior_eg_speed_small.{json,md}`` with ``--small``).
 """
 
 from __future__ import annotations
@@ -41,9 +49,26 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def small_cnn() -> torch.nn.Module:
+    """A small CNN for 24x24 inputs (seeded random weights): 8x24x24 and
+    16x12x12 convolutions, a 16x6x6 feature map (36 positions) for the priors."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 6 * 6, 10),
+    ).eval()
+
+
 def load(model_name: str):
     from captum_prior.data import load_fashion_mnist_sample
 
+    if model_name == "small_cnn":
+        x, _ = load_fashion_mnist_sample()
+        x = x[:, :, 2:26, 2:26].contiguous()  # centre crops, 24x24
+        return small_cnn(), x[:8], x[100:200]
     if model_name == "fashion_cnn":
         from captum_prior.models import load_fashion_cnn
 
@@ -98,7 +123,8 @@ def methods(model, refs, n_samples, ibs, seed=0):
     }
 
 
-def time_model(model_name, n_samples, rounds, n_images=None):
+def time_model(model_name, n_samples, rounds, n_images=None, per_call=1):
+    """Median time per image; ``per_call`` images are explained in each call."""
     model, x, refs = load(model_name)
     x = x[:n_images]
     with torch.no_grad():
@@ -111,13 +137,15 @@ def time_model(model_name, n_samples, rounds, n_images=None):
     cpu = {k: [] for k in ms}
     names = list(ms)
     for r in range(rounds):
-        for i in range(x.shape[0]):  # one image at a time: time per image
+        for i in range(0, x.shape[0], per_call):  # per_call images per call: time per image
             k = (r + i) % len(names)
+            sl = slice(i, i + per_call)
+            n_call = x[sl].shape[0]
             for name in names[k:] + names[:k]:  # interleaved, order rotated
                 c0, t0 = time.process_time(), time.perf_counter()
-                ms[name](x[i : i + 1], t[i : i + 1])
-                times[name].append(time.perf_counter() - t0)
-                cpu[name].append(time.process_time() - c0)
+                ms[name](x[sl], t[sl])
+                times[name].append((time.perf_counter() - t0) / n_call)
+                cpu[name].append((time.process_time() - c0) / n_call)
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
 
@@ -126,6 +154,7 @@ def time_model(model_name, n_samples, rounds, n_images=None):
 
     return {
         "n_images": int(x.shape[0]),
+        "images_per_call": per_call,
         "rounds": rounds,
         "n_samples": n_samples,
         "loadavg": [load0, os.getloadavg()[0]],
@@ -183,6 +212,8 @@ def main():
     p.add_argument("--effnet-rounds", type=int, default=2)
     p.add_argument("--memory-only", action="store_true",
                    help="rerun only the memory part, keeping the speed part of the JSON")
+    p.add_argument("--small", action="store_true",
+                   help="speed only: the bundled CNN and a 24x24-input CNN, one image and 8 images per call")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -191,6 +222,8 @@ def main():
         _limits = threadpool_limits(args.threads)  # noqa: F841 (scikit-learn's BLAS too)
     except ImportError:  # pragma: no cover
         pass
+    if args.small:
+        return main_small(args)
     models = ["fashion_cnn"] if args.quick else ["fashion_cnn", "efficientnet_lite0"]
     report = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__,
               "machine": platform.platform(), "threads": torch.get_num_threads(),
@@ -253,6 +286,42 @@ def main():
         lines.append("")
     lines.append("GradientShap has no internal_batch_size: its memory grows with n_samples (captum#1350); it is measured on the CNN only (about 10 GB at 400 samples on EfficientNet-Lite0).")
     (RESULTS / "deep_prior_eg_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main_small(args):
+    """``--small``: time per image on the bundled CNN and the 24x24 CNN, one
+    image per call and all 8 in one call, side by side in one run."""
+    report = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__,
+              "machine": platform.platform(), "threads": torch.get_num_threads(),
+              "loadavg_start": os.getloadavg(), "speed": {}}
+    n_images = 2 if args.quick else 8
+    rounds = 1 if args.quick else args.rounds
+    for m in ("fashion_cnn", "small_cnn"):
+        for per_call in (1, n_images):
+            key = f"{m}, {per_call} image(s) per call"
+            report["speed"][key] = time_model(m, args.n_samples, rounds, n_images, per_call)
+            print(key, json.dumps(report["speed"][key]["ratio_to_gradient_shap"], indent=1), flush=True)
+    report["loadavg_end"] = os.getloadavg()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "deep_prior_eg_speed_small.json").write_text(json.dumps(report, indent=2))
+    lines = ["# DeepPrior-EG time per image against GradientShap: bundled CNN and a 24x24-input CNN", "",
+             f"Command: `{report['command']}`  ",
+             f"torch {report['torch']}, {report['threads']} thread(s), {report['machine']}; load average "
+             f"{report['loadavg_start'][0]:.1f} at the start, {report['loadavg_end'][0]:.1f} at the end. "
+             "Calls interleaved, order rotated; ratios are medians of the per-call ratios; 'CPU' = process "
+             "CPU time.", ""]
+    for key, r in report["speed"].items():
+        lines += [f"## {key} (n_samples={r['n_samples']}, {r['n_images']} images x {r['rounds']} rounds, "
+                  f"load {r['loadavg'][0]:.1f} -> {r['loadavg'][1]:.1f})", "",
+                  "| method | s / image | CPU s / image | × GradientShap | × GradientShap (CPU) | × bare fwd+bwd |",
+                  "|---|---|---|---|---|---|"]
+        for k, v in r["seconds_per_image_median"].items():
+            lines.append(f"| {k} | {v:.4f} | {r['cpu_seconds_per_image_median'][k]:.4f} | "
+                         f"{r['ratio_to_gradient_shap'][k]:.2f} | {r['cpu_ratio_to_gradient_shap'][k]:.2f} | "
+                         f"{r['ratio_to_bare_passes'][k]:.2f} |")
+        lines.append("")
+    (RESULTS / "deep_prior_eg_speed_small.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

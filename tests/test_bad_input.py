@@ -413,7 +413,7 @@ def test_missing_channel_blames_the_inputs_not_the_baselines():
         (lambda: BayLime(cnn()).attribute(images(), target=1, n_samples=4, credible_level=1.5), ValueError,
          "credible_level"),
         (lambda: BayLime(cnn(), noise_precision=-1.0), ValueError, "noise_precision"),
-        (lambda: MGMPrior(cnn(), mode="x"), ValueError, "mode"),
+        (lambda: MGMPrior(cnn(), variant="x"), ValueError, "variant"),
         (lambda: BGMMPrior(cnn(), reduction="x"), ValueError, "reduction"),
         (lambda: BGMMPrior(cnn(), n_components=0), ValueError, "n_components"),
         (lambda: MGMPrior(cnn(), layer="nope"), ValueError, "layer"),

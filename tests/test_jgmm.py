@@ -211,7 +211,9 @@ def test_predict_proba_is_bayes_rule_and_spatial_product_rule():
     x, y, w = _toy(1200, seed=3, spatial=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = JointGaussianMixture(6, 3, max_iter=60, random_state=1).fit(x, y)
+        # three starts: one EM run finds the 3 classes from about 3 starts in 4
+        # (9 of seeds 0-11); the best of three, by lower bound, from all 12
+        est = JointGaussianMixture(6, 3, max_iter=60, random_state=1, n_init=3).fit(x, y)
     p = est.predict_proba(x)
     torch.testing.assert_close(p.sum(1), torch.ones(1200, dtype=torch.float64))
     # eq. 11: p(w | {x^(r)}) ∝ p(w) prod_r p(x^(r) | w), from per-position terms
@@ -241,9 +243,15 @@ def test_sampling_is_seeded_and_follows_the_model():
     assert xs.shape == (3000, 2) and ys.shape == (3000, 2) and zs.shape == (3000, 1)
     # samples fit the model about as well as the data do
     assert est.score(xs, ys) == pytest.approx(est.score(x, y), abs=0.15)
-    xj, _, wj, _ = est.sample(500, higher_component=1, random_state=0)
-    assert bool((wj == 1).all())
-    assert est.predict(xj).double().mean() > 0.8 or est.predict(xj).double().mean() < 0.2
+    # samples of higher component j are predicted as j (the model's own labels);
+    # the two components overlap unequally (0.76-0.93 of their samples over fit seeds 0-5)
+    # and which one gets label 1 depends on the start, so both are checked
+    recovered = []
+    for j in (0, 1):
+        xj, _, wj, _ = est.sample(500, higher_component=j, random_state=0)
+        assert bool((wj == j).all())
+        recovered.append((est.predict(xj) == j).double().mean())
+    assert min(recovered) > 0.65 and sum(recovered) / 2 > 0.8
     xi, _, _, zi = est.sample(200, lower_component=2, random_state=0)
     assert bool((zi == 2).all())
     torch.testing.assert_close(

@@ -59,7 +59,7 @@ def region_means(prior_map, obj):
 @pytest.mark.parametrize("cells,majority_is_object", [(SMALL, False), (LARGE, True)])
 def test_mgm_paper_orientation_favours_the_majority_region(cells, majority_is_object):
     x, obj = two_region_image(cells)
-    p = MGMPrior(TwoRegion(), layer="feat", orientation="paper").prior_map(x)
+    p = MGMPrior(TwoRegion(), layer="feat", variant="paper").prior_map(x)
     o, b = region_means(p, obj)
     assert abs(o - b) > 0.3  # the map separates the two regions
     assert (o > b) == majority_is_object
@@ -93,12 +93,19 @@ def test_bgmm_evidence_follows_the_target_class(target, object_high):
     assert (o > b + 0.5) == object_high and (b > o + 0.5) == (not object_high)
 
 
-@pytest.mark.parametrize("reduction", ["max", "entropy"])
-def test_bgmm_confidence_reductions_do_not_single_out_a_region(reduction):
-    x, obj = two_region_image(SMALL)
-    p = BGMMPrior(TwoRegion(), layer="feat", reduction=reduction, random_state=0).prior_map(x)
-    o, b = region_means(p, obj)
-    assert abs(o - b) < 0.1 and p.max() <= 1.0 and p.min() >= 0.0
+@pytest.mark.parametrize("reduction", ["evidence", "center"])
+def test_bgmm_map_of_an_image_does_not_depend_on_its_batch(reduction):
+    """Each image's mixture is fitted from its own features and random_state
+    only: explained alone, or in any batch, it gets the same map."""
+    model = cnn()
+    x = torch.rand(6, 1, 28, 28)
+    prior = BGMMPrior(model, reduction=reduction, random_state=3)
+    batch = prior.prior_map(x, target=2)
+    alone = torch.cat([prior.prior_map(x[i : i + 1], target=2) for i in range(len(x))])
+    torch.testing.assert_close(batch, alone, rtol=0, atol=1e-6)
+    torch.testing.assert_close(prior.prior_map(x.flip(0), target=2), batch.flip(0), rtol=0, atol=1e-6)
+    other = BGMMPrior(model, reduction=reduction, random_state=4).prior_map(x, target=2)
+    assert not torch.allclose(other, batch)  # the seed matters
 
 
 def test_shrunk_gaussian_matches_ledoit_wolf_and_scipy():
@@ -163,10 +170,19 @@ def test_fit_on_reference_set_and_reference_code_modes():
         assert p.shape == (3, 1, 28, 28) and 0 <= p.min() and p.max() <= 1
         torch.testing.assert_close(prior.data_std_.flatten(), refs.std(unbiased=False).view(1))
     # released code: raw density x 10 over the (C*h) x w reshape, not in [0, 1]
-    p = MGMPrior(model, mode="reference_code").prior_map(x)
+    p = MGMPrior(model, variant="reference_code").prior_map(x)
     assert p.shape == (3, 1, 28, 28) and torch.isfinite(p).all() and p.max() > 1
-    p = BGMMPrior(model, mode="reference_code", random_state=0).prior_map(x[:1])
+    prior = BGMMPrior(model, variant="reference_code", random_state=0)
+    p = prior.prior_map(x[:1])
     assert p.shape == (1, 1, 28, 28) and 0 <= p.min() and p.max() <= 1
+    # its (C*h) x K posterior: K = n_components, the user's value when given
+    rows = prior._rows(prior.features(x[:1])[0])
+    assert prior._posterior(prior._fit_rows(rows), rows).shape[-1] == 5
+    three = BGMMPrior(model, variant="reference_code", n_components=3, random_state=0)
+    assert three._posterior(three._fit_rows(rows), rows).shape[-1] == 3
+    assert three._mixture(torch.float64).max_iter == 100 and prior._mixture(torch.float64).reg_covar == 1e-6
+    assert BGMMPrior(model, max_iter=7, variant="reference_code")._mixture(torch.float64).max_iter == 7
+    assert BGMMPrior(model)._mixture(torch.float64).max_iter == 200
 
 
 def test_deep_prior_eg_with_priors_end_to_end():
@@ -203,8 +219,12 @@ def test_prior_bad_input():
         MGMPrior(model, layer="fc")(torch.rand(1, 1, 28, 28))
     with pytest.raises(ValueError, match="unknown reduction"):
         BGMMPrior(model, reduction="median")
-    with pytest.raises(ValueError, match="unknown mode"):
-        MGMPrior(model, mode="code")
+    with pytest.raises(ValueError, match="unknown variant"):
+        MGMPrior(model, variant="code")
+    with pytest.raises(ValueError, match="BGMMPrior has no variant 'corrected'"):
+        BGMMPrior(model, variant="corrected")
+    with pytest.raises(ValueError, match="unknown reduction"):
+        BGMMPrior(model, reduction="max")
 
     class Tiny(nn.Module):  # a 2x2 feature map: 4 rows
         def __init__(self):
@@ -240,8 +260,6 @@ def test_prior_bad_input():
         MGMPrior(model, clamp=0.5)
     with pytest.raises(ValueError, match="data_std must be positive"):
         MGMPrior(model, data_std=0.0)
-    with pytest.raises(ValueError, match="unknown orientation"):
-        MGMPrior(model, orientation="up")
 
 
 @pytest.mark.parametrize("name", sorted(PRIORS))

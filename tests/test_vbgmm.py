@@ -1,4 +1,4 @@
-"""The batched torch Bayesian GMM against scikit-learn's (issue 16)."""
+"""The batched Bayesian GMM engine against scikit-learn's BayesianGaussianMixture (the oracle)."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 
+from captum_prior._kmeans import kmeans
 from captum_prior.priors import BGMMPrior
-from captum_prior.priors._vbgmm import BatchedBayesianGMM, kmeans_labels
+from captum_prior.priors._vbgmm import BatchedBayesianGMM
 
 
 def blobs(seed, n=(30, 19), d=4):
@@ -66,7 +67,7 @@ def test_kmeans_init_finds_sklearns_partition_and_is_seeded():
     centres = rng.normal(0, 10, (4, 3))
     x = np.concatenate([c + rng.normal(0, 0.3, (15, 3)) for c in centres])
     ref = KMeans(4, n_init=1, random_state=0).fit(x).labels_
-    lab = kmeans_labels(torch.tensor(x)[None], 4, torch.Generator().manual_seed(0))[0]
+    lab = kmeans(torch.tensor(x)[None], 4, torch.Generator().manual_seed(0))[0]
     assert adjusted_rand_score(ref, lab.numpy()) == 1.0
     xt = torch.tensor(np.stack([blobs(0), blobs(1)]))
     a = BatchedBayesianGMM(5, random_state=7).fit(xt)
@@ -112,15 +113,13 @@ def test_bad_input():
         BatchedBayesianGMM(3, covariance_type="tied")
     with pytest.raises(ValueError, match="engine"):
         BatchedBayesianGMM(3, engine="jax")
-    with pytest.raises(ValueError, match="backend='sklearn'"):
-        BGMMPrior(torch.nn.Conv2d(1, 1, 1), covariance_type="tied")
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_prior_posterior_is_sklearns_fit_from_the_same_start():
-    """End to end on the bundled CNN: the torch backend's posterior for every
-    image equals scikit-learn's mixture fitted on the same (PCA-reduced,
-    scaled) rows from the same k-means partition."""
+    """End to end on the bundled CNN: the prior's posterior for every image
+    equals scikit-learn's mixture fitted on the same (PCA-reduced, scaled)
+    rows from the same k-means partition."""
     from captum_prior.data import load_fashion_mnist_sample
     from captum_prior.models import load_fashion_cnn
 
@@ -128,10 +127,10 @@ def test_prior_posterior_is_sklearns_fit_from_the_same_start():
     x, _ = load_fashion_mnist_sample(4)
     prior = BGMMPrior(model, random_state=0)
     rows = prior._rows(prior.features(x)[0])
-    gm, pca, scale = prior._torch_fit(rows)
+    gm, pca, scale = prior._fit_rows(rows)
     z = ((rows.double() - pca[0]) @ pca[1]) / scale
     post = gm.predict_proba(z)
-    labels = kmeans_labels(z, 5, torch.Generator().manual_seed(0))
+    labels = kmeans(z, 5, torch.Generator().manual_seed(0))
     for i in range(len(x)):
         resp0 = np.eye(5)[labels[i].numpy()]
         ref = sklearn_from(resp0, n_components=5, max_iter=200, reg_covar=1e-4).fit(z[i].numpy())
@@ -139,6 +138,3 @@ def test_prior_posterior_is_sklearns_fit_from_the_same_start():
         np.testing.assert_allclose(gm.lower_bound_[i].item(), ref.lower_bound_, rtol=1e-8)
     maps = prior(x)
     assert maps.shape == x.shape and maps.device == x.device
-    assert BGMMPrior(model, random_state=0, backend="sklearn")(x).shape == x.shape
-    p = BGMMPrior(model, random_state=0, covariance_type="diag")(x)
-    assert torch.isfinite(p).all() and 0 <= p.min() and p.max() <= 1

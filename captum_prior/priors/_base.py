@@ -3,7 +3,7 @@
 A deep-feature prior reads the feature map ``F`` (``B x C x h x w``) of one
 layer of the model for each explained image, turns it into an ``h x w`` map,
 and upsamples that map bilinearly to the input's ``H x W``. Subclasses
-provide the density model (:meth:`_fit_rows`, :meth:`_maps`).
+provide the density model (``_fit_rows``, ``_maps``).
 
 Everything that turns the map into a shift of the references lives here, so
 every deep-feature prior shares it: the orientation of the map, the ``scale``
@@ -26,27 +26,18 @@ from captum_prior._features import capture, last_spatial_layer, resolve_layer
 from captum_prior._image import resize
 from captum_prior._validation import (
     as_tensor_tuple,
-    check_choice,
     check_float,
     check_int,
     check_target,
+    check_variant,
 )
 from captum_prior.errors import InputRangeWarning
 
-MODES = ("paper", "reference_code")
-ORIENTATIONS = ("object", "paper")
-
 #: Default ``scale``: the prior shifts a reference by at most this many
-#: standard deviations of the data (per channel). Chosen by the sweep in
-#: ``benchmarks/bench_deep_prior_scale_sweep.py`` on the development data only
-#: (100 Fashion-MNIST test images with the bundled CNN, the 20 bundled photos
-#: with EfficientNet-Lite0; scales 0.1, 0.25, 0.5, 1, 2), by a rule fixed
-#: before the run: the highest mean, over the four (dataset, prior) cells, of
-#: the paired insertion-deletion difference to EG. 1.0 wins (+0.0068; 0.5:
-#: +0.0007, 0.1: -0.0004, 2: -0.0053): on Fashion-MNIST both priors gain most
-#: at 1 sigma (MGM +0.030, BGMM +0.022, CIs excluding 0); on the photos no
-#: scale beats EG (at 1 sigma MGM -0.014, BGMM -0.010, CIs including 0; the
-#: smallest shift, 0.1, is closest to EG). ``benchmarks/results/deep_prior_scale_sweep.md``.
+#: standard deviations of the data (per channel), chosen by a sweep of
+#: 0.1-2 on the development data (Fashion-MNIST with the bundled CNN, the
+#: bundled photos with EfficientNet-Lite0) as the best mean paired
+#: insertion-deletion gain over expected gradients.
 DEFAULT_SCALE = 1.0
 
 ClampType = Union[str, None, Tuple[Any, Any]]
@@ -66,21 +57,23 @@ def _channel_stats(ref: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
 
 
 class DeepFeaturePrior:
-    """Base class; see :class:`~captum_prior.priors.MGMPrior`."""
+    """Base class of :class:`~captum_prior.priors.MGMPrior` and
+    :class:`~captum_prior.priors.BGMMPrior` (see their parameters)."""
 
     #: whether the reduction needs Grad-CAM evidence (gradients of the target)
     _needs_evidence = False
+    #: the ``variant`` values the subclass implements
+    _variants: Tuple[str, ...] = ("paper", "reference_code")
 
     def __init__(
         self,
         model: nn.Module,
         layer: Union[str, nn.Module, None] = None,
         scale: float = DEFAULT_SCALE,
-        mode: str = "paper",
+        variant: str = "paper",
         batch_size: int = 64,
         data_std: Union[float, Sequence[float], Tensor, None] = None,
         clamp: ClampType = "auto",
-        orientation: str = "object",
     ) -> None:
         self.model = model
         self.layer = layer
@@ -90,7 +83,7 @@ class DeepFeaturePrior:
         if self.layer_ is not None:
             self.layer_name_ = next(n for n, m in model.named_modules() if m is self.layer_)
         self.scale = check_float(scale, "scale", low=0.0)
-        self.mode = check_choice(mode, "mode", MODES)
+        self.variant = check_variant(variant, type(self).__name__, self._variants)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.data_std = data_std
         self._data_std_t = self._check_std(data_std)
@@ -98,7 +91,6 @@ class DeepFeaturePrior:
                 or (isinstance(clamp, (tuple, list)) and len(clamp) == 2)):
             raise ValueError(f"clamp must be 'auto', None or a (low, high) pair, got {clamp!r}")
         self.clamp = clamp
-        self.orientation = check_choice(orientation, "orientation", ORIENTATIONS)
         self.fitted_: Optional[Any] = None
         self.data_std_: Optional[Tensor] = None
         self.data_range_: Optional[Tuple[Tensor, Tensor]] = None
@@ -116,18 +108,11 @@ class DeepFeaturePrior:
         layer = self.layer_name_ if self.layer_name_ is not None else "None (found on the first input)"
         extra = self._repr_extra()
         return (f"{type(self).__name__}(layer={layer!r}, scale={self.scale}, data_std={self.data_std!r}, "
-                f"clamp={self.clamp!r}, orientation={self.orientation!r}, mode={self.mode!r}"
+                f"clamp={self.clamp!r}, variant={self.variant!r}"
                 + (", " + extra if extra else "") + ")")
 
     def _repr_extra(self) -> str:
         return ""
-
-    def _map_is_oriented(self) -> bool:
-        """Whether the map already says which region it marks, so that
-        ``orientation="object"`` leaves it alone: BGMM's ``"center"`` (the
-        component at the image centre) and ``"evidence"`` (the component the
-        model uses as evidence for the target) reductions."""
-        return getattr(self, "reduction", None) in ("center", "evidence")
 
     def _layer_for(self, inputs: Tensor) -> nn.Module:
         """The feature layer; ``layer=None`` is resolved here, once, by running
@@ -140,9 +125,26 @@ class DeepFeaturePrior:
     def features(
         self, inputs: Tensor, target: TargetType = None, evidence: bool = False
     ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Layer features ``B x C x h x w`` (one forward per batch), and with
-        ``evidence=True`` the Grad-CAM evidence map ``B x h x w`` of the target
-        (predicted class if ``target`` is None). The model is left as found."""
+        """The prior layer's features for ``inputs``, and optionally the Grad-CAM evidence.
+
+        One forward per ``batch_size`` images; the model is left as found.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            ``B x C x H x W`` images.
+        target : int, sequence or Tensor, optional
+            The class of the evidence; None: the predicted class.
+        evidence : bool, optional
+            Also compute the Grad-CAM evidence map (one backward per batch).
+            Default: False
+
+        Returns
+        -------
+        tuple of (Tensor, Tensor or None)
+            Features ``B x C x h x w`` and the evidence ``B x h x w`` (None
+            when ``evidence=False``).
+        """
         feats, evid = [], []
         n = inputs.shape[0]
         with capture(self.model, self._layer_for(inputs)) as store:
@@ -180,12 +182,21 @@ class DeepFeaturePrior:
 
     # -- public API -----------------------------------------------------
     def fit(self, reference_inputs: Tensor) -> "DeepFeaturePrior":
-        """Fit the density once on the feature rows of ``reference_inputs``
-        (all positions of all images), instead of per explained image, and
-        record the reference set's per-channel standard deviation
-        (``data_std_``) and range (``data_range_``).
+        """Fit one density on all feature positions of a reference set.
 
-        Returns self."""
+        The fitted density is then used for every explained image instead of
+        a fit per image. Also records the reference set's per-channel
+        standard deviation (``data_std_``) and range (``data_range_``).
+
+        Parameters
+        ----------
+        reference_inputs : Tensor
+            ``R x C x H x W`` reference images.
+
+        Returns
+        -------
+        self
+        """
         (x,), _ = as_tensor_tuple(reference_inputs, "reference_inputs")
         self.set_reference_stats(x)
         feats, _ = self.features(x)
@@ -193,19 +204,42 @@ class DeepFeaturePrior:
         return self
 
     def set_reference_stats(self, references: Tensor) -> "DeepFeaturePrior":
-        """Record the per-channel standard deviation and range of the
-        reference set ``references`` (``R x C x H x W``), used for the
-        shift's units and the clamp when not given explicitly.
-        :class:`~captum_prior.attr.DeepPriorExpectedGradients` calls this
-        with the baselines of every ``attribute`` call. Returns self."""
+        """Record the per-channel standard deviation and range of a reference set.
+
+        They are the shift's units and the clamp when ``data_std`` and
+        ``clamp`` are not given explicitly.
+
+        Parameters
+        ----------
+        references : Tensor
+            ``R x C x H x W`` reference images.
+
+        Returns
+        -------
+        self
+        """
         std, lo, hi = _channel_stats(references)
         self.data_std_ = std
         self.data_range_ = (lo, hi)
         return self
 
     def prior_map(self, inputs: Any, target: TargetType = None) -> Tensor:
-        """The oriented prior map ``B x 1 x H x W`` in ``[0, 1]`` (``mode="paper"``)
-        before ``scale`` and units: high = the object (``orientation="object"``)."""
+        """The prior map for ``inputs`` (``B x C x H x W``), before ``scale`` and units.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            Images, ``B x C x H x W`` (or a one-element tuple of them).
+        target : int, sequence or Tensor, optional
+            The class whose evidence a reduction reads (``BGMMPrior``'s
+            ``reduction="evidence"``); None: the predicted class.
+
+        Returns
+        -------
+        Tensor
+            ``B x 1 x H x W``, in ``[0, 1]`` for the ``"paper"`` and
+            ``"corrected"`` variants.
+        """
         x = self._check_images(inputs)
         if x.shape[0] == 0:  # an empty batch: an empty map of the right shape, as torch does
             return x.new_zeros((0, 1) + tuple(x.shape[-2:]))
@@ -213,41 +247,99 @@ class DeepFeaturePrior:
         return self.map_from_features(feats, evid, x)
 
     def map_from_features(self, feats: Tensor, evidence: Optional[Tensor], inputs: Tensor) -> Tensor:
-        """The map of :meth:`prior_map` from features already computed, e.g.
-        captured in the forward pass of a training step
-        (:class:`~captum_prior.training.AttributionPriorTrainer`): ``feats``
-        (``B x C x h x w``) of the prior's layer for ``inputs``, and the
-        Grad-CAM ``evidence`` (``B x h x w``) when the reduction needs it
-        (``_needs_evidence``), else None. Returns ``B x 1 x H x W``."""
+        """The map of :meth:`prior_map` from features already computed.
+
+        E.g. features captured in the forward pass of a training step
+        (:class:`~captum_prior.training.AttributionPriorTrainer`).
+
+        Parameters
+        ----------
+        feats : Tensor
+            ``B x C x h x w`` features of the prior's layer for ``inputs``.
+        evidence : Tensor or None
+            The Grad-CAM evidence ``B x h x w`` when the reduction needs it,
+            else None.
+        inputs : Tensor
+            The ``B x C x H x W`` images (their size and device are used).
+
+        Returns
+        -------
+        Tensor
+            ``B x 1 x H x W``.
+        """
         feats = feats.detach()
         maps = self._maps(feats, evidence)  # B x h' x w'
-        if self.mode == "paper" and self.orientation == "object" and not self._map_is_oriented():
+        if self.variant == "corrected":
             maps = orient_to_object(maps, feats)
         return resize(maps.unsqueeze(1).to(inputs.dtype), tuple(inputs.shape[-2:])).to(inputs.device)
 
     def shift_from_map(self, maps: Tensor, inputs: Tensor, references: Optional[Tensor] = None) -> Tensor:
-        r"""The shift of :meth:`__call__` from a map of :meth:`prior_map`:
-        ``maps * scale * units``."""
+        r"""The shift of :meth:`__call__` from a map of :meth:`prior_map`.
+
+        Parameters
+        ----------
+        maps : Tensor
+            ``B x 1 x H x W`` maps.
+        inputs : Tensor
+            The ``B x C x H x W`` images.
+        references : Tensor, optional
+            The reference set whose standard deviation gives the units.
+
+        Returns
+        -------
+        Tensor
+            ``maps * scale * units(inputs, references)``.
+        """
         return maps * self.scale * self.units(inputs, references).to(device=inputs.device, dtype=inputs.dtype)
 
     def __call__(self, inputs: Any, target: TargetType = None, references: Optional[Tensor] = None) -> Tensor:
-        r"""The shift :math:`p_{prior}` for images ``inputs`` (``B x C x H x W``):
-        the map of :meth:`prior_map` times ``scale`` times the data's
+        r"""The shift :math:`p_{prior}` for ``inputs``.
+
+        The map of :meth:`prior_map` times ``scale`` times the data's
         per-channel standard deviation :math:`\sigma_c`, i.e. ``scale`` is in
         units of the data. :math:`\sigma_c` is ``data_std`` if given, else
         that of ``references`` (the baselines, when called by
-        DeepPriorExpectedGradients), else the one recorded by :meth:`fit` /
-        :meth:`set_reference_stats`, else that of ``inputs`` themselves.
-        Shape ``B x 1 x H x W`` for one channel (or one ``data_std``), else
-        ``B x C x H x W``."""
+        :class:`~captum_prior.attr.DeepPriorExpectedGradients`), else the one
+        recorded by :meth:`fit` / :meth:`set_reference_stats`, else that of
+        ``inputs`` themselves.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            ``B x C x H x W`` images.
+        target : int, sequence or Tensor, optional
+            Passed to :meth:`prior_map`.
+        references : Tensor, optional
+            The reference set (for the units).
+
+        Returns
+        -------
+        Tensor
+            ``B x 1 x H x W`` for one channel (or one ``data_std``), else
+            ``B x C x H x W``.
+        """
         x = self._check_images(inputs)
         if x.shape[0] == 0:  # an empty batch: an empty shift of the right shape
             return x.new_zeros((0, 1) + tuple(x.shape[-2:]))
         return self.shift_from_map(self.prior_map(x, target), x, references)
 
     def units(self, inputs: Tensor, references: Optional[Tensor] = None) -> Tensor:
-        r"""The per-channel :math:`\sigma_c` that multiplies the map (``1 x C x 1 x 1``
-        or ``1 x 1 x 1 x 1``), chosen as described in :meth:`__call__`."""
+        r"""The per-channel :math:`\sigma_c` that multiplies the map.
+
+        Chosen as described in :meth:`__call__`.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            The ``B x C x H x W`` images.
+        references : Tensor, optional
+            The reference set.
+
+        Returns
+        -------
+        Tensor
+            ``1 x C x 1 x 1`` or ``1 x 1 x 1 x 1``.
+        """
         if self._data_std_t is not None:
             t = self._data_std_t
             if t.numel() not in (1, inputs.shape[1]):
@@ -265,11 +357,22 @@ class DeepFeaturePrior:
         return torch.where(std > 0, std, torch.ones_like(std))
 
     def baseline_range(self, references: Optional[Tensor] = None) -> Optional[Tuple[Any, Any]]:
-        """The ``(low, high)`` range that prior-shifted baselines are clamped
-        to: ``clamp`` if given; for ``clamp="auto"`` the per-channel min and
-        max of ``references`` (or those recorded by :meth:`fit`); ``None``
-        for ``clamp=None``, with an :class:`~captum_prior.errors.InputRangeWarning`
-        (baselines may then leave the data's range)."""
+        """The ``(low, high)`` range that prior-shifted baselines are clamped to.
+
+        Parameters
+        ----------
+        references : Tensor, optional
+            The reference set.
+
+        Returns
+        -------
+        tuple or None
+            ``clamp`` if given; for ``clamp="auto"`` the per-channel min and
+            max of ``references`` (or those recorded by :meth:`fit`); None for
+            ``clamp=None``, with an
+            :class:`~captum_prior.errors.InputRangeWarning` (baselines may then
+            leave the data's range).
+        """
         if self.clamp is None:
             warnings.warn(
                 "clamp=None: prior-shifted baselines are not clamped and can leave the range "
@@ -308,20 +411,21 @@ class DeepFeaturePrior:
 
     # -- helpers for subclasses -----------------------------------------
     def _rows(self, feats: Tensor) -> Tensor:
-        """Per-image rows: ``B x (h*w) x C`` (paper, eq. 10/15) or the released
-        code's ``B x (C*h) x w`` reshape (methods.md §1.2)."""
+        """Per-image rows: ``B x (h*w) x C`` (eq. 10/15) or, for
+        ``variant="reference_code"``, the released code's ``B x (C*h) x w``
+        reshape of the feature tensor."""
         b, c, h, w = feats.shape
-        if self.mode == "paper":
+        if self.variant != "reference_code":
             return feats.flatten(2).transpose(1, 2)
         return feats.reshape(b, c * h, w)
 
     def _row_dim(self, feats: Tensor) -> int:
-        return feats.shape[1] if self.mode == "paper" else feats.shape[3]
+        return feats.shape[3] if self.variant == "reference_code" else feats.shape[1]
 
     def _grid(self, feats: Tensor) -> Tuple[int, int]:
         """Shape of the map before upsampling."""
         b, c, h, w = feats.shape
-        return (h, w) if self.mode == "paper" else (c * h, w)
+        return (c * h, w) if self.variant == "reference_code" else (h, w)
 
     def _maps(self, feats: Tensor, evid: Optional[Tensor]) -> Tensor:
         raise NotImplementedError
@@ -331,16 +435,40 @@ class DeepFeaturePrior:
 
 
 def gradcam_evidence(score: Tensor, feats: Tensor, retain_graph: bool = False) -> Tensor:
-    """Grad-CAM evidence ``B x h x w`` (Selvaraju et al. 2017): the ReLU of the
-    feature map ``feats`` weighted by the spatial mean of the gradient of
-    ``score`` (one value per example) with respect to it. Detached."""
+    """Grad-CAM evidence ``B x h x w`` (Selvaraju et al., 2017).
+
+    The ReLU of the feature map ``feats`` weighted by the spatial mean of the
+    gradient of ``score`` (one value per example) with respect to it.
+
+    Parameters
+    ----------
+    score : Tensor
+        ``B`` scores, with a graph to ``feats``.
+    feats : Tensor
+        ``B x C x h x w`` features.
+    retain_graph : bool, optional
+        Keep the graph for another backward. Default: False
+
+    Returns
+    -------
+    Tensor
+        ``B x h x w``, detached.
+    """
     (g,) = torch.autograd.grad(score.sum(), feats, retain_graph=retain_graph)
     w = g.mean(dim=(2, 3), keepdim=True)  # Grad-CAM channel weights
     return torch.relu((w * feats).sum(1)).detach()
 
 
 def minmax(v: Tensor, dim: int = -1) -> Tensor:
-    """Min-max normalise along ``dim`` to ``[0, 1]`` (a constant row maps to 0)."""
+    """Min-max normalise along ``dim`` to ``[0, 1]`` (a constant row maps to 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> minmax(torch.tensor([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]]))
+    tensor([[0.0000, 1.0000, 0.5000],
+            [0.0000, 0.0000, 0.0000]])
+    """
     lo = v.amin(dim, keepdim=True)
     hi = v.amax(dim, keepdim=True)
     rng = hi - lo
@@ -348,17 +476,39 @@ def minmax(v: Tensor, dim: int = -1) -> Tensor:
 
 
 def orient_to_object(maps: Tensor, feats: Tensor) -> Tensor:
-    r"""Orient each ``[0, 1]`` map (``B x h x w``) so that it is high on the object.
+    r"""Orient each ``[0, 1]`` map so that it is high on the object.
 
-    The map of a density (MGM) or of one mixture component (BGMM) has no
-    inherent sign: a per-image Gaussian is highest on the positions that are
-    most *typical* of the image, the background whenever it covers most of the
-    frame (87 % of Fashion-MNIST images, ``benchmarks/results/deep_prior_orientation.md``).
-    Definition used here (label-free, no gradient): the object is where the
-    layer responds, so a map whose Pearson correlation with the feature energy
-    :math:`\lVert F_{:, i, j}
-Vert_2` over the positions is negative is
-    replaced by ``1 - map``. Maps on the positions of ``feats``' grid only.
+    The map of a density has no inherent sign: a per-image Gaussian is
+    highest on the positions that are most *typical* of the image, the
+    background whenever it covers most of the frame.  Definition used here
+    (label-free, no gradient): the object is where the layer responds, so a
+    map whose Pearson correlation with the feature energy
+    :math:`\lVert F_{:, i, j} \rVert_2` over the positions is negative is
+    replaced by ``1 - map``.
+
+    Parameters
+    ----------
+    maps : Tensor
+        ``B x h x w`` maps in ``[0, 1]``.
+    feats : Tensor
+        ``B x C x h x w`` features the maps were computed from.  Maps on
+        another grid are returned unchanged.
+
+    Returns
+    -------
+    Tensor
+        ``B x h x w``: each map, or ``1 - map`` where it anti-correlates with
+        the feature energy.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = torch.zeros(1, 2, 2, 2)
+    >>> feats[0, :, 0, 0] = 3.0  # the layer responds at the top-left position
+    >>> maps = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])  # high on the rest
+    >>> orient_to_object(maps, feats)
+    tensor([[[1., 0.],
+             [0., 0.]]])
     """
     if maps.shape[-2:] != feats.shape[-2:]:
         return maps

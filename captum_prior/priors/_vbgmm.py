@@ -1,12 +1,12 @@
-"""A batched variational Bayesian Gaussian mixture in torch.
+"""A batched variational Bayesian Gaussian mixture (the engine of BGMMPrior).
 
 :class:`BatchedBayesianGMM` fits one variational Bayesian Gaussian mixture
 *per batch element* of ``X`` (``B x N x D``): the ``N`` feature rows of each of
-``B`` images, all at once, on ``X``'s device.  The model, the priors and the
-updates are those of scikit-learn's ``BayesianGaussianMixture`` (Bishop 2006,
-§10.2; Blei & Jordan 2006 for the Dirichlet-process stick-breaking weights),
-so that on the same initialisation the two give the same lower bound and the
-same responsibilities (``tests/test_vbgmm.py``):
+``B`` images, all at once.  The model, the priors and the updates are those of
+scikit-learn's ``BayesianGaussianMixture`` (Bishop 2006, §10.2; Blei & Jordan
+2006 for the Dirichlet-process stick-breaking weights), so that from the same
+initialisation the two give the same lower bound and the same
+responsibilities; scikit-learn is the test oracle:
 
 - weights: a truncated Dirichlet process (stick-breaking Beta posteriors,
   ``weight_concentration_prior_type="dirichlet_process"``) or a Dirichlet
@@ -15,11 +15,11 @@ same responsibilities (``tests/test_vbgmm.py``):
 - means: a Gaussian prior centred on the image's row mean, precision prior 1;
 - precisions: a Wishart prior with ``D`` degrees of freedom whose scale is the
   rows' empirical covariance (``"full"``) or variance (``"diag"``);
-- initialisation: k-means (greedy k-means++ seeding and Lloyd iterations),
-  seeded with a ``torch.Generator``, or given responsibilities;
+- initialisation: k-means (:func:`captum_prior._kmeans.kmeans`), seeded by
+  ``random_state``, or given responsibilities;
 - coordinate ascent until the lower bound changes by less than ``tol`` or
-  ``max_iter`` iterations.  Each image stops on its own: once converged its
-  parameters are frozen while the others continue, as if fitted alone.
+  ``max_iter`` iterations.  Each image stops on its own, where it would
+  stop if fitted alone.
 
 The lower bound is scikit-learn's (up to the same additive constant).
 Only ``"full"`` and ``"diag"`` covariances are implemented.
@@ -35,11 +35,12 @@ import scipy.special
 import torch
 from torch import Tensor
 
+from captum_prior._kmeans import kmeans
+from captum_prior._random import torch_generator
 from captum_prior._validation import check_choice, check_float, check_int
 
 COVARIANCE_TYPES = ("full", "diag")
 WEIGHT_PRIORS = ("dirichlet_process", "dirichlet_distribution")
-INITS = ("kmeans", "random")
 ENGINES = ("auto", "torch", "numpy")
 
 
@@ -75,104 +76,75 @@ class _NumpyOps:
         return a.max(axis, keepdims=True)
 
 
-def make_generator(random_state: Union[int, torch.Generator, None], device: torch.device) -> torch.Generator:
-    """A generator on ``device`` from an int seed, a generator, or None (fresh seed)."""
-    if isinstance(random_state, torch.Generator):
-        return random_state
-    g = torch.Generator(device=device)
-    if random_state is None:
-        g.seed()
-    else:
-        g.manual_seed(int(random_state))
-    return g
-
-
-def _sq_dist(a: Tensor, b: Tensor) -> Tensor:
-    """Squared distances ``B x M x N`` between the rows of ``a`` (``B x M x D``)
-    and ``b`` (``B x N x D``), from the differences (exact; for these small
-    sizes cheaper than ``torch.cdist``)."""
-    diff = a[:, :, None] - b[:, None]
-    return (diff * diff).sum(-1)
-
-
-def kmeans_labels(x: Tensor, k: int, generator: torch.Generator, max_iter: int = 100) -> Tensor:
-    """Batched k-means: greedy k-means++ seeding (``2 + log k`` candidates per
-    centre, as scikit-learn) and Lloyd iterations until no label changes.
-
-    ``x`` is ``B x N x D``; returns the ``B x N`` labels."""
-    b, n, _ = x.shape
-    ar = torch.arange(b, device=x.device)
-    trials = 2 + int(math.log(k))
-    first = torch.randint(n, (b,), generator=generator, device=x.device)
-    centres = [x[ar, first]]
-    d2 = _sq_dist(centres[0][:, None], x)[:, 0]  # B x N
-    for _ in range(1, k):
-        w = d2.clamp_min(0) + 1e-300
-        cand = torch.multinomial(w, trials, replacement=True, generator=generator)  # B x T
-        cx = x[ar[:, None], cand]  # B x T x D
-        cd = _sq_dist(cx, x)  # B x T x N
-        pot = torch.minimum(cd, d2[:, None]).sum(-1)  # B x T
-        best = pot.argmin(1)
-        centres.append(cx[ar, best])
-        d2 = torch.minimum(d2, cd[ar, best])
-    c = torch.stack(centres, 1)  # B x K x D
-    labels = _sq_dist(x, c).argmin(-1)
-    eye = torch.eye(k, device=x.device, dtype=x.dtype)
-    for _ in range(max_iter):
-        onehot = eye[labels]  # B x N x K
-        cnt = onehot.sum(1)  # B x K
-        s = onehot.transpose(1, 2) @ x
-        c = torch.where(cnt[..., None] > 0, s / cnt.clamp_min(1)[..., None], c)
-        new = _sq_dist(x, c).argmin(-1)
-        if torch.equal(new, labels):
-            break
-        labels = new
-    return labels
-
-
 class BatchedBayesianGMM:
     r"""Variational Bayesian Gaussian mixtures, one per batch element.
 
-    **Engine.** The coordinate-ascent updates are written once, against the
-    operations torch tensors and NumPy arrays share (:class:`_TorchOps`,
-    :class:`_NumpyOps` name the few that differ). On the CPU they run in
-    NumPy by default: a per-image fit of ~50 rows is bound by the cost of
-    each operation's dispatch, not by arithmetic, and NumPy dispatches such
-    small arrays' operations about 2.5x faster (0.12 vs 0.28 ms per iteration
-    on the bundled CNN's rows, one thread). On any other device they run in
-    torch, on that device. Inputs and fitted attributes are torch tensors on
-    ``X``'s device either way; the k-means start always draws from the torch
-    generator, so the engine does not change which start a seed gives, and
-    the two engines agree to rounding (``tests/test_vbgmm.py``).
+    The coordinate-ascent updates are written once, against the operations
+    torch tensors and NumPy arrays share (``_TorchOps`` and ``_NumpyOps`` name
+    the few that differ). On the CPU they run in NumPy by default: a
+    per-image fit of some 50 rows is bound by the cost of each operation's
+    dispatch, not by arithmetic, and NumPy dispatches such small arrays'
+    operations faster than torch. On any other device they run in torch, on
+    that device. Inputs and fitted attributes are torch tensors on ``X``'s
+    device either way; the k-means start always draws from a torch
+    generator, so the engine does not change which start a seed gives.
 
-    Args:
-        n_components (int, optional): truncation level / number of components.
-                    Default: 5
-        covariance_type (str, optional): ``"full"`` or ``"diag"``. Default: ``"full"``
-        tol (float, optional): convergence threshold on the change of the lower
-                    bound. Default: 1e-3 (scikit-learn's)
-        reg_covar (float, optional): added to the covariance diagonals.
-                    Default: 1e-6
-        max_iter (int, optional): cap on the coordinate-ascent iterations.
-                    Default: 100
-        weight_concentration_prior_type (str, optional): ``"dirichlet_process"``
-                    or ``"dirichlet_distribution"``. Default: ``"dirichlet_process"``
-        weight_concentration_prior (float, optional): Default: None (``1/K``)
-        mean_precision_prior (float, optional): Default: None (1.0)
-        degrees_of_freedom_prior (float, optional): Default: None (``D``)
-        init (str, optional): ``"kmeans"`` or ``"random"`` responsibilities.
-                    Default: ``"kmeans"``
-        random_state (int or torch.Generator, optional): seed of the
-                    initialisation. Default: None
-        dtype (torch.dtype, optional): the dtype the fit runs in.
-                    Default: ``torch.float64``
-        engine (str, optional): ``"auto"`` (NumPy for CPU inputs, else torch),
-                    ``"torch"`` or ``"numpy"`` (CPU inputs only). Default: ``"auto"``
+    Parameters
+    ----------
+    n_components : int, optional
+        Truncation level / number of components. Default: 5
+    covariance_type : {"full", "diag"}, optional
+        Default: ``"full"``
+    tol : float, optional
+        Convergence threshold on the change of the lower bound. Default: 1e-3
+    reg_covar : float, optional
+        Added to the covariance diagonals. Default: 1e-6
+    max_iter : int, optional
+        Cap on the coordinate-ascent iterations. Default: 100
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, optional
+        Default: ``"dirichlet_process"``
+    weight_concentration_prior : float, optional
+        Default: None (``1 / n_components``)
+    mean_precision_prior : float, optional
+        Default: None (1.0)
+    degrees_of_freedom_prior : float, optional
+        Default: None (the number of features ``D``)
+    random_state : None, int or torch.Generator, optional
+        Seed of the k-means start (:func:`captum_prior._random.torch_generator`).
+        Default: None
+    dtype : torch.dtype, optional
+        The dtype the fit runs in. Default: ``torch.float64``
+    engine : {"auto", "torch", "numpy"}, optional
+        ``"auto"``: NumPy for CPU inputs, else torch; ``"numpy"`` needs CPU
+        inputs. Default: ``"auto"``
 
-    Fitted attributes (leading dimension ``B``): ``weight_concentration_``
-    (a pair for the Dirichlet process), ``mean_precision_``, ``means_``,
-    ``degrees_of_freedom_``, ``covariances_``, ``precisions_cholesky_``,
-    ``lower_bound_``, ``n_iter_``, ``converged_``.
+    Attributes
+    ----------
+    weight_concentration_, mean_precision_, means_, degrees_of_freedom_, covariances_, precisions_cholesky_ : Tensor
+        The variational posterior, leading dimension ``B`` (the weight
+        concentration is a pair of tensors for the Dirichlet process).
+    lower_bound_ : Tensor
+        ``B`` final lower bounds.
+    n_iter_ : Tensor
+        ``B`` iteration counts.
+    converged_ : Tensor
+        ``B`` booleans.
+
+    References
+    ----------
+    C. M. Bishop, *Pattern Recognition and Machine Learning*, Springer 2006, §10.2.
+    D. M. Blei and M. I. Jordan, "Variational inference for Dirichlet process
+    mixtures", Bayesian Analysis 1(1), 2006.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.priors._vbgmm import BatchedBayesianGMM
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.cat([torch.randn(2, 20, 2, generator=g), 5 + torch.randn(2, 20, 2, generator=g)], 1)
+    >>> gm = BatchedBayesianGMM(n_components=3, random_state=0).fit(x)
+    >>> gm.predict_proba(x).shape, gm.converged_.tolist()
+    (torch.Size([2, 40, 3]), [True, True])
     """
 
     def __init__(
@@ -186,7 +158,6 @@ class BatchedBayesianGMM:
         weight_concentration_prior: Optional[float] = None,
         mean_precision_prior: Optional[float] = None,
         degrees_of_freedom_prior: Optional[float] = None,
-        init: str = "kmeans",
         random_state: Union[int, torch.Generator, None] = None,
         dtype: torch.dtype = torch.float64,
         engine: str = "auto",
@@ -202,22 +173,32 @@ class BatchedBayesianGMM:
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
-        self.init = check_choice(init, "init", INITS)
         self.random_state = random_state
         self.dtype = dtype
         self.engine = check_choice(engine, "engine", ENGINES)
 
     # -- fit -----------------------------------------------------------------
     def fit(self, X: Tensor, resp: Optional[Tensor] = None) -> "BatchedBayesianGMM":
-        """Fit one mixture per ``X[b]`` (``X``: ``B x N x D``, or ``N x D`` for
-        one). ``resp`` (``B x N x K``), if given, replaces the k-means
-        initialisation. Returns self."""
+        """Fit one mixture per ``X[b]``.
+
+        Parameters
+        ----------
+        X : Tensor
+            ``B x N x D`` rows (``N x D`` for one mixture), ``N >= 2``.
+        resp : Tensor, optional
+            ``B x N x K`` starting responsibilities, instead of k-means.
+
+        Returns
+        -------
+        BatchedBayesianGMM
+            self
+        """
         x = self._check_X(X)
         b, n, d = x.shape
         k = self.n_components
         if n < 2:
             raise ValueError(f"X has {n} rows per mixture; a Bayesian GMM needs at least 2")
-        if n < k and resp is None and self.init == "kmeans":
+        if n < k and resp is None:
             raise ValueError(f"X has {n} rows per mixture but n_components={k}; lower n_components")
         # priors (per image)
         self._wcp = 1.0 / k if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
@@ -225,15 +206,10 @@ class BatchedBayesianGMM:
         self._dfp = float(d) if self.degrees_of_freedom_prior is None else float(self.degrees_of_freedom_prior)
         if self._dfp <= d - 1:
             raise ValueError(f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}")
-        # initialisation (always torch: the generator decides the start)
+        # initialisation (always torch: the generator decides the start, whatever the engine)
         if resp is None:
-            g = make_generator(self.random_state, x.device)
-            if self.init == "kmeans":
-                labels = kmeans_labels(x, k, g)
-                resp = torch.nn.functional.one_hot(labels, k).to(x.dtype)
-            else:
-                resp = torch.rand(b, n, k, generator=g, device=x.device, dtype=x.dtype)
-                resp = resp / resp.sum(-1, keepdim=True)
+            labels = kmeans(x, k, torch_generator(self.random_state), tol=0.0)
+            resp = torch.nn.functional.one_hot(labels, k).to(x.dtype)
         else:
             resp = torch.as_tensor(resp).to(device=x.device, dtype=x.dtype)
             if resp.dim() == 2:
@@ -260,38 +236,61 @@ class BatchedBayesianGMM:
 
     def _coordinate_ascent(self, x, rt):
         """The iterations of :meth:`fit` from responsibilities ``rt`` (``B x K x N``),
-        in the engine's arrays: E-step, M-step, lower bound, until every
-        element's bound changes by less than ``tol`` (a converged element is
-        frozen while the others continue) or ``max_iter``."""
-        ops, b, d = self._ops, x.shape[0], x.shape[-1]
+        in the engine's arrays: E-step, M-step, lower bound, until each
+        element's bound changes by less than ``tol`` or ``max_iter``.
+
+        An element that has converged leaves the batch: its state is stored
+        and the arrays of the remaining elements are cut down to them, so the
+        iterations cost what the still-running elements need, and each
+        element stops where it would have stopped alone."""
+        b, d = x.shape[0], x.shape[-1]
         state = self._m_step(x, rt)
-        lb = self._full(b, -math.inf, x)
-        done = self._full(b, False, x)
-        n_iter = self._full(b, 0, x)
-        any_done = False  # while no element has converged, no masking is needed
-        for _ in range(self.max_iter):
+        out = {key: state[key] for key in self._KEYS}  # filled in as elements stop
+        lb_out = self._full(b, -math.inf, x)
+        n_out = self._full(b, 0, x)
+        done_out = self._full(b, False, x)
+        priors = self._priors
+        idx = self._arange(b, x)  # the batch indices of the running elements
+        lb = lb_out
+        for it in range(1, self.max_iter + 1):
             log_r = self._log_resp_kn(x, state)
-            r = ops.exp(log_r)
-            new = self._m_step(x, r)
-            new_lb = self._lower_bound(r, log_r, new, d)
-            change = new_lb - lb
-            if any_done:
-                active = ~done
-                state = {key: _select(ops, active, v, state[key]) for key, v in new.items()}
-                lb = ops.where(active, new_lb, lb)
-                n_iter = n_iter + active
-            else:
-                state, lb, n_iter = new, new_lb, n_iter + 1
-            done = done | (abs(change) < self.tol)
-            n_done = int(done.sum())
-            if n_done == b:
+            r = self._ops.exp(log_r)
+            state = self._m_step(x, r)
+            new_lb = self._lower_bound(r, log_r, state, d)
+            stop = abs(new_lb - lb) < self.tol
+            lb = new_lb
+            n_stop = int(stop.sum())
+            if n_stop == 0 and it < self.max_iter:
+                continue
+            if len(idx) == b and (n_stop == b or it == self.max_iter):  # all stop together
+                self._priors = priors
+                return ({key: state[key] for key in self._KEYS}, lb,
+                        self._full(b, it, x), stop)
+            sel = stop if it < self.max_iter else stop | True
+            _store(out, state, idx[sel], sel, self._KEYS)
+            lb_out[idx[sel]] = lb[sel]
+            n_out[idx[sel]] = it
+            done_out[idx[stop]] = True
+            if n_stop == len(idx) or it == self.max_iter:
                 break
-            any_done = n_done > 0
-        return state, lb, n_iter, done
+            keep = ~stop
+            idx, x, lb = idx[keep], x[keep], lb[keep]
+            state = {key: _take(v, keep) for key, v in state.items()}
+            self._priors = tuple(v[keep] for v in self._priors)
+            self._prepare(x)
+        self._priors = priors
+        return out, lb_out, n_out, done_out
 
     def predict_proba(self, X: Tensor) -> Tensor:
-        """Posterior responsibilities ``B x N x K`` (``X``: ``B x N x D``; a
-        mixture fitted on one batch element is applied to every ``X[b]``)."""
+        """Posterior responsibilities ``B x N x K`` of the rows ``X``
+        (``B x N x D``; a mixture fitted on one batch element is applied to
+        every ``X[b]``).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit`.
+        """
         if not hasattr(self, "means_"):
             from sklearn.exceptions import NotFittedError
 
@@ -304,7 +303,7 @@ class BatchedBayesianGMM:
         return self._to_torch(self._ops.exp(self._log_resp_kn(xa, state)).swapaxes(1, 2), x)
 
     def predict(self, X: Tensor) -> Tensor:
-        """The most probable component of each row, ``B x N``."""
+        """The most probable component of each row of ``X``, ``B x N``."""
         return self.predict_proba(X).argmax(-1)
 
     @property
@@ -368,6 +367,12 @@ class BatchedBayesianGMM:
         if self.covariance_type == "diag":
             self._x2 = x * x
             self._xt, self._x2t = x.swapaxes(1, 2), self._x2.swapaxes(1, 2)
+
+    @staticmethod
+    def _arange(b: int, like):
+        if isinstance(like, np.ndarray):
+            return np.arange(b)
+        return torch.arange(b, device=like.device)
 
     def _full(self, b: int, value, like):
         if isinstance(like, np.ndarray):
@@ -470,8 +475,17 @@ class BatchedBayesianGMM:
         return -ent - log_wishart.sum(-1) - log_norm_w - 0.5 * d * ops.log(s["mean_precision_"]).sum(-1)
 
 
-def _select(ops, mask, new, old):
-    """``new`` where ``mask`` (per batch element), else ``old``; tuples element-wise."""
-    if isinstance(new, tuple):
-        return tuple(_select(ops, mask, a, b) for a, b in zip(new, old))
-    return ops.where(mask.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+def _take(v, mask):
+    """The batch elements ``mask`` of an array (or of each array of a pair)."""
+    return tuple(a[mask] for a in v) if isinstance(v, tuple) else v[mask]
+
+
+def _store(out: dict, state: dict, where, mask, keys) -> None:
+    """Write the batch elements ``mask`` of ``state`` into ``out`` at the batch
+    indices ``where``."""
+    for key in keys:
+        if isinstance(out[key], tuple):
+            for o, v in zip(out[key], state[key]):
+                o[where] = v[mask]
+        else:
+            out[key][where] = state[key][mask]

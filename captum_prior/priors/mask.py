@@ -14,24 +14,48 @@ from captum_prior._validation import as_tensor_tuple, check_finite, check_float
 
 
 class MaskPrior:
-    r"""Shape prior for Shape-EG: :math:`p_{prior}` is a binary object mask.
+    r"""Shape prior for Shape-EG: :math:`p_{prior}` is a binary object mask
+    (Guo & Gong, 2025, §5.1).
 
-    The paper's Shape-EG subtracts an object mask from the references, so the
-    path starts ``scale`` below the reference on the object and at the
-    reference elsewhere: attributions on the object are amplified. No code
-    was released; following methods.md §1.4 the mask is scaled to ``[0, 1]``
-    and resized (nearest neighbour) to the input size if needed.
+    Shape-EG subtracts an object mask from the references, so the path starts
+    ``scale`` below the reference on the object and at the reference
+    elsewhere: attributions on the object are amplified. The paper released
+    no code for it; the mask is read as values in ``[0, 1]`` and resized
+    (nearest neighbour) to the input size when it differs.
 
-    Args:
-        masks (Tensor or numpy.ndarray): ``H x W``, ``N x H x W`` or
-                    ``N x 1 x H x W`` masks: boolean, integer ``{0, 1}``,
-                    floating-point in ``[0, 1]``, or ``uint8`` ``{0, 255}``
-                    images (divided by 255; exactly ``{0, 255}`` in another
-                    dtype is read the same way). Anything else (e.g. a ``{0, 2}``
-                    mask, a float mask above 1, NaN) is a ``ValueError``.
-                    ``N`` must be 1 (one mask for every image) or the number of
-                    explained images, in the same order.
-        scale (float, optional): multiplier of the mask. Default: 1.0
+    Parameters
+    ----------
+    masks : Tensor or numpy.ndarray
+        ``H x W``, ``N x H x W`` or ``N x 1 x H x W`` masks: boolean, integer
+        ``{0, 1}``, floating-point in ``[0, 1]``, or ``uint8`` ``{0, 255}``
+        images (divided by 255; exactly ``{0, 255}`` in another dtype is read
+        the same way). ``N`` must be 1 (one mask for every image) or the
+        number of explained images, in the same order.
+    scale : float, optional
+        Multiplier of the mask. Default: 1.0
+
+    Raises
+    ------
+    TypeError
+        ``masks`` is not a Tensor or array, or is complex.
+    ValueError
+        Values outside those above (e.g. a ``{0, 2}`` mask, a float mask
+        above 1, NaN), or a wrong number of dimensions.
+
+    References
+    ----------
+    Guo and Gong, "Enhancing neural network interpretability through deep
+    prior-guided expected gradients", preprint, 2025.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from captum_prior.priors import MaskPrior
+    >>> mask = torch.zeros(4, 4, dtype=torch.bool)
+    >>> mask[1:3, 1:3] = True
+    >>> p = MaskPrior(mask, scale=0.5)(torch.rand(2, 3, 8, 8))
+    >>> p.shape, p.unique().tolist()
+    (torch.Size([1, 1, 8, 8]), [0.0, 0.5])
     """
 
     def __init__(self, masks: Union[Tensor, np.ndarray], scale: float = 1.0) -> None:
@@ -79,7 +103,27 @@ class MaskPrior:
         )
 
     def __call__(self, inputs: Any, target: TargetType = None) -> Tensor:
-        """The mask for ``inputs`` (``N x C x H x W``), ``N x 1 x H x W`` times ``scale``."""
+        """The mask for ``inputs`` times ``scale``.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            ``N x C x H x W`` images (or a tuple whose first element they are).
+        target : optional
+            Ignored (priors are called with the target).
+
+        Returns
+        -------
+        Tensor
+            ``N x 1 x H x W`` (``1 x 1 x H x W`` for one mask, which
+            broadcasts over the images), on the inputs' device and dtype.
+
+        Raises
+        ------
+        ValueError
+            Inputs that are not 4-D, or a number of masks that is neither 1
+            nor ``N``.
+        """
         if isinstance(inputs, tuple):
             inputs = inputs[0]
         (x,), _ = as_tensor_tuple(inputs, "inputs")

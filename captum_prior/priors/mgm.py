@@ -20,6 +20,21 @@ def ledoit_wolf_intensity(xc: Tensor) -> Tensor:
     :math:`d^2 = \lVert S - mI\rVert_F^2`,
     :math:`\bar b^2 = (\sum_i \lVert x_i\rVert^4 - N\lVert S\rVert_F^2)/N^2`,
     intensity :math:`\min(\bar b^2, d^2)/d^2`.
+
+    Parameters
+    ----------
+    xc : Tensor
+        ``B x N x C`` centred rows.
+
+    Returns
+    -------
+    Tensor
+        ``B`` intensities in ``[0, 1]``.
+
+    References
+    ----------
+    O. Ledoit and M. Wolf, "A well-conditioned estimator for large-dimensional
+    covariance matrices", J. Multivariate Analysis 88, 2004.
     """
     n, c = xc.shape[-2], xc.shape[-1]
     gram = xc @ xc.transpose(-1, -2) / n
@@ -41,6 +56,23 @@ def shrunk_gaussian(x: Tensor) -> Dict[str, Tensor]:
     ``N - 1``); the shrinkage makes it invertible. Works in the ``N x N``
     Gram space when ``N <= C`` (e.g. 49 positions x 1280 channels), in the
     ``C x C`` covariance otherwise (e.g. a reference set of many images).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``B x N x C`` rows.
+
+    Returns
+    -------
+    dict of str to Tensor
+        The fitted Gaussians, for :func:`shrunk_gaussian_logpdf`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(1, 10, 30, generator=torch.Generator().manual_seed(0))
+    >>> shrunk_gaussian_logpdf(shrunk_gaussian(x), x).shape
+    torch.Size([1, 10])
     """
     x = x.to(torch.float64)
     b, n, c = x.shape
@@ -86,7 +118,20 @@ def _shrunk_gaussian_eig(xc: Tensor, mu: Tensor, s: Tensor, nu: Tensor) -> Dict[
 
 
 def shrunk_gaussian_logpdf(params: Dict[str, Tensor], z: Tensor) -> Tensor:
-    """Log-density (eq. 14) of rows ``z`` (``B x M x C``) under :func:`shrunk_gaussian`."""
+    """Log-density (eq. 14) of rows under Gaussians of :func:`shrunk_gaussian`.
+
+    Parameters
+    ----------
+    params : dict of str to Tensor
+        The output of :func:`shrunk_gaussian` (``B`` Gaussians).
+    z : Tensor
+        ``B x M x C`` rows.
+
+    Returns
+    -------
+    Tensor
+        ``B x M`` log-densities (float64).
+    """
     z = z.to(torch.float64) - params["mu"]
     c = z.shape[-1]
     if "chol" in params:  # Mahalanobis distance by one triangular solve
@@ -102,7 +147,22 @@ def shrunk_gaussian_logpdf(params: Dict[str, Tensor], z: Tensor) -> Tensor:
 
 
 def pca_project(x_fit: Tensor, x_eval: Tensor, k: int) -> "tuple[Tensor, Tensor]":
-    """Project both row sets on the top-``k`` principal axes of ``x_fit`` (per batch item)."""
+    """Project both row sets on the top-``k`` principal axes of ``x_fit``, per batch item.
+
+    Parameters
+    ----------
+    x_fit : Tensor
+        ``B x N x C`` rows that define the axes.
+    x_eval : Tensor
+        ``B x M x C`` rows to project as well.
+    k : int
+        Number of axes.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``B x N x k`` and ``B x M x k`` (float64), centred on ``x_fit``'s mean.
+    """
     mu = x_fit.mean(1, keepdim=True)
     _, _, vh = torch.linalg.svd((x_fit - mu).to(torch.float64), full_matrices=False)
     basis = vh[:, :k].transpose(1, 2)
@@ -110,86 +170,119 @@ def pca_project(x_fit: Tensor, x_eval: Tensor, k: int) -> "tuple[Tensor, Tensor]
 
 
 class MGMPrior(DeepFeaturePrior):
-    r"""DeepMGM prior (Guo & Gong, 2025, §3.2, eqs. 10-14).
+    r"""DeepMGM prior: a Gaussian over the positions of a deep feature map
+    (Guo & Gong, 2025, §3.2, eqs. 10-14).
 
     For each explained image, the feature map ``F`` (``C x h x w``) of
     ``layer`` is flattened into ``N = h*w`` rows of ``C`` features (eq. 10);
     a Gaussian is fitted to the rows (eqs. 11-12) and each position's
     log-density (eq. 14) is min-max normalised over the image, giving an
-    ``h x w`` map in ``[0, 1]``, oriented to be high on the object
-    (``orientation``), upsampled bilinearly to the input size and multiplied
-    by ``scale`` times the data's per-channel standard deviation.
+    ``h x w`` map in ``[0, 1]``, upsampled bilinearly to the input size and
+    multiplied by ``scale`` times the data's per-channel standard deviation.
+    With :meth:`fit`, one Gaussian is fitted on all positions of a reference
+    set instead (a high value then means "typical of the reference set").
 
-    **Units, clamp, orientation** (shared by every deep-feature prior).
-    The shift is ``map * scale * sigma_c``: ``scale`` counts standard
-    deviations of the data, so the same prior gives the same *relative*
-    shift whatever the data's units (pixels in [0, 1], [0, 255], or
-    normalised). The released code subtracts its map in the model's
-    normalised input space, i.e. in standard-deviation units too
-    (methods.md §1.2-1.3). ``sigma_c`` is ``data_std`` if given, else the
-    reference set's (the baselines passed to DeepPriorExpectedGradients).
-    The shifted baselines ``x' - p`` are clamped to ``clamp`` (default: the
-    reference set's per-channel min and max), so they never leave the data's
-    range; ``clamp=None`` turns that off and warns
-    (:class:`~captum_prior.errors.InputRangeWarning`). The old behaviour
-    (shift in input units, unclamped) is ``data_std=1.0, clamp=None``.
+    **Units and clamp** (shared by every deep-feature prior). The shift is
+    ``map * scale * sigma_c``: ``scale`` counts standard deviations of the
+    data, so the same prior gives the same *relative* shift whatever the
+    data's units (pixels in [0, 1], [0, 255], or normalised); the released
+    code subtracts its map in the model's normalised input space, i.e. in
+    standard-deviation units too. ``sigma_c`` is ``data_std`` if given, else
+    the reference set's (the baselines passed to
+    :class:`~captum_prior.attr.DeepPriorExpectedGradients`). The shifted
+    baselines ``x' - p`` are clamped to ``clamp`` (default: the reference
+    set's per-channel min and max), so they never leave the data's range;
+    ``clamp=None`` turns that off and warns
+    (:class:`~captum_prior.errors.InputRangeWarning`). A shift in input units,
+    unclamped, is ``data_std=1.0, clamp=None``.
 
-    A per-image Gaussian is highest on the positions most typical of the
-    image: the background whenever it covers most of the frame. That is the
-    paper's recipe, not a sign error (``orientation="paper"`` keeps it;
-    ``benchmarks/results/deep_prior_orientation.md``). The default
-    ``orientation="object"`` flips a map that anti-correlates with the
-    layer's feature energy, see :func:`~captum_prior.priors._base.orient_to_object`.
+    **Orientation.** A per-image Gaussian is centred on the image's mean
+    feature, so positions that look like *most* of the image get the highest
+    value: the background whenever it covers most of the frame, the object
+    only when it fills most of it. That is what eqs. 10-14 compute
+    (``variant="paper"``). The default ``variant="corrected"`` flips a map
+    that anti-correlates with the layer's feature energy, so that the map is
+    high on the object (:func:`~captum_prior.priors._base.orient_to_object`).
 
-    **Departures from the paper.** (1) The covariance of eq. 12 is singular
+    Parameters
+    ----------
+    model : nn.Module
+        The model being explained (or any CNN).
+    layer : str or nn.Module, optional
+        The layer whose ``N x C x h x w`` output is modelled. Default: None
+        (the output of the last module, in execution order, whose output is
+        spatial, found by running the model once on the first input; stored
+        in ``layer_`` / ``layer_name_`` and shown by ``repr``).
+    n_components : int or None, optional
+        Reduce the rows by PCA to this many dimensions before fitting (must
+        be below the number of rows). Default: None (no PCA; shrinkage)
+    scale : float, optional
+        The largest shift, in standard deviations of the data. Default: 1.0
+    variant : {"corrected", "paper", "reference_code"}, optional
+        ``"corrected"``: the map of eqs. 10-14, oriented to be high on the
+        object (see above). ``"paper"``: the map as eqs. 10-14 give it.
+        ``"reference_code"``: what the authors' released code computes:
+        rows are the ``(C*h) x w`` reshape of the feature tensor (each row
+        holds ``w`` values along the width), an unshrunk Gaussian over them
+        gives one density per row, i.e. a ``C x h`` matrix that is resized
+        as an image to ``H x W`` and multiplied by 10; no normalisation.
+        Default: ``"corrected"``
+    batch_size : int, optional
+        Images per feature-extraction forward. Default: 64
+    data_std : float, sequence or Tensor, optional
+        The data's standard deviation (one value or one per channel).
+        Default: None (the reference set's)
+    clamp : "auto", None or (low, high), optional
+        The range of the shifted baselines; ``"auto"`` = the reference set's
+        per-channel min/max; None = no clamp (warns). Default: ``"auto"``
+
+    Attributes
+    ----------
+    layer_ : nn.Module
+        The modelled layer (found on the first input when ``layer`` is None).
+    layer_name_ : str
+        Its name in ``model.named_modules()``.
+    fitted_ : dict or None
+        The reference-set Gaussian after :meth:`fit`, else None.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range; at call time, ``n_components`` not below
+        the number of feature rows, or (``"reference_code"``) a singular
+        covariance.
+
+    Notes
+    -----
+    Departures from the paper: (1) the covariance of eq. 12 is singular
     whenever ``N <= C`` (49 positions x 1280 channels on EfficientNet-Lite0);
-    it is shrunk towards a scaled identity with the Ledoit-Wolf intensity (or,
-    with ``n_components``, the rows are first reduced by PCA). (2) The paper
-    uses the density itself and does not normalise; densities in 1280
+    it is shrunk towards a scaled identity with the Ledoit-Wolf intensity
+    (or, with ``n_components``, the rows are first reduced by PCA). (2) The
+    paper uses the density itself and does not normalise; densities in 1280
     dimensions under- or overflow, so the log-density is min-max normalised.
 
-    **What a high value means** (``orientation="paper"``). A per-image Gaussian is centred on the
-    image's mean feature, so positions that look like *most* of the image get
-    the highest prior. On an image whose positions fall into two feature
-    clusters, the majority cluster gets the higher value — the object only
-    when it fills most of the frame. After :meth:`fit` on a reference set,
-    a high value means "typical of the reference set's features".
+    References
+    ----------
+    Guo and Gong, "Enhancing neural network interpretability through deep
+    prior-guided expected gradients", preprint, 2025.
+    O. Ledoit and M. Wolf, "A well-conditioned estimator for large-dimensional
+    covariance matrices", J. Multivariate Analysis 88, 2004.
 
-    ``mode="reference_code"`` reproduces the authors' released code
-    (methods.md §1.2): rows are the ``(C*h) x w`` reshape (each row is ``w``
-    values along the width), an unshrunk Gaussian over them gives one density
-    per row, i.e. a ``C x h`` matrix that is resized as an image to ``H x W``
-    and multiplied by 10; no normalisation.
-
-    Args:
-        model (nn.Module): the model being explained (or any CNN).
-        layer (str or nn.Module, optional): the layer whose ``N x C x h x w``
-                    output is modelled. Default: None (the output of the last
-                    module, in execution order, whose output is spatial,
-                    found by running the model once on the first input;
-                    stored in ``layer_`` / ``layer_name_`` and shown by ``repr``)
-        n_components (int, optional): reduce rows by PCA to this many
-                    dimensions before fitting (must be below the number of
-                    rows). Default: None (no PCA; shrinkage)
-        scale (float, optional): the largest shift, in standard deviations of
-                    the data. Default: ``DEFAULT_SCALE`` (1.0, chosen by a
-                    sweep on the development data only, Fashion-MNIST and the
-                    20 bundled photos: best mean paired insertion-deletion
-                    gain over EG; it helps on Fashion-MNIST, while on the
-                    photos no scale beats EG; see ``DEFAULT_SCALE`` and
-                    ``benchmarks/results/deep_prior_scale_sweep.md``)
-        mode (str, optional): ``"paper"`` or ``"reference_code"``. Default: ``"paper"``
-        batch_size (int, optional): images per feature-extraction forward. Default: 64
-        data_std (float, sequence or Tensor, optional): the data's standard
-                    deviation (one value or one per channel). Default: None
-                    (the reference set's)
-        clamp ("auto", None or (low, high), optional): the range of the
-                    shifted baselines; ``"auto"`` = the reference set's
-                    per-channel min/max; ``None`` = no clamp (warns).
-                    Default: ``"auto"``
-        orientation (str, optional): ``"object"`` (map high on the object) or
-                    ``"paper"`` (the density as computed). Default: ``"object"``
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_prior.priors import MGMPrior
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+    ...                       nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    >>> prior = MGMPrior(model, layer=model[0])
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> m = prior.prior_map(x)
+    >>> m.shape, bool(m.min() >= 0) and bool(m.max() <= 1)
+    (torch.Size([2, 1, 8, 8]), True)
     """
+
+    _variants = ("corrected", "paper", "reference_code")
 
     def __init__(
         self,
@@ -197,13 +290,12 @@ class MGMPrior(DeepFeaturePrior):
         layer: Union[str, nn.Module, None] = None,
         n_components: Optional[int] = None,
         scale: float = DEFAULT_SCALE,
-        mode: str = "paper",
+        variant: str = "corrected",
         batch_size: int = 64,
         data_std: Union[float, Sequence[float], Tensor, None] = None,
         clamp: ClampType = "auto",
-        orientation: str = "object",
     ) -> None:
-        super().__init__(model, layer, scale, mode, batch_size, data_std, clamp, orientation)
+        super().__init__(model, layer, scale, variant, batch_size, data_std, clamp)
         self.n_components = None if n_components is None else check_int(n_components, "n_components", 1)
 
     def _repr_extra(self) -> str:
@@ -211,7 +303,7 @@ class MGMPrior(DeepFeaturePrior):
 
     def _fit_rows(self, rows: Tensor) -> Any:
         rows = rows.unsqueeze(0)
-        if self.mode == "reference_code":
+        if self.variant == "reference_code":
             return rows
         if self.n_components is not None:
             self._check_k(rows.shape[1])
@@ -232,8 +324,8 @@ class MGMPrior(DeepFeaturePrior):
     def _maps(self, feats: Tensor, evid: Optional[Tensor]) -> Tensor:
         rows = self._rows(feats)
         grid = self._grid(feats)
-        if self.mode == "reference_code":
-            # one density per (channel, row) pair: a C x h map (methods.md §1.2)
+        if self.variant == "reference_code":
+            # one density per (channel, row) pair: a C x h map
             return self._reference_code_maps(rows, (feats.shape[1], feats.shape[2]))
         if self.fitted_ is not None:
             p = self.fitted_
@@ -262,8 +354,8 @@ class MGMPrior(DeepFeaturePrior):
                 dist = torch.distributions.MultivariateNormal(mu, covariance_matrix=cov)
             except (ValueError, RuntimeError):
                 raise ValueError(
-                    "mode='reference_code' fits an unregularised covariance (as the released "
-                    "code does) and it is singular for these features; use mode='paper'"
+                    "variant='reference_code' fits an unregularised covariance (as the released "
+                    "code does) and it is singular for these features; use variant='corrected'"
                 ) from None
             out.append(dist.log_prob(r).exp() * 10.0)
         return torch.stack(out).view(-1, *grid).to(rows.dtype)

@@ -35,6 +35,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from torch import Tensor
 
+from captum_prior._kmeans import kmeans
 from captum_prior._random import RandomState, torch_generator
 from captum_prior._serialization import load_state, reading, save_state
 from captum_prior._validation import (
@@ -83,57 +84,10 @@ def _log_gauss_diag(
 def _kmeans(
     x: Tensor, k: int, gen: torch.Generator, n_iter: int = 100, tol: float = 1e-4
 ) -> Tensor:
-    """Labels of k-means (greedy k-means++ seeding, Lloyd iterations) on rows
-    of ``x``.  Only the labels are used (to initialise the mixture), so the
-    distances are computed in float32."""
-    x = x.to(torch.float32)
-    n = x.shape[0]
-    sq = (x * x).sum(1)
-
-    def rel2(c: Tensor) -> Tensor:  # squared distance minus |x|^2 (same argmin)
-        return torch.addmm((c * c).sum(1)[None, :], x, c.T, alpha=-2.0)
-
-    def dist2(c: Tensor) -> Tensor:
-        return rel2(c).add_(sq[:, None]).clamp_min_(0)
-
-    # greedy k-means++: of 2 + ln(k) D^2-weighted candidates, keep the one that
-    # lowers the potential most (Arthur & Vassilvitskii 2007, greedy variant)
-    trials = 2 + int(math.log(k))
-    first = int(torch.randint(0, n, (1,), generator=gen).item())
-    centers = x[first : first + 1].clone()
-    d2 = dist2(centers)[:, 0]
-    for _ in range(1, k):
-        w = d2.to("cpu", torch.float64)
-        total = float(w.sum())
-        if total <= 0.0:  # fewer distinct points than k: pick uniformly
-            cand = torch.randint(0, n, (trials,), generator=gen)
-        else:
-            cand = torch.multinomial(w / total, trials, replacement=True, generator=gen)
-        cand_d2 = torch.minimum(d2[None, :], dist2(x[cand.to(x.device)]).T)  # trials x n
-        best = int(cand_d2.sum(1).argmin())
-        centers = torch.cat([centers, x[int(cand[best]) : int(cand[best]) + 1]])
-        d2 = cand_d2[best]
-    scale = float(x.var(0).mean()) if n > 1 else 1.0
-    labels = torch.zeros(n, dtype=torch.long, device=x.device)
-    for it in range(n_iter):
-        dist = rel2(centers)
-        new_labels = dist.argmin(1)
-        counts = torch.bincount(new_labels, minlength=k).to(x.dtype)
-        sums = torch.zeros_like(centers).scatter_add_(
-            0, new_labels[:, None].expand(-1, x.shape[1]), x
-        )
-        new_centers = sums / counts.clamp_min(1)[:, None]
-        empty = counts == 0
-        if bool(empty.any()):  # move empty clusters to the farthest points
-            far = (dist.gather(1, new_labels[:, None])[:, 0] + sq).argsort(descending=True)
-            new_centers[empty] = x[far[: int(empty.sum())]]
-        shift = float(((new_centers - centers) ** 2).sum())
-        centers = new_centers
-        same = it > 0 and bool((new_labels == labels).all())
-        labels = new_labels
-        if same or shift <= tol * scale:
-            break
-    return rel2(centers).argmin(1)
+    """Labels of k-means on the rows of ``x`` (:func:`captum_prior._kmeans.kmeans`).
+    Only the labels are used (to initialise the mixture), so the distances
+    are computed in float32."""
+    return kmeans(x.to(torch.float32), k, gen, max_iter=n_iter, tol=tol)
 
 
 class _Whitener:
