@@ -89,9 +89,9 @@ class DeepPriorExpectedGradients(ExpectedGradients):
     ``generator`` may be a list of one generator per example, as for
     :class:`ExpectedGradients`: the references and :math:`\alpha` of example
     ``j`` then come from ``generator[j]`` only, but the prior is computed for
-    the whole batch, and a prior may couple the images of a batch (the torch
-    backend of :class:`~captum_prior.priors.BGMMPrior` seeds all its k-means
-    initialisations from one generator), so
+    the whole batch, and a user's prior may couple the images of a batch (a
+    :class:`~captum_prior.priors.BGMMPrior` seeded with a ``torch.Generator``
+    advances it once per call), so
     :func:`~captum_prior.runner.attribute_dataset` calls this class one
     example at a time.
 
