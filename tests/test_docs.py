@@ -22,23 +22,6 @@ import captum_prior
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 
-#: Files whose docstrings are still being converted to numpydoc on other
-#: branches. While this is not empty, warnings from these files turn the
-#: strict -W build into an expected failure (every other warning still fails).
-#: Empty it once they are merged.
-PENDING_NUMPYDOC = (
-    "captum_prior/attr/",
-    "captum_prior/priors/",
-    "captum_prior/proxy/",
-    "captum_prior/metrics/",
-    "captum_prior/training/",
-    "captum_prior/runner/explain.py",
-    "captum_prior/runner/evaluate.py",
-    "captum_prior/runner/report.py",
-    "captum_prior/visualization.py",
-)
-
-
 def public_names() -> list[tuple[str, str]]:
     """``(module, name)`` for every name in the ``__all__`` of every public
     module (no dotted component starting with ``_``)."""
@@ -84,27 +67,12 @@ def build(tmp_path_factory):
     return proc, out, [ln for ln in lines if "WARNING" in ln or "ERROR" in ln]
 
 
-def _source(line: str) -> str:
-    path = line.split(":", 1)[0]
-    return os.path.relpath(path, ROOT) if os.path.isabs(path) else path
-
-
-@pytest.mark.slow
-def test_sphinx_build_no_warnings_outside_pending(build):
-    proc, out, warnings = build
-    assert (out / "index.html").exists(), proc.stderr[-4000:]
-    others = [w for w in warnings if not _source(w).startswith(PENDING_NUMPYDOC)]
-    assert not others, "sphinx warnings:\n" + "\n".join(others)
-
-
 @pytest.mark.slow
 def test_sphinx_build_strict(build):
-    proc, _, warnings = build
-    if proc.returncode != 0 and PENDING_NUMPYDOC and warnings and all(
-        _source(w).startswith(PENDING_NUMPYDOC) for w in warnings
-    ):
-        files = sorted({_source(w).split(":")[0] for w in warnings})
-        pytest.xfail(f"{len(warnings)} warnings, all from docstrings being converted: {files}")
+    """``sphinx-build -W`` passes: no warning from any page or docstring."""
+    proc, out, warnings = build
+    assert (out / "index.html").exists(), proc.stderr[-4000:]
+    assert not warnings, "sphinx warnings:\n" + "\n".join(warnings)
     assert proc.returncode == 0, proc.stderr[-6000:]
 
 
