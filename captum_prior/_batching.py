@@ -156,12 +156,18 @@ def select_output(output: Tensor, target: TargetType) -> Tensor:
 class RowRunner:
     """Run ``forward_func`` on rows that belong to the examples of one batch.
 
-    Args:
-        forward_func (Callable): the model or function.
-        n_examples (int): number of examples in the user's batch.
-        target (int, tuple, Tensor, list, optional): Captum target.
-        additional_forward_args (Any, optional): extra arguments after the inputs.
-        validate (bool): check output shape and target on the first call.
+    Parameters
+    ----------
+    forward_func : Callable
+        the model or function.
+    n_examples : int
+        number of examples in the user's batch.
+    target : int, tuple, Tensor, list, optional
+        Captum target.
+    additional_forward_args : Any, optional
+        extra arguments after the inputs.
+    validate : bool
+        check output shape and target on the first call.
 
     Every call checks the outputs for NaN/Inf (``ModelOutputError`` naming the
     model and the first offending example).  The first call also checks the

@@ -103,8 +103,10 @@ def last_spatial_layer(
     final block's output), ``conv3`` of :class:`~captum_prior.models.FashionCNN`.
     A module called several times per forward is read at its last call.
 
-    Returns:
-        ``(module, dotted name)``.
+    Returns
+    -------
+    tuple of (nn.Module, str)
+        The module and its dotted name.
     """
     names = {m: n for n, m in model.named_modules()}
     seen: List[Tuple[nn.Module, Any]] = []

@@ -18,12 +18,15 @@ def gaussian_kernel1d(kernel_size: int, sigma: float, device=None, dtype=None) -
 def gaussian_blur(x: Tensor, sigma: float, kernel_size: int | None = None) -> Tensor:
     """Separable Gaussian blur of ``N x C x H x W`` images, per channel.
 
-    Args:
-        x (Tensor): images.
-        sigma (float): standard deviation in pixels (> 0).
-        kernel_size (int, optional): odd kernel length; default
-                    ``2 * ceil(3 * sigma) + 1`` (capped so it never exceeds
-                    twice the image size). Default: None
+    Parameters
+    ----------
+    x : Tensor
+        images.
+    sigma : float
+        standard deviation in pixels (> 0).
+    kernel_size : int, optional
+        odd kernel length; default ``2 * ceil(3 * sigma) + 1`` (capped so it
+        never exceeds twice the image size). Default: None
 
     Borders are reflected, so a constant image stays constant.
     """

@@ -64,10 +64,12 @@ def check_generator(generator: object, n_examples: int, name: str = "generator")
 
     Returns ``None``, the generator, or a tuple of ``n_examples`` generators.
 
-    Raises:
-        TypeError: neither ``None``, a ``torch.Generator`` nor a list/tuple of
-            them.
-        ValueError: a sequence whose length is not ``n_examples``.
+    Raises
+    ------
+    TypeError
+        neither ``None``, a ``torch.Generator`` nor a list/tuple of them.
+    ValueError
+        a sequence whose length is not ``n_examples``.
     """
     if generator is None or isinstance(generator, torch.Generator):
         return generator
@@ -102,21 +104,25 @@ def draw(
     """Draw ``sampler(shape, generator=..., device=...)`` from one generator
     or per example (see the module docstring).
 
-    Args:
-        sampler (Callable): ``sampler(size, generator=g, device=d)``, e.g.
-                    ``torch.rand``.
-        generator (None, torch.Generator or tuple): as returned by
-                    :func:`check_generator`.
-        shape (sequence of int): the full shape of the draw.
-        example_dim (int, optional): the dimension of ``shape`` that indexes
-                    examples. Default: 0
-        device (str or torch.device, optional): where the draw is made when
-                    ``generator`` is ``None``; otherwise the generator's own
-                    device (per-example blocks are gathered on the first
-                    generator's device). Default: CPU
+    Parameters
+    ----------
+    sampler : Callable
+        ``sampler(size, generator=g, device=d)``, e.g. ``torch.rand``.
+    generator : None, torch.Generator or tuple
+        as returned by :func:`check_generator`.
+    shape : sequence of int
+        the full shape of the draw.
+    example_dim : int, optional
+        the dimension of ``shape`` that indexes examples. Default: 0
+    device : str or torch.device, optional
+        where the draw is made when ``generator`` is ``None``; otherwise the
+        generator's own device (per-example blocks are gathered on the first
+        generator's device). Default: CPU
 
-    Returns:
-        Tensor: of shape ``shape``, on the generator's device.
+    Returns
+    -------
+    Tensor
+        of shape ``shape``, on the generator's device.
     """
     shape = tuple(int(s) for s in shape)
     if not isinstance(generator, tuple):

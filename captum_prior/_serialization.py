@@ -117,21 +117,30 @@ def load_state(
 ) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
     """Read a file written by :func:`save_state`, checking what it holds.
 
-    Args:
-        path: the file.
-        kind: the class name the file must hold.
-        supported_versions: format versions this code reads.
-        shapes: optional spec ``{name: (dim, ...)}``: each listed tensor must
-            exist with that many dimensions; an int dim must match exactly, a
-            str dim must be the same wherever the symbol is used.
-        allow_nonfinite: names of tensors that may hold NaN/Inf (every other
-            floating tensor must be finite).
+    Parameters
+    ----------
+    path
+        the file.
+    kind
+        the class name the file must hold.
+    supported_versions
+        format versions this code reads.
+    shapes
+        optional spec ``{name: (dim, ...)}``: each listed tensor must exist
+        with that many dimensions; an int dim must match exactly, a str dim
+        must be the same wherever the symbol is used.
+    allow_nonfinite
+        names of tensors that may hold NaN/Inf (every other floating tensor
+        must be finite).
 
-    Raises:
-        FileNotFoundError: no such file.
-        FileFormatError: the file is truncated or corrupted, is not a
-            captum_prior file, holds another kind of object or an unsupported
-            format version, or a tensor is missing, mis-shaped or non-finite.
+    Raises
+    ------
+    FileNotFoundError
+        no such file.
+    FileFormatError
+        the file is truncated or corrupted, is not a captum_prior file, holds
+        another kind of object or an unsupported format version, or a tensor is
+        missing, mis-shaped or non-finite.
     """
     from safetensors import safe_open
 

@@ -37,16 +37,26 @@ def relabel(
     reference is then replaced by the per-sample modal relabelled allocation
     and the procedure repeated until the reference no longer changes.
 
-    Args:
-        z_draws: ``(T, n)`` integer allocations of the kept draws.
-        n_components: J.
-        reference: ``(n,)`` initial reference allocation; default the last draw.
-        max_iter: maximum number of reference updates.
+    Parameters
+    ----------
+    z_draws
+        ``(T, n)`` integer allocations of the kept draws.
+    n_components
+        J.
+    reference
+        ``(n,)`` initial reference allocation; default the last draw.
+    max_iter
+        maximum number of reference updates.
 
-    Returns:
-        ``(perm, reference, n_iter)``: ``perm[t, k]`` is the raw component of
-        draw ``t`` that becomes component ``k``; the final reference allocation;
-        the number of iterations used.
+    Returns
+    -------
+    perm : ndarray of shape (T, J)
+        ``perm[t, k]`` is the raw component of draw ``t`` that becomes
+        component ``k``.
+    reference : ndarray of shape (n,)
+        The final reference allocation.
+    n_iter : int
+        The number of reference updates used.
     """
     J = int(n_components)
     T = z_draws.shape[0]
@@ -108,15 +118,19 @@ def chain_diagnostics(x: np.ndarray) -> Dict[str, np.ndarray]:
     (Vehtari, Gelman, Simpson, Carpenter & Buerkner 2021), computed by ArviZ's
     statistics package (``arviz_stats.base.array_stats``).
 
-    Args:
-        x: ``(n_chains, n_draws, ...)`` draws of one or more scalar quantities.
+    Parameters
+    ----------
+    x
+        ``(n_chains, n_draws, ...)`` draws of one or more scalar quantities.
 
-    Returns:
-        dict with ``rhat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean`` and
-        ``sd``, each of shape ``x.shape[2:]``.  A quantity that is constant
-        over every draw gets R-hat 1 and ESS equal to the number of draws
-        (arviz-stats returns NaN there).  With one chain, R-hat compares its
-        two halves (again split, as ArviZ does).
+    Returns
+    -------
+    dict
+        ``rhat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean`` and ``sd``, each
+        of shape ``x.shape[2:]``.  A quantity that is constant over every
+        draw gets R-hat 1 and ESS equal to the number of draws (arviz-stats
+        returns NaN there).  With one chain, R-hat compares its two halves
+        (again split, as ArviZ does).
     """
     from arviz_stats.base import array_stats
 

@@ -336,11 +336,17 @@ def _laplace_t_proposal(
 class Sampler:
     """One chain of the DMM-MEN sampler over fixed data.
 
-    Args:
-        X: (n, q) float64; if ``hyper.intercept_var`` is not None, column 0 is ones.
-        y: (n,) float64.
-        hyper: hyper-parameters.
-        rng: numpy Generator (the only source of randomness).
+    Parameters
+    ----------
+    X
+        (n, q) float64; if ``hyper.intercept_var`` is not None, column 0 is
+        ones.
+    y
+        (n,) float64.
+    hyper
+        hyper-parameters.
+    rng
+        numpy Generator (the only source of randomness).
     """
 
     def __init__(
