@@ -28,11 +28,14 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 CHECKS = (
     "check_finite", "check_finite_output", "check_input_dtype", "check_model_mode",
     "check_value_range", "expected_input_range",
