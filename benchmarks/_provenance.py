@@ -122,13 +122,22 @@ def stamp(path: Path, rec: Dict[str, Any]) -> None:
         lines[at:at] = block
         path.write_text("\n".join(lines).rstrip("\n") + "\n")
     elif path.suffix == ".json":
+        text = path.read_text()
         try:
-            obj = json.loads(path.read_text())
+            obj = json.loads(text)
         except ValueError:
             return
         if isinstance(obj, dict):
             obj["provenance"] = rec
-            path.write_text(json.dumps(obj, indent=1, default=str))
+            path.write_text(json.dumps(obj, indent=_indent(text), default=str))
+
+
+def _indent(text: str) -> Optional[int]:
+    """The indent of a JSON text (None: one line), so a stamp keeps its layout."""
+    lines = text.splitlines()
+    if len(lines) < 2:
+        return None
+    return len(lines[1]) - len(lines[1].lstrip(" ")) or None
 
 
 def stamp_new_files(since: float, rec: Dict[str, Any], folders: Iterable[Path]) -> List[Path]:
