@@ -57,7 +57,7 @@ QUALITY: List[Bench] = [
           "DeepPrior-EG Table 1 (KPM..RAM) and Table 4 (insertion/deletion) layouts on the FashionCNN; "
           "picks BGMMPrior's reduction",
           ["--model", "fashion_cnn", "--n-images", "40", "--batch", "20", "--percent", "0.02"],
-          ["--n-images", "6", "--n-samples", "8", "--threads", "2"],
+          ["--n-images", "4", "--n-samples", "8", "--percent", "0.1", "--n-steps", "7", "--threads", "2"],
           ["deep_prior_eg_quality_fashion_cnn.{md,json}"]),
     Bench("bench_metrics_tables.py",
           "Tables 1, 2, 4 layout for every method (IG, DeepLift, EG, DeepMGM-EG, DeepBGMM-EG, VPG, Lime, "

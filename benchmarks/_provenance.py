@@ -74,10 +74,18 @@ def loadavg() -> List[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def _argv() -> List[str]:
+    """``sys.argv`` with the script path relative to the repository root."""
+    argv = list(sys.argv)
+    if argv and os.path.isabs(argv[0]) and argv[0].startswith(str(ROOT) + os.sep):
+        argv[0] = os.path.relpath(argv[0], ROOT)
+    return argv
+
+
 def record(command: Optional[str] = None, load_start: Optional[List[float]] = None) -> Dict[str, Any]:
     """The provenance record of a result written now."""
     return {
-        "command": command or "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command or "python " + " ".join(shlex.quote(a) for a in _argv()),
         "commit": git_commit(),
         "machine": machine(),
         "load_start": load_start,

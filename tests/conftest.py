@@ -64,3 +64,26 @@ def pytest_unconfigure(config):
         os.remove(_log)
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------- test tiers
+#: test modules that are slow as a whole: every notebook executed, every
+#: README block in a subprocess, a two-rank torchrun.
+SLOW_MODULES = frozenset({"test_tutorials.py", "test_readme.py", "test_torchrun.py"})
+
+#: other tests over about a second on 2 cores (``pytest --durations=0``),
+#: as ``module::test name`` without the parametrisation; one entry marks
+#: every parametrisation of that test.
+SLOW_TESTS = frozenset({
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tier (``@pytest.mark.slow``): ``pytest -m "not slow"`` is
+    the edit loop (under a minute on 2 cores); ``pytest tests`` runs all."""
+    slow = pytest.mark.slow
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        name = f"{module}::{item.originalname if hasattr(item, 'originalname') else item.name}"
+        if module in SLOW_MODULES or name in SLOW_TESTS:
+            item.add_marker(slow)
