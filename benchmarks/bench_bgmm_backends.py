@@ -45,7 +45,11 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's package, then the benchmarks
-RESULTS = HERE / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 COMMITTED = RESULTS / "metrics_tables_fashion_cnn_DeepBGMM-EG.json"
 
 

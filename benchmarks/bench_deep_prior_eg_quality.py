@@ -33,13 +33,16 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 KR = ("KPM", "KNM", "KAM", "RPM", "RNM", "RAM")
 REDUCTIONS = ("center", "max", "evidence", "entropy")
 

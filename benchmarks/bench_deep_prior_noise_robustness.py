@@ -38,13 +38,16 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 VARIANTS = ("no prior", "EG prior", "DeepMGM-EG prior", "DeepBGMM-EG prior")
 SIGMAS = tuple(round(0.1 * i, 1) for i in range(11))
 FLIPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)

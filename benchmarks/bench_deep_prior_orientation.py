@@ -29,11 +29,14 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 
 def wilson(k, n, z=1.96):

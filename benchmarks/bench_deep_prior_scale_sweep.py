@@ -30,12 +30,15 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 SCALES = (0.1, 0.25, 0.5, 1.0, 2.0)
 N_SAMPLES = {"fashion_cnn": 16, "efficientnet_lite0": 8}
 

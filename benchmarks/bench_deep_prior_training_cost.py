@@ -46,7 +46,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_deep_prior_noise_robustness import make_model  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 VARIANTS = ("no prior", "EG prior", "DeepMGM-EG prior", "DeepBGMM-EG prior",
             "DeepMGM-EG prior (separate forward)", "DeepBGMM-EG prior (separate forward)")
 

@@ -13,11 +13,8 @@ coefficients (label-dependent, reported only); MH acceptance rates, component
 sizes, in-sample RMSD on the probability scale (as the authors'
 ``Analysis.R``); top-150 overlaps within a fit and, with ``--compare-seed``,
 between two fits for both the largest component and the population map.
-``--collapse-allocations`` (default 0) and ``--split-merge`` pick the
-allocation moves of the sampler, ``--n-components`` the truncation J
-(default 6, the paper's), ``--temperatures`` a parallel-tempering ladder
-(e.g. ``1,1.03,1.06``; default none) and ``--init`` the initial allocations;
-the CPU seconds per sweep (all replicas) are reported.
+``--n-components`` picks the truncation J (default 6, the paper's) and
+``--init`` the initial allocations; the CPU seconds per sweep are reported.
 
 Fidelity (Fig. 2): ``--n-fidelity`` test images of all classes, 50 bootstrap
 repeats of 30 %, top 50/75/100/125/150 pixels of the most populated component
@@ -34,8 +31,7 @@ Usage::
     python benchmarks/bench_dmm_men_global.py [--target 1] [--n-iter 3000]
         [--n-fidelity 1000] [--repeats 50] [--variants abs:all,positive:all]
         [--fit-cache FILE] [--seed 0] [--compare-seed 1 --compare-cache FILE2]
-        [--collapse-allocations 1] [--split-merge 0] [--n-components 6]
-        [--temperatures 1,1.03,1.06] [--init random] [--quick]
+        [--n-components 6] [--init random] [--quick]
 """
 
 from __future__ import annotations
@@ -58,7 +54,11 @@ from captum_prior.proxy import DMMMEN, DMMMENGlobalInsights
 from captum_prior.proxy.dmm_men_insights import fidelity_tests
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 
 def plot_insights(ins, path: Path, title: str) -> None:
@@ -180,14 +180,7 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
             n_chains=args.n_chains,
             n_jobs=args.n_jobs,
             n_threads=args.threads,
-            collapse_allocations=bool(args.collapse_allocations),
-            split_merge=args.split_merge,
             n_components=args.n_components,
-            temperatures=(
-                tuple(float(t) for t in args.temperatures.split(","))
-                if args.temperatures
-                else None
-            ),
             init=args.init,
             thin=args.thin,
         )
@@ -298,21 +291,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="400 sweeps, 10 repeats")
     ap.add_argument("--tag", default="")
     ap.add_argument(
-        "--collapse-allocations",
-        type=int,
-        default=0,
-        help="1: z drawn with beta integrated out (Neal 2000 Alg. 3); 0: given beta",
-    )
-    ap.add_argument(
-        "--split-merge", type=int, default=0, help="split-merge proposals per sweep"
-    )
-    ap.add_argument(
         "--n-components", type=int, default=6, help="DP truncation J (paper: 6)"
-    )
-    ap.add_argument(
-        "--temperatures",
-        default="",
-        help="parallel tempering ladder, comma-separated, starting at 1 (default: none)",
     )
     ap.add_argument("--init", default="random", choices=("random", "kmeans"))
     ap.add_argument(
@@ -445,21 +424,7 @@ def _fit_lines(f: dict) -> list:
         f"{d.get('n_jobs')}; load average {f['load_average_start_end'][0]:.1f} -> "
         f"{f['load_average_start_end'][1]:.1f} on 2 cores shared with other agents.",
         "",
-        f"- sampler: collapsed allocations {est.get('collapse_allocations', False)}, "
-        f"split-merge proposals per sweep {est.get('split_merge', 0)}"
-        + (
-            f" (acceptance {d['split_merge_acceptance']:.3f})"
-            if d.get("split_merge_acceptance") is not None
-            else ""
-        )
-        + (
-            f"; parallel tempering, temperatures {d['temperatures']}, swap "
-            f"acceptance per adjacent pair "
-            f"{[round(a, 2) for a in d['swap_acceptance']]}"
-            if d.get("temperatures")
-            else ""
-        )
-        + f"; init {est.get('init', 'random')}",
+        f"- sampler: the package's default Gibbs sweep; init {est.get('init', 'random')}",
         f"- CPU seconds per sweep (all replicas): "
         f"{f.get('cpu_seconds_per_sweep', float('nan')):.3f}",
         f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, fit CPU time "

@@ -45,7 +45,11 @@ from captum_prior.proxy import DMMMEN
 from captum_prior.segmentation import patch_feature_mask, slic_feature_mask
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 
 def load_images(n: int, seed: int):

@@ -79,7 +79,11 @@ from captum_prior.models import load_fashion_cnn
 from captum_prior.proxy import JGMMExplainer
 from captum_prior.proxy.jgmm_explainer import _InverseStats, _PoolInverse, _UpperNetwork
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 GENERATORS = ("JGMM sampled (eq. 7 top, model-checked)", "JGMM sampled, closest flipped",
               "JGMM mined (eq. 7)", "NUN (nearest unlike neighbour)", "MAD (Wachter, feature space)")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os  # noqa: E402
 import platform
 import sys
 import time
@@ -44,7 +45,11 @@ from captum_prior.data import load_fashion_mnist
 from captum_prior.models import FashionCNN, load_fashion_cnn
 from captum_prior.proxy import JGMMExplainer
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 
 def train_larger(width: int, epochs: int, n_train: int, seed: int, xtr, ytr, xte, yte) -> tuple:

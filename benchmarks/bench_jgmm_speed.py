@@ -47,7 +47,11 @@ from captum_prior.models import load_fashion_cnn
 from captum_prior.proxy import JointGaussianMixture
 from captum_prior.proxy.jgmm import _generator
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 
 def features(n: int, pool: int, threads: int) -> tuple:

@@ -29,6 +29,11 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -97,7 +102,7 @@ def main() -> None:
     out["rows"] = rows_out
     loads = [r[key] for e in rows_out.values() for r in e["runs"]  # type: ignore[union-attr]
              for key in ("load_before", "load_after")]
-    res = os.path.join(ROOT, "benchmarks", "results", "runner_per_example" + args.tag)
+    res = os.path.join(str(_provenance.results_dir()), "runner_per_example" + args.tag)
     with open(res + ".json", "w") as fh:
         json.dump(out, fh, indent=1)
     lines = [

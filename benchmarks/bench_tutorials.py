@@ -40,7 +40,11 @@ from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 LIMIT_S, LIMIT_GB = 600.0, 6.0
 
 CHILD = """

@@ -22,7 +22,11 @@ from typing import Any, Dict, List
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = str(_provenance.results_dir())
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 

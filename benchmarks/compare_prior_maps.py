@@ -26,7 +26,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 CHILD = r"""
 import sys, torch

@@ -26,7 +26,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 METHODS = ("saliency", "integrated-gradients", "expected-gradients", "valid-path-gradients")
 
 

@@ -54,7 +54,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # this checkout's captum_prior
 if str(HERE) not in sys.path:
     sys.path.insert(1, str(HERE))
-RESULTS = HERE / "results"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
+COMMITTED = HERE / "results"  # the committed results give the "before" column
 
 
 # -- measurement --------------------------------------------------------------
@@ -434,20 +439,20 @@ def before_ratio(key, previous: Dict[str, Any], label: str) -> Optional[float]:
         return None
     try:
         if key[0] == "deep_prior_eg":
-            d = json.loads((RESULTS / "deep_prior_eg_speed.json").read_text())
+            d = json.loads((COMMITTED / "deep_prior_eg_speed.json").read_text())
             return d["speed"][key[1]]["ratio_to_gradient_shap"][key[2]]
         if key[0] == "insertion_deletion":
-            d = json.loads((RESULTS / f"insertion_deletion_speed_{key[1]}.json").read_text())
+            d = json.loads((COMMITTED / f"insertion_deletion_speed_{key[1]}.json").read_text())
             med = d["median_seconds"]
             return med["ours"] / med["loop"]
         if key[0] == "vpg":
-            m = json.loads((RESULTS / "valid_path_gradients_cnn.json").read_text())["methods"]
+            m = json.loads((COMMITTED / "valid_path_gradients_cnn.json").read_text())["methods"]
             return m["vpg"]["seconds_per_image"] / m["ig"]["seconds_per_image"]
         if key[0] == "jgmm":
-            d = json.loads((RESULTS / "jgmm_speed_1thread.json").read_text())
+            d = json.loads((COMMITTED / "jgmm_speed_1thread.json").read_text())
             return d["ratio_full_fit_jgmm64_over_sklearn"]["median_of_ratios"]
         if key[0] == "dmm_men":
-            m = json.loads((RESULTS / "dmm_men_table1.json").read_text())["methods"]
+            m = json.loads((COMMITTED / "dmm_men_table1.json").read_text())["methods"]
             return m["DMM-MEN"]["sec_per_explanation_median"] / m["Captum Lime"]["sec_per_explanation_median"]
     except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
         return None

@@ -29,7 +29,13 @@ from captum_prior.models.fashion_cnn import WEIGHTS_FILE, FashionCNN
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "captum_prior" / "assets"
-RESULTS = ROOT / "benchmarks" / "results"
+import os  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _provenance  # noqa: E402
+
+_provenance.stamp_at_exit()
+RESULTS = _provenance.results_dir()
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -7,11 +7,6 @@ outputs or gradients) raise :class:`~captum_prior.errors.ModelOutputError`;
 models in training mode and inputs far outside a known value range warn
 (:class:`~captum_prior.errors.ModelModeWarning`,
 :class:`~captum_prior.errors.InputRangeWarning`).
-
-The checks that cost a pass over data (finiteness, value range, model mode)
-can be switched off with the private context manager :func:`_checks_disabled`;
-it exists only so that ``benchmarks/bench_validation_overhead.py`` can measure
-what the checks cost.  Shape, type and option checks always run.
 """
 
 from __future__ import annotations
@@ -32,7 +27,7 @@ from torch import Tensor, nn
 from captum_prior._compat import TargetType
 from captum_prior.errors import InputRangeWarning, ModelModeWarning, ModelOutputError
 
-_STATE = {"enabled": True, "mode_check": True}
+_STATE = {"mode_check": True}
 
 #: folders whose frames are library code, not the user's call site
 _LIBRARY_DIRS = tuple(
@@ -94,22 +89,6 @@ def _filter_action(message: str, category: type, module: str, lineno: int) -> st
     return warnings.defaultaction
 
 
-def checks_enabled() -> bool:
-    """Whether the data checks (finiteness, range, model mode) run."""
-    return _STATE["enabled"]
-
-
-@contextmanager
-def _checks_disabled() -> Iterator[None]:
-    """Private: run without the data checks (used only by the overhead benchmark)."""
-    old = _STATE["enabled"]
-    _STATE["enabled"] = False
-    try:
-        yield
-    finally:
-        _STATE["enabled"] = old
-
-
 @contextmanager
 def _no_mode_check() -> Iterator[None]:
     """Private: skip the train-mode warning (training deliberately runs the
@@ -159,7 +138,7 @@ _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNor
 def check_model_mode(forward_func: Any) -> None:
     """Warn (:class:`ModelModeWarning`) when dropout or batch-norm layers of the
     model are in training mode.  The mode is never changed."""
-    if not (_STATE["enabled"] and _STATE["mode_check"]):
+    if not _STATE["mode_check"]:
         return
     m = find_module(forward_func)
     if m is None:
@@ -227,8 +206,8 @@ def _far_outside(
 ) -> Optional[Tuple[float, float, bool]]:
     """``(min, max, looks like 0..255)`` of ``t`` when it lies more than
     ``slack`` times the width outside ``[low, high]``; None otherwise (and
-    when checks are off, ``t`` is empty or not floating point)."""
-    if not _STATE["enabled"] or t.numel() == 0 or not t.is_floating_point():
+    when ``t`` is empty or not floating point)."""
+    if t.numel() == 0 or not t.is_floating_point():
         return None
     tol = slack * (high - low)
     td = t.detach()
@@ -284,7 +263,7 @@ def check_finite_output(
 ) -> None:
     """Raise :class:`ModelOutputError` if ``out`` holds NaN/Inf, naming the model
     and the first offending example (``index[row]``, or the row itself)."""
-    if not _STATE["enabled"] or not out.is_floating_point():
+    if not out.is_floating_point():
         return
     finite = torch.isfinite(out)
     if bool(finite.all()):
@@ -335,8 +314,6 @@ def as_tensor_tuple(
 
 def check_finite(t: Union[Tensor, np.ndarray], name: str) -> None:
     """Raise ``ValueError`` if ``t`` holds NaN or Inf."""
-    if not _STATE["enabled"]:
-        return
     if isinstance(t, Tensor):
         if t.is_floating_point() or t.is_complex():
             if not bool(torch.isfinite(t).all()):
@@ -353,8 +330,6 @@ def check_magnitude(t: Union[Tensor, np.ndarray], name: str, dtype: Any = None) 
     dtype of ``t``): ``max |t| > sqrt(finfo.max / numel) / 100``, about
     ``1e150`` for a few thousand float64 values and ``1e16`` for float32.
     Call it on finite data (see :func:`check_finite`)."""
-    if not _STATE["enabled"]:
-        return
     if isinstance(t, Tensor):
         if not t.is_floating_point() or t.numel() == 0:
             return
