@@ -121,8 +121,8 @@ def main():
         "DeepMGM-EG": eg_with(MGMPrior(model)),
     }
     last_conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
-    old = dict(layer=last_conv, scale=1.0, data_std=1.0, clamp=None, orientation="paper")
-    methods["DeepMGM-EG (old defaults)"] = eg_with(MGMPrior(model, **old))
+    old = dict(layer=last_conv, scale=1.0, data_std=1.0, clamp=None)
+    methods["DeepMGM-EG (old defaults)"] = eg_with(MGMPrior(model, variant="paper", **old))
     methods["DeepBGMM-EG (evidence, old defaults)"] = eg_with(
         BGMMPrior(model, reduction="evidence", random_state=args.seed, **old))
     for r in REDUCTIONS:

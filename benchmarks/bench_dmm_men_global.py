@@ -14,7 +14,7 @@ sizes, in-sample RMSD on the probability scale (as the authors'
 ``Analysis.R``); top-150 overlaps within a fit and, with ``--compare-seed``,
 between two fits for both the largest component and the population map.
 ``--n-components`` picks the truncation J (default 6, the paper's) and
-``--init`` the initial allocations; the CPU seconds per sweep are reported.
+the CPU seconds per sweep are reported.
 
 Fidelity (Fig. 2): ``--n-fidelity`` test images of all classes, 50 bootstrap
 repeats of 30 %, top 50/75/100/125/150 pixels of the most populated component
@@ -31,7 +31,7 @@ Usage::
     python benchmarks/bench_dmm_men_global.py [--target 1] [--n-iter 3000]
         [--n-fidelity 1000] [--repeats 50] [--variants abs:all,positive:all]
         [--fit-cache FILE] [--seed 0] [--compare-seed 1 --compare-cache FILE2]
-        [--n-components 6] [--init random] [--quick]
+        [--n-components 6] [--quick]
 """
 
 from __future__ import annotations
@@ -181,7 +181,6 @@ def fit_or_load(args, model, imgs, seed, cache, out, cls, tag, key="fit"):
             n_jobs=args.n_jobs,
             n_threads=args.threads,
             n_components=args.n_components,
-            init=args.init,
             thin=args.thin,
         )
         gi = DMMMENGlobalInsights(
@@ -293,7 +292,6 @@ def main() -> None:
     ap.add_argument(
         "--n-components", type=int, default=6, help="DP truncation J (paper: 6)"
     )
-    ap.add_argument("--init", default="random", choices=("random", "kmeans"))
     ap.add_argument(
         "--thin", type=int, default=1, help="keep every thin-th sweep after burn-in"
     )
@@ -424,7 +422,7 @@ def _fit_lines(f: dict) -> list:
         f"{d.get('n_jobs')}; load average {f['load_average_start_end'][0]:.1f} -> "
         f"{f['load_average_start_end'][1]:.1f} on 2 cores shared with other agents.",
         "",
-        f"- sampler: the package's default Gibbs sweep; init {est.get('init', 'random')}",
+        "- sampler: the package's default Gibbs sweep, random initial allocations",
         f"- CPU seconds per sweep (all replicas): "
         f"{f.get('cpu_seconds_per_sweep', float('nan')):.3f}",
         f"- fit wall time: **{f['fit_seconds'] / 60:.2f} min**, fit CPU time "

@@ -76,7 +76,7 @@ from captum_prior._features import layer_features
 from captum_prior.data import load_fashion_mnist
 from captum_prior.metrics.stats import format_ci, markdown_table, mean_ci, summarize
 from captum_prior.models import load_fashion_cnn
-from captum_prior.proxy import JGMMExplainer
+from captum_prior.proxy import JGMMExplainer, JointGaussianMixture
 from captum_prior.proxy.jgmm_explainer import _InverseStats, _PoolInverse, _UpperNetwork
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -190,8 +190,9 @@ def main() -> None:
     print("decoder fidelity:", json.dumps(fidelity, indent=1), f"({time.perf_counter() - t0:.0f}s)", flush=True)
 
     # ---- fit the JGMM (paper pooling, linear decoder)
-    ex = JGMMExplainer(model, "conv2", n_lower=args.kx, pool_kernel=2, spatial=True, random_state=args.seed,
-                       progress=False, keep_inputs=False, batch_size=500, max_iter=args.max_iter)
+    ex = JGMMExplainer(model, "conv2", pool_kernel=2, spatial=True, random_state=args.seed,
+                       progress=False, keep_inputs=False, batch_size=500,
+                       mixture=JointGaussianMixture(n_lower=args.kx, n_higher=10, max_iter=args.max_iter))
     t0 = time.perf_counter()
     ex.fit(xtr)
     fit_s = time.perf_counter() - t0

@@ -43,7 +43,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from captum_prior.data import load_fashion_mnist
 from captum_prior.models import FashionCNN, load_fashion_cnn
-from captum_prior.proxy import JGMMExplainer
+from captum_prior.proxy import JGMMExplainer, JointGaussianMixture
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _provenance  # noqa: E402
@@ -111,9 +111,12 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
 
     res: dict = {"model": name}
     t0 = time.perf_counter()
+    def mixture(kx: int, variant: str = "corrected") -> JointGaussianMixture:
+        return JointGaussianMixture(n_lower=kx, n_higher=10, max_iter=args.max_iter, tol=1e-3,
+                                    variant=variant)
+
     ex_sp = JGMMExplainer(model, "conv2", **pooling(args), spatial=True, random_state=args.seed,
-                          progress=False, keep_inputs=False, batch_size=1000,
-                          max_iter=args.max_iter, tol=1e-3)
+                          progress=False, keep_inputs=False, batch_size=1000)
     te = ex_sp.extract(xte)[:3]
     tr = ex_sp.extract(xtr)[:3]  # last: the linear decoder is fitted on these maps
     res["feature_extraction_s"] = round(time.perf_counter() - t0, 1)
@@ -131,8 +134,7 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
     va_i, fi_i = perm[:n_val], perm[n_val:]
     sub = lambda f, i: tuple(t[i] for t in f)  # noqa: E731
     ex_flat = JGMMExplainer(model, "conv2", **pooling(args), spatial=False, random_state=args.seed,
-                            progress=False, keep_inputs=False, batch_size=1000,
-                            max_iter=args.max_iter, tol=1e-3)
+                            progress=False, keep_inputs=False, batch_size=1000)
     ex_flat._input_meta = ex_sp._input_meta
     # flat features: the same pooled values, flattened channel-major as the flat explainer does
     to_flat = lambda f: (f[0].transpose(1, 2).reshape(f[0].shape[0], -1), f[1], f[2])  # noqa: E731
@@ -141,14 +143,14 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
     for variant, ex, ftrain in (("spatial", ex_sp, tr), ("flat", ex_flat, tr_flat)):
         scores = {}
         for kx in (args.kx_spatial if variant == "spatial" else args.kx_flat):
-            ex.n_lower = kx
+            ex.mixture = mixture(kx)
             t1 = time.perf_counter()
             scores[kx] = jgmm_accuracy(ex, sub(ftrain, fi_i), sub(ftrain, va_i))
             log(f"[{name}] JGMM-{variant} K_x={kx}: val acc {scores[kx]:.4f} "
                 f"({time.perf_counter() - t1:.1f}s, {ex.mixture_.n_iter_} it)")
         res["jgmm_validation"][variant] = {str(k): round(v, 4) for k, v in scores.items()}
         best = max(scores, key=lambda k: (scores[k], -k))
-        ex.n_lower = best
+        ex.mixture = mixture(best)
         t1 = time.perf_counter()
         acc = jgmm_accuracy(ex, ftrain, te if variant == "spatial" else te_flat)
         res[f"JGMM_{variant}"] = {"accuracy": round(acc, 4), "K_x": best,
@@ -156,11 +158,9 @@ def run_model(name: str, model, xtr, xte, args, log) -> dict:
                                   "n_iter": ex.mixture_.n_iter_, "converged": ex.mixture_.converged_}
         log(f"[{name}] JGMM-{variant} K_x={best}: test proxy acc {acc:.4f}")
     # the paper's factorised E-step at the chosen K_x (spatial)
-    ex_sp.n_lower = res["JGMM_spatial"]["K_x"]
-    ex_sp.mixture_params["estep"] = "paper"
+    ex_sp.mixture = mixture(res["JGMM_spatial"]["K_x"], variant="paper")
     acc = jgmm_accuracy(ex_sp, tr, te)
-    ex_sp.mixture_params["estep"] = "exact"
-    res["JGMM_spatial_paper_estep"] = {"accuracy": round(acc, 4), "K_x": ex_sp.n_lower}
+    res["JGMM_spatial_paper_estep"] = {"accuracy": round(acc, 4), "K_x": res["JGMM_spatial"]["K_x"]}
     log(f"[{name}] JGMM-spatial paper E-step: {acc:.4f}")
 
     # ---- baselines on the flattened, standardised features

@@ -42,10 +42,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from captum_prior._random import torch_generator
 from captum_prior.data import load_fashion_mnist
 from captum_prior.models import load_fashion_cnn
 from captum_prior.proxy import JointGaussianMixture
-from captum_prior.proxy.jgmm import _generator
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _provenance  # noqa: E402
@@ -111,7 +111,7 @@ def main() -> None:
 
     # EM phase only, from one shared initialisation (whitening off for sklearn parity)
     est = JointGaussianMixture(args.kx, args.ky, max_iter=args.iters, tol=0.0, whiten=False, random_state=args.seed)
-    p0 = est._init_params(X[:, None, :], Y, _generator(args.seed), None)
+    p0 = est._init_params(X[:, None, :], Y, torch_generator(args.seed), None)
     xw, yw = X[:, None, :], Y
 
     def sk_em():

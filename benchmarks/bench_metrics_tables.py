@@ -188,8 +188,7 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
     # the defaults before issue 15: the last registered Conv2d, the shift in input
     # units (scale 1 = one input unit), unclamped, the map as computed
     last_conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
-    old = dict(layer=resolve_layer(model, last_conv), scale=1.0, data_std=1.0, clamp=None,
-               orientation="paper")
+    old = dict(layer=resolve_layer(model, last_conv), scale=1.0, data_std=1.0, clamp=None)
 
     def vpg(xb, tb, i):
         # 3 optimized baselines sharing n_samples path steps (as many gradients as EG)
@@ -230,7 +229,7 @@ def build_methods(model, model_name, refs, gradcam_layer, args, x_example):
         "EG": eg_with(None),
         "DeepMGM-EG": eg_with(MGMPrior(model)),
         "DeepBGMM-EG": eg_with(BGMMPrior(model, random_state=args.seed)),
-        "DeepMGM-EG (old defaults)": eg_with(MGMPrior(model, **old)),
+        "DeepMGM-EG (old defaults)": eg_with(MGMPrior(model, variant="paper", **old)),
         "DeepBGMM-EG (old defaults)": eg_with(BGMMPrior(model, random_state=args.seed, **old)),
         "ValidPathGradients": vpg,
         "Lime": lime,
