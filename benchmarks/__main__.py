@@ -54,6 +54,7 @@ class Bench:
 
 # the current methods of the EfficientNet table; the rows of the previous prior
 # defaults ("old defaults") are left to the full run
+_PATH_FAMILY = "ig,ig_gauss,ig_mean,agi,eg,blur_ig,guided_ig,vpg,ig_idgi,blur_ig_idgi,guided_ig_idgi,vpg_idgi"
 _QUICK_EFFNET_METHODS = "IG,DeepLift,EG,DeepMGM-EG,DeepBGMM-EG,ValidPathGradients,Lime,BayLime,Grad-CAM"
 
 QUALITY: List[Bench] = [
@@ -133,6 +134,28 @@ QUALITY: List[Bench] = [
           "decision record: OptimizedBaseline's sigma, eta, eps, delta and iteration budget",
           ["--model", "cnn", "--n-images", "200"], ["--model", "cnn", "--quick"],
           ["optimized_baseline_sweep_cnn.{md,json}"]),
+    Bench("bench_valid_path_gradients.py",
+          "the path family in the layout of Akhtar & Jalwana's Table 1 (IG, IG (G), IG (A), AGI, EG, "
+          "Blur IG, Guided IG, ValidPathGradients, each one-path method + IDGI), CNN",
+          ["--model", "cnn", "--n-images", "60", "--group", "20", "--threads", "1", "--methods", _PATH_FAMILY,
+           "--out", "benchmarks/results/path_family_table1_cnn"], None,
+          ["path_family_table1_cnn.{md,json}"]),
+    Bench("bench_valid_path_gradients.py",
+          "the same on EfficientNet-Lite0 (resumable: --offset and --merge; about 8 CPU-min per photo)",
+          ["--model", "effnet", "--group", "1", "--threads", "1", "--methods", _PATH_FAMILY,
+           "--out", "benchmarks/results/path_family_table1_effnet"], None,
+          ["path_family_table1_effnet.{md,json}"]),
+    Bench("bench_evaluation_tables.py",
+          "every method under insertion/deletion, ROAD, KPM..RAM, sensitivity-N and MPRT with CIs, CNN "
+          "(issue 26's table; --n sets the images)",
+          ["--model", "fashion-cnn", "--n", "32"], None, ["evaluation_table_fashion_cnn.{md,json}"]),
+    Bench("bench_evaluation_tables.py",
+          "the same on EfficientNet-Lite0 and the bundled photos",
+          ["--model", "efficientnet-lite0", "--n", "10"], None,
+          ["evaluation_table_efficientnet_lite0.{md,json}"]),
+    Bench("bench_mprt.py",
+          "MPRT cost per method, as a multiple of one attribution call per randomised layer",
+          ["--n", "64", "--repeats", "2"], ["--quick"], ["mprt_fashion_cnn.{md,json}"]),
 ]
 
 SPEED: List[Bench] = [

@@ -61,12 +61,9 @@ def git_commit() -> str:
 
 
 def machine() -> str:
-    try:
-        import torch
-
-        threads = f", torch {torch.__version__}, {torch.get_num_threads()} torch thread(s)"
-    except ImportError:  # pragma: no cover
-        threads = ""
+    # only a torch the script imported itself: importing it in an atexit hook fails
+    torch = sys.modules.get("torch")
+    threads = "" if torch is None else f", torch {torch.__version__}, {torch.get_num_threads()} torch thread(s)"
     return f"{platform.platform()}, {os.cpu_count()} CPU(s){threads}"
 
 
