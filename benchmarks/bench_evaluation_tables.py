@@ -23,7 +23,8 @@ the result file.
 
 Usage::
 
-    python benchmarks/bench_evaluation_tables.py --model fashion-cnn --n 50
+    python benchmarks/bench_evaluation_tables.py --model fashion-cnn --n 1000 --skip dmm-men
+    python benchmarks/bench_evaluation_tables.py --model fashion-cnn --n 100 --suffix _with_dmm_men
     python benchmarks/bench_evaluation_tables.py --model efficientnet-lite0
     python benchmarks/bench_evaluation_tables.py --model fashion-cnn --quick   # smoke test
 """
@@ -56,20 +57,22 @@ RUNS: List[Tuple[str, str, str, bool]] = [
     ("deep-mgm-eg", "deep-mgm-eg", "DeepMGM-EG", True),
     ("deep-bgmm-eg", "deep-bgmm-eg", "DeepBGMM-EG", True),
     ("valid-path-gradients", "valid-path-gradients", "ValidPathGradients", True),
+    ("blur-ig", "blur-integrated-gradients", "BlurIntegratedGradients", True),
+    ("guided-ig", "guided-integrated-gradients", "GuidedIntegratedGradients (black 0)", True),
+    ("agi", "adversarial-gradient-integration", "AdversarialGradientIntegration", True),
+    ("ig-idgi", "idgi", "IDGI of Captum IG (black 0)", True),
     ("bay-lime", "bay-lime", "BayLime", True),
     ("dmm-men", "dmm-men", "DMM-MEN", True),
 ]
 
 SETTINGS: Dict[str, Dict[str, Any]] = {
     "fashion-cnn": dict(
-        n=32, ig_steps=16, vpg_steps=16, eg_samples=8, lime_samples=30, dmm_samples=30,
-        n_references=100, percent=0.1, id_steps=None, mprt_layers=None, batch=25, skip=(), metrics=METRICS,
+        n=32, ig_steps=16, vpg_steps=16, agi_steps=8, eg_samples=8, lime_samples=30, dmm_samples=30,
+        n_references=100, percent=0.1, id_steps=None, mprt_layers=None, batch=25, patch=4, skip=(), metrics=METRICS,
     ),
     "efficientnet-lite0": dict(
-        n=10, ig_steps=4, vpg_steps=4, eg_samples=4, lime_samples=50, dmm_samples=50,
-        n_references=10, percent=0.1, id_steps=8, mprt_layers=2, batch=5,
-        metrics=["deletion", "insertion", "mprt"],
-        skip=("gradient-shap", "deep-mgm-eg", "deep-bgmm-eg", "valid-path-gradients", "bay-lime", "dmm-men"),
+        n=20, ig_steps=16, vpg_steps=16, agi_steps=2, eg_samples=8, lime_samples=50, dmm_samples=50,
+        n_references=20, percent=0.1, id_steps=16, mprt_layers=2, batch=5, patch=16, metrics=METRICS, skip=(),
     ),
 }
 
@@ -122,10 +125,16 @@ def _method_args(method: str, run: str, s: Dict[str, Any], refs: Any) -> List[st
             a += ["--no-delta"]
     elif method == "valid-path-gradients":
         a += ["--n-steps", str(s["vpg_steps"])]
+    elif method in ("blur-integrated-gradients", "idgi"):
+        a += ["--n-steps", str(s["ig_steps"])]
+    elif method == "guided-integrated-gradients":
+        a += ["--n-steps", str(s["ig_steps"]), "--baseline", "0.0"]
+    elif method == "adversarial-gradient-integration":
+        a += ["--n-steps", str(s["agi_steps"])]
     elif method == "bay-lime":
-        a += ["--n-samples", str(s["lime_samples"])]
+        a += ["--n-samples", str(s["lime_samples"]), "--patch-size", str(s.get("patch", 4))]
     elif method == "dmm-men":
-        a += ["--n-samples", str(s["dmm_samples"])]
+        a += ["--n-samples", str(s["dmm_samples"]), "--patch-size", str(s.get("patch", 4))]
     return a
 
 
@@ -170,7 +179,7 @@ def main() -> None:
 
     s = dict(SETTINGS[args.model])
     if args.quick:
-        s.update(n=12, ig_steps=4, vpg_steps=4, eg_samples=4, lime_samples=20, dmm_samples=20, n_references=12)
+        s.update(n=12, ig_steps=4, vpg_steps=4, agi_steps=2, eg_samples=4, lime_samples=20, dmm_samples=20, n_references=12)
     if args.n is not None:
         s["n"] = args.n
     if args.metrics:
@@ -252,6 +261,7 @@ def main() -> None:
         "skip": sorted(skip), "references": refs, "args": {"n": args.n, "skip": args.skip, "metrics": args.metrics,
                                                               "suffix": args.suffix},
         "paragraph": "(to be written from the numbers above)",
+        "extra_sections": [],
     }
     RESULTS.mkdir(exist_ok=True)
     tag = args.model.replace("-", "_") + args.suffix
@@ -294,6 +304,11 @@ def render(record: Dict[str, Any]) -> None:
     if layers:
         for v in verdicts.values():
             v["text"] = v["text"].replace("every layer randomised", f"the {len(layers)} listed layers randomised")
+    else:
+        for v in verdicts.values():
+            k = len(v["curve_mean"])
+            steps = ", ".join(f"step {j + 1}" for j in range(k))
+            v["text"] = v["text"].replace(f"with {steps} randomised", f"with all {k} parameterised layers randomised")
     metrics = [m for m in METRICS if m in comp["metrics"]]
     head = ["method"] + [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -316,11 +331,13 @@ def render(record: Dict[str, Any]) -> None:
     set_lines = [f"- examples: {comp['n_examples']}"
                  + (" (the first N of the Fashion-MNIST test set, targets = the model's prediction)"
                     if model_name == "fashion-cnn" else " (the bundled ImageNet photos, targets = the model's prediction)"),
-                 f"- IG: {s['ig_steps']} steps; ValidPathGradients: {s['vpg_steps']} steps; EG, DeepMGM-EG, "
+                 f"- IG, IDGI of IG, Blur IG, Guided IG: {s['ig_steps']} steps; ValidPathGradients: "
+                 f"{s['vpg_steps']} steps; AGI: {s.get('agi_steps', 20)} steps towards each of up to 20 other classes; "
+                 "EG, DeepMGM-EG, "
                  f"DeepBGMM-EG, GradientShap: {s['eg_samples']} samples, "
                  + (f"{s['n_references']} references drawn (seed 0) from the Fashion-MNIST training set"
                     if refs else f"references = the {s['n_references']} photos themselves (no separate set is bundled)"),
-                 f"- BayLime: {s['lime_samples']} samples; DMM-MEN: {s['dmm_samples']} samples (4 x 4 patches, "
+                 f"- BayLime: {s['lime_samples']} samples; DMM-MEN: {s['dmm_samples']} samples ({s.get('patch', 4)} x {s.get('patch', 4)} patches, "
                  "black replacement)" if "bay-lime" not in skip else "- BayLime, DMM-MEN: left out (see below)",
                  "- metrics: " + ", ".join(s["metrics"]),
                  "- " + "; ".join(part for part, on in (
@@ -381,6 +398,7 @@ def render(record: Dict[str, Any]) -> None:
         "",
         record["paragraph"],
         "",
+        *[line for sec in record.get("extra_sections", []) for line in (sec, "")],
         "## Run",
         "",
         f"- commit {record['commit']}, python {record['python']}, torch {record['torch']}",
@@ -389,6 +407,7 @@ def render(record: Dict[str, Any]) -> None:
         f"- total wall time {total_s:.0f} s (shared 2-core machine)",
         "",
         *tim,
+        *(["", record["timings_note"]] if record.get("timings_note") else []),
         "",
         "Command:",
         "",
