@@ -13,7 +13,9 @@ it shows (its Markdown title) and records how it was made:
 
 A script calls :func:`stamp_at_exit` once, near its imports; when the script
 exits, every ``.md`` / ``.json`` file it wrote under :func:`results_dir` gets
-the record: a ``Provenance`` block under the Markdown title, a
+the record (files this process opened for writing or moved into place with
+``os.replace``, so that a benchmark running beside another one does not stamp
+the other's files): a ``Provenance`` block under the Markdown title, a
 ``"provenance"`` key in a JSON object.  :func:`results_dir` is
 ``benchmarks/results`` unless ``CAPTUM_PRIOR_BENCH_RESULTS`` names another
 folder (``python -m benchmarks ... --quick`` sets it, so quick-size runs never
@@ -23,6 +25,8 @@ overwrite the committed full-size tables).
 from __future__ import annotations
 
 import atexit
+import builtins
+import io
 import json
 import os
 import platform
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -145,11 +149,40 @@ def _indent(text: str) -> Optional[int]:
     return len(lines[1]) - len(lines[1].lstrip(" ")) or None
 
 
-def stamp_new_files(since: float, rec: Dict[str, Any], folders: Iterable[Path]) -> List[Path]:
+_WRITTEN: Set[Path] = set()
+
+
+def _track_writes() -> None:
+    """Record the paths this process opens for writing or ``os.replace``-s
+    into place (once per process)."""
+    if getattr(os.replace, "_provenance", False):
+        return
+    real_open, real_replace = builtins.open, os.replace
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+            _WRITTEN.add(Path(file).resolve())
+        return real_open(file, mode, *args, **kwargs)
+
+    def replace_(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        real_replace(src, dst, *args, **kwargs)
+        if isinstance(dst, (str, os.PathLike)):
+            _WRITTEN.add(Path(dst).resolve())
+
+    replace_._provenance = True  # type: ignore[attr-defined]
+    builtins.open = io.open = open_  # type: ignore[assignment]
+    os.replace = replace_
+
+
+def stamp_new_files(since: float, rec: Dict[str, Any], folders: Iterable[Path],
+                    only: Optional[Set[Path]] = None) -> List[Path]:
+    """Stamp the ``.md`` / ``.json`` files of ``folders`` changed since
+    ``since`` (and, when ``only`` is given, among those paths)."""
     done = []
     for folder in folders:
         for p in sorted(Path(folder).glob("*")):
-            if p.suffix in (".md", ".json") and p.is_file() and p.stat().st_mtime >= since:
+            if p.suffix in (".md", ".json") and p.is_file() and p.stat().st_mtime >= since \
+                    and (only is None or p.resolve() in only):
                 stamp(p, rec)
                 done.append(p)
     return done
@@ -158,8 +191,9 @@ def stamp_new_files(since: float, rec: Dict[str, Any], folders: Iterable[Path]) 
 def stamp_at_exit(command: Optional[str] = None) -> None:
     """Stamp every result file this process writes (see the module docstring)."""
     since, load0 = time.time() - 1.0, loadavg()
+    _track_writes()
 
     def _on_exit() -> None:
-        stamp_new_files(since, record(command, load0), {results_dir()})
+        stamp_new_files(since, record(command, load0), {results_dir()}, only=set(_WRITTEN))
 
     atexit.register(_on_exit)

@@ -397,10 +397,30 @@ def merge(paths: List[str], out: str) -> None:
         r["floor_seconds"] = r.get("floor_seconds", 0.0) + o.get("floor_seconds", 0.0)
         r["wall_seconds"] += o["wall_seconds"]
     r["commands"].append(command_line())
+    # a stopped run's own description names the range it was asked for; say
+    # which images the merged record actually holds
+    spans = [g["images"] for g in r.get("group_seconds", [])]
+    if spans:
+        word = " photos " if " photos " in r["data"][0] else " images "
+        head = r["data"][0].split(word)[0]
+        runs = ", ".join(f"{a}..{b - 1}" for a, b in _runs_of(sorted(spans)))
+        r["data"] = [f"{head}{word}{runs} ({sum(b - a for a, b in spans)} in all; merged from the runs under "
+                     "Command)"]
     if out is None:
         raise SystemExit("--merge needs --out")
     write_json(out + ".json", build_payload(r))
     write_markdown(out + ".md", build_payload(r))
+
+
+def _runs_of(spans: List[List[int]]) -> List[List[int]]:
+    """Join touching [start, stop) spans: [[0, 2], [2, 3], [5, 6]] -> [[0, 3], [5, 6]]."""
+    out: List[List[int]] = []
+    for a, b in spans:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
 
 
 def run_method(m: str, c: dict, t: dict) -> torch.Tensor:
