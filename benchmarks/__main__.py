@@ -151,7 +151,7 @@ QUALITY: List[Bench] = [
           ["--model", "fashion-cnn", "--n", "1000", "--skip", "dmm-men"], None,
           ["evaluation_table_fashion_cnn.{md,json}"]),
     Bench("bench_evaluation_tables.py",
-          "the same with DMM-MEN on the first 100 images (DMM-MEN costs about 17 CPU-s per image)",
+          "the same with DMM-MEN on the first 100 images (DMM-MEN costs about 10 CPU-s per image)",
           ["--model", "fashion-cnn", "--n", "100", "--suffix", "_with_dmm_men"], None,
           ["evaluation_table_fashion_cnn_with_dmm_men.{md,json}"]),
     Bench("bench_evaluation_tables.py",

@@ -337,8 +337,10 @@ def render(record: Dict[str, Any]) -> None:
                  f"DeepBGMM-EG, GradientShap: {s['eg_samples']} samples, "
                  + (f"{s['n_references']} references drawn (seed 0) from the Fashion-MNIST training set"
                     if refs else f"references = the {s['n_references']} photos themselves (no separate set is bundled)"),
-                 f"- BayLime: {s['lime_samples']} samples; DMM-MEN: {s['dmm_samples']} samples ({s.get('patch', 4)} x {s.get('patch', 4)} patches, "
-                 "black replacement)" if "bay-lime" not in skip else "- BayLime, DMM-MEN: left out (see below)",
+                 f"- BayLime: {s['lime_samples']} samples"
+                 + ("" if "dmm-men" in skip else f"; DMM-MEN: {s['dmm_samples']} samples")
+                 + f" ({s.get('patch', 4)} x {s.get('patch', 4)} patches, black replacement)"
+                 + ("; DMM-MEN: not in this table (see below)" if "dmm-men" in skip else ""),
                  "- metrics: " + ", ".join(s["metrics"]),
                  "- " + "; ".join(part for part, on in (
                      (f"keep/remove: Telea inpainting (radius 3), {s['percent']:.0%} of the pixels per step",
