@@ -292,8 +292,10 @@ class ShardStore:
             raise CaptumPriorError(f"output {self.path} exists and is not a directory")
         if not os.path.isdir(self.path):
             return None
-        if not os.path.exists(self.manifest_path):
-            others = [f for f in os.listdir(self.path) if not f.startswith(".")]
+        # one listing decides: under torchrun rank 0 may move the manifest into
+        # place between a separate existence check and the listing
+        others = [f for f in os.listdir(self.path) if not f.startswith(".")]
+        if MANIFEST not in others:
             if others:
                 raise CaptumPriorError(
                     f"output directory {self.path} is not empty and holds no {MANIFEST} "
